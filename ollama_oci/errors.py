@@ -1,0 +1,110 @@
+"""The exception tree of ollama-oci.
+
+Every error the library raises on purpose derives from :class:`OllamaOCIError`.
+Each carries a one-line message that names the problem and, where there is one,
+the fix, and an ``exit_code`` that the command-line interface returns.  Errors
+also subclass the builtin a caller would expect (``ValueError`` for bad input,
+``LookupError`` for a missing thing, ``OSError`` for storage failures), so
+``except ValueError`` keeps working in scripts that never heard of this module.
+
+Exit codes (also in docs/cli.md):
+
+==== ===========================================================
+code meaning
+==== ===========================================================
+0    success
+1    unexpected internal error (a bug: please report it)
+2    usage error (bad command line)
+3    bad input: GGUF, Modelfile, model name, digest, parameter
+4    not found: model, blob or file
+5    integrity failure: a digest or size does not match
+6    I/O or storage failure (disk full, permissions, ...)
+130  interrupted (Ctrl-C)
+==== ===========================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_NOT_FOUND = 4
+EXIT_INTEGRITY = 5
+EXIT_IO = 6
+EXIT_INTERRUPTED = 130
+
+
+class OllamaOCIError(Exception):
+    """Base of every error raised on purpose by ollama-oci."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class InvalidInput(OllamaOCIError, ValueError):
+    """Input that cannot be used as given (a file, a name, a value)."""
+
+    exit_code = EXIT_INPUT
+
+
+class GGUFError(InvalidInput):
+    """A file is not a readable GGUF file.  ``offset`` is the byte where reading failed."""
+
+    def __init__(self, message: str, offset: int | None = None, path: str | None = None):
+        self.offset = offset
+        self.path = path
+        self.reason = message
+        where = []
+        if path:
+            where.append(str(path))
+        if offset is not None:
+            where.append(f"byte {offset}")
+        prefix = f"{': '.join(where)}: " if where else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class ModelfileError(InvalidInput):
+    """A Modelfile that ollama's parser would refuse, with ollama's wording."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.line = line
+        super().__init__(f"(line {line}): {message}" if line is not None else message)
+
+
+class InvalidName(InvalidInput):
+    """A model name or reference outside ollama's name grammar."""
+
+
+class InvalidDigest(InvalidInput):
+    """A digest that is not ``sha256:`` followed by 64 lowercase hex characters."""
+
+
+class InvalidParameter(InvalidInput):
+    """A PARAMETER that ollama would refuse (unknown name or badly typed value)."""
+
+
+class NotFound(OllamaOCIError, LookupError):
+    """A model, blob or file that is not there."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class VerificationError(OllamaOCIError):
+    """Content whose digest or size is not what it claims to be."""
+
+    exit_code = EXIT_INTEGRITY
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None):
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class StoreError(OllamaOCIError, OSError):
+    """A store could not be read or written (permissions, disk full, a broken layout)."""
+
+    exit_code = EXIT_IO
+
+
+class Unsupported(InvalidInput):
+    """Input that is valid but asks for something ollama-oci does not do (yet)."""
