@@ -1,0 +1,323 @@
+"""Build ollama artifacts: layers, config blob and manifest, byte for byte as ollama does.
+
+Two ways in:
+
+* :func:`pack` takes a :class:`Recipe` (GGUF files plus template, system,
+  licenses, parameters, messages - what a Modelfile says) and writes every blob
+  and the manifest into a store, reading each GGUF once.
+* :func:`build_config` and :func:`build_manifest` work from descriptors alone,
+  for build scripts that already know digests and sizes.
+
+The layer order and encodings follow ollama's v0.5.5+ ``create``
+(docs/ollama-format.md section 5.2): GGUF layers (sorted by file name), then
+adapters, template, system, licenses, params, messages.  The config is the
+current encoding (no ``rootfs``) unless ``legacy_rootfs=True`` selects the one of
+ollama <= 0.32.6, which registry.ollama.ai's models carry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from . import gojson
+from .digest import digest_bytes
+from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
+from .gguf_header import read_gguf
+from .modelfile import Modelfile, parse_modelfile
+from .modelinfo import ModelInfo, model_info
+from .names import ModelName, parse_name
+from .params import format_params
+from .spec import MT, Config, Descriptor, Manifest
+
+__all__ = ["Recipe", "Blob", "text_layer", "params_layer", "messages_layer", "build_config",
+           "build_manifest", "recipe_from_modelfile", "pack", "PackResult", "ModelFacts"]
+
+_SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+                     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+                     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
+
+#: ollama attaches these to models of some architectures (v0.20+, v0.22.1+)
+_ARCH_RENDERER = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",
+                  "nemotron_h_moe": "nemotron-3-nano", "nemotron_h_omni": "nemotron-3-nano"}
+_ARCH_DEFAULT_STOP = {"gemma4": ["<turn|>"]}
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A small blob held in memory (text and JSON layers, the config)."""
+
+    descriptor: Descriptor
+    data: bytes
+
+
+def text_layer(media_type: str, text: str) -> Blob:
+    """A template/system/license layer: the exact UTF-8 bytes, nothing added or trimmed."""
+    data = text.encode("utf-8", "surrogateescape")
+    return Blob(Descriptor(media_type, digest_bytes(data), len(data)), data)
+
+
+def params_layer(params: dict[str, Any]) -> Blob:
+    """The params layer: a Go map (sorted keys), HTML-escaped, trailing newline."""
+    data = gojson.dumps(gojson.GoMap(params), newline=True)
+    return Blob(Descriptor(MT.PARAMS, digest_bytes(data), len(data)), data)
+
+
+def messages_layer(messages: Sequence[tuple[str, str] | dict]) -> Blob:
+    """The messages layer: ``[{"role":…,"content":…}, …]`` plus a newline."""
+    items = []
+    for m in messages:
+        role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
+        if role not in ROLES:
+            raise InvalidInput(f"message role {role!r} must be one of system, user or assistant")
+        items.append({"role": role, "content": content})
+    data = gojson.dumps(items, newline=True)
+    return Blob(Descriptor(MT.MESSAGES, digest_bytes(data), len(data)), data)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the config needs from a model GGUF (see :class:`~ollama_oci.modelinfo.ModelInfo`)."""
+
+    architecture: str
+    model_type: str
+    file_type: str
+    model_format: str = "gguf"
+
+    @classmethod
+    def of(cls, info: ModelInfo) -> "ModelFacts":
+        return cls(info.architecture, info.model_type, info.file_type)
+
+
+def build_config(models: Sequence[ModelFacts | ModelInfo], layers: Sequence[Descriptor] = (), *,
+                 renderer: str = "", parser: str = "", requires: str = "",
+                 legacy_rootfs: bool = False) -> Config:
+    """The config for a model whose GGUF model layers have these facts.
+
+    ``models`` are the facts of the ``…image.model`` layers in manifest order
+    (ollama v0.30+ reads only those); the first gives family, type and file type.
+    ``layers`` matter only for ``legacy_rootfs`` (their digests become diff_ids).
+    """
+    facts = [m if isinstance(m, ModelFacts) else ModelFacts.of(m) for m in models]
+    first = facts[0] if facts else None
+    arch = first.architecture if first else ""
+    return Config(
+        model_format=first.model_format if first else "",
+        model_family=arch,
+        model_families=tuple(f.architecture for f in facts) if facts else None,
+        model_type=first.model_type if first else "",
+        file_type=first.file_type if first else "",
+        renderer=renderer or _ARCH_RENDERER.get(arch, ""),
+        parser=parser or _ARCH_RENDERER.get(arch, ""),
+        requires=requires,
+        rootfs_diff_ids=tuple(str(l.digest) for l in layers) if legacy_rootfs else None,
+    )
+
+
+def build_manifest(layers: Sequence[Descriptor], config: Config) -> tuple[Manifest, Blob]:
+    """The manifest and config blob for ``layers`` (in order) and ``config``."""
+    cdata = config.to_bytes()
+    cdesc = Descriptor(MT.CONFIG, digest_bytes(cdata), len(cdata))
+    return Manifest(config=cdesc, layers=tuple(layers)), Blob(cdesc, cdata)
+
+
+@dataclass
+class Recipe:
+    """What to build: the inputs of ``ollama create`` (a Modelfile, resolved)."""
+
+    files: list[str] = field(default_factory=list)        # FROM: GGUF model/projector files
+    adapters: list[str] = field(default_factory=list)     # ADAPTER: GGUF LoRA files
+    template: Optional[str] = None
+    system: Optional[str] = None
+    licenses: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)  # typed (see params.format_params)
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    requires: str = ""
+    renderer: str = ""
+    parser: str = ""
+
+    def check(self) -> None:
+        if not self.files:
+            raise InvalidInput("nothing to pack: give a GGUF file (or a Modelfile with a FROM line)")
+        if self.requires and not _SEMVER.match("v" + self.requires):
+            raise InvalidInput("requires must be a valid semver (e.g. 0.14.0)")
+        for role, _ in self.messages:
+            if role not in ROLES:
+                raise InvalidInput(f"message role {role!r} must be one of system, user or assistant")
+
+
+def _expand(path: str, base_dir: str) -> str:
+    p = os.path.expanduser(path)
+    if not os.path.isabs(p):
+        p = os.path.join(base_dir, p)
+    return p
+
+
+def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, warn=None) -> Recipe:
+    """Resolve a Modelfile into a :class:`Recipe` (paths relative to ``base_dir``)."""
+    if not isinstance(mf, Modelfile):
+        mf = parse_modelfile(mf)
+    r = Recipe()
+    pairs: list[tuple[str, str]] = []
+    for c in mf.commands:
+        if c.name == "model":
+            p = _expand(c.args, base_dir)
+            if not os.path.exists(p):
+                raise Unsupported(
+                    f"FROM {c.args}: no such file; building on an existing model by name is not "
+                    "supported yet, give the path of a GGUF file")
+            if os.path.isdir(p):
+                raise Unsupported(f"FROM {c.args}: is a directory; ollama-oci packs GGUF files, "
+                                  "convert safetensors to GGUF with llama.cpp first")
+            r.files.append(p)
+        elif c.name == "adapter":
+            p = _expand(c.args, base_dir)
+            if not os.path.isfile(p):
+                raise NotFound(f"ADAPTER {c.args}: no such file")
+            r.adapters.append(p)
+        elif c.name == "draft":
+            raise Unsupported("DRAFT is not supported yet")
+        elif c.name == "template":
+            r.template = c.args
+        elif c.name == "system":
+            r.system = c.args
+        elif c.name == "license":
+            r.licenses.append(c.args)
+        elif c.name == "renderer":
+            r.renderer = c.args
+        elif c.name == "parser":
+            r.parser = c.args
+        elif c.name == "requires":
+            r.requires = c.args[1:] if c.args.startswith("v") else c.args
+        elif c.name == "message":
+            role, _, msg = c.args.partition(": ")
+            r.messages.append((role, msg))
+        else:
+            pairs.append((c.name, c.args))
+    r.params = format_params(pairs, warn=warn)
+    r.check()
+    return r
+
+
+def _request_names(paths: Sequence[str]) -> list[str]:
+    """ollama's request file names: base name for one file, else relative to the common parent."""
+    if len(paths) == 1:
+        return [os.path.basename(paths[0])]
+    absd = [os.path.abspath(p) for p in paths]
+    common = os.path.commonpath([os.path.dirname(p) for p in absd])
+    return [os.path.relpath(p, common).replace(os.sep, "/") for p in absd]
+
+
+@dataclass
+class PackResult:
+    name: ModelName
+    manifest: Manifest
+    manifest_digest: str
+    config: Config
+    infos: list[ModelInfo]
+    stores: list[str]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name.display,
+            "full_name": str(self.name),
+            "manifest_digest": str(self.manifest_digest),
+            "size": self.manifest.size,
+            "config": self.config.to_go(),
+            "layers": [{"kind": l.kind, "mediaType": l.media_type, "digest": str(l.digest), "size": l.size}
+                       for l in self.manifest.layers],
+            "stores": self.stores,
+        }
+
+
+def _gguf_descr(path: str, what: str) -> tuple[ModelInfo, str]:
+    from .modelinfo import shard_siblings
+    with read_gguf(path) as g:
+        info = model_info(g)
+    if info.split is not None and info.split.count > 1 or shard_siblings(path):
+        raise Unsupported(
+            f"{path}: is one shard of a split GGUF ({what}); merge the shards first "
+            "(llama-gguf-split --merge FIRST-SHARD OUT.gguf) and pack the merged file")
+    return info, path
+
+
+def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy_rootfs: bool = False,
+         link_mode: str = "auto", progress: Optional[Callable[[str, int, int], None]] = None,
+         warn: Optional[Callable[[str], None]] = None) -> PackResult:
+    """Build the model described by ``recipe`` into every store in ``stores``.
+
+    Each GGUF is read once per store: linked (or reflinked) into the store when
+    it is on the same filesystem and hashed from there, else copied and hashed
+    in the same pass.  Blobs go in first, the manifest last, each atomically.
+    ``progress(label, done, total)`` is called while GGUF files are hashed.
+    """
+    if isinstance(name, str):
+        name = parse_name(name)
+    recipe.check()
+    if not stores:
+        raise InvalidInput("no destination: give a model store or an OCI layout")
+
+    # Read every header first: a bad file fails before any store is touched.
+    order = sorted(zip(_request_names(recipe.files), recipe.files), key=lambda t: t[0])
+    bases = [(_gguf_descr(p, "FROM")[0], p) for _, p in order]
+    adapters = [(_gguf_descr(p, "ADAPTER")[0], p) for p in recipe.adapters]
+    kinds = [i.kind for i, _ in bases]
+    if "model" not in kinds:
+        raise InvalidInput("no model GGUF among the FROM files (only adapters or projectors)")
+
+    params = dict(recipe.params)
+    infos = [i for i, _ in bases]
+    arch = next(i.architecture for i in infos if i.kind == "model")
+    if "stop" not in params and arch in _ARCH_DEFAULT_STOP:
+        params["stop"] = list(_ARCH_DEFAULT_STOP[arch])
+    if warn is not None:
+        for i, p in bases:
+            if i.chat_template and recipe.template is None:
+                warn(f"{os.path.basename(p)} carries a chat template but no TEMPLATE was given: the "
+                     "model will have no template layer (ollama create would match a known template)")
+
+    small: list[Blob] = []
+    if recipe.template:
+        small.append(text_layer(MT.TEMPLATE, recipe.template))
+    if recipe.system:
+        small.append(text_layer(MT.SYSTEM, recipe.system))
+    for lic in recipe.licenses:
+        small.append(text_layer(MT.LICENSE, lic))
+    if params:
+        small.append(params_layer(params))
+    if recipe.messages:
+        small.append(messages_layer(recipe.messages))
+
+    result_manifest = None
+    config = None
+    mdigest = None
+    done_stores = []
+    for store in stores:
+        gguf_layers: list[Descriptor] = []
+        model_facts: list[ModelInfo] = []
+        for info, path in bases + adapters:
+            mt = {"model": MT.MODEL, "projector": MT.PROJECTOR, "adapter": MT.ADAPTER}[info.kind]
+            if (info, path) in adapters and info.kind != "adapter":
+                mt = MT.ADAPTER  # ADAPTER lines are adapters whatever general.type says
+            cb = None
+            if progress is not None:
+                label = os.path.basename(path)
+                cb = lambda done, total, _l=label: progress(_l, done, total)
+            digest, size = store.ingest_file(path, link_mode=link_mode, progress=cb)
+            gguf_layers.append(Descriptor(mt, digest, size))
+            if mt == MT.MODEL:
+                model_facts.append(info)
+        layers = gguf_layers + [b.descriptor for b in small]
+        config = build_config(model_facts, layers, renderer=recipe.renderer, parser=recipe.parser,
+                              requires=recipe.requires, legacy_rootfs=legacy_rootfs)
+        manifest, cblob = build_manifest(layers, config)
+        for b in small + [cblob]:
+            store.put_blob_bytes(b.data, b.descriptor.digest)
+        mdigest = store.put_manifest(name, manifest)
+        result_manifest = manifest
+        done_stores.append(store.describe())
+    return PackResult(name, result_manifest, mdigest, config, infos + [i for i, _ in adapters], done_stores)

@@ -1,0 +1,223 @@
+"""Crash-safe file operations: temp file, fsync, rename; link, reflink or copy with hashing.
+
+Nothing half-written ever carries a final name: content goes to a temp file in
+the destination directory, is flushed with ``fsync``, renamed into place, and
+the directory is synced so the rename itself survives a power cut.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+from .digest import Digest, hash_stream
+from .errors import InvalidInput, StoreError
+
+__all__ = ["atomic_write", "fsync_dir", "ingest_file", "LINK_MODES", "locked", "tmp_name"]
+
+LINK_MODES = ("auto", "reflink", "hardlink", "copy")
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+TMP_PREFIX = ".tmp-ollama-oci-"
+
+
+def tmp_name(directory: str) -> str:
+    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def _io_error(what: str, path: str, e: OSError) -> StoreError:
+    hint = ""
+    if e.errno == errno.ENOSPC:
+        hint = "; free some disk space and run again (finished blobs are kept)"
+    elif e.errno in (errno.EACCES, errno.EPERM):
+        hint = "; check the permissions of the store directory"
+    elif e.errno == errno.EROFS:
+        hint = "; the store is on a read-only filesystem"
+    return StoreError(f"cannot {what} {path}: {e.strerror or e}{hint}")
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    d = os.path.dirname(path) or "."
+    tmp = tmp_name(d)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fchmod(fd, mode & ~_umask())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quiet(tmp)
+        raise _io_error("write", path, e) from None
+    fsync_dir(d)
+
+
+_UMASK = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        m = os.umask(0o022)
+        os.umask(m)
+        _UMASK = m
+    return _UMASK
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _try_reflink(src: str, dst: str) -> bool:
+    try:
+        sfd = os.open(src, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        os.close(sfd)
+        return False
+    try:
+        fcntl.ioctl(dfd, _FICLONE, sfd)
+        os.fsync(dfd)
+        return True
+    except OSError:
+        os.close(dfd)
+        dfd = -1
+        _unlink_quiet(dst)
+        return False
+    finally:
+        os.close(sfd)
+        if dfd >= 0:
+            os.close(dfd)
+
+
+def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",
+                progress: Optional[Callable[[int, int], None]] = None) -> tuple[Digest, int, str]:
+    """Put the file ``src`` into a content-addressed store, reading it once.
+
+    ``link_mode``: ``reflink`` (copy-on-write clone), ``hardlink``, ``copy``, or
+    ``auto`` (the first of those that works here).  A clone or link is hashed
+    where it lies; a copy is hashed while it is written.  The temp file is
+    renamed to ``final_path(digest)`` only after hashing.  Returns
+    (digest, size, method used).
+    """
+    if link_mode not in LINK_MODES:
+        raise InvalidInput(f"link mode {link_mode!r} is not one of {', '.join(LINK_MODES)}")
+    try:
+        total = os.stat(src).st_size
+    except FileNotFoundError:
+        from .errors import NotFound
+        raise NotFound(f"{src}: no such file") from None
+    except OSError as e:
+        raise _io_error("read", src, e) from None
+    os.makedirs(tmp_dir, exist_ok=True)
+    tmp = tmp_name(tmp_dir)
+    method = None
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    try:
+        if link_mode in ("auto", "reflink") and _try_reflink(src, tmp):
+            method = "reflink"
+        elif link_mode in ("auto", "hardlink"):
+            try:
+                os.link(src, tmp)
+                method = "hardlink"
+            except OSError as e:
+                if link_mode == "hardlink":
+                    raise StoreError(f"cannot hard-link {src} into the store: {e.strerror}; "
+                                     "use --link-mode copy (or auto)") from None
+        elif link_mode == "reflink":
+            raise StoreError(f"cannot reflink {src} into the store: the filesystem does not support "
+                             "it; use --link-mode auto or copy")
+        if method is not None:
+            with open(tmp, "rb", buffering=0) as f:
+                digest, size = hash_stream(f, progress=tick)
+                if method == "hardlink":
+                    os.fsync(f.fileno())
+        else:
+            method = "copy"
+            with open(src, "rb", buffering=0) as fin:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(fd, "wb", buffering=0) as fout:
+                    digest, size = hash_stream(fin, progress=tick, sink=fout)
+                    os.fsync(fout.fileno())
+        final = final_path(digest)
+        try:
+            st = os.stat(final)
+            exists = st.st_size == size
+        except FileNotFoundError:
+            exists = False
+        if exists:
+            _unlink_quiet(tmp)
+            os.utime(final)  # ollama "touches" reused layers so its pruner's grace period applies
+        else:
+            if method != "hardlink":  # never chmod the user's own file through a link
+                os.chmod(tmp, 0o644 & ~_umask())
+            os.replace(tmp, final)
+            fsync_dir(os.path.dirname(final))
+        return digest, size, method
+    except OSError as e:
+        _unlink_quiet(tmp)
+        raise _io_error("store", src, e) from None
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def write_blob_bytes(data: bytes, final: str) -> None:
+    """Store a small blob whose name is already known (its digest was computed by the caller)."""
+    try:
+        if os.path.getsize(final) == len(data):
+            os.utime(final)
+            return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    atomic_write(final, data)
+
+
+@contextmanager
+def locked(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on a directory (flock), for read-modify-write of an index."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -1,0 +1,154 @@
+"""Facts about a GGUF file, computed the way ollama computes them.
+
+Sources: ollama ``fs/ggml/ggml.go``, ``fs/ggml/gguf.go``, ``format/format.go``,
+``server/create.go`` (summarised in ../shared/docs/ollama-format.md sections 4
+and 5.1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from . import ggml_tables
+from .errors import GGUFError
+from .gguf_header import UINT32, GGUFFile
+
+__all__ = ["ModelInfo", "human_number", "model_info", "layer_kind", "SplitInfo", "split_info",
+           "SHARD_NAME"]
+
+#: llama.cpp's shard file name pattern (1-based index), as ollama groups them
+SHARD_NAME = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def human_number(n: int) -> str:
+    """ollama's ``format.HumanNumber``: decimal units, B/M/K, Go ``%.Nf`` rounding."""
+    if n >= 1_000_000_000:
+        x = n / 1e9
+        return f"{x:.0f}B" if x == int(x) else f"{x:.1f}B"
+    if n >= 1_000_000:
+        x = n / 1e6
+        return f"{x:.0f}M" if x == int(x) else f"{x:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.0f}K"
+    return str(n)
+
+
+def layer_kind(g: GGUFFile) -> str:
+    """Which ollama layer a GGUF becomes: ``model``, ``adapter`` or ``projector``.
+
+    ollama v0.30.4+ (``isProjectorGGUF``): an adapter is ``general.type ==
+    "adapter"``; a projector is ``general.type`` ``projector``/``mmproj``, or has
+    ``<arch>.vision.block_count > 0`` with no (or zero) ``<arch>.block_count``, or
+    is arch ``clip`` without block_count but with a vision or audio encoder.
+    """
+    gtype = g.get_str("general.type")
+    if gtype == "adapter":
+        return "adapter"
+    if gtype in ("projector", "mmproj"):
+        return "projector"
+    arch = g.architecture or ""
+    bc = g.get_int(f"{arch}.block_count")
+    vbc = g.get_int(f"{arch}.vision.block_count")
+    if not bc and vbc and vbc > 0:
+        return "projector"
+    if arch == "clip" and bc is None and (g.get("clip.has_vision_encoder") is True or
+                                          g.get("clip.has_audio_encoder") is True):
+        return "projector"
+    return "model"
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One shard of a split model (``split.no`` is 0-based)."""
+
+    index: int
+    count: int
+    tensors_total: Optional[int]
+
+
+def split_info(g: GGUFFile) -> Optional[SplitInfo]:
+    arch = g.architecture or ""
+    def first_int(*keys):
+        for k in keys:
+            v = g.get_int(k)
+            if v is not None:
+                return v
+        return None
+    no = first_int("split.no", f"{arch}.split.no")
+    count = first_int("split.count", f"{arch}.split.count")
+    if no is None and count is None:
+        return None
+    total = first_int("split.tensors.count", f"{arch}.split.tensors.count")
+    return SplitInfo(no if no is not None else 0, count if count is not None else 1, total)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The facts ollama derives from a GGUF header."""
+
+    architecture: str              # general.architecture, "unknown" if absent
+    parameter_count: int           # sum of tensor element counts
+    model_type: str                # human_number(parameter_count)
+    file_type: str                 # ollama's name for general.file_type
+    file_type_id: Optional[int]
+    context_length: Optional[int]
+    embedding_length: Optional[int]
+    chat_template: Optional[str]
+    kind: str                      # model / adapter / projector
+    quantization_version: Optional[int]
+    name: Optional[str]
+    size_label: Optional[str]
+    license: Optional[str]
+    split: Optional[SplitInfo]
+    tensor_count: int
+    tensor_types: dict             # type name -> count
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["split"] = None if self.split is None else {
+            "index": self.split.index, "count": self.split.count, "tensors_total": self.split.tensors_total}
+        return d
+
+
+def model_info(g: GGUFFile) -> ModelInfo:
+    arch = g.architecture or "unknown"
+    pc = g.parameter_count
+    ft_kv = g.kv.get("general.file_type")
+    # ollama reads general.file_type with a typed UINT32 lookup: other types are ignored
+    ft_id = int(ft_kv.value) if ft_kv is not None and ft_kv.type == UINT32 else None
+    types: dict[str, int] = {}
+    for t in g.tensors:
+        types[t.type_name] = types.get(t.type_name, 0) + 1
+    return ModelInfo(
+        architecture=arch,
+        parameter_count=pc,
+        model_type=human_number(pc),
+        file_type=ggml_tables.ollama_file_type_name(ft_id),
+        file_type_id=ft_id,
+        context_length=g.get_int(f"{arch}.context_length"),
+        embedding_length=g.get_int(f"{arch}.embedding_length"),
+        chat_template=g.get_str("tokenizer.chat_template"),
+        kind=layer_kind(g),
+        quantization_version=g.get_int("general.quantization_version"),
+        name=g.get_str("general.name"),
+        size_label=g.get_str("general.size_label"),
+        license=g.get_str("general.license"),
+        split=split_info(g),
+        tensor_count=len(g.tensors),
+        tensor_types=dict(sorted(types.items())),
+    )
+
+
+def shard_siblings(path: str) -> Optional[list[str]]:
+    """For ``x-00002-of-00003.gguf``, the paths of all shards in order (None if not a shard name)."""
+    d, base = os.path.split(path)
+    m = SHARD_NAME.match(base)
+    if not m:
+        return None
+    prefix, count = m.group(1), int(m.group(3))
+    if count < 1:
+        raise GGUFError(f"bad shard name {base!r}: a set cannot have {count} files", None, path)
+    return [os.path.join(d, f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]

@@ -1,0 +1,261 @@
+"""What every store offers, and the parts the local stores share.
+
+A store holds blobs addressed by digest and manifests addressed by model name.
+The ollama model store and the OCI layout differ only in where those live on
+disk and in which manifest bytes they keep; verification, listing and removal
+with shared-blob accounting are written once here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterable, Optional
+
+from ..digest import Digest, digest_bytes, hash_file, parse_digest
+from ..errors import InvalidInput, NotFound, StoreError, VerificationError
+from ..fsutil import ingest_file, write_blob_bytes
+from ..names import ModelName
+from ..spec import MAX_CONFIG_BYTES, Config, Manifest, parse_manifest
+
+__all__ = ["LocalStore", "ModelEntry", "Problem"]
+
+ProgressFn = Optional[Callable[[int, int], None]]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model in a store."""
+
+    name: ModelName
+    manifest_digest: Digest       # sha256 of the manifest bytes as stored (ollama's model ID)
+    size: int                     # sum of blob sizes, as the manifest claims
+    modified: float               # mtime (seconds since the epoch)
+
+    def to_json(self) -> dict:
+        return {"name": self.name.display, "full_name": str(self.name), "id": self.manifest_digest.short,
+                "digest": str(self.manifest_digest), "size": self.size, "modified": self.modified}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something ``verify`` found wrong."""
+
+    model: str
+    digest: str
+    kind: str          # missing / size / digest / manifest
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "digest": self.digest, "problem": self.kind, "detail": self.detail}
+
+
+class LocalStore:
+    """Blob and manifest storage on a local filesystem (subclasses define the layout)."""
+
+    #: whether stored manifests end with a newline (ollama's local form) or not (registry form)
+    manifest_newline = True
+    kind = "store"
+
+    root: str
+
+    # -- layout (subclasses) -------------------------------------------------------------
+    def blob_path(self, digest: Digest) -> str:
+        raise NotImplementedError
+
+    def tmp_dir(self) -> str:
+        raise NotImplementedError
+
+    def _write_manifest(self, name: ModelName, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_manifest_bytes(self, name: ModelName) -> tuple[bytes, float]:
+        raise NotImplementedError
+
+    def names(self) -> list[ModelName]:
+        raise NotImplementedError
+
+    def _delete_manifest(self, name: ModelName) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.root}"
+
+    def prepare(self) -> None:
+        """Create the store's directories (done lazily by writers)."""
+
+    # -- blobs --------------------------------------------------------------------------
+    def find_blob(self, digest: Digest | str) -> Optional[str]:
+        """The path of a blob if the store has it."""
+        p = self.blob_path(parse_digest(digest))
+        return p if os.path.isfile(p) else None
+
+    def has_blob(self, digest: Digest | str, size: Optional[int] = None) -> bool:
+        p = self.find_blob(digest)
+        if p is None:
+            return False
+        return size is None or os.path.getsize(p) == size
+
+    def open_blob(self, digest: Digest | str) -> BinaryIO:
+        p = self.find_blob(digest)
+        if p is None:
+            raise NotFound(f"blob {digest} is not in {self.describe()}")
+        return open(p, "rb")
+
+    def read_blob(self, digest: Digest | str, limit: int) -> bytes:
+        """A small blob's bytes, refused above ``limit`` and checked against its digest."""
+        d = parse_digest(digest)
+        with self.open_blob(d) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidInput(f"blob {d} is larger than {limit} bytes")
+        got = digest_bytes(data)
+        if got != d:
+            raise VerificationError(f"blob {d} is damaged (its content hashes to {got}); "
+                                    "run 'ollama-oci verify' and pack or pull the model again",
+                                    expected=d, actual=got)
+        return data
+
+    def ingest_file(self, path: str, *, link_mode: str = "auto", progress: ProgressFn = None) -> tuple[Digest, int]:
+        self.prepare()
+        digest, size, _method = ingest_file(path, self.tmp_dir(), self.blob_path, link_mode=link_mode,
+                                            progress=progress)
+        return digest, size
+
+    def put_blob_bytes(self, data: bytes, digest: Optional[Digest] = None) -> Digest:
+        d = digest_bytes(data)
+        if digest is not None and parse_digest(digest) != d:
+            raise VerificationError(f"blob bytes hash to {d}, not {digest}", expected=digest, actual=d)
+        self.prepare()
+        write_blob_bytes(data, self.blob_path(d))
+        return d
+
+    # -- manifests ----------------------------------------------------------------------
+    def put_manifest(self, name: ModelName, manifest: Manifest | bytes) -> Digest:
+        """Store a manifest after checking that every blob it names is present and whole."""
+        data = manifest.to_bytes(newline=self.manifest_newline) if isinstance(manifest, Manifest) else manifest
+        m = manifest if isinstance(manifest, Manifest) else parse_manifest(data)
+        for d in m.blobs:
+            p = self.find_blob(d.digest)
+            if p is None:
+                raise StoreError(f"refusing to write manifest {name.display}: blob {d.digest} is missing")
+            if os.path.getsize(p) != d.size:
+                raise VerificationError(f"refusing to write manifest {name.display}: blob {d.digest} has "
+                                        f"{os.path.getsize(p)} bytes, the manifest says {d.size}")
+        self.prepare()
+        self._write_manifest(name, data)
+        return digest_bytes(data)
+
+    def get_manifest(self, name: ModelName) -> tuple[Manifest, bytes]:
+        data, _ = self.read_manifest_bytes(name)
+        try:
+            return parse_manifest(data), data
+        except InvalidInput as e:
+            raise InvalidInput(f"{name.display}: bad manifest in {self.describe()}: {e}") from None
+
+    def get_config(self, manifest: Manifest) -> Config:
+        if not manifest.config.digest:
+            return Config(model_format="", architecture="", os="")
+        return Config.from_json(self.read_blob(manifest.config.digest, MAX_CONFIG_BYTES))
+
+    def list(self) -> list[ModelEntry]:
+        out = []
+        for n in self.names():
+            try:
+                data, mtime = self.read_manifest_bytes(n)
+                m = parse_manifest(data)
+            except (InvalidInput, NotFound, OSError):
+                continue
+            out.append(ModelEntry(n, digest_bytes(data), m.size, mtime))
+        out.sort(key=lambda e: e.modified, reverse=True)
+        return out
+
+    def _referenced(self, skip: Optional[ModelName] = None) -> tuple[set[str], list[str]]:
+        """Digests referenced by every manifest except ``skip``, and names that could not be read."""
+        refs: set[str] = set()
+        unreadable: list[str] = []
+        for n in self.names():
+            if skip is not None and n == skip:
+                continue
+            try:
+                data, _ = self.read_manifest_bytes(n)
+                m = parse_manifest(data)
+            except (InvalidInput, NotFound, OSError):
+                unreadable.append(n.display)
+                continue
+            refs.update(str(d.digest) for d in m.blobs)
+        return refs, unreadable
+
+    def remove(self, name: ModelName, *, warn: Optional[Callable[[str], None]] = None) -> list[Digest]:
+        """Remove a model; delete the blobs no other model uses.  Returns the deleted digests."""
+        manifest, _ = self.get_manifest(name)
+        refs, unreadable = self._referenced(skip=name)
+        self._delete_manifest(name)
+        if unreadable:
+            if warn:
+                warn(f"kept the blobs of {name.display}: these manifests could not be read, so their "
+                     f"blobs are unknown: {', '.join(unreadable)}")
+            return []
+        deleted = []
+        for d in {x.digest for x in manifest.blobs}:
+            if str(d) in refs:
+                continue
+            p = self.find_blob(d)
+            if p is not None:
+                try:
+                    os.unlink(p)
+                    deleted.append(d)
+                except FileNotFoundError:
+                    pass
+        return sorted(deleted)
+
+    def verify(self, names: Optional[Iterable[ModelName]] = None, *, rehash: bool = True,
+               progress: Optional[Callable[[str, int, int], None]] = None) -> tuple[list[ModelEntry], list[Problem]]:
+        """Check models: every blob present with its size, and (``rehash``) its digest.
+
+        A blob shared by several models is hashed once.
+        """
+        targets = list(names) if names is not None else self.names()
+        problems: list[Problem] = []
+        checked: dict[str, Optional[Problem]] = {}
+        entries = []
+        for n in targets:
+            try:
+                data, mtime = self.read_manifest_bytes(n)
+                m = parse_manifest(data)
+            except NotFound:
+                raise
+            except (InvalidInput, OSError) as e:
+                problems.append(Problem(n.display, "", "manifest", str(e)))
+                continue
+            entries.append(ModelEntry(n, digest_bytes(data), m.size, mtime))
+            for d in m.blobs:
+                key = str(d.digest)
+                if key not in checked:
+                    checked[key] = self._check_blob(n, d.digest, d.size, rehash, progress)
+                p = checked[key]
+                if p is not None:
+                    problems.append(Problem(n.display, p.digest, p.kind, p.detail))
+        return entries, problems
+
+    def _check_blob(self, n: ModelName, digest: Digest, size: int, rehash: bool, progress) -> Optional[Problem]:
+        p = self.find_blob(digest)
+        if p is None:
+            return Problem(n.display, str(digest), "missing", "blob file is missing")
+        actual = os.path.getsize(p)
+        if actual != size:
+            return Problem(n.display, str(digest), "size", f"blob has {actual} bytes, manifest says {size}")
+        if rehash:
+            cb = None
+            if progress is not None:
+                done = 0
+
+                def cb(k, _d=str(digest)):
+                    nonlocal done
+                    done += k
+                    progress(_d, done, size)
+            got, _ = hash_file(p, progress=cb)
+            if got != digest:
+                return Problem(n.display, str(digest), "digest", f"content hashes to {got}")
+        return None
+
