@@ -154,7 +154,7 @@ def _expand(path: str, base_dir: str) -> str:
     p = os.path.expanduser(path)
     if not os.path.isabs(p):
         p = os.path.join(base_dir, p)
-    return p
+    return os.path.normpath(p)
 
 
 def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, warn=None) -> Recipe:
@@ -238,11 +238,16 @@ def _gguf_descr(path: str, what: str) -> tuple[ModelInfo, str]:
     from .modelinfo import shard_siblings
     with read_gguf(path) as g:
         info = model_info(g)
-    if info.split is not None and info.split.count > 1 or shard_siblings(path):
+    siblings = shard_siblings(path)
+    if (info.split is not None and info.split.count > 1) or (siblings and len(siblings) > 1):
         raise Unsupported(
             f"{path}: is one shard of a split GGUF ({what}); merge the shards first "
             "(llama-gguf-split --merge FIRST-SHARD OUT.gguf) and pack the merged file")
     return info, path
+
+
+def _media_type(kind: str) -> str:
+    return {"model": MT.MODEL, "projector": MT.PROJECTOR, "adapter": MT.ADAPTER}[kind]
 
 
 def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy_rootfs: bool = False,
@@ -292,22 +297,26 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     if recipe.messages:
         small.append(messages_layer(recipe.messages))
 
-    result_manifest = None
-    config = None
-    mdigest = None
+    gguf_inputs = [(info, path, _media_type(info.kind)) for info, path in bases]
+    gguf_inputs += [(info, path, MT.ADAPTER) for info, path in adapters]  # ADAPTER lines are adapters
+    first_copy: dict[str, tuple[str, tuple]] = {}  # input path -> (blob path in the first store, (digest, size))
+    result_manifest = config = mdigest = None
     done_stores = []
     for store in stores:
         gguf_layers: list[Descriptor] = []
         model_facts: list[ModelInfo] = []
-        for info, path in bases + adapters:
-            mt = {"model": MT.MODEL, "projector": MT.PROJECTOR, "adapter": MT.ADAPTER}[info.kind]
-            if (info, path) in adapters and info.kind != "adapter":
-                mt = MT.ADAPTER  # ADAPTER lines are adapters whatever general.type says
+        for info, path, mt in gguf_inputs:
             cb = None
             if progress is not None:
                 label = os.path.basename(path)
                 cb = lambda done, total, _l=label: progress(_l, done, total)
-            digest, size = store.ingest_file(path, link_mode=link_mode, progress=cb)
+            if path in first_copy:
+                # read the GGUF once: later stores take the verified blob of the first one
+                src, known = first_copy[path]
+                digest, size = store.ingest_file(src, link_mode=link_mode, progress=cb, known=known)
+            else:
+                digest, size = store.ingest_file(path, link_mode=link_mode, progress=cb)
+                first_copy[path] = (store.find_blob(digest), (digest, size))
             gguf_layers.append(Descriptor(mt, digest, size))
             if mt == MT.MODEL:
                 model_facts.append(info)

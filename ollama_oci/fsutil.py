@@ -14,8 +14,8 @@ import secrets
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from .digest import Digest, hash_stream
-from .errors import InvalidInput, StoreError
+from .digest import Digest, check, hash_stream
+from .errors import InvalidInput, StoreError, VerificationError
 
 __all__ = ["atomic_write", "fsync_dir", "ingest_file", "LINK_MODES", "locked", "tmp_name"]
 
@@ -119,7 +119,8 @@ def _try_reflink(src: str, dst: str) -> bool:
 
 
 def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",
-                progress: Optional[Callable[[int, int], None]] = None) -> tuple[Digest, int, str]:
+                progress: Optional[Callable[[int, int], None]] = None,
+                known: Optional[tuple[Digest, int]] = None) -> tuple[Digest, int, str]:
     """Put the file ``src`` into a content-addressed store, reading it once.
 
     ``link_mode``: ``reflink`` (copy-on-write clone), ``hardlink``, ``copy``, or
@@ -127,6 +128,10 @@ def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, 
     where it lies; a copy is hashed while it is written.  The temp file is
     renamed to ``final_path(digest)`` only after hashing.  Returns
     (digest, size, method used).
+
+    ``known`` = (digest, size) says ``src`` is itself a verified, immutable blob
+    (one store's copy going into another): a link or clone of it is then not
+    hashed again, and a copy is checked against it in the same pass.
     """
     if link_mode not in LINK_MODES:
         raise InvalidInput(f"link mode {link_mode!r} is not one of {', '.join(LINK_MODES)}")
@@ -162,7 +167,14 @@ def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, 
         elif link_mode == "reflink":
             raise StoreError(f"cannot reflink {src} into the store: the filesystem does not support "
                              "it; use --link-mode auto or copy")
-        if method is not None:
+        if method is not None and known is not None:
+            digest, size = known
+            if os.path.getsize(tmp) != size:
+                raise VerificationError(f"{src} has {os.path.getsize(tmp)} bytes, expected {size}",
+                                        expected=digest)
+            if progress is not None:
+                progress(size, size)
+        elif method is not None:
             with open(tmp, "rb", buffering=0) as f:
                 digest, size = hash_stream(f, progress=tick)
                 if method == "hardlink":
@@ -174,6 +186,8 @@ def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, 
                 with os.fdopen(fd, "wb", buffering=0) as fout:
                     digest, size = hash_stream(fin, progress=tick, sink=fout)
                     os.fsync(fout.fileno())
+            if known is not None:
+                check(known[0], digest, expected_size=known[1], actual_size=size, what=src)
         final = final_path(digest)
         try:
             st = os.stat(final)

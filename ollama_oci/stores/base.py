@@ -8,6 +8,7 @@ with shared-blob accounting are written once here.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Optional
@@ -19,6 +20,8 @@ from ..names import ModelName
 from ..spec import MAX_CONFIG_BYTES, Config, Manifest, parse_manifest
 
 __all__ = ["LocalStore", "ModelEntry", "Problem"]
+
+log = logging.getLogger("ollama_oci")
 
 ProgressFn = Optional[Callable[[int, int], None]]
 
@@ -116,10 +119,13 @@ class LocalStore:
                                     expected=d, actual=got)
         return data
 
-    def ingest_file(self, path: str, *, link_mode: str = "auto", progress: ProgressFn = None) -> tuple[Digest, int]:
+    def ingest_file(self, path: str, *, link_mode: str = "auto", progress: ProgressFn = None,
+                    known: Optional[tuple[Digest, int]] = None) -> tuple[Digest, int]:
+        """Put a file in as a blob (see :func:`ollama_oci.fsutil.ingest_file`)."""
         self.prepare()
-        digest, size, _method = ingest_file(path, self.tmp_dir(), self.blob_path, link_mode=link_mode,
-                                            progress=progress)
+        digest, size, method = ingest_file(path, self.tmp_dir(), self.blob_path, link_mode=link_mode,
+                                           progress=progress, known=known)
+        log.debug("%s: %s into %s as %s", path, method, self.describe(), digest)
         return digest, size
 
     def put_blob_bytes(self, data: bytes, digest: Optional[Digest] = None) -> Digest:

@@ -1,0 +1,591 @@
+"""The ``ollama-oci`` command line: a thin layer over the library.
+
+Commands gather options, call the library and format what it returns; they
+decide nothing.  Errors from the library become one line on stderr and the exit
+code of their type (see :mod:`ollama_oci.errors` and docs/cli.md); ``-v`` adds
+the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Optional
+
+import click
+
+from . import __version__
+from .build import Recipe, pack as build_pack, recipe_from_modelfile
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, InvalidInput, NotFound,
+                     OllamaOCIError)
+from .gguf_header import GGUFArray, read_gguf
+from .modelinfo import model_info
+from .names import ModelName, default_name_for_file, parse_name
+from .params import format_params, param_to_text
+from .spec import MT
+from .stores import OCILayout, OllamaStore, default_models_dir
+
+log = logging.getLogger("ollama_oci")
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# -- output helpers ---------------------------------------------------------------------------
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
+
+
+def _human_size(n: int) -> str:
+    # ollama list uses decimal units
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
+
+
+def _ago(ts: float) -> str:
+    d = max(0, time.time() - ts)
+    for unit, s in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if d >= s:
+            k = int(d // s)
+            return f"{k} {unit}{'s' if k != 1 else ''} ago"
+    return "just now"
+
+
+class _Progress:
+    """Progress bars on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.bars: dict[str, Any] = {}
+        self.last: dict[str, int] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        bar = self.bars.get(label)
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label=label[:40], file=sys.stderr,
+                                    show_eta=True, show_percent=True, width=30)
+            bar.__enter__()
+            self.bars[label] = bar
+            self.last[label] = 0
+        bar.update(done - self.last[label])
+        self.last[label] = done
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    def close(self) -> None:
+        for label, bar in self.bars.items():
+            if self.last.get(label, 0) < bar.length:
+                bar.__exit__(None, None, None)
+        self.bars.clear()
+
+
+# -- shared options -----------------------------------------------------------------------------
+
+def _models_dir_option(f):
+    return click.option("--models-dir", metavar="DIR", envvar="OLLAMA_MODELS", show_envvar=True,
+                        help="Ollama model store (default: $OLLAMA_MODELS or ~/.ollama/models).")(f)
+
+
+def _oci_option(f):
+    return click.option("--oci-layout", "oci_layout", metavar="DIR",
+                        help="Use an OCI image layout directory instead of the Ollama model store.")(f)
+
+
+def _json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")(f)
+
+
+def _explicit(param: str) -> bool:
+    """Whether an option was given on the command line (not from its environment variable)."""
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
+
+
+def _store(models_dir: Optional[str], oci_layout: Optional[str]):
+    if oci_layout and models_dir and _explicit("models_dir"):
+        raise click.UsageError("give either --models-dir or --oci-layout, not both")
+    if oci_layout:
+        return OCILayout(oci_layout)
+    return OllamaStore(models_dir or default_models_dir())
+
+
+def _name(value: str) -> ModelName:
+    return parse_name(value)
+
+
+# -- the group ----------------------------------------------------------------------------------
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="ollama-oci")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info and tracebacks, -vv: debug).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
+    """Build Ollama models from GGUF files without ollama, and manage model stores.
+
+    \b
+    Examples:
+      ollama-oci inspect model.gguf                 # what is in a GGUF header
+      ollama-oci pack model.gguf --name mymodel:q4  # into $OLLAMA_MODELS (~/.ollama/models)
+      ollama-oci pack -f Modelfile --name mymodel --oci-layout ./layout
+      ollama-oci list                               # like `ollama list`
+      ollama-oci verify                             # re-hash every blob of every model
+
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 not found,
+    5 integrity failure, 6 I/O error, 130 interrupted (docs/cli.md).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(level)
+
+
+# -- inspect ------------------------------------------------------------------------------------
+
+def _kv_json(kv, full_arrays: bool) -> dict:
+    v = kv.value
+    if isinstance(v, GGUFArray):
+        d: dict[str, Any] = {"type": "ARRAY", "elem_type": v.elem_type_name, "len": len(v)}
+        if full_arrays or len(v) <= 64:
+            d["value"] = _plain(v.to_list())
+        else:
+            d["head"] = _plain([x.to_list() if isinstance(x, GGUFArray) else x for x in v[:8]])
+        return d
+    return {"type": kv.type_name, "value": _plain(v)}
+
+
+def _plain(v):
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _kv_text(kv, width: int = 100) -> str:
+    v = kv.value
+    if isinstance(v, GGUFArray):
+        head = [x.to_list() if isinstance(x, GGUFArray) else x for x in v[:5]]
+        more = ", ..." if len(v) > 5 else ""
+        s = f"[{v.elem_type_name} x {len(v)}] {json.dumps(_plain(head), ensure_ascii=False)[:-1]}{more}]"
+    elif isinstance(v, str):
+        s = json.dumps(_plain(v), ensure_ascii=False)
+    else:
+        s = str(v).lower() if isinstance(v, bool) else str(v)
+    return s if len(s) <= width else s[: width - 3] + "..."
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("gguf", type=click.Path(dir_okay=False))
+@click.option("--tensors", is_flag=True, help="List every tensor (name, type, shape, offset, bytes).")
+@click.option("--full-arrays", is_flag=True, help="With --json: include every array element (large!).")
+@_json_option
+def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
+    """Show what a GGUF header says, and what Ollama will make of it.
+
+    Reads only the header (no tensor data), so it is fast on any size of model.
+    The --json schema is documented in docs/cli.md ("ollama-oci.inspect/v1").
+    """
+    with read_gguf(gguf) as g:
+        info = model_info(g)
+        if as_json:
+            doc = {
+                "schema": "ollama-oci.inspect/v1",
+                "path": gguf,
+                "size": g.file_size,
+                "gguf_version": g.version,
+                "byte_order": g.byte_order,
+                "alignment": g.alignment,
+                "header_end": g.header_end,
+                "data_offset": g.data_offset,
+                **info.to_json(),
+                "metadata": {k: _kv_json(kv, full_arrays) for k, kv in g.kv.items()},
+            }
+            if tensors:
+                doc["tensors"] = [{"name": t.name, "type": t.type_name, "shape": list(t.shape),
+                                   "offset": t.offset, "n_elements": t.n_elements, "n_bytes": t.n_bytes}
+                                  for t in g.tensors]
+            _emit_json(doc)
+            return
+        rows = [
+            ("file", f"{gguf} ({g.file_size:,} bytes)"),
+            ("format", f"GGUF v{g.version}, {g.byte_order}-endian, alignment {g.alignment}"),
+            ("architecture", info.architecture),
+            ("kind", info.kind),
+            ("parameters", f"{info.parameter_count:,} ({info.model_type})"),
+            ("file type", f"{info.file_type}" + (f" ({info.file_type_id})" if info.file_type_id is not None else "")),
+            ("context length", str(info.context_length) if info.context_length is not None else "-"),
+            ("tensors", f"{info.tensor_count}" + (
+                " (" + ", ".join(f"{k} {v}" for k, v in info.tensor_types.items()) + ")" if info.tensor_types else "")),
+            ("chat template", f"yes ({len(info.chat_template)} chars)" if info.chat_template else "no"),
+        ]
+        if info.split:
+            rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}"))
+        for k, v in rows:
+            click.echo(f"{k:<15} {v}")
+        click.echo(f"\nmetadata ({len(g.kv)} keys):")
+        for k, kv in g.kv.items():
+            click.echo(f"  {k} = {_kv_text(kv)}")
+        if tensors:
+            click.echo(f"\ntensors ({len(g.tensors)}):")
+            for t in g.tensors:
+                shape = "x".join(map(str, t.shape)) or "scalar"
+                click.echo(f"  {t.name:<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
+                           f"bytes {t.n_bytes if t.n_bytes is not None else '?'}")
+
+
+# -- pack ---------------------------------------------------------------------------------------
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{what} file {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} file {path} is not UTF-8 text") from None
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("gguf", required=False, type=click.Path(dir_okay=False))
+@click.option("-f", "--file", "modelfile", type=click.Path(dir_okay=False),
+              help="A Modelfile (ollama's grammar). A GGUF argument replaces its FROM lines.")
+@click.option("-n", "--name", help="Model name, e.g. mymodel:q4 (default: from the GGUF file name).")
+@click.option("--template", type=click.Path(dir_okay=False), help="File with the Go template (TEMPLATE).")
+@click.option("--system", type=click.Path(dir_okay=False), help="File with the system prompt (SYSTEM).")
+@click.option("--license", "licenses", multiple=True, type=click.Path(dir_okay=False),
+              help="License file (LICENSE); repeat for several.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A PARAMETER, e.g. temperature=0.7 or stop='<|end|>'; repeat for several.")
+@click.option("--message", "messages", multiple=True, metavar="ROLE=TEXT",
+              help="A MESSAGE (role system, user or assistant); repeat for a conversation.")
+@click.option("--adapter", "adapters", multiple=True, type=click.Path(dir_okay=False),
+              help="A LoRA adapter GGUF (ADAPTER).")
+@click.option("--requires", help="Minimum ollama version (REQUIRES), e.g. 0.14.0.")
+@_models_dir_option
+@click.option("--oci-layout", "oci_layouts", multiple=True, metavar="DIR",
+              help="Also (or only) write into this OCI image layout; repeatable.")
+@click.option("--link-mode", type=click.Choice(["auto", "reflink", "hardlink", "copy"]), default="auto",
+              show_default=True, help="How the GGUF enters a store on the same filesystem.")
+@click.option("--legacy-rootfs", is_flag=True,
+              help="Write the config as ollama <= 0.32.6 did (with rootfs), as on registry.ollama.ai.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_json_option
+def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
+         models_dir, oci_layouts, link_mode, legacy_rootfs, quiet, as_json) -> None:
+    """Build an Ollama model from a GGUF file (and optionally a Modelfile).
+
+    Writes the GGUF, template, system, params, messages and license layers, the
+    config and the manifest exactly as `ollama create` would, into the Ollama
+    model store (so `ollama list` and `ollama run` see it) and/or OCI layouts.
+    On the same filesystem the GGUF is reflinked or hard-linked, not copied.
+
+    \b
+    Examples:
+      ollama-oci pack model.gguf --name mymodel:q4 -p temperature=0.7
+      ollama-oci pack -f Modelfile --name team/model:1.0 --oci-layout ./out
+      ollama-oci pack model.gguf --models-dir /srv/ollama/models --json
+    """
+    if not gguf and not modelfile:
+        raise click.UsageError("give a GGUF file, a Modelfile (-f), or both")
+    if modelfile:
+        with open(modelfile, "rb") as f:
+            text = f.read()
+        src = text
+        if gguf:
+            # the positional GGUF replaces the Modelfile's FROM lines
+            from .modelfile import Command, parse_modelfile
+            mf = parse_modelfile(text)
+            mf.commands = [c for c in mf.commands if c.name != "model"] + [Command("model", os.path.abspath(gguf))]
+            src = mf
+        recipe = recipe_from_modelfile(src, os.path.dirname(os.path.abspath(modelfile)), warn=_warn)
+    else:
+        recipe = Recipe(files=[gguf])
+    if template:
+        recipe.template = _read_text(template, "template")
+    if system:
+        recipe.system = _read_text(system, "system")
+    for lic in licenses:
+        recipe.licenses.append(_read_text(lic, "license"))
+    if params:
+        pairs = []
+        for p in params:
+            k, sep, v = p.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{p!r} is not KEY=VALUE", param_hint="--param")
+            pairs.append((k.strip(), v))
+        extra = format_params(pairs, warn=_warn)
+        for k, v in extra.items():
+            if k == "stop" and k in recipe.params:
+                recipe.params[k] = recipe.params[k] + v
+            else:
+                recipe.params[k] = v
+    for m in messages:
+        role, sep, text = m.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{m!r} is not ROLE=TEXT", param_hint="--message")
+        recipe.messages.append((role.strip(), text))
+    recipe.adapters.extend(adapters)
+    if requires:
+        recipe.requires = requires[1:] if requires.startswith("v") else requires
+
+    mname = _name(name) if name else _name(default_name_for_file(recipe.files[0] if recipe.files else "model"))
+    stores = []
+    if _explicit("models_dir") or not oci_layouts:
+        stores.append(OllamaStore(models_dir or default_models_dir()))
+    stores.extend(OCILayout(d) for d in oci_layouts)
+    prog = _Progress(not quiet and not as_json)
+    try:
+        result = build_pack(recipe, mname, stores, legacy_rootfs=legacy_rootfs, link_mode=link_mode,
+                            progress=prog, warn=_warn)
+    finally:
+        prog.close()
+    if as_json:
+        _emit_json(result.to_json())
+        return
+    click.echo(f"packed {result.name.display} ({_human_size(result.manifest.size)}, "
+               f"id {result.manifest_digest[7:19]})")
+    for l in result.manifest.layers:
+        click.echo(f"  {l.kind:<10} {l.digest[7:19]}  {_human_size(l.size)}")
+    for s in result.stores:
+        click.echo(f"  -> {s}")
+
+
+# -- list / show / rm / verify --------------------------------------------------------------------
+
+@cli.command("list", context_settings=CONTEXT)
+@_models_dir_option
+@_oci_option
+@_json_option
+def list_cmd(models_dir, oci_layout, as_json) -> None:
+    """List the models in a store (like `ollama list`)."""
+    store = _store(models_dir, oci_layout)
+    entries = store.list()
+    if as_json:
+        _emit_json({"store": store.describe(), "models": [e.to_json() for e in entries]})
+        return
+    rows = [("NAME", "ID", "SIZE", "MODIFIED")] + [
+        (e.name.display, e.manifest_digest.short, _human_size(e.size), _ago(e.modified)) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo(f"{r[0]:<{widths[0]}}    {r[1]:<{widths[1]}}    {r[2]:<{widths[2]}}    {r[3]}")
+
+
+def _modelfile_text(store, name: ModelName, manifest, texts: dict) -> str:
+    from .modelfile import quote_value
+    lines = ['# Modelfile generated by "ollama-oci show"',
+             "# To build a new Modelfile based on this, replace FROM with:",
+             f"# FROM {name.display}", ""]
+    for l in manifest.layers:
+        if l.media_type == MT.MODEL:
+            lines.append(f"FROM {store.find_blob(l.digest) or l.digest}")
+    if "template" in texts:
+        lines.append(f'TEMPLATE """{texts["template"]}"""')
+    if "system" in texts:
+        lines.append(f'SYSTEM """{texts["system"]}"""')
+    for l in manifest.layers:
+        if l.media_type == MT.ADAPTER:
+            lines.append(f"ADAPTER {store.find_blob(l.digest) or l.digest}")
+    for k, v in sorted((texts.get("params") or {}).items()):
+        for item in (v if isinstance(v, list) else [v]):
+            lines.append(f"PARAMETER {k} {quote_value(param_to_text(item))}")
+    for lic in texts.get("licenses", []):
+        lines.append(f'LICENSE """{lic}"""')
+    for m in texts.get("messages") or []:
+        lines.append(f"MESSAGE {m.get('role')} {quote_value(str(m.get('content', '')))}")
+    return "\n".join(lines) + "\n"
+
+
+def _read_texts(store, manifest) -> dict:
+    out: dict[str, Any] = {"licenses": []}
+    limit = 16 << 20
+    for l in manifest.layers:
+        if l.media_type in (MT.TEMPLATE, MT.PROMPT):
+            out["template"] = store.read_blob(l.digest, limit).decode("utf-8", "replace")
+        elif l.media_type == MT.SYSTEM:
+            out["system"] = store.read_blob(l.digest, limit).decode("utf-8", "replace")
+        elif l.media_type == MT.LICENSE:
+            out["licenses"].append(store.read_blob(l.digest, limit).decode("utf-8", "replace"))
+        elif l.media_type == MT.PARAMS:
+            out["params"] = json.loads(store.read_blob(l.digest, limit))
+        elif l.media_type == MT.MESSAGES:
+            out["messages"] = json.loads(store.read_blob(l.digest, limit))
+    return out
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--modelfile", is_flag=True, help="Print a Modelfile that rebuilds the model.")
+@_models_dir_option
+@_oci_option
+@_json_option
+def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
+    """Show a model's layers, config, parameters and texts."""
+    store = _store(models_dir, oci_layout)
+    n = _name(name)
+    manifest, raw = store.get_manifest(n)
+    config = store.get_config(manifest)
+    texts = _read_texts(store, manifest)
+    if modelfile:
+        click.echo(_modelfile_text(store, n, manifest, texts), nl=False)
+        return
+    details: dict[str, Any] = {}
+    model_layer = next((l for l in manifest.layers if l.media_type == MT.MODEL), None)
+    if model_layer is not None:
+        p = store.find_blob(model_layer.digest)
+        if p is not None:
+            with read_gguf(p) as g:
+                info = model_info(g)
+            details = {"architecture": info.architecture, "parameters": info.model_type,
+                       "parameter_count": info.parameter_count, "context_length": info.context_length,
+                       "embedding_length": info.embedding_length, "quantization": info.file_type}
+    from .digest import digest_bytes
+    if as_json:
+        _emit_json({
+            "name": n.display, "full_name": str(n), "store": store.describe(),
+            "manifest_digest": str(digest_bytes(raw)), "size": manifest.size,
+            "config": config.to_go(), "details": details,
+            "layers": [{"kind": l.kind, "mediaType": l.media_type, "digest": str(l.digest), "size": l.size,
+                        **({"from": l.from_} if l.from_ else {})} for l in manifest.layers],
+            "template": texts.get("template"), "system": texts.get("system"),
+            "parameters": texts.get("params"), "messages": texts.get("messages"),
+            "licenses": texts["licenses"],
+        })
+        return
+    click.echo(f"  Model {n.display}  (id {digest_bytes(raw).short}, {_human_size(manifest.size)})")
+    if details:
+        click.echo(f"    architecture        {details['architecture']}")
+        click.echo(f"    parameters          {details['parameters']}")
+        if details["context_length"]:
+            click.echo(f"    context length      {details['context_length']}")
+        if details["embedding_length"]:
+            click.echo(f"    embedding length    {details['embedding_length']}")
+        click.echo(f"    quantization        {details['quantization']}")
+    click.echo("\n  Layers")
+    for l in manifest.layers:
+        click.echo(f"    {l.kind:<10} {l.digest}  {_human_size(l.size)}")
+    click.echo(f"    {'config':<10} {manifest.config.digest}  {manifest.config.size} B")
+    if texts.get("params"):
+        click.echo("\n  Parameters")
+        for k, v in sorted(texts["params"].items()):
+            for item in (v if isinstance(v, list) else [v]):
+                click.echo(f"    {k:<20} {param_to_text(item) if not isinstance(item, str) else json.dumps(item)}")
+    if texts.get("system"):
+        click.echo("\n  System")
+        for line in texts["system"].splitlines()[:10]:
+            click.echo(f"    {line}")
+    for lic in texts["licenses"]:
+        click.echo("\n  License")
+        for line in lic.splitlines()[:3]:
+            click.echo(f"    {line}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@_models_dir_option
+@_oci_option
+@_json_option
+def rm(names, models_dir, oci_layout, as_json) -> None:
+    """Remove models. Blobs still used by another model are kept."""
+    store = _store(models_dir, oci_layout)
+    report = []
+    for name in names:
+        n = _name(name)
+        deleted = store.remove(n, warn=_warn)
+        report.append({"name": n.display, "deleted_blobs": [str(d) for d in deleted]})
+        if not as_json:
+            click.echo(f"deleted '{n.display}' ({len(deleted)} blob{'s' if len(deleted) != 1 else ''} freed)")
+    if as_json:
+        _emit_json({"removed": report})
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1)
+@click.option("--quick", is_flag=True, help="Check presence and sizes only; do not re-hash blobs.")
+@_models_dir_option
+@_oci_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_json_option
+def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
+    """Check that every blob of every model (or of NAMES) is present and intact.
+
+    Re-hashes each blob once, even when several models share it. Exits with 5
+    when something is wrong, listing each problem.
+    """
+    store = _store(models_dir, oci_layout)
+    targets = [_name(n) for n in names] if names else None
+    prog = _Progress(not quiet and not as_json)
+    try:
+        entries, problems = store.verify(targets, rehash=not quick,
+                                         progress=lambda d, done, total: prog(d[7:19], done, total))
+    finally:
+        prog.close()
+    if as_json:
+        _emit_json({"store": store.describe(), "checked": [e.name.display for e in entries],
+                    "ok": not problems, "problems": [p.to_json() for p in problems]})
+    else:
+        for p in problems:
+            click.echo(f"{p.model}: {p.kind}: {p.digest} {p.detail}", err=True)
+        if not problems:
+            click.echo(f"ok: {len(entries)} model{'s' if len(entries) != 1 else ''} verified"
+                       f"{' (sizes only)' if quick else ''}")
+    if problems:
+        from .errors import EXIT_INTEGRITY
+        sys.exit(EXIT_INTEGRITY)
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+def main(argv: Optional[list[str]] = None) -> None:
+    verbose = 0
+    args = sys.argv[1:] if argv is None else argv
+    for a in args:
+        if a == "--":
+            break
+        if a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}):
+            verbose += a.count("v") if not a.startswith("--") else 1
+    try:
+        rv = cli.main(args=args, prog_name="ollama-oci", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except OllamaOCIError as e:
+        if verbose:
+            log.exception("details")
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:
+        if verbose:
+            log.exception("details")
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_IO)
+    except Exception as e:  # a bug: say so, keep the traceback for -v
+        if verbose:
+            log.exception("details")
+        click.echo(f"internal error: {type(e).__name__}: {e} (run with -v for the traceback, and "
+                   "please report it)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

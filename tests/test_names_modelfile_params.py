@@ -1,0 +1,128 @@
+"""Names, the Modelfile grammar and PARAMETER typing, as ollama's own tests define them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ollama_oci import InvalidName, InvalidParameter, ModelfileError, format_params, parse_modelfile, parse_name
+from ollama_oci.build import recipe_from_modelfile
+from ollama_oci.modelfile import quote_value
+from ollama_oci.names import name_from_parts
+
+
+@pytest.mark.parametrize("s,parts", [
+    ("phi3", ("registry.ollama.ai", "library", "phi3", "latest")),
+    ("gemma3:270m", ("registry.ollama.ai", "library", "gemma3", "270m")),
+    ("user/model", ("registry.ollama.ai", "user", "model", "latest")),
+    ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+     ("hf.co", "bartowski", "Llama-3.2-1B-Instruct-GGUF", "Q4_K_M")),
+    ("localhost:5000/ns/m:t", ("localhost:5000", "ns", "m", "t")),
+    ("https://example.com/ns/m", ("example.com", "ns", "m", "latest")),
+    ("h/n/m:t", ("h", "n", "m", "t")),
+    ("_why/_the/_lucky:_stiff", ("_why", "_the", "_lucky", "_stiff")),
+    ("host:https/namespace/model:tag", ("host:https", "namespace", "model", "tag")),
+])
+def test_parse_valid(s, parts):
+    assert parse_name(s).parts == parts
+
+
+@pytest.mark.parametrize("s", [
+    "", "host/name:space/model:tag", "-hh/nn/mm:tt", "hh/nn/mm:-tt", "n/m:", "mm:", "a/b/c/d",
+    "..", "../x", "x/../y", "m:..", "model\x00", "modèle", "a" * 81, "ns.dot/model", "m@sha256:" + "a" * 64,
+    "/m", "h//m", "m/", "h" * 351 + "/n/m",
+])
+def test_parse_invalid(s):
+    with pytest.raises(InvalidName):
+        parse_name(s)
+
+
+def test_display_and_paths():
+    assert parse_name("phi3").display == "phi3:latest"
+    assert parse_name("team/m:1").display == "team/m:1"
+    assert parse_name("example.com/library/m").display == "example.com/library/m:latest"
+    assert name_from_parts(("registry.ollama.ai", "library", "m", "t")).display == "m:t"
+    with pytest.raises(InvalidName):
+        name_from_parts(("registry.ollama.ai", "library", ".DS_Store", "t"))
+
+
+def test_modelfile_trims_and_unquotes():
+    mf = parse_modelfile('FROM "     model 1"\nLICENSE "MIT       "\n'
+                         'TEMPLATE """   {{ .Prompt }}   """   \nSYSTEM """\nThis is a\nmultiline system.\n"""\n')
+    assert [(c.name, c.args) for c in mf] == [
+        ("model", "     model 1"), ("license", "MIT       "), ("template", "   {{ .Prompt }}   "),
+        ("system", "\nThis is a\nmultiline system.\n")]
+
+
+def test_modelfile_messages_params_comments_case():
+    mf = parse_modelfile("# comment\nfrom m\nparameter stop <|end|>\nPARAMETER stop  \"###\"  \n"
+                         "Message user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n"
+                         "PARAMETER temperature 0.5 # not a comment\n")
+    assert [(c.name, c.args) for c in mf] == [
+        ("model", "m"), ("stop", "<|end|>"), ("stop", "###"), ("message", "user: Hey there!"),
+        ("message", "assistant: Hello, I want to parse all the things!"), ("temperature", "0.5 # not a comment")]
+
+
+def test_modelfile_utf16_and_bom():
+    text = "FROM foo\nSYSTEM café\n"
+    for data in (b"\xef\xbb\xbf" + text.encode(), b"\xff\xfe" + text.encode("utf-16-le"),
+                 b"\xfe\xff" + text.encode("utf-16-be")):
+        assert parse_modelfile(data).commands[1].args == "café"
+
+
+def test_modelfile_drops_unprintable_runes():
+    # Go's parser silently drops runes strconv.IsPrint rejects (here: zero-width space, NBSP)
+    assert parse_modelfile("FROM foo\nSYSTEM a\u200bb\u00a0c\n").commands[1].args == "abc"
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("FROM foo\nBADCOMMAND x", '(line 2): command must be one of "from"'),
+    ("FROM foo\nMESSAGE badguy I'm a bad guy!", '(line 2): message role must be one of'),
+    ("FROM foo\nMESSAGE system", "unexpected EOF"),
+    ("FROM foo\nPARAMETER param1", "unexpected EOF"),
+    ("FROM foo\nSYSTEM \"\"\"unterminated", "unexpected EOF"),
+    ("SYSTEM hi", "no FROM line"),
+])
+def test_modelfile_errors(text, msg):
+    with pytest.raises(ModelfileError) as ei:
+        parse_modelfile(text)
+    assert msg in str(ei.value)
+
+
+def test_modelfile_round_trip_quoting():
+    assert quote_value("plain") == "plain"
+    assert quote_value(" lead") == '" lead"'
+    assert quote_value('a\n"b"') == '"""a\n"b\""""'
+    mf = parse_modelfile('FROM x\nSYSTEM """ hi "there" """\nPARAMETER stop <|end|>\nMESSAGE user a b\n')
+    assert parse_modelfile(mf.to_text()).commands == mf.commands
+
+
+def test_params_typing_and_errors():
+    p = format_params([("num_ctx", "4096"), ("use_mmap", "false"), ("stop", "a"), ("stop", "b"),
+                       ("temperature", "0.8"), ("temperature", "0.9"), ("mirostat", "1")], warn=lambda m: None)
+    assert p == {"num_ctx": 4096.0, "use_mmap": False, "stop": ["a", "b"], "temperature": 0.9}
+    for pairs, msg in [([("Temperature", "1")], "unknown parameter 'Temperature'"),
+                       ([("tfs_z", "1")], "unknown parameter 'tfs_z'"),
+                       ([("top_k", "5.0")], "invalid int value [5.0]"),
+                       ([("top_k", "1_000")], "invalid int value [1_000]"),
+                       ([("temperature", "hot")], "invalid float value [hot]"),
+                       ([("temperature", "1e39")], "invalid float value [1e39]"),
+                       ([("temperature", "NaN")], "invalid float value [NaN]"),
+                       ([("use_mmap", "yes")], "invalid bool value [yes]")]:
+        with pytest.raises(InvalidParameter) as ei:
+            format_params(pairs)
+        assert str(ei.value) == msg
+
+
+def test_recipe_from_modelfile(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    (tmp_path / "lora.gguf").write_bytes(b"GGUF")
+    r = recipe_from_modelfile("FROM ./m.gguf\nADAPTER lora.gguf\nTEMPLATE {{ .Prompt }}\nSYSTEM one\nSYSTEM two\n"
+                              "LICENSE MIT\nLICENSE Apache\nPARAMETER top_k 3\nMESSAGE user hi\nREQUIRES v0.14.0\n",
+                              str(tmp_path))
+    assert r.files == [str(tmp_path / "./m.gguf")] and r.adapters == [str(tmp_path / "lora.gguf")]
+    assert (r.template, r.system, r.licenses, r.params, r.messages, r.requires) == (
+        "{{ .Prompt }}", "two", ["MIT", "Apache"], {"top_k": 3.0}, [("user", "hi")], "0.14.0")
+    with pytest.raises(Exception, match="requires must be a valid semver"):
+        recipe_from_modelfile("FROM ./m.gguf\nREQUIRES latest\n", str(tmp_path))
+    with pytest.raises(Exception, match="not supported yet"):
+        recipe_from_modelfile("FROM llama3.2\n", str(tmp_path))
