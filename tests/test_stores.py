@@ -1,0 +1,227 @@
+"""The ollama model store and the OCI layout: writes, listing, removal, verification."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import TINY, minimal_gguf
+from ollama_oci import (InvalidDigest, InvalidName, NotFound, OCILayout, OllamaStore, Recipe, StoreError,
+                        VerificationError, pack, parse_digest, parse_name)
+from ollama_oci.spec import MT
+
+
+def _tree(root) -> list[str]:
+    out = []
+    for d, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return OllamaStore(str(tmp_path / "models"))
+
+
+def test_pack_lays_out_the_store_like_ollama(tmp_path, store):
+    res = pack(Recipe(files=[TINY], system="Be brief.", params={"temperature": 0.5}), "tiny:q8", [store])
+    tree = _tree(store.root)
+    assert "manifests/registry.ollama.ai/library/tiny/q8" in tree
+    blobs = [t for t in tree if t.startswith("blobs/")]
+    assert sorted(blobs) == sorted(f"blobs/{d.digest.filename}" for d in res.manifest.blobs)
+    for d in res.manifest.blobs:  # every blob is what the manifest says, readable by an ollama server
+        p = store.find_blob(d.digest)
+        assert os.path.getsize(p) == d.size
+        if d.media_type != MT.MODEL:  # the model blob is a hard link and keeps the source's mode
+            assert os.stat(p).st_mode & 0o777 == 0o644 & ~_umask()
+    assert [l.kind for l in res.manifest.layers] == ["model", "system", "params"]
+    [entry] = store.list()
+    assert entry.name == parse_name("tiny:q8") and entry.size == res.manifest.size
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_auto_link_mode_never_copies_on_one_filesystem(tmp_path):
+    from ollama_oci.fsutil import ingest_file
+    src = tmp_path / "m.gguf"
+    shutil.copy(TINY, src)
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    digest, size, method = ingest_file(str(src), str(blobs), lambda d: str(blobs / d.filename))
+    assert method in ("reflink", "hardlink")
+    blob = blobs / digest.filename
+    assert os.path.samefile(blob, src) == (method == "hardlink")
+    assert blob.read_bytes() == src.read_bytes() and size == src.stat().st_size
+    assert [p.name for p in blobs.iterdir()] == [digest.filename]  # no temp file left behind
+
+
+def test_link_modes(tmp_path):
+    src = tmp_path / "m.gguf"
+    shutil.copy(TINY, src)
+    for mode in ("hardlink", "copy"):
+        st = OllamaStore(str(tmp_path / mode))
+        res = pack(Recipe(files=[str(src)]), "m", [st], link_mode=mode)
+        blob = st.find_blob(res.manifest.layers[0].digest)
+        assert os.path.samefile(blob, src) == (mode == "hardlink")
+        assert open(blob, "rb").read() == src.read_bytes()
+
+
+def test_remove_keeps_shared_blobs(store):
+    a = pack(Recipe(files=[TINY], system="A"), "a", [store])
+    b = pack(Recipe(files=[TINY], system="B"), "b", [store])
+    model_digest = a.manifest.layers[0].digest
+    assert b.manifest.layers[0].digest == model_digest
+    deleted = store.remove(parse_name("a"))
+    assert model_digest not in deleted  # still used by b
+    assert a.manifest.config.digest == b.manifest.config.digest  # same facts, same config blob
+    assert deleted == [a.manifest.layers[1].digest]  # only a's system prompt was a's alone
+    assert store.has_blob(model_digest)
+    assert [e.name.display for e in store.list()] == ["b:latest"]
+    assert not os.path.exists(os.path.join(store.manifests_dir, "registry.ollama.ai", "library", "a"))
+    deleted = store.remove(parse_name("b"))
+    assert model_digest in deleted
+    assert _tree(store.root) == []
+    with pytest.raises(NotFound):
+        store.remove(parse_name("b"))
+
+
+def test_remove_keeps_blobs_when_another_manifest_is_unreadable(store):
+    pack(Recipe(files=[TINY]), "a", [store])
+    pack(Recipe(files=[TINY]), "b", [store])
+    with open(os.path.join(store.manifests_dir, "registry.ollama.ai/library/b/latest"), "w") as f:
+        f.write("{not json")
+    warnings = []
+    assert store.remove(parse_name("a"), warn=warnings.append) == []
+    assert warnings and "b:latest" in warnings[0]
+
+
+def test_verify_finds_corruption_missing_and_size(store):
+    res = pack(Recipe(files=[TINY], system="S"), "m", [store], link_mode="copy")
+    entries, problems = store.verify()
+    assert [e.name.display for e in entries] == ["m:latest"] and problems == []
+    model = store.find_blob(res.manifest.layers[0].digest)
+    with open(model, "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    _, problems = store.verify()
+    assert [(p.kind, p.digest) for p in problems] == [("digest", str(res.manifest.layers[0].digest))]
+    _, quick = store.verify(rehash=False)
+    assert quick == []  # sizes still match; only a re-hash sees it
+    os.unlink(store.find_blob(res.manifest.layers[1].digest))
+    with open(model, "ab") as f:
+        f.write(b"x")
+    _, problems = store.verify()
+    assert sorted(p.kind for p in problems) == ["missing", "size"]
+
+
+def test_old_colon_blob_names_are_read(store):
+    res = pack(Recipe(files=[TINY]), "m", [store], link_mode="copy")
+    for d in res.manifest.blobs:
+        p = store.blob_path(d.digest)
+        os.rename(p, os.path.join(store.blobs_dir, "sha256:" + d.digest.hex))
+    entries, problems = store.verify()
+    assert problems == [] and len(entries) == 1
+    assert store.get_config(res.manifest).model_family == "llama"
+
+
+def test_names_match_existing_spelling_case_insensitively(store):
+    pack(Recipe(files=[TINY]), "Team/Tiny:Q8", [store])
+    pack(Recipe(files=[TINY], system="x"), "team/tiny:q8", [store])
+    assert [e.name.display for e in store.list()] == ["Team/Tiny:Q8"]
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/../../b", "x\x00y", "modèle", "a" * 81, "/abs", "a/b/c/d"])
+def test_bad_names_touch_nothing(tmp_path, bad):
+    root = tmp_path / "models"
+    with pytest.raises(InvalidName):
+        pack(Recipe(files=[TINY]), bad, [OllamaStore(str(root))])
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", ["sha256:abc", "sha256:" + "A" * 64, "sha512:" + "a" * 128, "sha256:" + "a" * 63 + "/",
+                                 "sha256-../../etc/passwd", "sha256:" + "a" * 65, "", "sha256:" + "g" * 64])
+def test_bad_digests_are_rejected_before_paths(tmp_path, bad):
+    store = OllamaStore(str(tmp_path / "models"))
+    with pytest.raises(InvalidDigest):
+        store.blob_path(bad)
+    with pytest.raises(InvalidDigest):
+        parse_digest(bad)
+    assert not (tmp_path / "models").exists()
+
+
+def test_manifest_refused_when_a_blob_is_missing(store, tmp_path):
+    from ollama_oci import Descriptor, ModelFacts, build_config, build_manifest
+    layer = Descriptor(MT.MODEL, "sha256:" + "1" * 64, 10)
+    manifest, cblob = build_manifest([layer], build_config([ModelFacts("x", "1", "F16")]))
+    store.put_blob_bytes(cblob.data)
+    with pytest.raises(StoreError, match="missing"):
+        store.put_manifest(parse_name("x"), manifest)
+    assert store.list() == []
+    with pytest.raises(VerificationError):
+        store.put_blob_bytes(b"abc", parse_digest("sha256:" + "2" * 64))
+
+
+def test_not_a_gguf_touches_nothing(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    from ollama_oci import GGUFError
+    with pytest.raises(GGUFError):
+        pack(Recipe(files=[str(bad)]), "m", [OllamaStore(str(tmp_path / "models"))])
+    assert not (tmp_path / "models").exists()
+
+
+def test_split_models_are_refused_with_a_fix(tmp_path):
+    from conftest import shared_path
+    from ollama_oci import Unsupported
+    p = shared_path("derived/gguf-py-sharded/tiny-00001-of-00003.gguf")
+    with pytest.raises(Unsupported, match="merge"):
+        pack(Recipe(files=[p]), "m", [OllamaStore(str(tmp_path / "models"))])
+
+
+def test_oci_layout(tmp_path):
+    layout = OCILayout(str(tmp_path / "oci"))
+    res = pack(Recipe(files=[TINY], licenses=["MIT"]), "team/tiny:1.0", [layout])
+    root = tmp_path / "oci"
+    assert json.loads((root / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    idx = json.loads((root / "index.json").read_text())
+    [entry] = idx["manifests"]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "team/tiny:1.0"
+    raw = (root / "blobs/sha256" / entry["digest"][7:]).read_bytes()
+    assert raw == res.manifest.to_bytes(newline=False)  # registry form: what a push sends
+    assert entry["size"] == len(raw) and entry["mediaType"] == MT.MANIFEST
+    pack(Recipe(files=[TINY]), "other", [layout])
+    pack(Recipe(files=[TINY], licenses=["MIT"]), "team/tiny:1.0", [layout])  # same ref: replaced, not doubled
+    assert sorted(e.name.display for e in layout.list()) == ["other:latest", "team/tiny:1.0"]
+    assert layout.verify()[1] == []
+    layout.remove(parse_name("team/tiny:1.0"))
+    assert [e.name.display for e in layout.list()] == ["other:latest"]
+    assert not (root / "blobs/sha256" / entry["digest"][7:]).exists()
+    assert layout.has_blob(res.manifest.layers[0].digest)  # shared with "other"
+
+
+def test_pack_into_both_reads_the_gguf_once(tmp_path, monkeypatch):
+    import ollama_oci.fsutil as fsutil
+    calls = []
+    real = fsutil.hash_stream
+
+    def counting(src, **kw):
+        calls.append(getattr(src, "name", "?"))
+        return real(src, **kw)
+    monkeypatch.setattr(fsutil, "hash_stream", counting)
+    src = tmp_path / "m.gguf"
+    shutil.copy(TINY, src)
+    pack(Recipe(files=[str(src)]), "m", [OllamaStore(str(tmp_path / "a")), OCILayout(str(tmp_path / "b"))],
+         link_mode="hardlink")
+    assert len(calls) == 1
+    calls.clear()
+    pack(Recipe(files=[str(src)]), "m", [OllamaStore(str(tmp_path / "c")), OCILayout(str(tmp_path / "d"))],
+         link_mode="copy")
+    assert len(calls) == 2  # a copy is always hashed as it is written: the source once, the copy verified
