@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from . import gojson
-from .digest import digest_bytes
+from .digest import Digest, digest_bytes
 from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
+from .fsutil import discard_staged
 from .gguf_header import read_gguf
 from .modelfile import Modelfile, parse_modelfile
 from .modelinfo import ModelInfo, model_info
@@ -234,7 +237,7 @@ class PackResult:
         }
 
 
-def _gguf_descr(path: str, what: str) -> tuple[ModelInfo, str]:
+def _gguf_info(path: str, what: str) -> ModelInfo:
     from .modelinfo import shard_siblings
     with read_gguf(path) as g:
         info = model_info(g)
@@ -243,11 +246,33 @@ def _gguf_descr(path: str, what: str) -> tuple[ModelInfo, str]:
         raise Unsupported(
             f"{path}: is one shard of a split GGUF ({what}); merge the shards first "
             "(llama-gguf-split --merge FIRST-SHARD OUT.gguf) and pack the merged file")
-    return info, path
+    return info
+
+
+def _check_magic(path: str) -> None:
+    """Refuse a file that is not GGUF at all before any store directory is created."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise GGUFError("is a directory, not a GGUF file", None, path) from None
+    parse_gguf_prefix(head, path)
+
+
+def parse_gguf_prefix(head: bytes, path: str) -> None:
+    from .gguf_header import GGUF_MAGIC, parse_gguf
+    if head[:4] != GGUF_MAGIC:
+        parse_gguf(head, path=path)  # raises the precise "not a GGUF file" error
 
 
 def _media_type(kind: str) -> str:
     return {"model": MT.MODEL, "projector": MT.PROJECTOR, "adapter": MT.ADAPTER}[kind]
+
+
+class _Cancelled(Exception):
+    pass
 
 
 def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy_rootfs: bool = False,
@@ -255,9 +280,11 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
          warn: Optional[Callable[[str], None]] = None) -> PackResult:
     """Build the model described by ``recipe`` into every store in ``stores``.
 
-    Each GGUF is read once per store: linked (or reflinked) into the store when
-    it is on the same filesystem and hashed from there, else copied and hashed
-    in the same pass.  Blobs go in first, the manifest last, each atomically.
+    Each GGUF is read once: linked (or reflinked) into the first store when it is
+    on the same filesystem and hashed there, else copied and hashed in the same
+    pass; while that runs, the headers are parsed on the other core.  Nothing
+    becomes visible until every header is valid.  Later stores take the first
+    store's verified blob.  Blobs go in first, the manifest last, each atomically.
     ``progress(label, done, total)`` is called while GGUF files are hashed.
     """
     if isinstance(name, str):
@@ -266,22 +293,64 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     if not stores:
         raise InvalidInput("no destination: give a model store or an OCI layout")
 
-    # Read every header first: a bad file fails before any store is touched.
-    order = sorted(zip(_request_names(recipe.files), recipe.files), key=lambda t: t[0])
-    bases = [(_gguf_descr(p, "FROM")[0], p) for _, p in order]
-    adapters = [(_gguf_descr(p, "ADAPTER")[0], p) for p in recipe.adapters]
-    kinds = [i.kind for i, _ in bases]
-    if "model" not in kinds:
-        raise InvalidInput("no model GGUF among the FROM files (only adapters or projectors)")
+    order = [p for _, p in sorted(zip(_request_names(recipe.files), recipe.files), key=lambda t: t[0])]
+    paths = order + list(recipe.adapters)
+    for p in paths:
+        _check_magic(p)
+
+    def cb_for(path):
+        if progress is None:
+            return None
+        label = os.path.basename(path)
+        return lambda done, total: progress(label, done, total)
+
+    # Stage (link/copy + hash) into the first store on a worker thread while the headers
+    # are parsed here: hashlib releases the GIL, so both cores work.
+    first = stores[0]
+    cancel = threading.Event()
+
+    def stage_all():
+        staged = []
+        try:
+            for p in paths:
+                cb = cb_for(p)
+
+                def tick(done, total, _cb=cb):
+                    if cancel.is_set():
+                        raise _Cancelled()
+                    if _cb is not None:
+                        _cb(done, total)
+                staged.append(first.stage_file(p, link_mode=link_mode, progress=tick))
+        except BaseException:
+            for st in staged:
+                discard_staged(st)
+            raise
+        return staged
+
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        fut = ex.submit(stage_all)
+        try:
+            base_infos = [_gguf_info(p, "FROM") for p in order]
+            adapter_infos = [_gguf_info(p, "ADAPTER") for p in recipe.adapters]
+            if "model" not in [i.kind for i in base_infos]:
+                raise InvalidInput("no model GGUF among the FROM files (only adapters or projectors)")
+        except BaseException:
+            cancel.set()
+            try:
+                for st in fut.result():
+                    discard_staged(st)
+            except _Cancelled:
+                pass
+            raise
+        staged = fut.result()
 
     params = dict(recipe.params)
-    infos = [i for i, _ in bases]
-    arch = next(i.architecture for i in infos if i.kind == "model")
+    arch = next(i.architecture for i in base_infos if i.kind == "model")
     if "stop" not in params and arch in _ARCH_DEFAULT_STOP:
         params["stop"] = list(_ARCH_DEFAULT_STOP[arch])
-    if warn is not None:
-        for i, p in bases:
-            if i.chat_template and recipe.template is None:
+    if warn is not None and recipe.template is None:
+        for i, p in zip(base_infos, order):
+            if i.chat_template:
                 warn(f"{os.path.basename(p)} carries a chat template but no TEMPLATE was given: the "
                      "model will have no template layer (ollama create would match a known template)")
 
@@ -297,29 +366,26 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     if recipe.messages:
         small.append(messages_layer(recipe.messages))
 
-    gguf_inputs = [(info, path, _media_type(info.kind)) for info, path in bases]
-    gguf_inputs += [(info, path, MT.ADAPTER) for info, path in adapters]  # ADAPTER lines are adapters
-    first_copy: dict[str, tuple[str, tuple]] = {}  # input path -> (blob path in the first store, (digest, size))
+    kinds = [_media_type(i.kind) for i in base_infos] + [MT.ADAPTER] * len(adapter_infos)  # ADAPTER lines are adapters
+    model_facts = [i for i, mt in zip(base_infos, kinds) if mt == MT.MODEL]
+    committed: list[tuple[str, tuple[Digest, int]]] = []
+    try:
+        for st in staged:
+            first.commit(st)
+            committed.append((first.blob_path(st.digest), (st.digest, st.size)))
+    except BaseException:
+        for st in staged[len(committed):]:
+            discard_staged(st)
+        raise
+
     result_manifest = config = mdigest = None
     done_stores = []
-    for store in stores:
+    for k, store in enumerate(stores):
         gguf_layers: list[Descriptor] = []
-        model_facts: list[ModelInfo] = []
-        for info, path, mt in gguf_inputs:
-            cb = None
-            if progress is not None:
-                label = os.path.basename(path)
-                cb = lambda done, total, _l=label: progress(_l, done, total)
-            if path in first_copy:
-                # read the GGUF once: later stores take the verified blob of the first one
-                src, known = first_copy[path]
-                digest, size = store.ingest_file(src, link_mode=link_mode, progress=cb, known=known)
-            else:
-                digest, size = store.ingest_file(path, link_mode=link_mode, progress=cb)
-                first_copy[path] = (store.find_blob(digest), (digest, size))
-            gguf_layers.append(Descriptor(mt, digest, size))
-            if mt == MT.MODEL:
-                model_facts.append(info)
+        for (src, known), mt, path in zip(committed, kinds, paths):
+            if k > 0:  # later stores take the first store's verified blob: the GGUF is read once
+                store.ingest_file(src, link_mode=link_mode, progress=cb_for(path), known=known)
+            gguf_layers.append(Descriptor(mt, known[0], known[1]))
         layers = gguf_layers + [b.descriptor for b in small]
         config = build_config(model_facts, layers, renderer=recipe.renderer, parser=recipe.parser,
                               requires=recipe.requires, legacy_rootfs=legacy_rootfs)
@@ -329,4 +395,4 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         mdigest = store.put_manifest(name, manifest)
         result_manifest = manifest
         done_stores.append(store.describe())
-    return PackResult(name, result_manifest, mdigest, config, infos + [i for i, _ in adapters], done_stores)
+    return PackResult(name, result_manifest, mdigest, config, base_infos + adapter_infos, done_stores)

@@ -12,12 +12,14 @@ import fcntl
 import os
 import secrets
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from .digest import Digest, check, hash_stream
 from .errors import InvalidInput, StoreError, VerificationError
 
-__all__ = ["atomic_write", "fsync_dir", "ingest_file", "LINK_MODES", "locked", "tmp_name"]
+__all__ = ["atomic_write", "fsync_dir", "ingest_file", "stage_file", "commit_staged", "discard_staged", "Staged",
+           "LINK_MODES", "locked", "tmp_name"]
 
 LINK_MODES = ("auto", "reflink", "hardlink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -118,20 +120,29 @@ def _try_reflink(src: str, dst: str) -> bool:
             os.close(dfd)
 
 
-def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",
-                progress: Optional[Callable[[int, int], None]] = None,
-                known: Optional[tuple[Digest, int]] = None) -> tuple[Digest, int, str]:
-    """Put the file ``src`` into a content-addressed store, reading it once.
+@dataclass
+class Staged:
+    """A file linked, cloned or copied into a store's temp area and hashed, not yet visible."""
+
+    tmp: str
+    digest: Digest
+    size: int
+    method: str
+
+
+def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
+               progress: Optional[Callable[[int, int], None]] = None,
+               known: Optional[tuple[Digest, int]] = None) -> Staged:
+    """Bring ``src`` into ``tmp_dir`` under a temp name and hash it, reading it once.
 
     ``link_mode``: ``reflink`` (copy-on-write clone), ``hardlink``, ``copy``, or
     ``auto`` (the first of those that works here).  A clone or link is hashed
-    where it lies; a copy is hashed while it is written.  The temp file is
-    renamed to ``final_path(digest)`` only after hashing.  Returns
-    (digest, size, method used).
+    where it lies; a copy is hashed while it is written.
 
     ``known`` = (digest, size) says ``src`` is itself a verified, immutable blob
     (one store's copy going into another): a link or clone of it is then not
     hashed again, and a copy is checked against it in the same pass.
+    Nothing carries a final name until :func:`commit_staged`.
     """
     if link_mode not in LINK_MODES:
         raise InvalidInput(f"link mode {link_mode!r} is not one of {', '.join(LINK_MODES)}")
@@ -188,27 +199,46 @@ def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, 
                     os.fsync(fout.fileno())
             if known is not None:
                 check(known[0], digest, expected_size=known[1], actual_size=size, what=src)
-        final = final_path(digest)
-        try:
-            st = os.stat(final)
-            exists = st.st_size == size
-        except FileNotFoundError:
-            exists = False
-        if exists:
-            _unlink_quiet(tmp)
-            os.utime(final)  # ollama "touches" reused layers so its pruner's grace period applies
-        else:
-            if method != "hardlink":  # never chmod the user's own file through a link
-                os.chmod(tmp, 0o644 & ~_umask())
-            os.replace(tmp, final)
-            fsync_dir(os.path.dirname(final))
-        return digest, size, method
+        return Staged(tmp, digest, size, method)
     except OSError as e:
         _unlink_quiet(tmp)
         raise _io_error("store", src, e) from None
     except BaseException:
         _unlink_quiet(tmp)
         raise
+
+
+def commit_staged(st: Staged, final: str) -> None:
+    """Give a staged file its final name (or drop it if an identical blob is already there)."""
+    try:
+        try:
+            exists = os.stat(final).st_size == st.size
+        except FileNotFoundError:
+            exists = False
+        if exists:
+            _unlink_quiet(st.tmp)
+            os.utime(final)  # ollama "touches" reused layers so its pruner's grace period applies
+        else:
+            if st.method != "hardlink":  # never chmod the user's own file through a link
+                os.chmod(st.tmp, 0o644 & ~_umask())
+            os.replace(st.tmp, final)
+            fsync_dir(os.path.dirname(final))
+    except OSError as e:
+        _unlink_quiet(st.tmp)
+        raise _io_error("store", final, e) from None
+
+
+def discard_staged(st: Staged) -> None:
+    _unlink_quiet(st.tmp)
+
+
+def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",
+                progress: Optional[Callable[[int, int], None]] = None,
+                known: Optional[tuple[Digest, int]] = None) -> tuple[Digest, int, str]:
+    """:func:`stage_file` then :func:`commit_staged`: returns (digest, size, method used)."""
+    st = stage_file(src, tmp_dir, link_mode=link_mode, progress=progress, known=known)
+    commit_staged(st, final_path(st.digest))
+    return st.digest, st.size, st.method
 
 
 def write_blob_bytes(data: bytes, final: str) -> None:

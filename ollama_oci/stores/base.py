@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterable, Optional
 
 from ..digest import Digest, digest_bytes, hash_file, parse_digest
 from ..errors import InvalidInput, NotFound, StoreError, VerificationError
-from ..fsutil import ingest_file, write_blob_bytes
+from ..fsutil import Staged, commit_staged, stage_file, write_blob_bytes
 from ..names import ModelName
 from ..spec import MAX_CONFIG_BYTES, Config, Manifest, parse_manifest
 
@@ -122,11 +122,19 @@ class LocalStore:
     def ingest_file(self, path: str, *, link_mode: str = "auto", progress: ProgressFn = None,
                     known: Optional[tuple[Digest, int]] = None) -> tuple[Digest, int]:
         """Put a file in as a blob (see :func:`ollama_oci.fsutil.ingest_file`)."""
+        return self.commit(self.stage_file(path, link_mode=link_mode, progress=progress, known=known))
+
+    def stage_file(self, path: str, *, link_mode: str = "auto", progress: ProgressFn = None,
+                   known: Optional[tuple[Digest, int]] = None) -> Staged:
+        """Bring a file in and hash it without making it visible (see :func:`commit`)."""
         self.prepare()
-        digest, size, method = ingest_file(path, self.tmp_dir(), self.blob_path, link_mode=link_mode,
-                                           progress=progress, known=known)
-        log.debug("%s: %s into %s as %s", path, method, self.describe(), digest)
-        return digest, size
+        st = stage_file(path, self.tmp_dir(), link_mode=link_mode, progress=progress, known=known)
+        log.debug("%s: %s into %s as %s", path, st.method, self.describe(), st.digest)
+        return st
+
+    def commit(self, staged: Staged) -> tuple[Digest, int]:
+        commit_staged(staged, self.blob_path(staged.digest))
+        return staged.digest, staged.size
 
     def put_blob_bytes(self, data: bytes, digest: Optional[Digest] = None) -> Digest:
         d = digest_bytes(data)

@@ -1,0 +1,147 @@
+"""The command line, run as a user runs it: real subprocesses, exit codes, one-line errors, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import TINY, run_cli, shared_path
+
+
+def test_inspect_json_schema():
+    cp = run_cli("inspect", TINY, "--json", "--tensors", check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["schema"] == "ollama-oci.inspect/v1"
+    for key in ("path", "size", "gguf_version", "byte_order", "alignment", "header_end", "data_offset",
+                "architecture", "parameter_count", "model_type", "file_type", "file_type_id", "context_length",
+                "embedding_length", "chat_template", "kind", "split", "tensor_count", "tensor_types",
+                "metadata", "tensors"):
+        assert key in doc, key
+    assert (doc["architecture"], doc["parameter_count"], doc["model_type"], doc["file_type"]) == (
+        "llama", 8320, "8K", "Q8_0")
+    assert doc["metadata"]["tokenizer.ggml.tokens"]["len"] == 64
+    assert doc["metadata"]["general.file_type"] == {"type": "UINT32", "value": 7}
+    assert [t["name"] for t in doc["tensors"]][:2] == ["token_embd.weight", "blk.0.attn_norm.weight"]
+
+
+def test_inspect_human_and_errors(tmp_path):
+    cp = run_cli("inspect", TINY, check=0)
+    assert "architecture    llama" in cp.stdout and "Q8_0 (7)" in cp.stdout
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"hello world, not a model")
+    cp = run_cli("inspect", bad, check=3)
+    assert cp.stderr.startswith("error: ") and cp.stderr.count("\n") == 1 and "not a GGUF file" in cp.stderr
+    assert "Traceback" not in cp.stderr
+    cp = run_cli("-v", "inspect", bad, check=3)
+    assert "Traceback" in cp.stderr  # -v shows the details
+    cp = run_cli("inspect", tmp_path / "missing.gguf", check=4)
+    assert "no such file" in cp.stderr
+
+
+def test_pack_list_show_rm_verify(tmp_path):
+    models = tmp_path / "models"
+    sysf = tmp_path / "system.txt"
+    sysf.write_text("You are a tiny model.")
+    cp = run_cli("pack", TINY, "--name", "tiny:q8", "--system", sysf, "-p", "temperature=0.7", "-p", "stop=<|im_end|>",
+                 "--message", "user=hi", "--message", "assistant=hello", "--json",
+                 env={"OLLAMA_MODELS": str(models)}, check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["name"] == "tiny:q8"
+    assert [l["kind"] for l in doc["layers"]] == ["model", "system", "params", "messages"]
+    assert doc["config"]["model_family"] == "llama" and doc["config"]["file_type"] == "Q8_0"
+    assert "chat template" in cp.stderr  # warned: the GGUF has a chat template but no TEMPLATE was given
+
+    cp = run_cli("list", "--json", env={"OLLAMA_MODELS": str(models)}, check=0)
+    [m] = json.loads(cp.stdout)["models"]
+    assert m["name"] == "tiny:q8" and m["digest"] == doc["manifest_digest"]
+    cp = run_cli("list", "--models-dir", models, check=0)
+    assert cp.stdout.splitlines()[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    assert cp.stdout.splitlines()[1].startswith("tiny:q8")
+
+    cp = run_cli("show", "tiny:q8", "--json", "--models-dir", models, check=0)
+    show = json.loads(cp.stdout)
+    assert show["system"] == "You are a tiny model."
+    assert show["parameters"] == {"temperature": 0.7, "stop": ["<|im_end|>"]}
+    assert show["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert show["details"]["architecture"] == "llama" and show["details"]["quantization"] == "Q8_0"
+
+    cp = run_cli("show", "tiny:q8", "--modelfile", "--models-dir", models, check=0)
+    mf = cp.stdout
+    assert "PARAMETER temperature 0.7" in mf and "PARAMETER stop <|im_end|>" in mf
+    assert 'SYSTEM """You are a tiny model."""' in mf and "MESSAGE user hi" in mf
+    # the generated Modelfile rebuilds the same model
+    (tmp_path / "Modelfile").write_text(mf)
+    cp = run_cli("pack", "-f", tmp_path / "Modelfile", "--name", "tiny:copy", "--models-dir", models, "--json",
+                 check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == doc["manifest_digest"]
+
+    run_cli("verify", "--models-dir", models, check=0)
+    cp = run_cli("verify", "--json", "--models-dir", models, check=0)
+    assert json.loads(cp.stdout)["ok"] is True
+
+    # corrupt the system blob: verify exits 5 and names it
+    sys_digest = next(l["digest"] for l in doc["layers"] if l["kind"] == "system")
+    p = models / "blobs" / ("sha256-" + sys_digest[7:])
+    os.chmod(p, 0o644)
+    p.write_text("You are a HUGE model.")
+    cp = run_cli("verify", "--models-dir", models, check=5)
+    assert sys_digest in cp.stderr and "digest" in cp.stderr
+    cp = run_cli("verify", "--json", "--models-dir", models, check=5)
+    assert json.loads(cp.stdout)["problems"][0]["digest"] == sys_digest
+
+    cp = run_cli("rm", "tiny:q8", "tiny:copy", "--models-dir", models, "--json", check=0)
+    assert len(json.loads(cp.stdout)["removed"]) == 2
+    assert json.loads(run_cli("list", "--json", "--models-dir", models, check=0).stdout)["models"] == []
+    cp = run_cli("rm", "tiny:q8", "--models-dir", models, check=4)
+    assert "not found" in cp.stderr
+
+
+def test_pack_modelfile_with_positional_gguf_and_oci_layout(tmp_path):
+    (tmp_path / "Modelfile").write_text('FROM ./does-not-matter.gguf\nTEMPLATE """{{ .Prompt }}"""\n'
+                                        "PARAMETER num_ctx 128\nLICENSE MIT\n")
+    cp = run_cli("pack", TINY, "-f", tmp_path / "Modelfile", "--name", "team/tiny:1", "--oci-layout",
+                 tmp_path / "oci", "--json", env={"OLLAMA_MODELS": str(tmp_path / "unused")}, check=0)
+    doc = json.loads(cp.stdout)
+    assert [l["kind"] for l in doc["layers"]] == ["model", "template", "license", "params"]
+    assert doc["stores"] == [f"oci:{tmp_path / 'oci'}"]
+    assert not (tmp_path / "unused").exists()  # OLLAMA_MODELS from the environment is not a destination
+    cp = run_cli("list", "--oci-layout", tmp_path / "oci", "--json", check=0)
+    assert json.loads(cp.stdout)["models"][0]["name"] == "team/tiny:1"
+
+
+@pytest.mark.parametrize("args,code,text", [
+    (["pack"], 2, "give a GGUF file"),
+    (["pack", TINY, "--name", "../../etc"], 3, "invalid model name"),
+    (["pack", TINY, "-p", "temperature=hot"], 3, "invalid float value [hot]"),
+    (["pack", TINY, "-p", "bogus=1"], 3, "unknown parameter 'bogus'"),
+    (["pack", TINY, "--message", "robot=hi"], 3, "message role"),
+    (["show", "nope"], 4, "not found"),
+    (["list", "--models-dir", "x", "--oci-layout", "y"], 2, "not both"),
+    (["frobnicate"], 2, "No such command"),
+])
+def test_exit_codes(tmp_path, args, code, text):
+    cp = run_cli(*args, env={"OLLAMA_MODELS": str(tmp_path / "m")})
+    assert cp.returncode == code, (cp.stdout, cp.stderr)
+    assert text in cp.stderr
+
+
+def test_modelfile_errors_are_one_line(tmp_path):
+    (tmp_path / "Modelfile").write_text("FROM x.gguf\nBOGUS thing\n")
+    cp = run_cli("pack", "-f", tmp_path / "Modelfile", "--models-dir", tmp_path / "m", check=3)
+    assert cp.stderr.strip() == ('error: (line 2): command must be one of "from", "license", "template", "system", '
+                                 '"adapter", "draft", "renderer", "parser", "parameter", "message", or "requires"')
+
+
+def test_help_teaches():
+    cp = run_cli("--help", check=0)
+    assert "Exit codes" in cp.stdout and "ollama-oci pack model.gguf" in cp.stdout
+    cp = run_cli("pack", "--help", check=0)
+    assert "--link-mode" in cp.stdout and "Examples" in cp.stdout and "OLLAMA_MODELS" in cp.stdout
+
+
+def test_no_progress_bar_off_a_tty(tmp_path):
+    cp = run_cli("pack", TINY, "--models-dir", tmp_path / "m", check=0)
+    assert "\r" not in cp.stderr and "%" not in cp.stderr
