@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -304,6 +304,8 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         label = os.path.basename(path)
         return lambda done, total: progress(label, done, total)
 
+    from concurrent.futures import ThreadPoolExecutor
+
     # Stage (link/copy + hash) into the first store on a worker thread while the headers
     # are parsed here: hashlib releases the GIL, so both cores work.
     first = stores[0]
@@ -327,6 +329,10 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             raise
         return staged
 
+    # While the pure-Python parse holds the GIL, the hashing thread waits up to the switch
+    # interval each time it needs the GIL back; a short interval keeps it busy (restored below).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, 0.0005))
     with ThreadPoolExecutor(max_workers=1) as ex:
         fut = ex.submit(stage_all)
         try:
@@ -342,6 +348,8 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             except _Cancelled:
                 pass
             raise
+        finally:
+            sys.setswitchinterval(switch)
         staged = fut.result()
 
     params = dict(recipe.params)

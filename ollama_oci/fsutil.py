@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
@@ -27,7 +26,7 @@ TMP_PREFIX = ".tmp-ollama-oci-"
 
 
 def tmp_name(directory: str) -> str:
-    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+    return os.path.join(directory, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
 
 
 def fsync_dir(path: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
 from typing import Any
 
 __all__ = ["GoMap", "dumps", "format_float", "encode_string"]
@@ -53,6 +52,8 @@ def format_float(x: float) -> str:
         raise ValueError(f"json: unsupported value: {x!r}")
     if x == 0:
         return "-0" if math.copysign(1.0, x) < 0 else "0"
+    from decimal import Decimal  # imported here: only floats need it
+
     sign, digits, exp = Decimal(repr(x)).as_tuple()
     # Drop trailing zeros of the shortest representation (repr never has them, except '0').
     ds = "".join(map(str, digits)).rstrip("0") or "0"
