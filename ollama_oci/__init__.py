@@ -26,7 +26,7 @@ from .params import format_params
 from .spec import MT, Config, Descriptor, Manifest, parse_manifest
 from .stores import OCILayout, OllamaStore, default_models_dir
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Blob", "ModelFacts", "PackResult", "Recipe", "build_config", "build_manifest", "messages_layer", "pack",

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .build import Recipe, pack as build_pack, recipe_from_modelfile
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, InvalidInput, NotFound,
                      OllamaOCIError)
@@ -140,9 +140,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
       ollama-oci pack -f Modelfile --name mymodel --oci-layout ./layout
       ollama-oci list                               # like `ollama list`
       ollama-oci verify                             # re-hash every blob of every model
+      ollama-oci push mymodel:q4 registry.example.com/team/mymodel:q4
+      ollama-oci pull registry.example.com/team/mymodel:q4   # into OLLAMA_MODELS
 
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 not found,
-    5 integrity failure, 6 I/O error, 130 interrupted (docs/cli.md).
+    5 integrity failure, 6 I/O error, 7 registry/network, 8 auth, 130 interrupted
+    (docs/cli.md).
     """
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
@@ -543,6 +546,203 @@ def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     if problems:
         from .errors import EXIT_INTEGRITY
         sys.exit(EXIT_INTEGRITY)
+
+
+# -- registries ---------------------------------------------------------------------------------
+
+def _transport_options(f):
+    opts = [
+        click.option("--plain-http", is_flag=True, help="Talk to the registry over http:// (no TLS)."),
+        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (still https)."),
+        click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="Trust this CA bundle (PEM)."),
+        click.option("--cert", "cert_file", type=click.Path(dir_okay=False, exists=True),
+                     help="Client certificate (PEM) for mutual TLS."),
+        click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True),
+                     help="Private key of --cert."),
+        click.option("-u", "--username", help="Registry user (else: stored logins, docker/podman auth files)."),
+        click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin."),
+        click.option("--ollama-key", type=click.Path(dir_okay=False, exists=True),
+                     help="Sign token requests with this ollama Ed25519 key (default for registry.ollama.ai: "
+                          "~/.ollama/id_ed25519)."),
+        click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+                     help="Blobs (and download parts) moved at once."),
+        click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,
+                     help="Retries on connection errors, 429 and 5xx (with backoff, honouring Retry-After)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _read_password(password_stdin: bool) -> Optional[str]:
+    if not password_stdin:
+        return None
+    pw = sys.stdin.readline().rstrip("\r\n")
+    if not pw:
+        raise click.UsageError("--password-stdin: nothing on standard input")
+    return pw
+
+
+def _registry_store(registry: str, plain_http, insecure, ca_file, cert_file, key_file, username, password_stdin,
+                    ollama_key, concurrency, retries, chunk_size=None):
+    from .stores.registry import RegistryStore
+    from .transport import Credentials, TransportOptions
+    creds = None
+    pw = _read_password(password_stdin)
+    if username or pw:
+        creds = Credentials(username or "", pw or "", source="command line")
+    opts = TransportOptions(plain_http=plain_http, insecure=insecure, ca_file=ca_file, cert_file=cert_file,
+                            key_file=key_file, credentials=creds, max_retries=retries, ollama_key=ollama_key,
+                            ollama_auth=True if ollama_key else None)
+    return RegistryStore(registry, opts, chunk_size=chunk_size, concurrency=concurrency)
+
+
+def _parse_size(value: Optional[str]) -> Optional[int]:
+    if value is None:
+        return None
+    v = value.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:], 1)
+    num = v[:-1] if v[-1:] in "KMG" else v
+    try:
+        n = int(float(num) * mult)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size like 4M or 65536", param_hint="--chunk-size") from None
+    if n <= 0:
+        raise click.BadParameter("must be positive", param_hint="--chunk-size")
+    return n
+
+
+def _copy_report(report, as_json: bool, verb: str) -> None:
+    if as_json:
+        _emit_json(report.to_json())
+        return
+    moved = [b for b in report.blobs if b.transferred]
+    click.echo(f"{verb} {report.destination} ({report.manifest_digest})")
+    for b in report.blobs:
+        click.echo(f"  {b.action:<10} {b.digest[7:19]}  {_human_size(b.size)}")
+    click.echo(f"  {len(moved)} of {len(report.blobs)} blobs moved, {_human_size(report.bytes_transferred)}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("ref", required=False)
+@_models_dir_option
+@_oci_option
+@click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M); default: one streamed PUT, "
+                                   "falling back to chunks if the registry refuses the size.")
+@click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
+              help="oci: send the manifest as an OCI image manifest (for tools that refuse Docker schema 2).")
+@_transport_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_json_option
+def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, plain_http, insecure, ca_file, cert_file,
+         key_file, username, password_stdin, ollama_key, concurrency, retries, quiet, as_json) -> None:
+    """Push a local model to a registry.
+
+    NAME is a model in the store; REF the destination, e.g.
+    registry.example.com/team/model:tag (default: NAME itself, when it names a
+    registry host). Blobs already there are skipped; the manifest goes last,
+    with the bytes `ollama push` would send.
+
+    \b
+    Examples:
+      ollama-oci push mymodel:q4 ghcr.io/acme/mymodel:q4
+      ollama-oci push localhost:5000/team/model:1 --plain-http
+      echo "$TOKEN" | ollama-oci push m registry.example.com/ns/m -u ci --password-stdin
+    """
+    from .copy import copy
+    from .reference import Reference, parse_reference
+    store = _store(models_dir, oci_layout)
+    n = _name(name)
+    dest = parse_reference(ref) if ref else Reference.from_model_name(n)
+    reg = _registry_store(dest.registry, plain_http, insecure, ca_file, cert_file, key_file, username,
+                          password_stdin, ollama_key, concurrency, retries, _parse_size(chunk_size))
+    prog = _Progress(not quiet and not as_json)
+    try:
+        report = copy(store, n, reg, dest, concurrency=concurrency, progress=prog, manifest_format=manifest_format)
+    finally:
+        prog.close()
+    _copy_report(report, as_json, "pushed")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ref")
+@click.option("-n", "--name", help="Local model name (default: from REF, e.g. localhost:5000/team/model:tag).")
+@_models_dir_option
+@_oci_option
+@_transport_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_json_option
+def pull(ref, name, models_dir, oci_layout, plain_http, insecure, ca_file, cert_file, key_file, username,
+         password_stdin, ollama_key, concurrency, retries, quiet, as_json) -> None:
+    """Pull a model from a registry into the Ollama store (or an OCI layout).
+
+    Blobs already present are skipped; large blobs come in parallel byte ranges;
+    an interrupted pull resumes where it stopped; every blob is verified before
+    it becomes visible, and the manifest is written last. `ollama serve` sees the
+    model at once.
+
+    \b
+    Examples:
+      ollama-oci pull ghcr.io/acme/mymodel:q4 --name mymodel:q4
+      OLLAMA_MODELS=/models ollama-oci pull registry.internal:5000/team/model:1
+      ollama-oci pull gemma3:270m          # registry.ollama.ai/library/gemma3:270m
+    """
+    from .copy import copy
+    from .reference import parse_reference
+    src = parse_reference(ref)
+    local = _name(name) if name else src.to_model_name()
+    store = _store(models_dir, oci_layout)
+    reg = _registry_store(src.registry, plain_http, insecure, ca_file, cert_file, key_file, username,
+                          password_stdin, ollama_key, concurrency, retries)
+    prog = _Progress(not quiet and not as_json)
+    try:
+        report = copy(reg, src, store, local, concurrency=concurrency, progress=prog)
+    finally:
+        prog.close()
+    _copy_report(report, as_json, "pulled")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+@click.option("-u", "--username", required=True, help="User name.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin: this one shows in `ps`).")
+@click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin.")
+@click.option("--plain-http", is_flag=True, help="The registry speaks http://.")
+@click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="Trust this CA bundle (PEM).")
+def login(registry, username, password, password_stdin, plain_http, insecure, ca_file) -> None:
+    """Check credentials against a registry and store them like `docker login`.
+
+    They go to the Docker config ($DOCKER_CONFIG/config.json, or its credsStore
+    helper), where docker, podman, oras and skopeo find them too.
+    """
+    from .transport import Credentials, RegistryClient, TransportOptions, save_login
+    from .transport.http import error_from
+    if password_stdin:
+        password = _read_password(True)
+    if not password:
+        password = click.prompt("Password", hide_input=True)
+    opts = TransportOptions(plain_http=plain_http, insecure=insecure, ca_file=ca_file,
+                            credentials=Credentials(username, password, source="login"))
+    client = RegistryClient(registry, opts)
+    resp = client.request("GET", "/v2/", scope="")
+    if resp.status_code != 200:
+        raise error_from(resp, f"login to {registry}")
+    resp.close()
+    where = save_login(registry, username, password)
+    click.echo(f"Login Succeeded ({registry}, saved in {where})")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+def logout(registry) -> None:
+    """Remove stored credentials for a registry."""
+    from .errors import NotFound
+    from .transport import remove_login
+    if not remove_login(registry):
+        raise NotFound(f"not logged in to {registry}")
+    click.echo(f"Removed login credentials for {registry}")
 
 
 # -- entry point ----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ code meaning
 4    not found: model, blob or file
 5    integrity failure: a digest or size does not match
 6    I/O or storage failure (disk full, permissions, ...)
+7    registry or network failure (after retries)
+8    authentication or authorization refused by a registry
 130  interrupted (Ctrl-C)
 ==== ===========================================================
 """
@@ -32,6 +34,8 @@ EXIT_INPUT = 3
 EXIT_NOT_FOUND = 4
 EXIT_INTEGRITY = 5
 EXIT_IO = 6
+EXIT_REGISTRY = 7
+EXIT_AUTH = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -108,3 +112,28 @@ class StoreError(OllamaOCIError, OSError):
 
 class Unsupported(InvalidInput):
     """Input that is valid but asks for something ollama-oci does not do (yet)."""
+
+
+class RegistryError(OllamaOCIError):
+    """A registry answered with an error, or could not be reached after retries.
+
+    ``status`` is the HTTP status (None for a connection failure), ``codes`` the
+    OCI error codes of the body, ``url`` the request URL without its query
+    string (presigned URLs carry secrets there).
+    """
+
+    exit_code = EXIT_REGISTRY
+
+    def __init__(self, message: str, *, status: int | None = None, codes: tuple = (), url: str | None = None,
+                 temporary: bool = False):
+        self.status = status
+        self.codes = tuple(codes)
+        self.url = url
+        self.temporary = temporary
+        super().__init__(message)
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials (or we have none it accepts)."""
+
+    exit_code = EXIT_AUTH

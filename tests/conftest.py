@@ -72,3 +72,42 @@ def run_cli(*args, env=None, input=None, check=None):
     if check is not None:
         assert cp.returncode == check, (cp.returncode, cp.stdout, cp.stderr)
     return cp
+
+
+# -- registries ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def registry_factory(tmp_path):
+    """Start real docker-registry processes (and fronts); everything is stopped after the test."""
+    from registry_env import REGISTRY_BIN, Front, Registry, TokenSigner
+    if REGISTRY_BIN is None:
+        pytest.skip("docker-registry (Debian package docker-registry) is not installed")
+    started = []
+
+    def make(variant: str = "plain", *, front: bool = False, ed25519_keys=None):
+        n = len(started)
+        wd = str(tmp_path / f"registry-{n}-{variant}")
+        if variant == "token":
+            signer = TokenSigner(os.path.join(str(tmp_path)))
+            reg = Registry(wd, "token", signer=signer)
+            fr = Front(None, signer=signer, users={"alice": "s3cret-pass"}, ed25519_keys=ed25519_keys)
+            reg.token_realm = fr.realm
+            reg.start()
+            fr.upstream = reg
+            started.append(reg)
+            started.append(fr)
+            return reg, fr
+        reg = Registry(wd, variant).start()
+        started.append(reg)
+        if front:
+            fr = Front(reg)
+            started.append(fr)
+            return reg, fr
+        return reg
+
+    yield make
+    for s in reversed(started):
+        try:
+            s.close() if hasattr(s, "close") else s.kill()
+        except Exception:
+            pass

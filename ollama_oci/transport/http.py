@@ -1,0 +1,381 @@
+"""An HTTP client for one registry: TLS options, proxies, retries, redirects and auth.
+
+* ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured (requests' environment handling).
+* ``plain_http`` (use http) and ``insecure`` (skip TLS verification) are separate, plus a CA
+  file and a client certificate.
+* Retries with exponential backoff and jitter on connection errors, timeouts, 408, 429 and
+  5xx; ``Retry-After`` is honoured (capped).  Request bodies are re-created for each try.
+* Redirects are followed by hand: ``Authorization`` is never sent to another host (object
+  storage behind a 307 gets a presigned URL, not our token).
+* Auth: on a 401 the ``WWW-Authenticate`` challenge is answered (Bearer token flow with
+  tokens cached per scope, Basic, ollama's Ed25519 key for registry.ollama.ai), once per
+  request; once a realm is known, tokens for new scopes are fetched before the request, so
+  a large upload is never sent just to be refused.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Union
+
+import requests
+
+from .._version import __version__
+from ..errors import AuthError, RegistryError
+from .auth import Challenge, Credentials, OllamaKey, find_credentials, parse_challenges
+
+log = logging.getLogger("ollama_oci")
+
+__all__ = ["RegistryClient", "TransportOptions", "redact"]
+
+Body = Union[None, bytes, Callable[[], Any]]
+_REDIRECTS = (301, 302, 303, 307, 308)
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: hosts whose token service expects ollama's Ed25519 signature
+_OLLAMA_AUTH_HOSTS = frozenset({"registry.ollama.ai", "ollama.com", "registry.ollama.com", "hf.co",
+                                "huggingface.co"})
+
+
+def redact(url: str) -> str:
+    """A URL without its query string and credentials (presigned URLs carry secrets there)."""
+    try:
+        u = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<url>"
+    host = u.hostname or ""
+    if u.port:
+        host += f":{u.port}"
+    return urllib.parse.urlunsplit((u.scheme, host, u.path, "", ""))
+
+
+def _host(url: str) -> str:
+    u = urllib.parse.urlsplit(url)
+    return (u.hostname or "").lower() + (f":{u.port}" if u.port else "")
+
+
+@dataclass
+class TransportOptions:
+    """How to reach a registry. Defaults are what a user expects of a registry client."""
+
+    plain_http: bool = False            #: use http:// (for a local registry without TLS)
+    insecure: bool = False              #: skip TLS certificate verification
+    ca_file: Optional[str] = None       #: trust this CA bundle (PEM)
+    cert_file: Optional[str] = None     #: client certificate (PEM) for mutual TLS
+    key_file: Optional[str] = None      #: its private key
+    credentials: Optional[Credentials] = None   #: explicit; else looked up (docker/containers auth files)
+    use_stored_credentials: bool = True
+    ollama_key: Optional[str] = None    #: path of an ollama Ed25519 key (default ~/.ollama/id_ed25519)
+    #: sign token requests with the ollama key: None = only for ollama's own hosts (and hf.co)
+    ollama_auth: Optional[bool] = None
+    max_retries: int = 5                #: retries after the first try (connection errors, 408/429/5xx)
+    backoff: float = 0.5                #: first retry delay in seconds; doubles each time (with jitter)
+    max_backoff: float = 30.0           #: longest single wait, including Retry-After
+    connect_timeout: float = 15.0
+    read_timeout: float = 300.0
+    user_agent: str = f"ollama-oci/{__version__}"
+
+    def __post_init__(self):
+        if self.max_retries < 0 or self.backoff < 0:
+            raise ValueError("max_retries and backoff must not be negative")
+
+
+class RegistryClient:
+    """Requests to one registry, authenticated and retried."""
+
+    def __init__(self, registry: str, options: Optional[TransportOptions] = None, *,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.registry = registry
+        self.opts = options or TransportOptions()
+        self.scheme = "http" if self.opts.plain_http else "https"
+        self.base = f"{self.scheme}://{registry}"
+        s = requests.Session()
+        self._verify = False if self.opts.insecure else (self.opts.ca_file or True)
+        self._cert = None
+        if self.opts.cert_file:
+            self._cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
+        s.headers["User-Agent"] = self.opts.user_agent
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        self.session = s
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._init_lock = threading.RLock()
+        self._token_locks: dict[str, threading.Lock] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._bearer: Optional[tuple[str, str]] = None     # (realm, service) once a challenge said so
+        self._basic = False
+        self._creds: Optional[Credentials] = self.opts.credentials
+        self._creds_looked_up = self.opts.credentials is not None
+        self._ollama_key: Optional[OllamaKey] = None
+        self._ollama_key_loaded = False
+        if self.opts.insecure:
+            import urllib3
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def send(self, method: str, url: str, **kw) -> requests.Response:
+        """One raw request with our TLS settings.
+
+        ``verify``/``cert`` are passed on every call: requests lets ``REQUESTS_CA_BUNDLE``
+        (set in many CI images) override a session's ``verify``, which would silently
+        defeat --ca-file and --insecure.
+        """
+        kw.setdefault("timeout", (self.opts.connect_timeout, self.opts.read_timeout))
+        return self.session.request(method, url, verify=self._verify, cert=self._cert, **kw)
+
+    # -- URLs ------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base + path
+
+    # -- credentials -----------------------------------------------------------------------
+    def credentials(self, repository: str = "") -> Optional[Credentials]:
+        with self._init_lock:  # blobs move on several threads: look up once, and completely
+            if not self._creds_looked_up:
+                if self.opts.use_stored_credentials:
+                    self._creds = find_credentials(self.registry, repository)
+                    if self._creds:
+                        log.debug("using credentials for %s from %s", self.registry, self._creds.source)
+                self._creds_looked_up = True
+            return self._creds
+
+    def ollama_key(self) -> Optional[OllamaKey]:
+        with self._init_lock:
+            if not self._ollama_key_loaded:
+                self._ollama_key = OllamaKey.load(self.opts.ollama_key)
+                self._ollama_key_loaded = True
+            return self._ollama_key
+
+    # -- auth ------------------------------------------------------------------------------
+    def _auth_header(self, scope: str) -> Optional[str]:
+        with self._lock:
+            if self._basic and self._creds:
+                return self._creds.basic()
+            tok = self._tokens.get(scope)
+            if tok and tok[1] > time.monotonic():
+                return "Bearer " + tok[0]
+            bearer = self._bearer
+        if bearer is not None and scope:
+            # we know the token service: fetch a token for this new scope up front
+            self._fetch_token(bearer[0], bearer[1], scope)
+            with self._lock:
+                tok = self._tokens.get(scope)
+            return "Bearer " + tok[0] if tok else None
+        return None
+
+    def _authenticate(self, challenges: list[Challenge], scope: str, url: str, failed: Optional[str] = None) -> None:
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        if bearer is not None and bearer.params.get("realm"):
+            realm, service = bearer.params["realm"], bearer.params.get("service", "")
+            with self._lock:
+                self._bearer = (realm, service)
+            wanted = scope or bearer.params.get("scope", "")
+            if bearer.params.get("scope") and bearer.params["scope"] not in wanted.split(" "):
+                wanted = " ".join(x for x in (wanted, bearer.params["scope"]) if x)
+            self._fetch_token(realm, service, scope or wanted, extra=wanted, failed=failed)
+            return
+        if any(c.scheme == "basic" for c in challenges):
+            if not self.credentials():
+                raise AuthError(f"{self.registry} requires a login: run 'ollama-oci login {self.registry}' "
+                                "(or docker login / podman login)", status=401, url=redact(url))
+            with self._lock:
+                self._basic = True
+            return
+        raise AuthError(f"{self.registry} refused the request (401) without a usable challenge",
+                        status=401, url=redact(url))
+
+    def _fetch_token(self, realm: str, service: str, scope: str, extra: str = "",
+                     failed: Optional[str] = None) -> None:
+        """Get a token for ``scope`` unless another thread already replaced the one that ``failed``."""
+        with self._lock:
+            lk = self._token_locks.setdefault(scope, threading.Lock())
+        with lk:  # threads needing the same scope wait for one token request
+            with self._lock:
+                cur = self._tokens.get(scope)
+            if cur is not None and cur[1] > time.monotonic() and "Bearer " + cur[0] != failed:
+                return
+            self._fetch_token_now(realm, service, scope, extra)
+
+    def _fetch_token_now(self, realm: str, service: str, scope: str, extra: str = "") -> None:
+        scopes = [s for s in (extra or scope).split(" ") if s]
+        creds = self.credentials(_repo_of(scope))
+        headers = {}
+        use_key = self.opts.ollama_auth
+        if use_key is None:
+            use_key = self.registry.lower() in _OLLAMA_AUTH_HOSTS
+        key = self.ollama_key() if use_key else None
+        if self.opts.ollama_auth and key is None:
+            raise AuthError(f"no ollama key found (looked in {', '.join(OllamaKey.default_paths())})")
+        if key is not None:
+            rhost = _host(realm)
+            if rhost != self.registry.lower():
+                raise AuthError(f'realm host "{rhost}" does not match original host "{self.registry}"',
+                                url=redact(realm))
+            url, sig = key.token_request(realm, service, scopes)
+            headers["Authorization"] = sig
+            resp = self._plain_get(url, headers)
+        elif creds and creds.identity_token:
+            resp = self._with_retries(lambda: self.send(
+                "POST", realm, data={"grant_type": "refresh_token", "service": service, "scope": " ".join(scopes),
+                                     "client_id": "ollama-oci", "refresh_token": creds.identity_token},
+                timeout=(self.opts.connect_timeout, 60)), realm)
+        else:
+            if creds and (creds.username or creds.password):
+                headers["Authorization"] = creds.basic()
+            q = [("service", service)] if service else []
+            q += [("scope", s) for s in scopes]
+            sep = "&" if "?" in realm else "?"
+            url = realm + (sep + urllib.parse.urlencode(q) if q else "")
+            resp = self._plain_get(url, headers)
+        if resp.status_code in (401, 403):
+            who = f"as {creds.username!r} " if creds and creds.username else ""
+            raise AuthError(f"the token service of {self.registry} refused access {who}to "
+                            f"{' '.join(scopes) or 'the registry'} ({resp.status_code}); check your login "
+                            f"('ollama-oci login {self.registry}')", status=resp.status_code, url=redact(realm))
+        if resp.status_code != 200:
+            raise RegistryError(f"token service {redact(realm)} answered {resp.status_code}",
+                                status=resp.status_code, url=redact(realm))
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
+            token = None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"token service {redact(realm)} returned no token", url=redact(realm))
+        expires = body.get("expires_in")
+        life = float(expires) if isinstance(expires, (int, float)) and expires > 0 else 60.0
+        with self._lock:
+            self._tokens[scope] = (token, time.monotonic() + max(life - 10, life / 2))
+
+    def _plain_get(self, url: str, headers: dict) -> requests.Response:
+        return self._with_retries(lambda: self.send(
+            "GET", url, headers=headers, timeout=(self.opts.connect_timeout, 60), allow_redirects=True), url)
+
+    # -- retries ---------------------------------------------------------------------------
+    def _delay(self, attempt: int, resp: Optional[requests.Response] = None) -> float:
+        if resp is not None:
+            ra = resp.headers.get("Retry-After")
+            if ra:
+                try:
+                    d = float(ra)
+                except ValueError:
+                    t = email.utils.parsedate_to_datetime(ra)
+                    d = t.timestamp() - time.time() if t else 0.0
+                return max(0.0, min(d, self.opts.max_backoff))
+        base = self.opts.backoff * (2 ** attempt)
+        return min(base * random.uniform(0.5, 1.5), self.opts.max_backoff)
+
+    def _with_retries(self, send: Callable[[], requests.Response], url: str) -> requests.Response:
+        attempt = 0
+        while True:
+            try:
+                resp = send()
+            except requests.exceptions.SSLError as e:  # permanent: retrying cannot fix a certificate
+                reason = str(e.__context__ or e).split("(Caused by")[-1].strip(" )") or type(e).__name__
+                raise RegistryError(f"TLS with {_host(url)} failed ({reason[:200]}); trust its CA with --ca-file, "
+                                    "or skip verification with --insecure (or use --plain-http for an http "
+                                    "registry)", url=redact(url)) from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+                if attempt >= self.opts.max_retries:
+                    raise RegistryError(f"cannot reach {redact(url)}: {type(e).__name__} after "
+                                        f"{attempt + 1} tries", url=redact(url), temporary=True) from None
+                d = self._delay(attempt)
+                log.info("%s: %s, retrying in %.1fs", redact(url), type(e).__name__, d)
+                self._sleep(d)
+                attempt += 1
+                continue
+            if resp.status_code in _RETRY_STATUS and attempt < self.opts.max_retries:
+                d = self._delay(attempt, resp)
+                log.info("%s: %s, retrying in %.1fs", redact(url), resp.status_code, d)
+                resp.close()
+                self._sleep(d)
+                attempt += 1
+                continue
+            return resp
+
+    # -- the request loop -----------------------------------------------------------------
+    def request(self, method: str, path: str, *, scope: str = "", headers: Optional[dict] = None,
+                body: Body = None, stream: bool = False, follow: bool = True,
+                on_redirect: Optional[Callable[[str], None]] = None) -> requests.Response:
+        """Send a request with auth, retries and redirects; returns the final response.
+
+        ``body`` is bytes, or a callable returning a fresh body (an iterable with
+        ``__len__``, or a file) for each try.  ``on_redirect(url)`` is told the
+        final URL when a redirect leaves the registry host.
+        """
+        url = self.url(path)
+        auth_done = False
+        while True:
+            auth = self._auth_header(scope)
+
+            def send(auth=auth):
+                return self._send_following(method, url, headers or {}, auth, body, stream, follow, on_redirect)
+            resp = self._with_retries(send, url)
+            if resp.status_code == 401 and not auth_done:
+                challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
+                resp.close()
+                self._authenticate(challenges, scope, url, failed=auth)
+                auth_done = True
+                continue
+            if resp.status_code == 401 and auth:
+                with self._lock:  # the token may have expired: drop it, try once more
+                    self._tokens.pop(scope, None)
+            return resp
+
+    def _send_following(self, method, url, headers, auth, body, stream, follow, on_redirect):
+        cur, meth = url, method
+        for _ in range(10):
+            h = dict(headers)
+            if auth and _host(cur) == _host(url):
+                h["Authorization"] = auth
+            data = body() if callable(body) else body
+            resp = self.send(meth, cur, headers=h, data=data, stream=stream, allow_redirects=False)
+            if not follow or resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
+                return resp
+            nxt = urllib.parse.urljoin(cur, resp.headers["Location"])
+            resp.close()
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and meth == "POST"):
+                meth, body = "GET", None
+            if _host(nxt) != _host(url) and on_redirect is not None:
+                on_redirect(nxt)
+            log.debug("redirect %s -> %s", redact(cur), redact(nxt))
+            cur = nxt
+        raise RegistryError(f"too many redirects from {redact(url)}", url=redact(url))
+
+
+def error_from(resp: requests.Response, what: str) -> RegistryError:
+    """A RegistryError (or AuthError) describing an unexpected response."""
+    codes: tuple = ()
+    detail = ""
+    try:
+        raw = resp.raw.read(65536, decode_content=True) if resp.raw is not None and not resp._content_consumed else resp.content[:65536]
+    except Exception:
+        raw = b""
+    try:
+        obj = json.loads(raw)
+        errs = obj.get("errors") if isinstance(obj, dict) else None
+        if isinstance(errs, list):
+            codes = tuple(str(e.get("code")) for e in errs if isinstance(e, dict))
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        detail = raw[:200].decode("utf-8", "replace").strip()
+    resp.close()
+    msg = f"{what}: {resp.status_code} {resp.reason or ''}".rstrip()
+    if detail:
+        msg += f" ({detail})"
+    cls = AuthError if resp.status_code in (401, 403) else RegistryError
+    if cls is AuthError:
+        msg += "; check your login or your access to this repository"
+    return cls(msg, status=resp.status_code, codes=codes, url=redact(resp.url or ""),
+               temporary=resp.status_code in _RETRY_STATUS)
+
+
+def _repo_of(scope: str) -> str:
+    parts = scope.split(":")
+    return parts[1] if len(parts) >= 3 and parts[0] == "repository" else ""

@@ -1,0 +1,218 @@
+"""Push and pull through real Docker distribution registries, checked by independent clients."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import TINY, run_cli
+from ollama_oci import OCILayout, OllamaStore, Recipe, pack, parse_name
+from ollama_oci.copy import copy
+from ollama_oci.reference import parse_reference
+from ollama_oci.stores.registry import RegistryStore
+from ollama_oci.transport import Credentials, TransportOptions
+
+
+def _files(store: OllamaStore) -> dict:
+    out = {}
+    for root, _, files in os.walk(store.root):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, store.root)] = fh.read()
+    return out
+
+
+def _packed(tmp_path, name="team/tiny:1"):
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY], system="You are tiny.", params={"temperature": 0.5}, licenses=["MIT"]),
+               name, [store], link_mode="copy")
+    return store, res
+
+
+def test_round_trip_plain_http(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    ref = parse_reference(f"{reg.host}/team/tiny:1")
+    r1 = copy(src, parse_name("team/tiny:1"), remote, ref)
+    assert sorted(b.action for b in r1.blobs) == ["uploaded"] * 5
+    assert r1.bytes_transferred == res.manifest.size
+    r2 = copy(src, parse_name("team/tiny:1"), remote, ref)  # unchanged: nothing moves
+    assert r2.bytes_transferred == 0 and {b.action for b in r2.blobs} == {"exists"}
+
+    dst = OllamaStore(str(tmp_path / "pulled"))
+    r3 = copy(remote, ref, dst, parse_name("team/tiny:1"))
+    assert r3.bytes_transferred == res.manifest.size
+    r4 = copy(remote, ref, dst, parse_name("team/tiny:1"))
+    assert r4.bytes_transferred == 0
+    a, b = _files(src), _files(dst)
+    blobs = {k: v for k, v in a.items() if k.startswith("blobs/")}
+    assert {k: v for k, v in b.items() if k.startswith("blobs/")} == blobs  # every blob byte-identical
+    mpath = "manifests/registry.ollama.ai/team/tiny/1"
+    # ollama push sends json.Marshal (no trailing newline) and a pull stores what it received
+    assert b[mpath] == a[mpath][:-1] == res.manifest.to_bytes(newline=False)
+    assert dst.verify()[1] == []
+
+
+def test_pull_to_name_and_into_oci_layout(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    copy(src, parse_name("team/tiny:1"), remote, parse_reference(f"{reg.host}/team/tiny:1"))
+    layout = OCILayout(str(tmp_path / "oci"))
+    copy(remote, parse_reference(f"{reg.host}/team/tiny:1"), layout, parse_name("tiny:from-registry"))
+    m, raw = layout.get_manifest(parse_name("tiny:from-registry"))
+    assert raw == res.manifest.to_bytes(newline=False) and layout.verify()[1] == []
+    # and back out of the layout, to another tag: digests preserved
+    copy(layout, parse_name("tiny:from-registry"), remote, parse_reference(f"{reg.host}/team/tiny:2"))
+    assert remote.resolve(parse_reference(f"{reg.host}/team/tiny:2")) == res.manifest.digest(newline=False)
+
+
+def test_pull_by_digest_is_verified(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root,
+                 "--json", check=0)
+    digest = json.loads(cp.stdout)["manifest_digest"]
+    cp = run_cli("pull", f"{reg.host}/team/tiny@{digest}", "--name", "pinned:1", "--plain-http", "--models-dir",
+                 tmp_path / "pulled", "--json", check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == digest
+    wrong = "sha256:" + "0" * 64
+    cp = run_cli("pull", f"{reg.host}/team/tiny@{wrong}", "--name", "x", "--plain-http", "--models-dir",
+                 tmp_path / "pulled2")
+    assert cp.returncode == 4, cp.stderr  # the registry has no such manifest
+
+
+def test_tls_and_basic_auth_with_login(tmp_path, registry_factory):
+    reg = registry_factory("tls")
+    src, res = _packed(tmp_path)
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json"),
+           "OLLAMA_MODELS": src.root}
+    common = ["--ca-file", reg.ca]
+    # no credentials: refused with the auth exit code and a hint
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, env=env)
+    assert cp.returncode == 8 and "login" in cp.stderr
+    # without our CA, TLS verification fails (a registry error, not a crash)
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", env=env)
+    assert cp.returncode == 7, cp.stderr
+    # a wrong password
+    cp = run_cli("login", reg.host, "-u", "alice", "--password-stdin", *common, env=env, input="nope\n")
+    assert cp.returncode == 8
+    assert not os.path.exists(tmp_path / "docker" / "config.json")
+    cp = run_cli("login", reg.host, "-u", "alice", "--password-stdin", *common, env=env, input="s3cret-pass\n",
+                 check=0)
+    assert "Login Succeeded" in cp.stdout and "s3cret" not in cp.stdout + cp.stderr
+    cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
+    assert reg.host in cfg["auths"]
+    assert oct(os.stat(tmp_path / "docker" / "config.json").st_mode & 0o777) == "0o600"
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, "--json", env=env, check=0)
+    assert json.loads(cp.stdout)["bytes_transferred"] == res.manifest.size
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", *common, "--models-dir", tmp_path / "pulled", "--json",
+                 env=env, check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == str(res.manifest.digest(newline=False))
+    # --insecure skips verification (still TLS, still authenticated)
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--insecure", "--models-dir", tmp_path / "pulled2", env=env,
+                 check=0)
+    run_cli("logout", reg.host, env=env, check=0)
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", *common, "--models-dir", tmp_path / "pulled3", env=env)
+    assert cp.returncode == 8
+
+
+def test_credentials_from_containers_auth_file(tmp_path, registry_factory):
+    import base64
+    reg = registry_factory("tls")
+    src, res = _packed(tmp_path)
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+    env = {"REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty"), "OLLAMA_MODELS": src.root}
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, env=env, check=0)
+
+
+def test_credential_helper(tmp_path, registry_factory):
+    """credHelpers run docker-credential-<name> get, as docker does."""
+    reg = registry_factory("tls")
+    src, res = _packed(tmp_path)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-testhelper"
+    helper.write_text("#!/bin/sh\nread server\n"
+                      "echo \"$server\" >> \"$(dirname \"$0\")/asked\"\n"
+                      "echo '{\"ServerURL\":\"'$server'\",\"Username\":\"alice\",\"Secret\":\"s3cret-pass\"}'\n")
+    helper.chmod(0o755)
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"credHelpers": {reg.host: "testhelper"}}))
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json"),
+           "PATH": f"{bindir}:{os.environ['PATH']}", "OLLAMA_MODELS": src.root}
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, env=env, check=0)
+    assert reg.host in (bindir / "asked").read_text()
+
+
+def test_token_auth(tmp_path, registry_factory):
+    reg, front = registry_factory("token")
+    src, res = _packed(tmp_path)
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json"),
+           "OLLAMA_MODELS": src.root}
+    # anonymous tokens grant pull only: a push is refused
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", env=env)
+    assert cp.returncode == 8, cp.stderr
+    front.token_requests.clear()
+    front.log.clear()
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "-u", "alice",
+                 "--password-stdin", env=env, input="s3cret-pass\n", check=0)
+    assert "s3cret" not in cp.stdout + cp.stderr
+    # one token for the push scope, shared by the parallel blob uploads
+    assert len(front.token_requests) == 1, [t["path"] for t in front.token_requests]
+    assert front.token_requests[0]["authorization"].startswith("Basic ")
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", tmp_path / "pulled",
+                 "--json", env=env, check=0)  # anonymous pull
+    assert json.loads(cp.stdout)["bytes_transferred"] == res.manifest.size
+    assert any("scope=repository%3Ateam%2Ftiny%3Apull" in t["path"] for t in front.token_requests)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+def test_skopeo_agrees(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reg.host}/team/tiny:1"],
+                         capture_output=True, check=True).stdout
+    assert raw == res.manifest.to_bytes(newline=False)
+    # skopeo 1.9 will not copy Docker schema 2 manifests with ollama layer types (skopeo#2395);
+    # the OCI form of the same artifact it copies, verifying every blob digest
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:oci", "--format", "oci", "--plain-http", "--models-dir",
+            src.root, check=0)
+    out = tmp_path / "skopeo-oci"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg.host}/team/tiny:oci",
+                    f"oci:{out}:x"], capture_output=True, check=True)
+    for d in res.manifest.blobs:
+        assert hashlib.sha256((out / "blobs" / "sha256" / d.digest.hex).read_bytes()).hexdigest() == d.digest.hex
+    # and we pull what skopeo pushed (it re-uploaded every blob from its own layout)
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{out}:x",
+                    f"docker://{reg.host}/skopeo/pushed:1"], capture_output=True, check=True)
+    cp = run_cli("pull", f"{reg.host}/skopeo/pushed:1", "--plain-http", "--models-dir", tmp_path / "pulled",
+                 "--json", check=0)
+    store = OllamaStore(str(tmp_path / "pulled"))
+    assert store.verify()[1] == []
+    m, _ = store.get_manifest(parse_name(f"{reg.host}/skopeo/pushed:1"))
+    assert [d.digest for d in m.blobs] == [d.digest for d in res.manifest.blobs]
+    assert store.get_config(m).model_family == "llama"
+
+
+def test_oras_py_pulls_what_we_pushed(tmp_path, registry_factory):
+    import oras.client
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    client = oras.client.OrasClient(hostname=reg.host, insecure=True)
+    files = client.pull(target=f"{reg.host}/team/tiny:1", outdir=str(tmp_path / "oras"))
+    got = {}
+    for f in files:
+        with open(f, "rb") as fh:
+            got[os.path.basename(f)] = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
+    assert got == {str(d.digest): str(d.digest) for d in res.manifest.layers}
