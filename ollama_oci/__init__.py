@@ -13,30 +13,43 @@ The public API::
 See docs/api.md.
 """
 
-from .build import (Blob, ModelFacts, PackResult, Recipe, build_config, build_manifest, messages_layer,
-                    pack, params_layer, recipe_from_modelfile, text_layer)
-from .digest import Digest, digest_bytes, hash_file, parse_digest
-from .errors import (GGUFError, InvalidDigest, InvalidInput, InvalidName, InvalidParameter, ModelfileError,
-                     NotFound, OllamaOCIError, StoreError, Unsupported, VerificationError)
-from .gguf_header import GGUFArray, GGUFFile, Limits, TensorInfo, parse_gguf, read_gguf
-from .modelfile import Modelfile, parse_modelfile
-from .modelinfo import ModelInfo, human_number, model_info
-from .names import ModelName, parse_name
-from .params import format_params
-from .spec import MT, Config, Descriptor, Manifest, parse_manifest
-from .stores import OCILayout, OllamaStore, default_models_dir
-
 from ._version import __version__
 
-__all__ = [
-    "Blob", "ModelFacts", "PackResult", "Recipe", "build_config", "build_manifest", "messages_layer", "pack",
-    "params_layer", "recipe_from_modelfile", "text_layer",
-    "Digest", "digest_bytes", "hash_file", "parse_digest",
-    "GGUFError", "InvalidDigest", "InvalidInput", "InvalidName", "InvalidParameter", "ModelfileError",
-    "NotFound", "OllamaOCIError", "StoreError", "Unsupported", "VerificationError",
-    "GGUFArray", "GGUFFile", "Limits", "TensorInfo", "parse_gguf", "read_gguf",
-    "Modelfile", "parse_modelfile", "ModelInfo", "human_number", "model_info",
-    "ModelName", "parse_name", "format_params",
-    "MT", "Config", "Descriptor", "Manifest", "parse_manifest",
-    "OCILayout", "OllamaStore", "default_models_dir",
-]
+# Names are imported on first use (PEP 562), so `import ollama_oci` and the CLI start fast;
+# `from ollama_oci import pack` works as usual.
+_EXPORTS = {
+    "build": ["Blob", "ModelFacts", "PackResult", "Recipe", "build_config", "build_manifest", "messages_layer",
+              "pack", "params_layer", "recipe_from_modelfile", "text_layer"],
+    "copy": ["copy", "CopyReport"],
+    "digest": ["Digest", "digest_bytes", "hash_file", "parse_digest"],
+    "errors": ["AuthError", "GGUFError", "InvalidDigest", "InvalidInput", "InvalidName", "InvalidParameter",
+               "ModelfileError", "NotFound", "OllamaOCIError", "RegistryError", "StoreError", "Unsupported",
+               "VerificationError"],
+    "gguf_header": ["GGUFArray", "GGUFFile", "Limits", "TensorInfo", "parse_gguf", "read_gguf"],
+    "modelfile": ["Modelfile", "parse_modelfile"],
+    "modelinfo": ["ModelInfo", "human_number", "model_info"],
+    "names": ["ModelName", "parse_name"],
+    "params": ["format_params"],
+    "reference": ["Reference", "parse_reference"],
+    "spec": ["MT", "Config", "Descriptor", "Manifest", "parse_manifest"],
+    "stores": ["OCILayout", "OllamaStore", "default_models_dir"],
+    "stores.registry": ["RegistryStore"],
+    "transport": ["Credentials", "TransportOptions"],
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE) + ["__version__"]
+
+
+def __getattr__(name: str):
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ollama_oci' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -430,7 +430,7 @@ class Front:
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                         s.close()
                         return
-                    if fault.action in ("429", "503"):
+                    if fault.action in ("429", "503", "413"):
                         hdrs = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                         return front._send(self, int(fault.action), b'{"errors":[{"code":"TOOMANYREQUESTS"}]}',
                                            headers=hdrs)

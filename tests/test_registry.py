@@ -216,3 +216,30 @@ def test_oras_py_pulls_what_we_pushed(tmp_path, registry_factory):
         with open(f, "rb") as fh:
             got[os.path.basename(f)] = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
     assert got == {str(d.digest): str(d.digest) for d in res.manifest.layers}
+
+
+@pytest.mark.slow
+def test_gemma_round_trip_into_empty_ollama_models(tmp_path, registry_factory, gemma_path):
+    """Pack the real Gemma 270M, push it, pull it into an empty OLLAMA_MODELS: byte-identical."""
+    reg = registry_factory("plain")
+    packed = tmp_path / "packed"
+    run_cli("pack", gemma_path, "--name", "gemma3:270m", "-p", "temperature=1", "--models-dir", packed, check=0)
+    cp = run_cli("push", "gemma3:270m", f"{reg.host}/library/gemma3:270m", "--plain-http", "--models-dir", packed,
+                 "--json", check=0)
+    assert json.loads(cp.stdout)["bytes_transferred"] > 253_000_000
+    cp = run_cli("push", "gemma3:270m", f"{reg.host}/library/gemma3:270m", "--plain-http", "--models-dir", packed,
+                 "--json", check=0)
+    assert json.loads(cp.stdout)["bytes_transferred"] == 0  # unchanged: no blob bytes move
+    pulled = tmp_path / "empty-ollama-models"
+    cp = run_cli("pull", f"{reg.host}/library/gemma3:270m", "--name", "gemma3:270m", "--plain-http", "--json",
+                 env={"OLLAMA_MODELS": str(pulled)}, check=0)
+    cp = run_cli("pull", f"{reg.host}/library/gemma3:270m", "--name", "gemma3:270m", "--plain-http", "--json",
+                 env={"OLLAMA_MODELS": str(pulled)}, check=0)
+    assert json.loads(cp.stdout)["bytes_transferred"] == 0
+    a, b = _files(OllamaStore(str(packed))), _files(OllamaStore(str(pulled)))
+    assert {k for k in b if k.startswith("blobs/")} == {k for k in a if k.startswith("blobs/")}
+    for k in a:
+        if k.startswith("blobs/"):
+            assert a[k] == b[k], k
+    m = "manifests/registry.ollama.ai/library/gemma3/270m"
+    assert b[m] + b"\n" == a[m]  # the bytes `ollama push` sends; ollama stores the pulled bytes as received

@@ -12,7 +12,6 @@ without our ``Authorization`` header, as ollama's client does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -63,16 +62,14 @@ def _push(repo: str) -> str:
 
 
 class _FileBody:
-    """A request body that streams a file region in 1 MiB pieces, hashing and counting them.
+    """A request body that streams a file region in 1 MiB pieces, counting them.
 
     It has ``__len__`` (so requests sends Content-Length, not chunked encoding) and
     ``__iter__`` (so http.client sends our pieces, not 8 KiB reads).
     """
 
-    def __init__(self, opener: Callable[[], BinaryIO], start: int, length: int, progress: ProgressFn,
-                 hasher=None):
+    def __init__(self, opener: Callable[[], BinaryIO], start: int, length: int, progress: ProgressFn):
         self.opener, self.start, self.length, self.progress = opener, start, length, progress
-        self.hasher = hasher
 
     def __len__(self) -> int:
         return self.length
@@ -88,8 +85,6 @@ class _FileBody:
                 if not chunk:
                     raise InvalidInput("the source blob ended early; it changed while being uploaded")
                 left -= len(chunk)
-                if self.hasher is not None:
-                    self.hasher.update(chunk)
                 if self.progress is not None:
                     self.progress(len(chunk))
                 yield chunk
@@ -259,13 +254,11 @@ class RegistryStore:
             sent[0] = 0
 
         if self.chunk_size is None:
-            hasher = hashlib.sha256()
-
+            # The registry checks the digest of what it receives and refuses a mismatch
+            # (DIGEST_INVALID), so we do not hash again on the sending thread.
             def body():
-                nonlocal hasher
                 rollback()
-                hasher = hashlib.sha256()
-                return _FileBody(opener, 0, desc.size, tick, hasher)
+                return _FileBody(opener, 0, desc.size, tick)
             resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)),
                                        scope=_push(repository),
                                        headers={"Content-Type": "application/octet-stream",
@@ -279,16 +272,20 @@ class RegistryStore:
                 self._chunked(repository, loc, desc, opener, FALLBACK_CHUNK, tick, rollback)
                 return "uploaded"
             if resp.status_code != 201:
-                if sent[0] == desc.size and "sha256:" + hasher.hexdigest() != desc.digest:
-                    resp.close()
-                    raise VerificationError(f"local blob {desc.digest} is damaged (it hashes to "
-                                            f"sha256:{hasher.hexdigest()}); run 'ollama-oci verify'",
-                                            expected=desc.digest)
-                raise error_from(resp, f"upload {desc.digest}")
+                raise self._upload_error(resp, desc)
             resp.close()
             return "uploaded"
         self._chunked(repository, loc, desc, opener, self.chunk_size, tick, rollback)
         return "uploaded"
+
+    @staticmethod
+    def _upload_error(resp, desc: Descriptor):
+        err = error_from(resp, f"upload {desc.digest}")
+        if "DIGEST_INVALID" in err.codes:
+            return VerificationError(f"the registry computed another digest than {desc.digest} for the uploaded "
+                                     "bytes: the local blob is damaged; run 'ollama-oci verify' and pack or pull "
+                                     "the model again", expected=desc.digest)
+        return err
 
     def _upload_status(self, loc: str, repository: str) -> tuple[str, int]:
         """Where an upload session stands: (location, bytes the registry has)."""
@@ -331,7 +328,7 @@ class RegistryStore:
                                    headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
                                    body=b"")
         if resp.status_code != 201:
-            raise error_from(resp, f"finish upload of {desc.digest}")
+            raise self._upload_error(resp, desc)
         resp.close()
 
     # -- blobs: download ---------------------------------------------------------------------
@@ -408,9 +405,9 @@ class RegistryStore:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-            raise VerificationError(f"blob {desc.digest} from {self.registry}/{repository} hashes to {got} "
-                                    f"({n} bytes); the registry's copy is damaged, nothing was installed",
-                                    expected=desc.digest, actual=got)
+            raise VerificationError(f"digest mismatch for blob {desc.digest} from {self.registry}/{repository}: "
+                                    f"the content ({n} bytes) hashes to {got}; the registry's copy is damaged, "
+                                    "nothing was installed", expected=desc.digest, actual=got)
 
     def _fetch_range(self, repository, desc, fd, part: _Part, pos: int, direct, progress, save) -> None:
         end = part.end - 1

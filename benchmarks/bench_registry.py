@@ -1,0 +1,235 @@
+"""Push and pull of the real Gemma 3 270M through a local Docker distribution, against peers.
+
+    python benchmarks/bench_registry.py
+
+Same run, same registry (Debian docker-registry on 127.0.0.1, plain HTTP, fresh storage
+for each push), same file.  Every command runs as its own process; wall time and that
+process's peak RSS come from wait4().  Peers:
+  push: curl -T (one streamed PUT of the model blob: the network/registry ceiling),
+        skopeo copy (from an OCI layout of the same artifact), oras-py push (library).
+  pull: curl GET + sha256sum of the model blob, skopeo copy (to an OCI layout), oras-py pull.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from common import gemma  # noqa: E402
+from registry_env import Registry  # noqa: E402
+
+
+def run(cmd, env=None, shell=False) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()[-500:]}")
+    return wall, ru.ru_maxrss / 1024
+
+
+def best(n, fn):
+    res = [fn() for _ in range(n)]
+    return min(res, key=lambda r: r[0])
+
+
+def interleaved(rounds, named):
+    """Run every tool once per round, round-robin, each after a `sync` (so one tool's dirty pages do
+    not slow the next); return {name: (best wall, peak RSS)} or the error text."""
+    out = {name: [] for name, _ in named}
+    errors = {}
+    for k in range(rounds):
+        order = named[k % len(named):] + named[:k % len(named)]  # rotate: no tool always goes first
+        for name, fn in order:
+            if name in errors:
+                continue
+            subprocess.run(["sync"])
+            try:
+                out[name].append(fn())
+            except Exception as e:  # a peer that cannot do it is reported, not hidden
+                errors[name] = str(e)[:120]
+    return {name: (min(v, key=lambda r: r[0]) if v else None, errors.get(name)) for name, v in out.items()}
+
+
+def report(title, results, size):
+    print(title)
+    base = None
+    for name, (res, err) in results.items():
+        if res is None:
+            print(f"  {name:<34} failed: {err}")
+            continue
+        wall, rss = res
+        base = base or wall
+        print(f"  {name:<34} {wall:7.3f} s  {size / wall / 1e6:7.1f} MB/s  peak RSS {rss:7.1f} MB  "
+              f"throughput vs curl {base / wall:5.2f}x")
+
+
+def main() -> None:
+    src = gemma()
+    work = tempfile.mkdtemp(prefix="bench-registry-")
+    py = sys.executable
+    try:
+        models = os.path.join(work, "models")
+        subprocess.run([py, "-m", "ollama_oci.cli", "pack", src, "--name", "gemma3:270m", "--models-dir", models,
+                        "--oci-layout", os.path.join(work, "layout"), "-q"], check=True)
+        # an OCI-typed copy of the artifact for skopeo (it refuses Docker schema 2 with ollama layers)
+        reg0 = Registry(os.path.join(work, "reg0")).start()
+        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{reg0.host}/x/g:1", "--format", "oci",
+                        "--plain-http", "--models-dir", models, "-q"], check=True)
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg0.host}/x/g:1",
+                        f"oci:{work}/skopeo-src:g"], check=True, capture_output=True)
+        reg0.kill()
+        model_digest = "sha256:a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+        blob = os.path.join(models, "blobs", model_digest.replace(":", "-"))
+        size = os.path.getsize(blob)
+
+        class _Fresh(Registry):
+            def kill(self):  # a registry used once: its storage goes with it
+                super().kill()
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+        def fresh_registry(tag):
+            d = os.path.join(work, f"reg-{tag}-{time.monotonic_ns()}")
+            return _Fresh(d).start()
+
+        rows = []
+
+        def push_ours():
+            r = fresh_registry("ours")
+            try:
+                return run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+                            "--plain-http", "--models-dir", models, "-q"])
+            finally:
+                r.kill()
+
+        def push_curl():
+            r = fresh_registry("curl")
+            try:
+                # POST for an upload session, then one streamed PUT of the blob
+                loc = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "-X", "POST",
+                                      f"http://{r.host}/v2/library/gemma3/blobs/uploads/"],
+                                     capture_output=True, text=True, check=True).stdout
+                location = next(l.split(": ", 1)[1].strip() for l in loc.splitlines()
+                                if l.lower().startswith("location:"))
+                sep = "&" if "?" in location else "?"
+                return run(["curl", "-s", "-f", "-T", blob, "-X", "PUT", f"{location}{sep}digest={model_digest}"])
+            finally:
+                r.kill()
+
+        def push_skopeo():
+            r = fresh_registry("skopeo")
+            try:
+                return run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{work}/skopeo-src:g",
+                            f"docker://{r.host}/library/gemma3:270m"])
+            finally:
+                r.kill()
+
+        def push_oras():
+            r = fresh_registry("oras")
+            try:
+                code = ("import oras.client,sys; c=oras.client.OrasClient(hostname=sys.argv[1], insecure=True); "
+                        "c.push(files=[sys.argv[2]], target=sys.argv[1]+'/library/gemma3:270m', disable_path_validation=True)")
+                return run([py, "-c", code, r.host, blob])
+            finally:
+                r.kill()
+
+        print(f"blob: {size:,} bytes (Gemma 3 270M Q4_K_M)\n")
+        report("PUSH (fresh registry storage each run; 4 interleaved rounds, best)", interleaved(4, [
+            ("curl -T (model blob only)", push_curl), ("ollama-oci push (whole model)", push_ours),
+            ("skopeo copy oci:->docker://", push_skopeo), ("oras-py push (model blob)", push_oras)]), size)
+
+        # pull: one registry holding the model
+        r = fresh_registry("pull")
+        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+                        "--plain-http", "--models-dir", models, "-q"], check=True)
+        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/x/g:oci", "--format", "oci",
+                        "--plain-http", "--models-dir", models, "-q"], check=True)
+
+        def pull_ours():
+            d = os.path.join(work, f"pulled-{time.monotonic_ns()}")
+            try:
+                return run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
+                            "--models-dir", d, "-q"])
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+
+        def pull_curl():
+            out = os.path.join(work, "curl.bin")
+            try:
+                return run(f"curl -s -f -o {out} http://{r.host}/v2/library/gemma3/blobs/{model_digest} && "
+                           f"sha256sum {out}", shell=True)
+            finally:
+                os.unlink(out)
+
+        def pull_skopeo():
+            d = os.path.join(work, f"sk-{time.monotonic_ns()}")
+            try:
+                return run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{r.host}/x/g:oci", f"oci:{d}:g"])
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+
+        def pull_oras():
+            d = os.path.join(work, f"oras-{time.monotonic_ns()}")
+            code = ("import oras.client,sys; c=oras.client.OrasClient(hostname=sys.argv[1], insecure=True); "
+                    "c.pull(target=sys.argv[1]+'/library/gemma3:270m', outdir=sys.argv[2])")
+            try:
+                return run([py, "-c", code, r.host, d])
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+
+        print()
+        report("PULL (into an empty destination; 4 interleaved rounds, best)", interleaved(4, [
+            ("curl GET + sha256sum (model blob)", pull_curl), ("ollama-oci pull (whole model)", pull_ours),
+            ("skopeo copy docker://->oci:", pull_skopeo), ("oras-py pull (no verification)", pull_oras)]), size)
+
+        # the library call, in-process and warm, alternated with curl on fresh registries:
+        # the transfer itself, without interpreter start-up and imports
+        from ollama_oci import OllamaStore, RegistryStore, TransportOptions, parse_name, parse_reference
+        from ollama_oci.copy import copy as oci_copy
+        lib, cur = [], []
+
+        def lib_push():
+            rr = fresh_registry("lib")
+            try:
+                t = time.perf_counter()
+                oci_copy(OllamaStore(models), parse_name("gemma3:270m"),
+                         RegistryStore(rr.host, TransportOptions(plain_http=True)),
+                         parse_reference(f"{rr.host}/library/gemma3:270m"))
+                lib.append(time.perf_counter() - t)
+            finally:
+                rr.kill()
+        for k in range(4):
+            for fn in ((lib_push, lambda: cur.append(push_curl()[0])) if k % 2 == 0 else
+                       (lambda: cur.append(push_curl()[0]), lib_push)):
+                subprocess.run(["sync"])
+                fn()
+        print(f"\nPUSH in-process (library copy(), warm) {min(lib):.3f} s vs curl -T {min(cur):.3f} s: "
+              f"throughput {min(cur) / min(lib):.2f}x curl")
+
+        def noop_push():
+            return run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+                        "--plain-http", "--models-dir", models, "-q"])
+        d = os.path.join(work, "again")
+        subprocess.run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
+                        "--models-dir", d, "-q"], check=True)
+        w1, _ = best(3, noop_push)
+        w2, _ = best(3, lambda: run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m",
+                                     "--plain-http", "--models-dir", d, "-q"]))
+        print(f"\nunchanged model: second push {w1:.3f} s, second pull {w2:.3f} s (no blob bytes move)")
+        r.kill()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Faults on the way to and from a real registry: kills, corruption, throttling, 429/503, resets,
+redirects to object storage, and ollama's Ed25519 token signing.
+
+The injected faults come from tests/registry_env.Front, a proxy in front of the real
+docker-registry: it stands for what proxies, cloud registries and object storage do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+from ollama_oci import OllamaStore, Recipe, pack, parse_name
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "ollama_oci.cli", *map(str, args)]
+
+
+def _push_gemma(tmp_path, gemma_path, host):
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[gemma_path]), "gemma3:270m", [store])
+    run_cli("push", "gemma3:270m", f"{host}/library/gemma3:270m", "--plain-http", "--models-dir", store.root,
+            check=0)
+    return store, res
+
+
+@pytest.mark.slow
+def test_sigkill_half_way_through_a_pull_then_resume(tmp_path, registry_factory, gemma_path):
+    reg, front = registry_factory("plain", front=True)
+    _, res = _push_gemma(tmp_path, gemma_path, reg.host)
+    model = res.manifest.layers[0]
+    models = tmp_path / "pulled"
+    front.throttle = 40e6  # 40 MB/s through the proxy: the pull takes seconds, not a fraction of one
+    p = subprocess.Popen(_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models,
+                              "-q"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = models / "blobs" / f".partial-{model.digest.hex}.json"
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads(state.read_text())
+            done = sum(part[2] for part in st["parts"])
+        except (FileNotFoundError, ValueError):
+            pass
+        if done >= model.size * 0.45:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert model.size * 0.4 <= done < model.size
+    store = OllamaStore(str(models))
+    assert store.list() == [] and not store.has_blob(model.digest)  # nothing half-done is visible
+    front.throttle = None
+    served_before = front.blob_bytes_served
+    cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models, "--json",
+                 check=0)
+    refetched = front.blob_bytes_served - served_before
+    assert refetched < model.size * 0.65, f"fetched {refetched} of {model.size} again"
+    assert store.verify()[1] == []
+    assert [e.name.display for e in store.list()] == [f"{front.addr}/library/gemma3:270m"]
+    assert not [n for n in os.listdir(models / "blobs") if n.startswith(".partial")]
+
+
+@pytest.mark.slow
+def test_registry_killed_during_push_then_rerun(tmp_path, registry_factory, gemma_path):
+    reg, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "packed"))
+    pack(Recipe(files=[gemma_path], system="hi"), "gemma3:270m", [store])
+    front.throttle = 40e6
+    p = subprocess.Popen(_cli("push", "gemma3:270m", f"{front.addr}/library/gemma3:270m", "--plain-http",
+                              "--models-dir", store.root, "--retries", "1", "-q"), cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    reg.kill()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 7, err  # a registry/network failure, reported as such
+    assert "Traceback" not in err and err.startswith("error: ")
+    reg.start()
+    front.throttle = None
+    cp = run_cli("push", "gemma3:270m", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir",
+                 store.root, "--json", check=0)
+    assert json.loads(cp.stdout)["manifest_digest"]
+    cp = run_cli("pull", f"{reg.host}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "pulled",
+                 check=0)
+    assert OllamaStore(str(tmp_path / "pulled")).verify()[1] == []
+
+
+def test_corrupted_blob_in_the_registry_is_refused(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY], system="hi"), "tiny", [store])
+    run_cli("push", "tiny", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", store.root, check=0)
+    model = res.manifest.layers[0]
+    path = reg.blob_data_path(model.digest)
+    data = bytearray(open(path, "rb").read())
+    data[1000] ^= 0x55
+    with open(path, "wb") as f:
+        f.write(data)
+    models = tmp_path / "pulled"
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", models)
+    assert cp.returncode == 5, cp.stderr
+    assert "digest" in cp.stderr and model.digest in cp.stderr
+    pulled = OllamaStore(str(models))
+    assert pulled.list() == [] and not pulled.has_blob(model.digest)
+    assert not [n for n in os.listdir(models / "blobs") if n.startswith(".partial") and not n.endswith(".lock")]
+
+
+def test_retries_429_503_resets_and_redirects_without_leaking_auth(tmp_path, registry_factory):
+    reg, front = registry_factory("token")
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY], system="hi", licenses=["MIT"]), "tiny", [store])
+    host = front.addr  # talk to the registry through the fault-injecting front
+    is_put = lambda m, p: m == "PUT" and "/blobs/uploads/" in p  # noqa: E731
+    front.add_fault(lambda m, p: m == "HEAD" and "/blobs/" in p, "429", times=2, retry_after="1")
+    front.add_fault(is_put, "503", times=2, retry_after="0")
+    front.add_fault(lambda m, p: m == "POST", "reset", times=1)
+    t0 = time.monotonic()
+    cp = run_cli("push", "tiny", f"{host}/team/tiny:1", "--plain-http", "-u", "alice", "--password-stdin",
+                 "--models-dir", store.root, "--json", input="s3cret-pass\n", check=0)
+    assert time.monotonic() - t0 >= 1.0  # Retry-After: 1 was honoured
+    assert all(f.times == 0 for f in front.faults)  # every fault was hit, and survived
+    # downloads: 307 from the registry to "object storage" on another host (127.0.0.2), and a reset
+    front.faults.clear()
+    front.add_fault(lambda m, p: m == "GET" and "/blobs/sha256:" in p, "redirect", times=10)
+    front.add_fault(lambda m, p: m == "GET" and "/manifests/" in p, "reset", times=1)
+    cp = run_cli("pull", f"{host}/team/tiny:1", "--plain-http", "-u", "alice", "--password-stdin",
+                 "--models-dir", tmp_path / "pulled", "--json", input="s3cret-pass\n", check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == str(res.manifest.digest(newline=False))
+    assert front.cdn_log, "the redirect to the other host was not followed"
+    assert all(auth is None for _, auth, _ in front.cdn_log), "Authorization leaked to the other host"
+    # the registry itself did get our bearer token
+    assert any(a and a.startswith("Bearer ") for m, p, a in front.log if "/manifests/" in p)
+    assert OllamaStore(str(tmp_path / "pulled")).verify()[1] == []
+
+
+def test_chunked_upload_and_fallback_from_413(tmp_path, registry_factory):
+    reg, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY]), "tiny", [store])
+    cp = run_cli("push", "tiny", f"{front.addr}/team/tiny:chunked", "--plain-http", "--chunk-size", "4K",
+                 "--models-dir", store.root, "--json", check=0)
+    patches = [p for m, p, _ in front.log if m == "PATCH"]
+    model = res.manifest.layers[0]
+    assert len(patches) >= model.size // 4096  # the GGUF went up in 4 KiB chunks
+    # a registry that refuses big bodies (413) gets chunks instead of a failure
+    front.log.clear()
+    front.add_fault(lambda m, p: m == "PUT" and "/blobs/uploads/" in p, "413", times=1)
+    cp = run_cli("push", "tiny", f"{front.addr}/team/other:1", "--plain-http", "--models-dir", store.root,
+                 "--json", check=0)
+    assert any(m == "PATCH" for m, _, _ in front.log)
+    run_cli("pull", f"{reg.host}/team/other:1", "--plain-http", "--models-dir", tmp_path / "pulled", check=0)
+    assert OllamaStore(str(tmp_path / "pulled")).verify()[1] == []
+
+
+def _ed25519_key(path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                  serialization.NoEncryption()))
+    os.chmod(path, 0o600)
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return pub.decode().split()[1]
+
+
+def test_ollama_ed25519_key_auth(tmp_path, registry_factory):
+    good = _ed25519_key(tmp_path / "id_ed25519")
+    _ed25519_key(tmp_path / "other_ed25519")
+    reg, front = registry_factory("token", ed25519_keys=[good])
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY]), "tiny", [store])
+    host = front.addr  # ollama requires the token realm on the registry's own host
+    cp = run_cli("push", "tiny", f"{host}/team/tiny:1", "--plain-http", "--ollama-key", tmp_path / "id_ed25519",
+                 "--models-dir", store.root, check=0)
+    sig = [t for t in front.token_requests if t["authorization"]]
+    assert sig and all(t["authorization"].startswith(good + ":") for t in sig)
+    assert all("nonce=" in t["path"] and "ts=" in t["path"] for t in sig)
+    cp = run_cli("pull", f"{host}/team/tiny:1", "--plain-http", "--ollama-key", tmp_path / "id_ed25519",
+                 "--models-dir", tmp_path / "pulled", "--json", check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == str(res.manifest.digest(newline=False))
+    # an unregistered key is refused by the token service: the auth exit code
+    cp = run_cli("push", "tiny", f"{host}/team/tiny:2", "--plain-http", "--ollama-key", tmp_path / "other_ed25519",
+                 "--models-dir", store.root)
+    assert cp.returncode == 8, cp.stderr
+
+
+def test_ollama_key_signature_format():
+    """The string signed and the header sent, byte for byte as docs/ollama-format.md 7.3 gives them."""
+    import base64
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ollama_oci.transport.auth import OllamaKey
+    key = OllamaKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+    url, header = key.token_request("https://registry.ollama.ai/v2/token?x=1", "ollama.com",
+                                    ["repository:library/phi3:pull"], now=1700000000, nonce="abc")
+    assert url == ("https://registry.ollama.ai/v2/token?nonce=abc&scope=repository%3Alibrary%2Fphi3%3Apull"
+                   "&service=ollama.com&ts=1700000000&x=1")
+    pub, _, sig = header.partition(":")
+    assert pub == key.public_b64 and base64.b64decode(pub)[:15] == b"\x00\x00\x00\x0bssh-ed25519"
+    z = "ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0OWI5MzRjYTQ5NTk5MWI3ODUyYjg1NQ=="
+    key._key.public_key().verify(base64.b64decode(sig), f"GET,{url},{z}".encode())
+
+
+def test_damaged_local_blob_is_refused_on_push(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[TINY]), "tiny", [store], link_mode="copy")
+    p = store.find_blob(res.manifest.layers[0].digest)
+    with open(p, "r+b") as f:
+        f.seek(500)
+        f.write(b"\x00\x01\x02")
+    cp = run_cli("push", "tiny", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", store.root)
+    assert cp.returncode == 5, cp.stderr
+    assert "damaged" in cp.stderr and "verify" in cp.stderr
+    from ollama_oci.stores.registry import RegistryStore
+    from ollama_oci.transport import TransportOptions
+    from ollama_oci.reference import parse_reference
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    assert remote.resolve(parse_reference(f"{reg.host}/team/tiny:1")) is None  # no manifest was pushed
