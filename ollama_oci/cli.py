@@ -758,6 +758,182 @@ def logout(registry) -> None:
     click.echo(f"Removed login credentials for {registry}")
 
 
+# -- copy, export, import ---------------------------------------------------------------------------
+
+def _registry_factory(plain_http, insecure, ca_file, cert_file, key_file, username, password_stdin, ollama_key,
+                      concurrency, retries, chunk_size=None):
+    made = {}
+
+    def factory(registry: str):
+        if registry not in made:
+            made[registry] = _registry_store(registry, plain_http, insecure, ca_file, cert_file, key_file,
+                                             username, password_stdin if not made else False, ollama_key,
+                                             concurrency, retries, chunk_size)
+        return made[registry]
+    return factory
+
+
+@cli.command("copy", context_settings=CONTEXT)
+@click.argument("src")
+@click.argument("dst")
+@_models_dir_option
+@click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
+              help="oci: write the manifest as an OCI image manifest.")
+@click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M).")
+@_transport_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_json_option
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, plain_http, insecure, ca_file, cert_file, key_file,
+             username, password_stdin, ollama_key, concurrency, retries, quiet, as_json) -> None:
+    """Copy a model between any two places, moving only what is missing.
+
+    SRC and DST are each one of: a registry reference; oci:DIR[:NAME] (an OCI
+    layout); ollama:NAME (the model store, see --models-dir); FILE.tar or
+    FILE.tar.zst[:NAME] (a bundle). Digests are preserved, every blob is
+    verified, and the manifest is written last.
+
+    \b
+    Examples:
+      ollama-oci copy ollama:gemma3:270m registry.example.com/ml/gemma3:270m
+      ollama-oci copy registry.example.com/ml/gemma3:270m oci:./layout
+      ollama-oci copy oci:./layout:gemma3:270m ollama:
+      ollama-oci copy ollama:gemma3:270m ./gemma3.tar.zst
+    """
+    from .bundle import export_bundle, import_bundle
+    from .copy import copy
+    from .endpoints import parse_endpoint
+    from .names import ModelName
+    s, d = parse_endpoint(src), parse_endpoint(dst)
+    factory = _registry_factory(plain_http, insecure, ca_file, cert_file, key_file, username, password_stdin,
+                                ollama_key, concurrency, retries, _parse_size(chunk_size))
+    prog = _Progress(not quiet and not as_json)
+    try:
+        if s.kind == "bundle" and d.kind == "bundle":
+            raise click.UsageError("copy between two bundles is not supported; import one, export again")
+        if d.kind == "bundle":
+            store = s.store(models_dir=models_dir, registry_factory=factory)
+            sref = s.ref if s.ref is not None else _only_model(store, s)
+            report = export_bundle(store, [sref], d.path, names=[d.name_or(s) if d.ref else _as_name(sref)],
+                                   progress=prog)
+            if as_json:
+                _emit_json(report.to_json())
+            else:
+                click.echo(f"exported {report.models[0]['name']} to {d.path} ({_human_size(report.file_size)})")
+            return
+        if s.kind == "bundle":
+            store = d.store(models_dir=models_dir, registry_factory=factory)
+            names = [s.ref.display] if s.ref else None
+            rename = {s.ref.display: d.ref.display} if s.ref and isinstance(d.ref, ModelName) else None
+            ref_for = (lambda n: d.ref if d.ref is not None else _registry_ref_for(d, n)) if d.kind == "registry" else None
+            report = import_bundle(s.path, store, names=names, rename=rename, progress=prog, dst_ref_for=ref_for)
+            if as_json:
+                _emit_json(report.to_json())
+            else:
+                click.echo(f"imported {', '.join(m['name'] for m in report.models)} from {s.path}")
+            return
+        sstore = s.store(models_dir=models_dir, registry_factory=factory)
+        dstore = d.store(models_dir=models_dir, registry_factory=factory)
+        sref = s.ref if s.ref is not None else _only_model(sstore, s)
+        if d.kind == "registry":
+            dref = d.ref
+        else:
+            dref = d.ref if d.ref is not None else _as_name(sref)
+        report = copy(sstore, sref, dstore, dref, concurrency=concurrency, progress=prog,
+                      manifest_format=manifest_format)
+    finally:
+        prog.close()
+    _copy_report(report, as_json, "copied to")
+
+
+def _as_name(ref):
+    from .names import ModelName
+    return ref if isinstance(ref, ModelName) else ref.to_model_name()
+
+
+def _only_model(store, ep):
+    names = store.names() if hasattr(store, "names") else []
+    if len(names) != 1:
+        raise click.UsageError(f"{ep.text}: name the model ({ep.text}:NAME); it holds {len(names)} models")
+    return names[0]
+
+
+def _registry_ref_for(ep, name):
+    from .reference import Reference
+    return Reference(ep.ref.registry, f"{name.namespace}/{name.model}", name.tag)
+
+
+@cli.command("export", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Bundle file: .tar, or .tar.zst for zstd.")
+@click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True, help="zstd level.")
+@_models_dir_option
+@_oci_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_json_option
+def export_cmd(names, output, level, models_dir, oci_layout, quiet, as_json) -> None:
+    """Write models into one offline bundle file (blobs shared between them stored once).
+
+    The bundle is an OCI image layout in a tar (skopeo reads it as oci-archive:),
+    zstd-compressed when the name ends in .tar.zst. Move it anywhere, then
+    `ollama-oci import` it into a model store or straight into a registry.
+    """
+    from .bundle import export_bundle
+    store = _store(models_dir, oci_layout)
+    prog = _Progress(not quiet and not as_json)
+    try:
+        report = export_bundle(store, [_name(n) for n in names], output, level=level, progress=prog)
+    finally:
+        prog.close()
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        click.echo(f"exported {len(report.models)} model{'s' if len(report.models) != 1 else ''}, "
+                   f"{report.blobs} blobs, to {output} ({_human_size(report.file_size)})")
+
+
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True))
+@click.argument("names", nargs=-1)
+@click.option("--to", "to_registry", metavar="REGISTRY[/NAMESPACE]",
+              help="Push into this registry instead of a local store (models keep their names; NAMESPACE "
+                   "replaces theirs).")
+@_models_dir_option
+@_oci_option
+@_transport_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_json_option
+def import_cmd(bundle, names, to_registry, models_dir, oci_layout, plain_http, insecure, ca_file, cert_file,
+               key_file, username, password_stdin, ollama_key, concurrency, retries, quiet, as_json) -> None:
+    """Import models (all, or NAMES) from a bundle into the store, an OCI layout or a registry.
+
+    Every blob is checked against its digest while it streams; if anything is
+    wrong nothing becomes visible (no blob, no model).
+    """
+    from .bundle import import_bundle
+    prog = _Progress(not quiet and not as_json)
+    try:
+        if to_registry:
+            from .reference import Reference
+            registry, _, ns = to_registry.partition("/")
+            dst = _registry_store(registry, plain_http, insecure, ca_file, cert_file, key_file, username,
+                                  password_stdin, ollama_key, concurrency, retries)
+
+            def ref_for(n):
+                return Reference(registry, f"{ns or n.namespace}/{n.model}", n.tag)
+            report = import_bundle(bundle, dst, names=list(names) or None, progress=prog, dst_ref_for=ref_for)
+        else:
+            report = import_bundle(bundle, _store(models_dir, oci_layout), names=list(names) or None,
+                                   progress=prog)
+    finally:
+        prog.close()
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        for m in report.models:
+            click.echo(f"imported {m['name']} ({m['manifest_digest'][7:19]})")
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def main(argv: Optional[list[str]] = None) -> None:

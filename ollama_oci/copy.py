@@ -68,6 +68,7 @@ class CopyReport:
     manifest_digest: Digest
     media_type: str
     blobs: list[BlobResult] = field(default_factory=list)
+    unchanged: bool = False   #: the destination already had this exact manifest
 
     @property
     def bytes_transferred(self) -> int:
@@ -76,7 +77,8 @@ class CopyReport:
     def to_json(self) -> dict:
         return {"source": self.source, "destination": self.destination,
                 "manifest_digest": str(self.manifest_digest), "mediaType": self.media_type,
-                "bytes_transferred": self.bytes_transferred, "blobs": [b.to_json() for b in self.blobs]}
+                "bytes_transferred": self.bytes_transferred, "unchanged": self.unchanged,
+                "blobs": [b.to_json() for b in self.blobs]}
 
 
 def _describe(store: Any, ref: Ref) -> str:
@@ -125,6 +127,11 @@ def copy(src: Any, src_ref: Ref, dst: Any, dst_ref: Ref, *, concurrency: int = 4
     if manifest_format == "oci":
         data, media_type = as_oci_manifest(manifest)
     report = CopyReport(_describe(src, src_ref), _describe(dst, dst_ref), digest_bytes(data), media_type)
+    if _already_there(dst, dst_ref, data, report.manifest_digest):
+        # the same manifest is already in place, so are its blobs: one check instead of a HEAD per blob
+        report.blobs = [BlobResult(d.digest, d.size, d.media_type, "exists") for d in dict.fromkeys(manifest.blobs)]
+        report.unchanged = True
+        return report
     lock = threading.Lock()
 
     def one(desc: Descriptor) -> BlobResult:
@@ -161,6 +168,19 @@ def copy(src: Any, src_ref: Ref, dst: Any, dst_ref: Ref, *, concurrency: int = 4
             raise InvalidInput("a local destination needs a model name")
         dst.put_manifest(dst_ref, data)
     return report
+
+
+def _already_there(dst, dst_ref, data: bytes, digest: Digest) -> bool:
+    try:
+        if isinstance(dst, RegistryStore):
+            return dst.resolve(dst_ref) == digest
+        raw, _ = dst.read_manifest_bytes(dst_ref)
+        if raw != data:
+            return False
+        m = parse_manifest(raw)
+        return all(dst.has_blob(d.digest, d.size) for d in m.blobs)
+    except Exception:  # not there, or unreadable: copy as usual
+        return False
 
 
 def _move_blob(src, src_ref, dst, dst_ref, desc: Descriptor, cb) -> BlobResult:
@@ -249,3 +269,9 @@ class _ResponseFile:
 
     def close(self) -> None:
         self.resp.close()
+
+    def __enter__(self) -> "_ResponseFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

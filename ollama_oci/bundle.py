@@ -1,0 +1,534 @@
+"""Offline bundles: several models in one file, blobs stored once, verified on import.
+
+A bundle is an OCI image layout in a tar ("oci-archive", which skopeo also reads):
+``oci-layout``, ``blobs/sha256/<hex>`` for every blob and manifest, and ``index.json``
+(last) naming each model with ``org.opencontainers.image.ref.name``.  ``.tar.zst`` (or
+``.tzst``) is the same tar compressed with zstd.  Both directions stream: export reads
+each blob once into the tar (and compressor); import reads the tar once, staging every
+blob in the destination's temp area while hashing it against its name, and makes
+nothing visible unless the whole bundle checks out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable, Optional
+
+from .digest import CHUNK, Digest, digest_bytes, hash_stream, parse_digest
+from .errors import InvalidInput, NotFound, StoreError, VerificationError
+from .fsutil import atomic_write, discard_staged, fsync_dir, tmp_name
+from .names import ModelName, parse_name
+from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
+from .stores.base import LocalStore
+from .stores.oci_layout import REF_ANNOTATION
+
+__all__ = ["export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
+
+_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+_MAX_INDEX = 64 << 20
+_ZSTD_SUFFIXES = (".tar.zst", ".tzst", ".tar.zstd")
+
+Progress = Optional[Callable[[str, int, int], None]]
+
+
+def is_bundle_path(path: str) -> bool:
+    p = path.lower()
+    return p.endswith(".tar") or p.endswith(_ZSTD_SUFFIXES)
+
+
+def _compressed(path: str) -> bool:
+    return path.lower().endswith(_ZSTD_SUFFIXES)
+
+
+@dataclass
+class BundleReport:
+    path: str
+    models: list[dict] = field(default_factory=list)    # {"name", "manifest_digest"}
+    blobs: int = 0
+    blob_bytes: int = 0
+    skipped: int = 0                                      # blobs the destination already had
+    file_size: int = 0
+
+    def to_json(self) -> dict:
+        return {"bundle": self.path, "models": self.models, "blobs": self.blobs, "blob_bytes": self.blob_bytes,
+                "skipped_blobs": self.skipped, "file_size": self.file_size}
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def _tar_header(name: str, size: int, mode: int = 0o644) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = mode
+    ti.mtime = 0          # reproducible bundles: same models, same bytes
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.type = tarfile.REGTYPE
+    return ti.tobuf(format=tarfile.PAX_FORMAT)   # PAX: members over 8 GiB are fine
+
+
+class _TarWriter:
+    """Writes tar members to a raw stream, streaming member data in 1 MiB pieces."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.size = 0
+
+    def _w(self, b) -> None:
+        self.out.write(b)
+        self.size += len(b)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._w(_tar_header(name, len(data)))
+        self._w(data)
+        self._pad(len(data))
+
+    def add_stream(self, name: str, size: int, src: BinaryIO, expected: Digest, tick=None) -> None:
+        self._w(_tar_header(name, size))
+        import hashlib
+        h = hashlib.sha256()
+        left = size
+        while left:
+            chunk = src.read(min(CHUNK, left))
+            if not chunk:
+                raise VerificationError(f"blob {expected} ended after {size - left} of {size} bytes")
+            h.update(chunk)
+            self._w(chunk)
+            left -= len(chunk)
+            if tick:
+                tick(len(chunk))
+        if "sha256:" + h.hexdigest() != expected:
+            raise VerificationError(f"blob {expected} is damaged in the source (it hashes to sha256:{h.hexdigest()});"
+                                    " run 'ollama-oci verify'", expected=expected)
+        self._pad(size)
+
+    def _pad(self, n: int) -> None:
+        if n % 512:
+            self._w(b"\0" * (512 - n % 512))
+
+    def close(self) -> None:
+        self._w(b"\0" * 1024)
+
+
+def _source_manifest(src: Any, ref) -> tuple[bytes, Manifest]:
+    from .copy import read_source_manifest
+    data, _mt, m = read_source_manifest(src, ref)
+    return data, m
+
+
+def _open_source_blob(src: Any, ref, desc: Descriptor) -> BinaryIO:
+    from .stores.registry import RegistryStore
+    if isinstance(src, RegistryStore):
+        from .copy import _ResponseFile
+        return _ResponseFile(src.open_blob(ref.repository, desc.digest))
+    return src.open_blob(desc.digest)
+
+
+def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] = None, level: int = 3,
+                  progress: Progress = None) -> BundleReport:
+    """Write the models ``refs`` of ``src`` (a local store or registry) into a bundle file.
+
+    ``names`` gives the name each model gets in the bundle (default: the model name, or the
+    reference as an ollama name).  The file appears only when complete (temp + rename).
+    """
+    refs = list(refs)
+    if not refs:
+        raise InvalidInput("nothing to export: name at least one model")
+    names = names or [r if isinstance(r, ModelName) else r.to_model_name() for r in refs]
+    entries = []
+    blobs: dict[str, Descriptor] = {}
+    owner: dict[str, Any] = {}            # digest -> a reference whose repository holds the blob
+    for ref, name in zip(refs, names):
+        data, m = _source_manifest(src, ref)
+        entries.append((name, data, m))
+        for d in m.blobs:
+            blobs.setdefault(str(d.digest), d)
+            owner.setdefault(str(d.digest), ref)
+    report = BundleReport(path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = tmp_name(d)
+    try:
+        with open(tmp, "wb") as raw:
+            if _compressed(path):
+                import zstandard
+                cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+                out = cctx.stream_writer(raw, closefd=False)
+            else:
+                out = raw
+            tw = _TarWriter(out)
+            tw.add_bytes("oci-layout", _LAYOUT)
+            for key, desc in blobs.items():
+                cb = None
+                if progress is not None:
+                    done = [0]
+
+                    def cb(n, _d=desc, _done=done):
+                        _done[0] += n
+                        progress(_d.digest.short, _done[0], _d.size)
+                ref = owner[key]
+                with _open_source_blob(src, ref, desc) as f:
+                    tw.add_stream(f"blobs/sha256/{desc.digest.hex}", desc.size, f, desc.digest, cb)
+                report.blobs += 1
+                report.blob_bytes += desc.size
+            index = {"schemaVersion": 2, "mediaType": MT.OCI_INDEX, "manifests": []}
+            written = set()
+            for name, data, m in entries:
+                md = digest_bytes(data)
+                if str(md) not in written:
+                    tw.add_bytes(f"blobs/sha256/{md.hex}", data)
+                    written.add(str(md))
+                index["manifests"].append({"mediaType": m.media_type, "digest": str(md), "size": len(data),
+                                           "annotations": {REF_ANNOTATION: name.display}})
+                report.models.append({"name": name.display, "manifest_digest": str(md)})
+            tw.add_bytes("index.json", json.dumps(index, indent=2).encode() + b"\n")
+            tw.close()
+            if out is not raw:
+                out.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+        fsync_dir(d)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    report.file_size = os.path.getsize(path)
+    return report
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+def _open_tar(path: str):
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such bundle") from None
+    if _compressed(path):
+        import zstandard
+        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    else:
+        stream = raw
+    try:
+        return tarfile.open(fileobj=stream, mode="r|"), stream
+    except (tarfile.TarError, OSError) as e:
+        stream.close()
+        raise InvalidInput(f"{path} is not a bundle (tar{' + zstd' if _compressed(path) else ''}): {e}") from None
+
+
+def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,
+                  progress: Progress = None, dst_ref_for: Optional[Callable[[ModelName], Any]] = None) -> BundleReport:
+    """Import models from a bundle into ``dst`` (a local store, or a registry with ``dst_ref_for``).
+
+    Every blob is hashed against its name as it streams; nothing is made visible (no blob
+    renamed into place, no manifest written) unless the whole bundle checks out.  ``names``
+    picks models (default: all); ``rename`` maps a bundle name to a destination name.
+    """
+    from .stores.registry import RegistryStore
+    if isinstance(dst, RegistryStore):
+        if dst_ref_for is None:
+            raise InvalidInput("importing into a registry needs a destination reference")
+        return _import_to_registry(path, dst, names, rename, progress, dst_ref_for)
+    to_registry = False
+    report = BundleReport(path)
+    staged: dict[str, Any] = {}           # digest -> Staged (local) or True (uploaded/present)
+    small: dict[str, bytes] = {}          # possible manifests, kept for the end
+    index = None
+    tf, stream = _open_tar(path)
+    if not to_registry:
+        dst.prepare()
+    try:
+        try:
+            for member in tf:
+                name = member.name.lstrip("./")
+                if not member.isfile():
+                    continue
+                if name == "index.json":
+                    if member.size > _MAX_INDEX:
+                        raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
+                    try:
+                        index = json.loads(tf.extractfile(member).read())
+                    except ValueError as e:
+                        raise InvalidInput(f"{path}: index.json is not JSON: {e}") from None
+                    continue
+                if name == "oci-layout" or not name.startswith("blobs/"):
+                    continue
+                parts = name.split("/")
+                if len(parts) != 3 or parts[1] != "sha256":
+                    raise InvalidInput(f"{path}: unexpected member {member.name!r}")
+                digest = parse_digest("sha256:" + parts[2])
+                f = tf.extractfile(member)
+                if member.size <= MAX_MANIFEST_BYTES:
+                    data = f.read()
+                    got = digest_bytes(data)
+                    if got != digest:
+                        raise VerificationError(f"{path}: blob {digest} is damaged (it hashes to {got}); "
+                                                "nothing was imported", expected=digest, actual=got)
+                    small[str(digest)] = data
+                    report.blob_bytes += len(data)
+                    continue
+                staged[str(digest)] = _receive(dst, digest, member.size, f, progress)
+                if staged[str(digest)] is None:
+                    report.skipped += 1
+                report.blob_bytes += member.size
+        except (tarfile.TarError, EOFError) as e:
+            raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
+        except Exception as e:
+            if type(e).__module__.startswith("zstd") or "zstd" in type(e).__name__.lower():
+                raise VerificationError(f"{path}: zstd data is damaged ({e}); nothing was imported") from None
+            raise
+        if index is None:
+            raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
+        chosen = _select(index, names, path)
+        manifests = []
+        for ename, edigest in chosen:
+            data = small.get(edigest)
+            if data is None:
+                raise VerificationError(f"{path}: the manifest of {ename} ({edigest}) is missing from the bundle")
+            m = parse_manifest(data)
+            for d in m.blobs:
+                k = str(d.digest)
+                if k not in small and k not in staged:
+                    if not to_registry and dst.has_blob(d.digest, d.size):
+                        continue
+                    raise VerificationError(f"{path}: blob {d.digest} of {ename} is missing from the bundle")
+            manifests.append((ename, data, m))
+        # everything checks out: make it visible, blobs first, manifests last
+        needed = {str(d.digest) for _, _, m in manifests for d in m.blobs}
+        for k, st in staged.items():
+            if st is not None and st is not True:
+                if k in needed:
+                    dst.commit(st)
+                else:
+                    discard_staged(st)
+        staged.clear()
+        for ename, data, m in manifests:
+            for d in m.blobs:
+                k = str(d.digest)
+                if k in small:
+                    if to_registry:
+                        from io import BytesIO
+                        ref = dst_ref_for(_dest_name(ename, rename))
+                        dst.push_blob(ref.repository, d, lambda b=small[k]: BytesIO(b))
+                    else:
+                        dst.put_blob_bytes(small[k], d.digest)
+            target = _dest_name(ename, rename)
+            if to_registry:
+                dst.put_manifest_raw(dst_ref_for(target), data, m.media_type)
+            else:
+                dst.put_manifest(target, data)
+            report.models.append({"name": target.display, "manifest_digest": str(digest_bytes(data))})
+        report.blobs = len(needed)
+    finally:
+        for st in staged.values():
+            if st is not None and st is not True:
+                discard_staged(st)
+        tf.close()
+        stream.close()
+    report.file_size = os.path.getsize(path)
+    return report
+
+
+def _dest_name(name: str, rename: Optional[dict]) -> ModelName:
+    return parse_name((rename or {}).get(name, name))
+
+
+def _select(index: dict, names: Optional[list[str]], path: str) -> list[tuple[str, str]]:
+    entries = []
+    for e in index.get("manifests", []) if isinstance(index, dict) else []:
+        if not isinstance(e, dict):
+            continue
+        ref = (e.get("annotations") or {}).get(REF_ANNOTATION)
+        d = e.get("digest")
+        if isinstance(ref, str) and isinstance(d, str):
+            parse_digest(d)
+            entries.append((ref, d))
+    if not entries:
+        raise InvalidInput(f"{path}: the bundle names no models")
+    if not names:
+        return entries
+    wanted = {parse_name(n) for n in names}
+    chosen = [(r, d) for r, d in entries if parse_name(r) in wanted]
+    missing = wanted - {parse_name(r) for r, _ in chosen}
+    if missing:
+        raise NotFound(f"{path} has no model {', '.join(sorted(n.display for n in missing))}; it has: "
+                       f"{', '.join(r for r, _ in entries)}")
+    return chosen
+
+
+class _Counted:
+    def __init__(self, f, tick):
+        self.f, self.tick = f, tick
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        if b and self.tick:
+            self.tick(len(b))
+        return b
+
+    def readinto(self, buf):
+        b = self.read(len(buf))
+        buf[:len(b)] = b
+        return len(b)
+
+
+def _receive(dst: Any, digest: Digest, size: int, f: BinaryIO, progress: Progress):
+    """Stage one large blob from the tar stream; None if the destination already has it."""
+    from .stores.registry import RegistryStore
+    tick = None
+    if progress is not None:
+        done = [0]
+
+        def tick(n):
+            done[0] += n
+            progress(digest.short, done[0], size)
+    if isinstance(dst, RegistryStore):
+        raise InvalidInput("large blobs are pushed from the stage area (internal)")
+    if dst.has_blob(digest, size):
+        return None
+    from .fsutil import Staged
+    tmpdir = dst.tmp_dir()
+    os.makedirs(tmpdir, exist_ok=True)
+    tmp = tmp_name(tmpdir)
+    try:
+        with open(tmp, "wb", buffering=0) as out:
+            got, n = hash_stream(_Counted(f, tick), sink=out, limit=size)
+            os.fsync(out.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if got != digest or n != size:
+        os.unlink(tmp)
+        raise VerificationError(f"blob {digest} in the bundle is damaged (it hashes to {got}); nothing was "
+                                "imported", expected=digest, actual=got)
+    return Staged(tmp, digest, size, "copy")
+
+
+def _read_index_and_manifests(path: str) -> tuple[dict, dict[str, bytes]]:
+    """First pass of a registry import: index.json and the small blobs (manifests, configs)."""
+    tf, stream = _open_tar(path)
+    index, small = None, {}
+    try:
+        for member in tf:
+            name = member.name.lstrip("./")
+            if not member.isfile():
+                continue
+            if name == "index.json":
+                if member.size > _MAX_INDEX:
+                    raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
+                index = json.loads(tf.extractfile(member).read())
+            elif name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
+                data = tf.extractfile(member).read()
+                d = parse_digest("sha256:" + name.rsplit("/", 1)[1])
+                got = digest_bytes(data)
+                if got != d:
+                    raise VerificationError(f"{path}: blob {d} is damaged (it hashes to {got}); nothing was "
+                                            "imported", expected=d, actual=got)
+                small[str(d)] = data
+    except (tarfile.TarError, EOFError, ValueError) as e:
+        raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
+    finally:
+        tf.close()
+        stream.close()
+    if index is None:
+        raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
+    return index, small
+
+
+def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> BundleReport:
+    from io import BytesIO
+    report = BundleReport(path)
+    index, small = _read_index_and_manifests(path)
+    plan = []
+    repo_of: dict[str, Any] = {}       # blob digest -> destination reference that uploads it
+    for ename, edigest in _select(index, names, path):
+        data = small.get(edigest)
+        if data is None:
+            raise VerificationError(f"{path}: the manifest of {ename} is missing from the bundle")
+        m = parse_manifest(data)
+        ref = dst_ref_for(_dest_name(ename, rename))
+        plan.append((ref, data, m))
+        for d in m.blobs:
+            repo_of.setdefault(str(d.digest), (ref, d))
+    # second pass: stream the large blobs straight into uploads (the registry checks each digest)
+    tf, stream = _open_tar(path)
+    seen = set()
+    try:
+        for member in tf:
+            name = member.name.lstrip("./")
+            if not (member.isfile() and name.startswith("blobs/sha256/")):
+                continue
+            key = "sha256:" + name.rsplit("/", 1)[1]
+            if key not in repo_of or key in small:
+                continue
+            ref, d = repo_of[key]
+            f = tf.extractfile(member)
+            tick = None
+            if progress is not None:
+                done = [0]
+
+                def tick(n, _d=d, _done=done):
+                    _done[0] += n
+                    progress(_d.digest.short, _done[0], _d.size)
+            used = [False]
+
+            def opener(_f=f, _used=used):
+                if _used[0]:
+                    raise VerificationError("a bundle member cannot be re-read for a retry; run the import again")
+                _used[0] = True
+                return _NoClose(_f)
+            action = dst.push_blob(ref.repository, d, opener, progress=tick)
+            report.skipped += action == "exists"
+            report.blob_bytes += d.size
+            seen.add(key)
+    except (tarfile.TarError, EOFError) as e:
+        raise VerificationError(f"{path} is damaged or truncated ({e}); no manifest was pushed") from None
+    finally:
+        tf.close()
+        stream.close()
+    for ref, data, m in plan:
+        for d in m.blobs:
+            k = str(d.digest)
+            if k in small:
+                dst.push_blob(ref.repository, d, lambda b=small[k]: BytesIO(b))
+            else:
+                up = repo_of[k][0]
+                if k not in seen and not dst.has_blob(up.repository, d.digest, d.size, for_push=True):
+                    raise VerificationError(f"{path}: blob {d.digest} is missing from the bundle")
+                if up.repository != ref.repository:  # shared with another repository: mount (or copy) it
+                    from .copy import _ResponseFile
+                    dst.push_blob(ref.repository, d,
+                                  lambda u=up, dd=d: _ResponseFile(dst.open_blob(u.repository, dd.digest)),
+                                  mount_from=up.repository)
+        dst.put_manifest_raw(ref, data, m.media_type)
+        report.models.append({"name": str(ref), "manifest_digest": str(digest_bytes(data))})
+    report.blobs = len(repo_of)
+    report.file_size = os.path.getsize(path)
+    return report
+
+
+class _NoClose:
+    """A tar member stream handed to an uploader that closes what it opens."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def seek(self, pos):
+        if pos:
+            raise InvalidInput("cannot seek in a bundle stream")
+
+    def close(self):
+        pass

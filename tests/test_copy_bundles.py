@@ -1,0 +1,173 @@
+"""copy between every pair of store kinds, offline bundles, mirror plans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+
+import pytest
+
+from conftest import TINY, run_cli
+from ollama_oci import OCILayout, OllamaStore, Recipe, pack, parse_name
+from ollama_oci.reference import parse_reference
+from ollama_oci.stores.registry import RegistryStore
+from ollama_oci.transport import TransportOptions
+
+KINDS = ["ollama", "oci", "registry", "bundle"]
+
+
+@pytest.fixture
+def canonical(tmp_path):
+    """The model in registry form (what every non-ollama store must hold byte for byte)."""
+    layout = OCILayout(str(tmp_path / "canonical"))
+    res = pack(Recipe(files=[TINY], system="hi", licenses=["MIT"], params={"top_k": 3.0}), "team/tiny:1", [layout])
+    blobs = {}
+    for d in res.manifest.blobs:
+        with layout.open_blob(d.digest) as f:
+            blobs[str(d.digest)] = f.read()
+    return layout, res.manifest.to_bytes(newline=False), blobs
+
+
+def _endpoint(kind, tmp_path, reg, tag):
+    if kind == "ollama":
+        return f"ollama:team/tiny:{tag}", {"OLLAMA_MODELS": str(tmp_path / f"ollama-{tag}")}
+    if kind == "oci":
+        return f"oci:{tmp_path / f'oci-{tag}'}:team/tiny:{tag}", {}
+    if kind == "registry":
+        return f"{reg.host}/team/tiny:{tag}", {}
+    return f"{tmp_path / f'bundle-{tag}.tar.zst'}:team/tiny:{tag}", {}
+
+
+def _read(kind, tmp_path, reg, tag):
+    """(manifest bytes, {digest: bytes}) as the destination holds them, read back independently."""
+    name = parse_name(f"team/tiny:{tag}")
+    if kind in ("ollama", "oci"):
+        store = OllamaStore(str(tmp_path / f"ollama-{tag}")) if kind == "ollama" else OCILayout(str(tmp_path / f"oci-{tag}"))
+        m, raw = store.get_manifest(name)
+        return raw, {str(d.digest): open(store.find_blob(d.digest), "rb").read() for d in m.blobs}
+    if kind == "registry":
+        remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+        ref = parse_reference(f"{reg.host}/team/tiny:{tag}")
+        raw, _ = remote.get_manifest_raw(ref)
+        from ollama_oci import parse_manifest
+        out = {}
+        for d in parse_manifest(raw).blobs:
+            resp = remote.open_blob(ref.repository, d.digest)
+            out[str(d.digest)] = resp.content
+        return raw, out
+    import zstandard
+    with open(tmp_path / f"bundle-{tag}.tar.zst", "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+    import io
+    tf = tarfile.open(fileobj=io.BytesIO(data))
+    index = json.loads(tf.extractfile("index.json").read())
+    [entry] = index["manifests"]
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == name.display
+    files = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.name.startswith("blobs/")}
+    raw = files.pop(f"blobs/sha256/{entry['digest'][7:]}")
+    return raw, {"sha256:" + k.rsplit("/", 1)[1]: v for k, v in files.items()}
+
+
+@pytest.mark.parametrize("src_kind,dst_kind", [(a, b) for a in KINDS for b in KINDS if not (a == b == "bundle")])
+def test_copy_between_every_pair_of_store_kinds(tmp_path, registry_factory, canonical, src_kind, dst_kind):
+    reg = registry_factory("plain")
+    layout, manifest, blobs = canonical
+    src, env1 = _endpoint(src_kind, tmp_path, reg, "src")
+    dst, env2 = _endpoint(dst_kind, tmp_path, reg, "dst")
+    env = {**env1, **env2}
+    if src_kind == "ollama" and dst_kind == "ollama":
+        env = {"OLLAMA_MODELS": str(tmp_path / "ollama-src")}
+    # put the model at the source
+    run_cli("copy", f"oci:{layout.root}:team/tiny:1", src, "--plain-http", env={**env1}, check=0)
+    cp = run_cli("copy", src, dst, "--plain-http", "--json", env=env, check=0)
+    if src_kind == "ollama" and dst_kind == "ollama":  # one store, a new name: compare that one
+        store = OllamaStore(str(tmp_path / "ollama-src"))
+        m, raw = store.get_manifest(parse_name("team/tiny:dst"))
+        got = {str(d.digest): open(store.find_blob(d.digest), "rb").read() for d in m.blobs}
+    else:
+        raw, got = _read(dst_kind, tmp_path, reg, "dst")
+    assert got == blobs
+    assert raw == manifest  # digests preserved across every hop
+
+
+def test_second_copy_is_a_manifest_check(tmp_path, registry_factory, canonical):
+    reg = registry_factory("plain")
+    layout, manifest, blobs = canonical
+    run_cli("copy", f"oci:{layout.root}:team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", check=0)
+    cp = run_cli("copy", f"oci:{layout.root}:team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--json",
+                 check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["unchanged"] is True and doc["bytes_transferred"] == 0
+
+
+def test_bundle_with_several_models_shares_blobs(tmp_path):
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="a"), "a", [store])
+    pack(Recipe(files=[TINY], system="b"), "b", [store])
+    out = tmp_path / "two.tar"
+    cp = run_cli("export", "a", "b", "-o", out, "--models-dir", store.root, "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert [m["name"] for m in doc["models"]] == ["a:latest", "b:latest"]
+    names = [m.name for m in tarfile.open(out).getmembers()]
+    gguf = next(d for d in store.get_manifest(parse_name("a"))[0].layers if d.kind == "model")
+    assert names.count(f"blobs/sha256/{gguf.digest.hex}") == 1  # shared blob stored once
+    assert names[0] == "oci-layout" and names[-1] == "index.json"
+    # and the same bundle bytes again: exports are reproducible
+    run_cli("export", "a", "b", "-o", tmp_path / "again.tar", "--models-dir", store.root, check=0)
+    assert (tmp_path / "again.tar").read_bytes() == out.read_bytes()
+
+
+def test_bundle_import_push_and_flipped_byte(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "models"))
+    res = pack(Recipe(files=[TINY], system="hello"), "team/tiny:1", [store])
+    bundle = tmp_path / "tiny.tar.zst"
+    run_cli("export", "team/tiny:1", "-o", bundle, "--models-dir", store.root, check=0)
+    # import into an empty store, then push it to a registry: the original digests
+    empty = tmp_path / "empty"
+    run_cli("import", bundle, "--models-dir", empty, check=0)
+    assert OllamaStore(str(empty)).verify()[1] == []
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", empty, "--json",
+                 check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == str(res.manifest.digest(newline=False))
+    # straight from the bundle into a registry (another namespace)
+    cp = run_cli("import", bundle, "--to", f"{reg.host}/mirror", "--plain-http", "--json", check=0)
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    assert remote.resolve(parse_reference(f"{reg.host}/mirror/tiny:1")) == res.manifest.digest(newline=False)
+    # a plain tar with a flipped byte inside the GGUF: refused, nothing installed
+    plain = tmp_path / "tiny.tar"
+    run_cli("export", "team/tiny:1", "-o", plain, "--models-dir", store.root, check=0)
+    data = bytearray(plain.read_bytes())
+    gguf_at = data.find(b"GGUF")
+    data[gguf_at + 5000] ^= 0x01
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    target = tmp_path / "target"
+    cp = run_cli("import", bad, "--models-dir", target)
+    assert cp.returncode == 5, cp.stderr
+    t = OllamaStore(str(target))
+    assert t.list() == [] and not any(n.startswith("sha256-") for n in os.listdir(target / "blobs"))
+    assert not [n for n in os.listdir(target / "blobs") if n.startswith(".tmp")]
+    # a flipped byte in the compressed bundle is refused too
+    z = bytearray(bundle.read_bytes())
+    z[len(z) // 2] ^= 0x10
+    badz = tmp_path / "bad.tar.zst"
+    badz.write_bytes(bytes(z))
+    cp = run_cli("import", badz, "--models-dir", tmp_path / "target2")
+    assert cp.returncode in (3, 5), cp.stderr
+    assert OllamaStore(str(tmp_path / "target2")).list() == []
+
+
+def test_skopeo_reads_our_bundle(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo not installed")
+    store = OllamaStore(str(tmp_path / "models"))
+    res = pack(Recipe(files=[TINY]), "tiny", [store])
+    out = tmp_path / "one.tar"
+    run_cli("export", "tiny", "-o", out, "--models-dir", store.root, check=0)
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True, check=True).stdout
+    assert raw == res.manifest.to_bytes(newline=False)
