@@ -934,6 +934,43 @@ def import_cmd(bundle, names, to_registry, models_dir, oci_layout, plain_http, i
             click.echo(f"imported {m['name']} ({m['manifest_digest'][7:19]})")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("plan", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Resolve everything and report what would move; copy nothing.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Models at once (overrides the plan).")
+@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,
+              help="Retries per request on connection errors, 429 and 5xx.")
+@_json_option
+def mirror(plan, dry_run, concurrency, retries, as_json) -> None:
+    """Mirror the models a plan file names from one registry to another.
+
+    Idempotent: a second run of an unchanged plan moves no blob bytes (one
+    manifest check per model). One model's failure does not stop the others;
+    the exit code is then non-zero and the failures are named on stderr.
+    Plan format: docs/cli.md ("mirror").
+    """
+    from .mirror import load_plan, run_plan
+    p = load_plan(plan)
+    if concurrency:
+        p.concurrency = concurrency
+
+    def show(rep):
+        if as_json:
+            return
+        extra = (f"{_human_size(rep.get('bytes_transferred', rep.get('bytes_to_transfer', 0)))}"
+                 if rep["status"] != "failed" else rep["error"])
+        click.echo(f"{rep['status']:<11} {rep['source']} -> {rep['target']}  {extra}")
+    results = run_plan(p, dry_run=dry_run, retries=retries, on_result=show)
+    failed = [r for r in results if r["status"] == "failed"]
+    if as_json:
+        _emit_json({"plan": plan, "dry_run": dry_run, "ok": not failed, "models": results,
+                    "bytes_transferred": sum(r.get("bytes_transferred", 0) for r in results)})
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} failed: "
+                   + "; ".join(f"{r['source']} ({r['error']})" for r in failed), err=True)
+        sys.exit(failed[0]["exit_code"])
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def main(argv: Optional[list[str]] = None) -> None:

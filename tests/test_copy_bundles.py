@@ -171,3 +171,65 @@ def test_skopeo_reads_our_bundle(tmp_path):
     run_cli("export", "tiny", "-o", out, "--models-dir", store.root, check=0)
     raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{out}"], capture_output=True, check=True).stdout
     assert raw == res.manifest.to_bytes(newline=False)
+
+
+@pytest.mark.slow
+def test_mirror_between_two_registries(tmp_path, registry_factory, gemma_path):
+    a = registry_factory("plain")
+    b = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[gemma_path]), "gemma3:270m", [store])
+    pack(Recipe(files=[TINY], system="tiny"), "tiny:1", [store])  # shares no blob with gemma
+    for name, ref in (("gemma3:270m", f"{a.host}/library/gemma3:270m"), ("tiny:1", f"{a.host}/library/tiny:1")):
+        run_cli("push", name, ref, "--plain-http", "--models-dir", store.root, check=0)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"""
+concurrency = 2
+[source]
+registry = "{a.host}"
+plain_http = true
+[target]
+registry = "{b.host}"
+namespace = "mirror"
+plain_http = true
+[[models]]
+name = "library/gemma3"
+tags = ["270m"]
+[[models]]
+name = "library/tiny:1"
+""")
+    cp = run_cli("mirror", plan, "--dry-run", "--json", check=0)
+    dry = json.loads(cp.stdout)
+    assert {m["status"] for m in dry["models"]} == {"would-copy"}
+    assert sum(m["bytes_to_transfer"] for m in dry["models"]) > 253_000_000
+    cp = run_cli("mirror", plan, "--json", check=0)
+    first = json.loads(cp.stdout)
+    assert first["ok"] and first["bytes_transferred"] > 253_000_000
+    cp = run_cli("mirror", plan, "--json", check=0)
+    second = json.loads(cp.stdout)
+    assert second["bytes_transferred"] == 0 and {m["status"] for m in second["models"]} == {"unchanged"}
+    remote = RegistryStore(b.host, TransportOptions(plain_http=True))
+    src = RegistryStore(a.host, TransportOptions(plain_http=True))
+    for repo in ("gemma3:270m", "tiny:1"):
+        assert remote.resolve(parse_reference(f"{b.host}/mirror/{repo}")) == \
+            src.resolve(parse_reference(f"{a.host}/library/{repo}"))
+    # a plan naming one missing model mirrors the others and fails naming it
+    plan.write_text(plan.read_text() + '\n[[models]]\nname = "library/missing:1"\n')
+    cp = run_cli("mirror", plan, "--json")
+    assert cp.returncode == 4
+    doc = json.loads(cp.stdout)
+    assert [m["status"] for m in doc["models"]] == ["unchanged", "unchanged", "failed"]
+    assert "library/missing:1" in cp.stderr
+
+
+def test_mirror_plan_errors(tmp_path):
+    plan = tmp_path / "p.toml"
+    plan.write_text("[source]\nregistry = 'a:1'\n")
+    cp = run_cli("mirror", plan)
+    assert cp.returncode == 3 and "[target]" in cp.stderr
+    plan.write_text("[source]\nregistry = 'a:1'\n[target]\nregistry = 'b:1'\nbogus = 1\n[[models]]\nname='x'\n")
+    cp = run_cli("mirror", plan)
+    assert cp.returncode == 3 and "bogus" in cp.stderr
+    plan.write_text("this is = not [ toml")
+    cp = run_cli("mirror", plan)
+    assert cp.returncode == 3 and "TOML" in cp.stderr

@@ -1,0 +1,200 @@
+"""Mirror plans: copy many models from one registry to another, idempotently.
+
+A plan (TOML, or YAML when PyYAML is installed) names a source and a target
+registry and the models to carry; see docs/cli.md.  Each model:tag is one
+:func:`ollama_oci.copy.copy`; models run in parallel up to ``concurrency``; a failing
+model does not stop the others.  A second run of an unchanged plan only resolves
+each target tag (one HEAD per model) and moves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .errors import EXIT_INTERNAL, InvalidInput, OllamaOCIError
+from .reference import OLLAMA_REGISTRY_HOSTS, Reference, parse_reference
+
+__all__ = ["MirrorPlan", "Job", "load_plan", "run_plan"]
+
+_ENDPOINT_KEYS = {"registry", "namespace", "plain_http", "insecure", "ca_file", "cert_file", "key_file",
+                  "ollama_key"}
+
+
+@dataclass
+class Endpoint:
+    registry: str
+    namespace: str = ""
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    ollama_key: Optional[str] = None
+
+
+@dataclass
+class Job:
+    source: Reference
+    target: Reference
+
+
+@dataclass
+class MirrorPlan:
+    source: Endpoint
+    target: Endpoint
+    models: list[dict]
+    concurrency: int = 2
+    blob_concurrency: int = 4
+    path: str = ""
+
+
+def _endpoint(obj: Any, what: str, base_dir: str) -> Endpoint:
+    if not isinstance(obj, dict) or not isinstance(obj.get("registry"), str):
+        raise InvalidInput(f"mirror plan: [{what}] needs registry = \"host[:port]\"")
+    unknown = set(obj) - _ENDPOINT_KEYS
+    if unknown:
+        raise InvalidInput(f"mirror plan: [{what}] has unknown keys {sorted(unknown)}; known: {sorted(_ENDPOINT_KEYS)}")
+    ep = Endpoint(**{k: v for k, v in obj.items()})
+    for k in ("ca_file", "cert_file", "key_file", "ollama_key"):
+        v = getattr(ep, k)
+        if v and not os.path.isabs(v):
+            setattr(ep, k, os.path.join(base_dir, v))
+    return ep
+
+
+def load_plan(path: str) -> MirrorPlan:
+    """Read and check a plan file (``.toml``, or ``.yaml``/``.yml`` with PyYAML)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 20)
+    except FileNotFoundError:
+        from .errors import NotFound
+        raise NotFound(f"{path}: no such plan file") from None
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise InvalidInput(f"{path}: YAML plans need PyYAML (pip install pyyaml), or write the plan in TOML") from None
+        try:
+            obj = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"{path}: not valid YAML: {e}") from None
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            obj = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"{path}: not valid TOML: {e}") from None
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"{path}: a plan is a table with [source], [target] and [[models]]")
+    base = os.path.dirname(os.path.abspath(path))
+    source = _endpoint(obj.get("source"), "source", base)
+    target = _endpoint(obj.get("target"), "target", base)
+    models = obj.get("models")
+    if not isinstance(models, list) or not models:
+        raise InvalidInput(f"{path}: list the models to mirror ([[models]] name = \"...\")")
+    norm = []
+    for i, m in enumerate(models):
+        if isinstance(m, str):
+            m = {"name": m}
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+            raise InvalidInput(f"{path}: models[{i}] needs name = \"repository[:tag]\"")
+        tags = m.get("tags", [])
+        if isinstance(tags, str):
+            tags = [tags]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise InvalidInput(f"{path}: models[{i}].tags must be a list of strings")
+        unknown = set(m) - {"name", "tags", "target"}
+        if unknown:
+            raise InvalidInput(f"{path}: models[{i}] has unknown keys {sorted(unknown)}")
+        norm.append({"name": m["name"], "tags": tags, "target": m.get("target")})
+    conc = obj.get("concurrency", 2)
+    if not isinstance(conc, int) or not 1 <= conc <= 64:
+        raise InvalidInput(f"{path}: concurrency must be an integer from 1 to 64")
+    return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path)
+
+
+def _jobs(plan: MirrorPlan, src_store) -> list[Job]:
+    jobs = []
+    for m in plan.models:
+        name, tags = m["name"], list(m["tags"])
+        last = name.rsplit("/", 1)[-1]
+        if ":" in last:
+            name, _, t = name.rpartition(":")
+            tags = tags or [t]
+        if "/" not in name:
+            ns = plan.source.namespace or ("library" if plan.source.registry in OLLAMA_REGISTRY_HOSTS else "")
+            repo = f"{ns}/{name}" if ns else name
+        else:
+            repo = name
+        if tags == ["*"]:
+            if plan.source.registry in OLLAMA_REGISTRY_HOSTS:
+                raise InvalidInput(f"{repo}: {plan.source.registry} cannot list tags; name them in the plan")
+            tags = src_store.list_tags(repo)
+        if m["target"]:
+            trepo = m["target"]
+        elif plan.target.namespace:
+            trepo = f"{plan.target.namespace}/{repo.rsplit('/', 1)[-1]}"
+        else:
+            trepo = repo
+        for t in tags or ["latest"]:
+            jobs.append(Job(parse_reference(f"{plan.source.registry}/{repo}:{t}"),
+                            parse_reference(f"{plan.target.registry}/{trepo}:{t}")))
+    return jobs
+
+
+def _store_for(ep: Endpoint, retries: int, concurrency: int):
+    from .stores.registry import RegistryStore
+    from .transport import TransportOptions
+    return RegistryStore(ep.registry, TransportOptions(
+        plain_http=ep.plain_http, insecure=ep.insecure, ca_file=ep.ca_file, cert_file=ep.cert_file,
+        key_file=ep.key_file, ollama_key=ep.ollama_key, ollama_auth=True if ep.ollama_key else None,
+        max_retries=retries), concurrency=concurrency)
+
+
+def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
+             on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
+    """Run every job of the plan; returns one report dict per model:tag (never raises for one model)."""
+    from .copy import copy, read_source_manifest
+    src = _store_for(plan.source, retries, plan.blob_concurrency)
+    dst = _store_for(plan.target, retries, plan.blob_concurrency)
+    jobs = _jobs(plan, src)
+
+    def one(job: Job) -> dict:
+        t0 = time.monotonic()
+        rep: dict[str, Any] = {"source": str(job.source), "target": str(job.target)}
+        try:
+            if dry_run:
+                data, _mt, m = read_source_manifest(src, job.source)
+                from .digest import digest_bytes
+                digest = digest_bytes(data)
+                if dst.resolve(job.target) == digest:
+                    rep.update(status="unchanged", bytes_to_transfer=0)
+                else:
+                    missing = [d for d in dict.fromkeys(m.blobs)
+                               if not dst.has_blob(job.target.repository, d.digest, d.size)]
+                    rep.update(status="would-copy", blobs_to_transfer=len(missing),
+                               bytes_to_transfer=sum(d.size for d in missing))
+                rep["manifest_digest"] = str(digest)
+            else:
+                r = copy(src, job.source, dst, job.target, concurrency=plan.blob_concurrency)
+                rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),
+                           bytes_transferred=r.bytes_transferred, blobs=[b.to_json() for b in r.blobs])
+        except OllamaOCIError as e:
+            rep.update(status="failed", error=str(e), exit_code=e.exit_code)
+        except Exception as e:  # one model's bug must not stop the others; reported as internal
+            rep.update(status="failed", error=f"{type(e).__name__}: {e}", exit_code=EXIT_INTERNAL)
+        rep["seconds"] = round(time.monotonic() - t0, 3)
+        if on_result is not None:
+            on_result(rep)
+        return rep
+
+    with ThreadPoolExecutor(max_workers=plan.concurrency) as ex:
+        return list(ex.map(one, jobs))
