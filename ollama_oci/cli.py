@@ -971,6 +971,57 @@ def mirror(plan, dry_run, concurrency, retries, as_json) -> None:
         sys.exit(failed[0]["exit_code"])
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("--to", "dest", required=True, metavar="REF|oci:DIR:NAME",
+              help="Where the image goes: a registry reference, or an OCI layout.")
+@click.option("--zstd", is_flag=True, help="Compress the layer with zstd (tar+zstd media type).")
+@_models_dir_option
+@_oci_option
+@_transport_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@_json_option
+def volume(names, dest, zstd, models_dir, oci_layout, plain_http, insecure, ca_file, cert_file, key_file, username,
+           password_stdin, ollama_key, concurrency, retries, quiet, as_json) -> None:
+    """Build an OCI image holding an Ollama models/ tree of NAMES, for Kubernetes image volumes.
+
+    Mount the image read-only at the server's OLLAMA_MODELS (with
+    OLLAMA_NOPRUNE=1), or copy it from an init container: the server starts
+    with the models in place and downloads nothing. The layer is generated on
+    the fly and streamed to the registry; the GGUF is not staged on disk again.
+    See docs/deploy.md.
+
+    \b
+    Examples:
+      ollama-oci volume gemma3:270m --to registry.example.com/ml/gemma3-volume:270m
+      ollama-oci volume gemma3:270m qwen3:0.6b --zstd --to oci:./volume:models:v1
+    """
+    from .endpoints import parse_endpoint
+    from .volume import build_volume_image
+    src = _store(models_dir, oci_layout)
+    ep = parse_endpoint(dest)
+    if ep.kind == "registry":
+        dst = _registry_store(ep.ref.registry, plain_http, insecure, ca_file, cert_file, key_file, username,
+                              password_stdin, ollama_key, concurrency, retries)
+        ref = ep.ref
+    elif ep.kind == "oci":
+        if ep.ref is None:
+            raise click.UsageError("--to oci:DIR:NAME needs a NAME for the image")
+        dst, ref = ep.store(), ep.ref
+    else:
+        raise click.UsageError("--to must be a registry reference or oci:DIR:NAME")
+    prog = _Progress(not quiet and not as_json)
+    try:
+        report = build_volume_image(src, [_name(n) for n in names], dst, ref, zstd=zstd, progress=prog)
+    finally:
+        prog.close()
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        click.echo(f"built {dest} ({report.manifest_digest}): layer {_human_size(report.layer_size)}"
+                   f"{' zstd' if zstd else ''}, models {', '.join(report.models)}")
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -233,3 +233,48 @@ def test_mirror_plan_errors(tmp_path):
     plan.write_text("this is = not [ toml")
     cp = run_cli("mirror", plan)
     assert cp.returncode == 3 and "TOML" in cp.stderr
+
+
+@pytest.mark.parametrize("zstd", [False, True], ids=["tar", "tar+zstd"])
+def test_volume_image_passes_skopeo_and_unpacks_to_a_store(tmp_path, registry_factory, zstd):
+    import shutil
+    import subprocess
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo not installed")
+    reg = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="a"), "tiny:a", [store])
+    pack(Recipe(files=[TINY], system="b"), "team/tiny:b", [store])
+    args = ["volume", "tiny:a", "team/tiny:b", "--to", f"{reg.host}/ml/volume:1", "--plain-http", "--models-dir",
+            store.root, "--json"] + (["--zstd"] if zstd else [])
+    doc = json.loads(run_cli(*args, check=0).stdout)
+    # an independent client copies it, verifying every digest (manifest, config, layer)
+    out = tmp_path / "skopeo"
+    subprocess.run(["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false",
+                    f"docker://{reg.host}/ml/volume:1", f"oci:{out}:v"],
+                   check=True, capture_output=True)
+    idx = json.loads((out / "index.json").read_text())
+    manifest = json.loads((out / "blobs/sha256" / idx["manifests"][0]["digest"][7:]).read_text())
+    [layer] = manifest["layers"]
+    assert layer["digest"] == doc["layer_digest"]
+    data = (out / "blobs/sha256" / layer["digest"][7:]).read_bytes()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
+    if zstd:
+        import zstandard
+        data = zstandard.ZstdDecompressor().stream_reader(__import__("io").BytesIO(data)).read()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == doc["diff_id"]
+    cfg = json.loads((out / "blobs/sha256" / manifest["config"]["digest"][7:]).read_text())
+    assert cfg["rootfs"]["diff_ids"] == [doc["diff_id"]]
+    # the layer unpacked into an empty directory is a store that lists and verifies
+    import io
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        tf.extractall(dest, filter="data")
+    cp = run_cli("list", "--models-dir", dest, "--json", check=0)
+    assert sorted(m["name"] for m in json.loads(cp.stdout)["models"]) == ["team/tiny:b", "tiny:a"]
+    cp = run_cli("verify", "--models-dir", dest, "--json", check=0)
+    assert json.loads(cp.stdout)["ok"]
+    # the manifests are the store's own bytes, so ollama sees the same model IDs
+    assert (dest / "manifests/registry.ollama.ai/library/tiny/a").read_bytes() == \
+        (tmp_path / "models/manifests/registry.ollama.ai/library/tiny/a").read_bytes()

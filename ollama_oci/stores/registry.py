@@ -287,6 +287,52 @@ class RegistryStore:
                                      "the model again", expected=desc.digest)
         return err
 
+    def push_stream(self, repository: str, chunks, *, chunk_size: int = 8 << 20,
+                    progress: ProgressFn = None) -> tuple[Digest, int]:
+        """Upload bytes whose digest is not known yet (a tar built on the fly): chunked PATCHes.
+
+        At most one chunk is held in memory (it is kept so a failed PATCH can be retried);
+        the digest, computed as the bytes go, is given to the final PUT.
+        """
+        import hashlib
+        h = hashlib.sha256()
+        loc, _ = self._start_upload(repository)
+        buf = bytearray()
+        offset = 0
+
+        def flush(data: bytes) -> None:
+            nonlocal loc, offset
+            resp = self.client.request(
+                "PATCH", loc, scope=_push(repository),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                         "Content-Range": f"{offset}-{offset + len(data) - 1}"}, body=bytes(data))
+            if resp.status_code not in (202, 204):
+                raise error_from(resp, f"upload chunk at {offset}")
+            new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
+            resp.close()
+            if new:
+                loc = urllib.parse.urljoin(self.client.base + "/", new)
+            offset += len(data)
+            if progress is not None:
+                progress(len(data))
+
+        for piece in chunks:
+            h.update(piece)
+            buf += piece
+            while len(buf) >= chunk_size:
+                flush(buf[:chunk_size])
+                del buf[:chunk_size]
+        if buf:
+            flush(buf)
+        digest = Digest("sha256:" + h.hexdigest())
+        resp = self.client.request("PUT", self._with_query(loc, digest=str(digest)), scope=_push(repository),
+                                   headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
+                                   body=b"")
+        if resp.status_code != 201:
+            raise error_from(resp, f"finish upload of {digest}")
+        resp.close()
+        return digest, offset
+
     def _upload_status(self, loc: str, repository: str) -> tuple[str, int]:
         """Where an upload session stands: (location, bytes the registry has)."""
         resp = self.client.request("GET", loc, scope=_push(repository))
