@@ -71,7 +71,7 @@ def report(title, results, size):
         wall, rss = res
         base = base or wall
         print(f"  {name:<34} {wall:7.3f} s  {size / wall / 1e6:7.1f} MB/s  peak RSS {rss:7.1f} MB  "
-              f"throughput vs curl {base / wall:5.2f}x")
+              f"throughput vs first row {base / wall:5.2f}x")
 
 
 def main() -> None:

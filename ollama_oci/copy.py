@@ -173,7 +173,7 @@ def copy(src: Any, src_ref: Ref, dst: Any, dst_ref: Ref, *, concurrency: int = 4
 def _already_there(dst, dst_ref, data: bytes, digest: Digest) -> bool:
     try:
         if isinstance(dst, RegistryStore):
-            return dst.resolve(dst_ref) == digest
+            return dst.resolve(dst_ref, for_push=True) == digest
         raw, _ = dst.read_manifest_bytes(dst_ref)
         if raw != data:
             return False

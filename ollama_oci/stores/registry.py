@@ -155,10 +155,11 @@ class RegistryStore:
                                     expected=d, actual=got)
         return d
 
-    def resolve(self, ref: Reference) -> Optional[Digest]:
+    def resolve(self, ref: Reference, *, for_push: bool = False) -> Optional[Digest]:
         """The digest a tag points at (HEAD; None if the tag does not exist)."""
+        scope = _push(ref.repository) if for_push else _pull(ref.repository)
         resp = self.client.request("HEAD", f"/v2/{ref.repository}/manifests/{ref.reference}",
-                                   scope=_pull(ref.repository), headers={"Accept": MANIFEST_ACCEPT})
+                                   scope=scope, headers={"Accept": MANIFEST_ACCEPT})
         resp.close()
         if resp.status_code == 404:
             return None
