@@ -18,7 +18,6 @@ def main() -> None:
         with read_gguf(path) as g:
             model_info(g)
 
-    import gguf  # imported before timing, so import cost is not counted for either side
     from gguf import GGUFReader
 
     def theirs():

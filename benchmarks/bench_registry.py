@@ -12,7 +12,6 @@ process's peak RSS come from wait4().  Peers:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -101,8 +100,6 @@ def main() -> None:
         def fresh_registry(tag):
             d = os.path.join(work, f"reg-{tag}-{time.monotonic_ns()}")
             return _Fresh(d).start()
-
-        rows = []
 
         def push_ours():
             r = fresh_registry("ours")

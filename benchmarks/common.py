@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import resource
 import statistics
-import struct
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from gguf_factory import make_big_gguf  # noqa: E402,F401  (the benchmarks' big GGUF)
 
 
 def gemma() -> str:
@@ -50,15 +51,3 @@ def measure(code: str, *args: str) -> tuple[float, float, str]:
     out, last = cp.stdout.rsplit("__BENCH__", 1)
     wall, rss = last.split()
     return float(wall), float(rss), out
-
-
-def make_big_gguf(path: str, data_bytes: int) -> None:
-    """A valid GGUF with one F32 tensor of data_bytes (a sparse file: no disk is written)."""
-    key = b"general.architecture"
-    head = (b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + struct.pack("<Q", len(key)) + key
-            + struct.pack("<IQ", 8, 5) + b"llama"
-            + struct.pack("<Q", 1) + b"t" + struct.pack("<IQIQ", 1, data_bytes // 4, 0, 0))
-    pad = (32 - len(head) % 32) % 32
-    with open(path, "wb") as f:
-        f.write(head + b"\0" * pad)
-        f.truncate(len(head) + pad + data_bytes)

@@ -22,11 +22,11 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from . import gojson
 from .digest import Digest, digest_bytes
-from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
+from .errors import GGUFError, InvalidInput, NotFound, Unsupported
 from .fsutil import discard_staged
 from .gguf_header import read_gguf
 from .modelfile import Modelfile, parse_modelfile

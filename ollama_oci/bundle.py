@@ -11,20 +11,17 @@ nothing visible unless the whole bundle checks out.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
-import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from .digest import CHUNK, Digest, digest_bytes, hash_stream, parse_digest
-from .errors import InvalidInput, NotFound, StoreError, VerificationError
-from .fsutil import atomic_write, discard_staged, fsync_dir, tmp_name
+from .errors import InvalidInput, NotFound, VerificationError
+from .fsutil import discard_staged, fsync_dir, tmp_name
 from .names import ModelName, parse_name
 from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
-from .stores.base import LocalStore
 from .stores.oci_layout import REF_ANNOTATION
 
 __all__ = ["export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
@@ -223,6 +220,58 @@ def _open_tar(path: str):
         raise InvalidInput(f"{path} is not a bundle (tar{' + zstd' if _compressed(path) else ''}): {e}") from None
 
 
+def _walk(path: str, on_large: Optional[Callable[[Digest, int, BinaryIO], None]]) -> tuple[dict, dict[str, bytes]]:
+    """One pass over a bundle.
+
+    Returns ``index.json`` and the small blobs (manifests, configs, text layers), each
+    verified against its name; every larger blob's stream goes to ``on_large(digest,
+    size, stream)`` (or is skipped when ``on_large`` is None).  A damaged or truncated
+    archive is a VerificationError.
+    """
+    tf, stream = _open_tar(path)
+    index, small = None, {}
+    try:
+        for member in tf:
+            name = member.name.lstrip("./")
+            if not member.isfile():
+                continue
+            if name == "index.json":
+                if member.size > _MAX_INDEX:
+                    raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
+                try:
+                    index = json.loads(tf.extractfile(member).read())
+                except ValueError as e:
+                    raise InvalidInput(f"{path}: index.json is not JSON: {e}") from None
+                continue
+            if name == "oci-layout" or not name.startswith("blobs/"):
+                continue
+            parts = name.split("/")
+            if len(parts) != 3 or parts[1] != "sha256":
+                raise InvalidInput(f"{path}: unexpected member {member.name!r}")
+            digest = parse_digest("sha256:" + parts[2])
+            if member.size <= MAX_MANIFEST_BYTES:
+                data = tf.extractfile(member).read()
+                got = digest_bytes(data)
+                if got != digest:
+                    raise VerificationError(f"{path}: blob {digest} is damaged (it hashes to {got}); nothing was "
+                                            "imported", expected=digest, actual=got)
+                small[str(digest)] = data
+            elif on_large is not None:
+                on_large(digest, member.size, tf.extractfile(member))
+    except (tarfile.TarError, EOFError) as e:
+        raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
+    except Exception as e:
+        if "zstd" in type(e).__module__.lower() or "zstd" in type(e).__name__.lower():
+            raise VerificationError(f"{path}: zstd data is damaged ({e}); nothing was imported") from None
+        raise
+    finally:
+        tf.close()
+        stream.close()
+    if index is None:
+        raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
+    return index, small
+
+
 def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,
                   progress: Progress = None, dst_ref_for: Optional[Callable[[ModelName], Any]] = None) -> BundleReport:
     """Import models from a bundle into ``dst`` (a local store, or a registry with ``dst_ref_for``).
@@ -236,102 +285,46 @@ def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, ren
         if dst_ref_for is None:
             raise InvalidInput("importing into a registry needs a destination reference")
         return _import_to_registry(path, dst, names, rename, progress, dst_ref_for)
-    to_registry = False
     report = BundleReport(path)
-    staged: dict[str, Any] = {}           # digest -> Staged (local) or True (uploaded/present)
-    small: dict[str, bytes] = {}          # possible manifests, kept for the end
-    index = None
-    tf, stream = _open_tar(path)
-    if not to_registry:
-        dst.prepare()
+    staged: dict[str, Any] = {}           # digest -> Staged, or None when the store already had it
+    dst.prepare()
+
+    def stage(digest: Digest, size: int, f: BinaryIO) -> None:
+        staged[str(digest)] = _receive(dst, digest, size, f, progress)
+        report.skipped += staged[str(digest)] is None
+
     try:
-        try:
-            for member in tf:
-                name = member.name.lstrip("./")
-                if not member.isfile():
-                    continue
-                if name == "index.json":
-                    if member.size > _MAX_INDEX:
-                        raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
-                    try:
-                        index = json.loads(tf.extractfile(member).read())
-                    except ValueError as e:
-                        raise InvalidInput(f"{path}: index.json is not JSON: {e}") from None
-                    continue
-                if name == "oci-layout" or not name.startswith("blobs/"):
-                    continue
-                parts = name.split("/")
-                if len(parts) != 3 or parts[1] != "sha256":
-                    raise InvalidInput(f"{path}: unexpected member {member.name!r}")
-                digest = parse_digest("sha256:" + parts[2])
-                f = tf.extractfile(member)
-                if member.size <= MAX_MANIFEST_BYTES:
-                    data = f.read()
-                    got = digest_bytes(data)
-                    if got != digest:
-                        raise VerificationError(f"{path}: blob {digest} is damaged (it hashes to {got}); "
-                                                "nothing was imported", expected=digest, actual=got)
-                    small[str(digest)] = data
-                    report.blob_bytes += len(data)
-                    continue
-                staged[str(digest)] = _receive(dst, digest, member.size, f, progress)
-                if staged[str(digest)] is None:
-                    report.skipped += 1
-                report.blob_bytes += member.size
-        except (tarfile.TarError, EOFError) as e:
-            raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
-        except Exception as e:
-            if type(e).__module__.startswith("zstd") or "zstd" in type(e).__name__.lower():
-                raise VerificationError(f"{path}: zstd data is damaged ({e}); nothing was imported") from None
-            raise
-        if index is None:
-            raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
-        chosen = _select(index, names, path)
+        index, small = _walk(path, stage)
         manifests = []
-        for ename, edigest in chosen:
+        for ename, edigest in _select(index, names, path):
             data = small.get(edigest)
             if data is None:
                 raise VerificationError(f"{path}: the manifest of {ename} ({edigest}) is missing from the bundle")
             m = parse_manifest(data)
             for d in m.blobs:
                 k = str(d.digest)
-                if k not in small and k not in staged:
-                    if not to_registry and dst.has_blob(d.digest, d.size):
-                        continue
+                if k not in small and k not in staged and not dst.has_blob(d.digest, d.size):
                     raise VerificationError(f"{path}: blob {d.digest} of {ename} is missing from the bundle")
             manifests.append((ename, data, m))
         # everything checks out: make it visible, blobs first, manifests last
         needed = {str(d.digest) for _, _, m in manifests for d in m.blobs}
-        for k, st in staged.items():
-            if st is not None and st is not True:
-                if k in needed:
-                    dst.commit(st)
-                else:
-                    discard_staged(st)
-        staged.clear()
+        for k in list(staged):
+            st = staged.pop(k)
+            if st is not None:
+                dst.commit(st) if k in needed else discard_staged(st)
         for ename, data, m in manifests:
             for d in m.blobs:
-                k = str(d.digest)
-                if k in small:
-                    if to_registry:
-                        from io import BytesIO
-                        ref = dst_ref_for(_dest_name(ename, rename))
-                        dst.push_blob(ref.repository, d, lambda b=small[k]: BytesIO(b))
-                    else:
-                        dst.put_blob_bytes(small[k], d.digest)
+                if str(d.digest) in small:
+                    dst.put_blob_bytes(small[str(d.digest)], d.digest)
             target = _dest_name(ename, rename)
-            if to_registry:
-                dst.put_manifest_raw(dst_ref_for(target), data, m.media_type)
-            else:
-                dst.put_manifest(target, data)
+            dst.put_manifest(target, data)
             report.models.append({"name": target.display, "manifest_digest": str(digest_bytes(data))})
-        report.blobs = len(needed)
+        unique = {str(d.digest): d.size for _, _, m in manifests for d in m.blobs}
+        report.blobs, report.blob_bytes = len(unique), sum(unique.values())
     finally:
         for st in staged.values():
-            if st is not None and st is not True:
+            if st is not None:
                 discard_staged(st)
-        tf.close()
-        stream.close()
     report.file_size = os.path.getsize(path)
     return report
 
@@ -414,43 +407,12 @@ def _receive(dst: Any, digest: Digest, size: int, f: BinaryIO, progress: Progres
     return Staged(tmp, digest, size, "copy")
 
 
-def _read_index_and_manifests(path: str) -> tuple[dict, dict[str, bytes]]:
-    """First pass of a registry import: index.json and the small blobs (manifests, configs)."""
-    tf, stream = _open_tar(path)
-    index, small = None, {}
-    try:
-        for member in tf:
-            name = member.name.lstrip("./")
-            if not member.isfile():
-                continue
-            if name == "index.json":
-                if member.size > _MAX_INDEX:
-                    raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
-                index = json.loads(tf.extractfile(member).read())
-            elif name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
-                data = tf.extractfile(member).read()
-                d = parse_digest("sha256:" + name.rsplit("/", 1)[1])
-                got = digest_bytes(data)
-                if got != d:
-                    raise VerificationError(f"{path}: blob {d} is damaged (it hashes to {got}); nothing was "
-                                            "imported", expected=d, actual=got)
-                small[str(d)] = data
-    except (tarfile.TarError, EOFError, ValueError) as e:
-        raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
-    finally:
-        tf.close()
-        stream.close()
-    if index is None:
-        raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
-    return index, small
-
-
 def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> BundleReport:
     from io import BytesIO
     report = BundleReport(path)
-    index, small = _read_index_and_manifests(path)
+    index, small = _walk(path, None)   # first pass: what to push where
     plan = []
-    repo_of: dict[str, Any] = {}       # blob digest -> destination reference that uploads it
+    repo_of: dict[str, Any] = {}       # blob digest -> (destination reference that uploads it, descriptor)
     for ename, edigest in _select(index, names, path):
         data = small.get(edigest)
         if data is None:
@@ -460,42 +422,31 @@ def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> Bund
         plan.append((ref, data, m))
         for d in m.blobs:
             repo_of.setdefault(str(d.digest), (ref, d))
-    # second pass: stream the large blobs straight into uploads (the registry checks each digest)
-    tf, stream = _open_tar(path)
     seen = set()
-    try:
-        for member in tf:
-            name = member.name.lstrip("./")
-            if not (member.isfile() and name.startswith("blobs/sha256/")):
-                continue
-            key = "sha256:" + name.rsplit("/", 1)[1]
-            if key not in repo_of or key in small:
-                continue
-            ref, d = repo_of[key]
-            f = tf.extractfile(member)
-            tick = None
-            if progress is not None:
-                done = [0]
 
-                def tick(n, _d=d, _done=done):
-                    _done[0] += n
-                    progress(_d.digest.short, _done[0], _d.size)
-            used = [False]
+    def upload(digest: Digest, size: int, f: BinaryIO) -> None:
+        # second pass: large blobs go straight into uploads (the registry checks each digest)
+        if str(digest) not in repo_of:
+            return
+        ref, d = repo_of[str(digest)]
+        tick = None
+        if progress is not None:
+            done = [0]
 
-            def opener(_f=f, _used=used):
-                if _used[0]:
-                    raise VerificationError("a bundle member cannot be re-read for a retry; run the import again")
-                _used[0] = True
-                return _NoClose(_f)
-            action = dst.push_blob(ref.repository, d, opener, progress=tick)
-            report.skipped += action == "exists"
-            report.blob_bytes += d.size
-            seen.add(key)
-    except (tarfile.TarError, EOFError) as e:
-        raise VerificationError(f"{path} is damaged or truncated ({e}); no manifest was pushed") from None
-    finally:
-        tf.close()
-        stream.close()
+            def tick(n, _done=done):
+                _done[0] += n
+                progress(d.digest.short, _done[0], d.size)
+        used = [False]
+
+        def opener():
+            if used[0]:
+                raise VerificationError("a bundle member cannot be re-read for a retry; run the import again")
+            used[0] = True
+            return _NoClose(f)
+        report.skipped += dst.push_blob(ref.repository, d, opener, progress=tick) == "exists"
+        seen.add(str(digest))
+
+    _walk(path, upload)
     for ref, data, m in plan:
         for d in m.blobs:
             k = str(d.digest)
@@ -512,7 +463,7 @@ def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> Bund
                                   mount_from=up.repository)
         dst.put_manifest_raw(ref, data, m.media_type)
         report.models.append({"name": str(ref), "manifest_digest": str(digest_bytes(data))})
-    report.blobs = len(repo_of)
+    report.blobs, report.blob_bytes = len(repo_of), sum(d.size for _, d in repo_of.values())
     report.file_size = os.path.getsize(path)
     return report
 

@@ -13,13 +13,16 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
 from ._version import __version__
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, InvalidInput, NotFound,
                      OllamaOCIError)
+
+if TYPE_CHECKING:
+    from .names import ModelName
 
 # The library is imported by each command as it needs it: `ollama-oci push` never loads the
 # GGUF reader, `ollama-oci inspect` never loads requests.

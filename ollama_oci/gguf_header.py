@@ -20,7 +20,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 from .errors import GGUFError
 from . import ggml_tables

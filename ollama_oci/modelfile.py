@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .errors import ModelfileError
 

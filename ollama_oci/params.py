@@ -67,14 +67,14 @@ def _round_to_f32(exact: Fraction) -> float:
     except OverflowError:
         cand = float(_F32_MAX)
     bits = _f32_bits(cand)
-    best, best_err, best_bits = None, None, None
+    best, best_err = None, None
     for b in (bits - 1, bits, bits + 1):
         if b < 0 or b >= 0x7F800000:
             continue
         v = _f32_from_bits(b)
         err = abs(Fraction(v) - a)
         if best is None or err < best_err or (err == best_err and b % 2 == 0):
-            best, best_err, best_bits = v, err, b
+            best, best_err = v, err
     return -best if neg else best
 
 

@@ -7,8 +7,8 @@ ollama's Go code writes them (docs/ollama-format.md sections 3 and 4).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from . import gojson
 from .digest import Digest, digest_bytes, parse_digest

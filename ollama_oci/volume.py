@@ -23,7 +23,7 @@ from .digest import CHUNK, Digest, digest_bytes
 from .errors import InvalidInput, VerificationError
 from .fsutil import fsync_dir, tmp_name
 from .names import ModelName
-from .spec import MT, Descriptor, parse_manifest
+from .spec import MT, Descriptor
 
 __all__ = ["build_volume_image", "VolumeReport", "LAYER_TAR", "LAYER_TAR_ZSTD"]
 

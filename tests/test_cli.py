@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
-from conftest import TINY, run_cli, shared_path
+from conftest import TINY, run_cli
 
 
 def test_inspect_json_schema():

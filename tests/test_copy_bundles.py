@@ -81,7 +81,7 @@ def test_copy_between_every_pair_of_store_kinds(tmp_path, registry_factory, cano
         env = {"OLLAMA_MODELS": str(tmp_path / "ollama-src")}
     # put the model at the source
     run_cli("copy", f"oci:{layout.root}:team/tiny:1", src, "--plain-http", env={**env1}, check=0)
-    cp = run_cli("copy", src, dst, "--plain-http", "--json", env=env, check=0)
+    run_cli("copy", src, dst, "--plain-http", "--json", env=env, check=0)
     if src_kind == "ollama" and dst_kind == "ollama":  # one store, a new name: compare that one
         store = OllamaStore(str(tmp_path / "ollama-src"))
         m, raw = store.get_manifest(parse_name("team/tiny:dst"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -14,23 +13,10 @@ import time
 import pytest
 
 from conftest import REPO, TINY
+from gguf_factory import make_big_gguf as make_gguf
 from ollama_oci import OCILayout, OllamaStore, parse_name
 
 DRIVER = os.path.join(REPO, "tests", "crash_driver.py")
-
-
-def make_gguf(path: str, data_bytes: int) -> None:
-    """A valid GGUF with one F32 tensor of ``data_bytes`` bytes (sparse zeros: quick to make)."""
-    key = b"general.architecture"
-    head = (b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + struct.pack("<Q", len(key)) + key
-            + struct.pack("<IQ", 8, 5) + b"llama"
-            + struct.pack("<Q", 1) + b"t" + struct.pack("<IQIQ", 1, data_bytes // 4, 0, 0))
-    pad = (32 - len(head) % 32) % 32
-    with open(path, "wb") as f:
-        f.write(head + b"\0" * pad)
-        f.truncate(len(head) + pad + data_bytes)
-        f.seek(len(head) + pad + 12345)
-        f.write(b"not all zeros")
 
 
 def check_invariants(models: str, oci: str) -> None:

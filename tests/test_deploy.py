@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 
-import pytest
 
 from conftest import REPO, TINY, run_cli
 from ollama_oci import OllamaStore, Recipe, pack

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import GEMMA_SHA256, GEMMA_SIZE, run_cli
-from ollama_oci import OCILayout, OllamaStore, Recipe, model_info, pack, read_gguf
+from ollama_oci import OCILayout, OllamaStore, Recipe, pack, read_gguf
 
 pytestmark = pytest.mark.slow
 

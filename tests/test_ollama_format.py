@@ -6,10 +6,9 @@ import hashlib
 
 import pytest
 
-from conftest import minimal_gguf, shared_path
+from conftest import minimal_gguf
 from ollama_oci import (MT, Config, Descriptor, ModelFacts, OllamaStore, Recipe, build_config, build_manifest,
-                        format_params, human_number, messages_layer, pack, params_layer, parse_gguf,
-                        parse_manifest, text_layer)
+                        format_params, human_number, messages_layer, pack, params_layer, parse_manifest, text_layer)
 from ollama_oci.gojson import GoMap, dumps, format_float
 
 

@@ -15,7 +15,7 @@ from ollama_oci import OCILayout, OllamaStore, Recipe, pack, parse_name
 from ollama_oci.copy import copy
 from ollama_oci.reference import parse_reference
 from ollama_oci.stores.registry import RegistryStore
-from ollama_oci.transport import Credentials, TransportOptions
+from ollama_oci.transport import TransportOptions
 
 
 def _files(store: OllamaStore) -> dict:
@@ -195,7 +195,7 @@ def test_skopeo_agrees(tmp_path, registry_factory):
     # and we pull what skopeo pushed (it re-uploaded every blob from its own layout)
     subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{out}:x",
                     f"docker://{reg.host}/skopeo/pushed:1"], capture_output=True, check=True)
-    cp = run_cli("pull", f"{reg.host}/skopeo/pushed:1", "--plain-http", "--models-dir", tmp_path / "pulled",
+    run_cli("pull", f"{reg.host}/skopeo/pushed:1", "--plain-http", "--models-dir", tmp_path / "pulled",
                  "--json", check=0)
     store = OllamaStore(str(tmp_path / "pulled"))
     assert store.verify()[1] == []

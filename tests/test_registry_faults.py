@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import REPO, TINY, run_cli
-from ollama_oci import OllamaStore, Recipe, pack, parse_name
+from ollama_oci import OllamaStore, Recipe, pack
 
 
 def _cli(*args):
@@ -60,7 +60,7 @@ def test_sigkill_half_way_through_a_pull_then_resume(tmp_path, registry_factory,
     assert store.list() == [] and not store.has_blob(model.digest)  # nothing half-done is visible
     front.throttle = None
     served_before = front.blob_bytes_served
-    cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models, "--json",
+    run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models, "--json",
                  check=0)
     refetched = front.blob_bytes_served - served_before
     assert refetched < model.size * 0.65, f"fetched {refetched} of {model.size} again"
@@ -145,15 +145,15 @@ def test_chunked_upload_and_fallback_from_413(tmp_path, registry_factory):
     reg, front = registry_factory("plain", front=True)
     store = OllamaStore(str(tmp_path / "packed"))
     res = pack(Recipe(files=[TINY]), "tiny", [store])
-    cp = run_cli("push", "tiny", f"{front.addr}/team/tiny:chunked", "--plain-http", "--chunk-size", "4K",
-                 "--models-dir", store.root, "--json", check=0)
+    run_cli("push", "tiny", f"{front.addr}/team/tiny:chunked", "--plain-http", "--chunk-size", "4K",
+             "--models-dir", store.root, "--json", check=0)
     patches = [p for m, p, _ in front.log if m == "PATCH"]
     model = res.manifest.layers[0]
     assert len(patches) >= model.size // 4096  # the GGUF went up in 4 KiB chunks
     # a registry that refuses big bodies (413) gets chunks instead of a failure
     front.log.clear()
     front.add_fault(lambda m, p: m == "PUT" and "/blobs/uploads/" in p, "413", times=1)
-    cp = run_cli("push", "tiny", f"{front.addr}/team/other:1", "--plain-http", "--models-dir", store.root,
+    run_cli("push", "tiny", f"{front.addr}/team/other:1", "--plain-http", "--models-dir", store.root,
                  "--json", check=0)
     assert any(m == "PATCH" for m, _, _ in front.log)
     run_cli("pull", f"{reg.host}/team/other:1", "--plain-http", "--models-dir", tmp_path / "pulled", check=0)

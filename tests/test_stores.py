@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import TINY, minimal_gguf
+from conftest import TINY
 from ollama_oci import (InvalidDigest, InvalidName, NotFound, OCILayout, OllamaStore, Recipe, StoreError,
                         VerificationError, pack, parse_digest, parse_name)
 from ollama_oci.spec import MT

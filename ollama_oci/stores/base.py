@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Optional
 
 from ..digest import Digest, digest_bytes, hash_file, parse_digest

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
 
 from ..digest import Digest, digest_bytes, parse_digest
 from ..errors import InvalidInput, InvalidName, NotFound, StoreError

@@ -27,9 +27,9 @@ import urllib3
 
 from ..digest import CHUNK, Digest, check, digest_bytes, hash_stream, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
-from ..fsutil import atomic_write, fsync_dir
+from ..fsutil import atomic_write
 from ..reference import Reference
-from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor, parse_manifest
+from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from, redact
 
 log = logging.getLogger("ollama_oci")

@@ -149,42 +149,40 @@ def _from_helper(helper: str, registry: str) -> Optional[Credentials]:
     return None
 
 
+def _lookup(cfg: dict, source: str, registry: str, keys: list[str]) -> Optional[Credentials]:
+    """Credentials from one auth file: its ``credHelpers`` first, then ``auths``."""
+    helpers = cfg.get("credHelpers") if isinstance(cfg.get("credHelpers"), dict) else {}
+    for k in keys:
+        if k in helpers:
+            c = _from_helper(str(helpers[k]), registry)
+            if c:
+                return c
+    auths = cfg.get("auths") if isinstance(cfg.get("auths"), dict) else {}
+    for k in keys:
+        c = _from_auths(auths, k, source)
+        if c:
+            return c
+    return None
+
+
 def find_credentials(registry: str, repository: str = "") -> Optional[Credentials]:
     """Credentials for ``registry`` from the places users already keep them (None if none)."""
     keys = _keys_for(registry, repository)
     for path in _containers_auth_paths():
         cfg = _load_json(path)
-        if cfg is None:
-            continue
-        helpers = cfg.get("credHelpers") if isinstance(cfg.get("credHelpers"), dict) else {}
-        if registry in helpers:
-            c = _from_helper(str(helpers[registry]), registry)
-            if c:
-                return c
-        auths = cfg.get("auths") if isinstance(cfg.get("auths"), dict) else {}
-        for k in keys:
-            c = _from_auths(auths, k, path)
-            if c:
-                return c
+        c = _lookup(cfg, path, registry, keys) if cfg is not None else None
+        if c:
+            return c
     path = docker_config_path()
     cfg = _load_json(path)
-    if cfg is not None:
-        helpers = cfg.get("credHelpers") if isinstance(cfg.get("credHelpers"), dict) else {}
-        for k in keys:
-            if k in helpers:
-                c = _from_helper(str(helpers[k]), registry)
-                if c:
-                    return c
-        auths = cfg.get("auths") if isinstance(cfg.get("auths"), dict) else {}
-        for k in keys:
-            c = _from_auths(auths, k, path)
-            if c:
-                return c
-        store = cfg.get("credsStore")
-        if isinstance(store, str) and store:
-            c = _from_helper(store, registry)
-            if c:
-                return c
+    if cfg is None:
+        return None
+    c = _lookup(cfg, path, registry, keys)
+    if c:
+        return c
+    store = cfg.get("credsStore")  # docker's default helper, for hosts with no auths entry
+    if isinstance(store, str) and store:
+        return _from_helper(store, registry)
     return None
 
 
