@@ -244,6 +244,7 @@ class Front:
         self.throttle: Optional[float] = None    # bytes per second for blob bodies
         self.blob_bytes_served = 0
         self.token_requests: list[dict] = []
+        self.proxied: list[tuple[str, str]] = []  # requests that came in proxy form (absolute URL)
         self.port = free_port(host)
         self.host = host
         self.server = _Server((host, self.port), self._handler())
@@ -341,7 +342,8 @@ class Front:
             h.wfile.write(body)
 
     # -- proxy -----------------------------------------------------------------------------------
-    def _forward(self, h, target_host: str, path: str, strip_auth: bool = False, count_blob: bool = False) -> None:
+    def _forward(self, h, target_host: str, path: str, strip_auth: bool = False, count_blob: bool = False,
+                 rewrite: bool = True) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         conn = http.client.HTTPConnection(target_host, timeout=120)
         try:
@@ -375,9 +377,9 @@ class Front:
         for k, v in resp.getheaders():
             if k.lower() in ("connection", "keep-alive", "transfer-encoding"):
                 continue
-            if k.lower() == "location" and self.upstream and self.upstream.host in v:
+            if rewrite and k.lower() == "location" and self.upstream and self.upstream.host in v:
                 v = v.replace(self.upstream.host, self.addr)
-            if k.lower() == "www-authenticate":
+            if rewrite and k.lower() == "www-authenticate":
                 v = v.replace(self.upstream.host, self.addr) if self.upstream else v
             h.send_header(k, v)
         h.end_headers()
@@ -411,6 +413,12 @@ class Front:
                 pass
 
             def _any(self):
+                as_proxy = self.path.startswith("http://")
+                if as_proxy:  # absolute form: we are being used as a forward proxy
+                    u = urllib.parse.urlsplit(self.path)
+                    with front.lock:
+                        front.proxied.append((self.command, self.path))
+                    self.path = u.path + (f"?{u.query}" if u.query else "")
                 with front.lock:
                     front.log.append((self.command, self.path, self.headers.get("Authorization")))
                 if self.path.startswith("/token"):
@@ -438,7 +446,7 @@ class Front:
                         loc = f"http://{front.cdn_host}:{front.cdn_port}/cdn{self.path}?X-Amz-Signature=secret"
                         return front._send(self, 307, b"", headers={"Location": loc})
                 is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
-                front._forward(self, front.upstream.host, self.path, count_blob=is_blob)
+                front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
 

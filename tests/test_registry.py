@@ -243,3 +243,26 @@ def test_gemma_round_trip_into_empty_ollama_models(tmp_path, registry_factory, g
             assert a[k] == b[k], k
     m = "manifests/registry.ollama.ai/library/gemma3/270m"
     assert b[m] + b"\n" == a[m]  # the bytes `ollama push` sends; ollama stores the pulled bytes as received
+
+
+def test_proxy_from_environment_and_no_proxy(tmp_path, registry_factory):
+    reg, front = registry_factory("plain", front=True)  # the front doubles as a forward proxy
+    src, res = _packed(tmp_path)
+    env = {"HTTP_PROXY": f"http://{front.addr}", "http_proxy": f"http://{front.addr}", "NO_PROXY": "",
+           "no_proxy": ""}
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, env=env,
+            check=0)
+    assert front.proxied and all(reg.host in url for _, url in front.proxied)
+    front.proxied.clear()
+    env.update(NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", tmp_path / "pulled", env=env, check=0)
+    assert front.proxied == []  # NO_PROXY honoured
+
+
+def test_copy_within_a_registry_mounts(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    cp = run_cli("copy", f"{reg.host}/team/tiny:1", f"{reg.host}/other/tiny:1", "--plain-http", "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert {b["action"] for b in doc["blobs"]} == {"mounted"} and doc["bytes_transferred"] == 0

@@ -284,8 +284,8 @@ class RegistryStore:
         err = error_from(resp, f"upload {desc.digest}")
         if "DIGEST_INVALID" in err.codes:
             return VerificationError(f"the registry computed another digest than {desc.digest} for the uploaded "
-                                     "bytes: the local blob is damaged; run 'ollama-oci verify' and pack or pull "
-                                     "the model again", expected=desc.digest)
+                                     "bytes: the source blob is damaged (for a local store, run 'ollama-oci "
+                                     "verify' and pack or pull the model again)", expected=desc.digest)
         return err
 
     def push_stream(self, repository: str, chunks, *, chunk_size: int = 8 << 20,
