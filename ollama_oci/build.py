@@ -142,6 +142,8 @@ class Recipe:
     requires: str = ""
     renderer: str = ""
     parser: str = ""
+    #: with no ``template``, derive one (and stop words) from the GGUF's Jinja chat template
+    auto_template: bool = True
 
     def check(self) -> None:
         if not self.files:
@@ -151,6 +153,14 @@ class Recipe:
         for role, _ in self.messages:
             if role not in ROLES:
                 raise InvalidInput(f"message role {role!r} must be one of system, user or assistant")
+        if self.template:
+            # ollama's create refuses a template its Go parser cannot read ("template error: ...")
+            from .gotemplate import TemplateError, check_ollama_template
+            try:
+                check_ollama_template(self.template)
+            except TemplateError as e:
+                raise TemplateError(f"template error: {e}; TEMPLATE must be a Go template "
+                                    "(a Jinja chat template is converted only when TEMPLATE is not given)") from None
 
 
 def _expand(path: str, base_dir: str) -> str:
@@ -267,6 +277,43 @@ def parse_gguf_prefix(head: bytes, path: str) -> None:
         parse_gguf(head, path=path)  # raises the precise "not a GGUF file" error
 
 
+def derive_from_gguf(path: str, **kw):
+    """The template derived from a GGUF's chat template (None if it has none); may raise
+    TemplateDerivationError."""
+    from .chat_template import derive_template, special_tokens
+    with read_gguf(path) as g:
+        src = g.get_str("tokenizer.chat_template")
+        if not src:
+            return None
+        toks = g.get("tokenizer.ggml.tokens")
+        types = g.get("tokenizer.ggml.token_type")
+        vocab = special_tokens(list(toks), list(types) if types is not None else None) if toks is not None else None
+        eos_id = g.get_int("tokenizer.ggml.eos_token_id")
+        eos = toks[eos_id] if toks is not None and eos_id is not None and 0 <= eos_id < len(toks) else ""
+    return derive_template(src, vocab=vocab, eos_token=eos, **kw)
+
+
+def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], warn):
+    from .chat_template import TemplateDerivationError
+    for path, info in zip(paths, infos):
+        if info.kind != "model" or not info.chat_template:
+            continue
+        name = os.path.basename(path)
+        try:
+            d = derive_from_gguf(path)
+        except TemplateDerivationError as e:
+            if warn:
+                warn(f"{name}: {e}; the model gets no template layer (give one with TEMPLATE or --template)")
+            return None
+        if d is not None and warn:
+            note = {"unsupported": "; this chat template has no place for a system prompt, so SYSTEM is dropped",
+                    "default": "; it supplies its own default system prompt"}.get(d.system, "")
+            warn(f"{name}: using a template derived from its chat template (stop words "
+                 f"{', '.join(d.stop) or 'none'}){note}")
+        return d
+    return None
+
+
 def _media_type(kind: str) -> str:
     return {"model": MT.MODEL, "projector": MT.PROJECTOR, "adapter": MT.ADAPTER}[kind]
 
@@ -354,17 +401,26 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
 
     params = dict(recipe.params)
     arch = next(i.architecture for i in base_infos if i.kind == "model")
+    template = recipe.template
+    if template is None and recipe.auto_template:
+        # after staging: the derivation forks a sandbox, which must not happen while threads run
+        derived = None
+        try:
+            derived = _derive(order, base_infos, warn)
+        except BaseException:
+            for st in staged:
+                discard_staged(st)
+            raise
+        if derived is not None:
+            template = derived.template
+            if "stop" not in params and derived.stop:
+                params["stop"] = list(derived.stop)
     if "stop" not in params and arch in _ARCH_DEFAULT_STOP:
         params["stop"] = list(_ARCH_DEFAULT_STOP[arch])
-    if warn is not None and recipe.template is None:
-        for i, p in zip(base_infos, order):
-            if i.chat_template:
-                warn(f"{os.path.basename(p)} carries a chat template but no TEMPLATE was given: the "
-                     "model will have no template layer (ollama create would match a known template)")
 
     small: list[Blob] = []
-    if recipe.template:
-        small.append(text_layer(MT.TEMPLATE, recipe.template))
+    if template:
+        small.append(text_layer(MT.TEMPLATE, template))
     if recipe.system:
         small.append(text_layer(MT.SYSTEM, recipe.system))
     for lic in recipe.licenses:

@@ -286,12 +286,14 @@ def _read_text(path: str, what: str) -> str:
               help="Also (or only) write into this OCI image layout; repeatable.")
 @click.option("--link-mode", type=click.Choice(["auto", "reflink", "hardlink", "copy"]), default="auto",
               show_default=True, help="How the GGUF enters a store on the same filesystem.")
+@click.option("--no-auto-template", is_flag=True,
+              help="Do not derive a template from the GGUF's Jinja chat template when none is given.")
 @click.option("--legacy-rootfs", is_flag=True,
               help="Write the config as ollama <= 0.32.6 did (with rootfs), as on registry.ollama.ai.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_json_option
 def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
-         models_dir, oci_layouts, link_mode, legacy_rootfs, quiet, as_json) -> None:
+         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, quiet, as_json) -> None:
     """Build an Ollama model from a GGUF file (and optionally a Modelfile).
 
     Writes the GGUF, template, system, params, messages and license layers, the
@@ -349,6 +351,7 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
             raise click.BadParameter(f"{m!r} is not ROLE=TEXT", param_hint="--message")
         recipe.messages.append((role.strip(), text))
     recipe.adapters.extend(adapters)
+    recipe.auto_template = not no_auto_template
     if requires:
         recipe.requires = requires[1:] if requires.startswith("v") else requires
 
@@ -470,9 +473,20 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
                        "parameter_count": info.parameter_count, "context_length": info.context_length,
                        "embedding_length": info.embedding_length, "quantization": info.file_type}
     from .digest import digest_bytes
+    source = None
+    if texts.get("template") is not None:
+        source = "given"
+        if model_layer is not None and store.find_blob(model_layer.digest):
+            from .build import derive_from_gguf
+            try:
+                d = derive_from_gguf(store.find_blob(model_layer.digest))
+                if d is not None and d.template == texts["template"]:
+                    source = "derived"
+            except InvalidInput:
+                pass
     if as_json:
         _emit_json({
-            "name": n.display, "full_name": str(n), "store": store.describe(),
+            "name": n.display, "full_name": str(n), "store": store.describe(), "template_source": source,
             "manifest_digest": str(digest_bytes(raw)), "size": manifest.size,
             "config": config.to_go(), "details": details,
             "layers": [{"kind": l.kind, "mediaType": l.media_type, "digest": str(l.digest), "size": l.size,
@@ -491,6 +505,8 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
         if details["embedding_length"]:
             click.echo(f"    embedding length    {details['embedding_length']}")
         click.echo(f"    quantization        {details['quantization']}")
+    if source:
+        click.echo(f"    template            {'derived from the GGUF chat template' if source == 'derived' else 'given'}")
     click.echo("\n  Layers")
     for l in manifest.layers:
         click.echo(f"    {l.kind:<10} {l.digest}  {_human_size(l.size)}")

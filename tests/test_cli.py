@@ -49,9 +49,10 @@ def test_pack_list_show_rm_verify(tmp_path):
                  env={"OLLAMA_MODELS": str(models)}, check=0)
     doc = json.loads(cp.stdout)
     assert doc["name"] == "tiny:q8"
-    assert [l["kind"] for l in doc["layers"]] == ["model", "system", "params", "messages"]
+    # the GGUF's ChatML chat template became a Go template layer (issue 5)
+    assert [l["kind"] for l in doc["layers"]] == ["model", "template", "system", "params", "messages"]
     assert doc["config"]["model_family"] == "llama" and doc["config"]["file_type"] == "Q8_0"
-    assert "chat template" in cp.stderr  # warned: the GGUF has a chat template but no TEMPLATE was given
+    assert "derived from its chat template" in cp.stderr
 
     cp = run_cli("list", "--json", env={"OLLAMA_MODELS": str(models)}, check=0)
     [m] = json.loads(cp.stdout)["models"]
@@ -71,6 +72,7 @@ def test_pack_list_show_rm_verify(tmp_path):
     mf = cp.stdout
     assert "PARAMETER temperature 0.7" in mf and "PARAMETER stop <|im_end|>" in mf
     assert 'SYSTEM """You are a tiny model."""' in mf and "MESSAGE user hi" in mf
+    assert "TEMPLATE" in mf and "<|im_start|>" in mf
     # the generated Modelfile rebuilds the same model
     (tmp_path / "Modelfile").write_text(mf)
     cp = run_cli("pack", "-f", tmp_path / "Modelfile", "--name", "tiny:copy", "--models-dir", models, "--json",

@@ -41,7 +41,7 @@ def test_round_trip_plain_http(tmp_path, registry_factory):
     remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
     ref = parse_reference(f"{reg.host}/team/tiny:1")
     r1 = copy(src, parse_name("team/tiny:1"), remote, ref)
-    assert sorted(b.action for b in r1.blobs) == ["uploaded"] * 5
+    assert sorted(b.action for b in r1.blobs) == ["uploaded"] * len(res.manifest.blobs)
     assert r1.bytes_transferred == res.manifest.size
     r2 = copy(src, parse_name("team/tiny:1"), remote, ref)  # unchanged: nothing moves
     assert r2.bytes_transferred == 0 and {b.action for b in r2.blobs} == {"exists"}

@@ -37,7 +37,7 @@ def test_pack_lays_out_the_store_like_ollama(tmp_path, store):
         assert os.path.getsize(p) == d.size
         if d.media_type != MT.MODEL:  # the model blob is a hard link and keeps the source's mode
             assert os.stat(p).st_mode & 0o777 == 0o644 & ~_umask()
-    assert [l.kind for l in res.manifest.layers] == ["model", "system", "params"]
+    assert [l.kind for l in res.manifest.layers] == ["model", "template", "system", "params"]
     [entry] = store.list()
     assert entry.name == parse_name("tiny:q8") and entry.size == res.manifest.size
 
@@ -80,7 +80,7 @@ def test_remove_keeps_shared_blobs(store):
     deleted = store.remove(parse_name("a"))
     assert model_digest not in deleted  # still used by b
     assert a.manifest.config.digest == b.manifest.config.digest  # same facts, same config blob
-    assert deleted == [a.manifest.layers[1].digest]  # only a's system prompt was a's alone
+    assert deleted == [a.manifest.layers_of(MT.SYSTEM)[0].digest]  # only a's system prompt was a's alone
     assert store.has_blob(model_digest)
     assert [e.name.display for e in store.list()] == ["b:latest"]
     assert not os.path.exists(os.path.join(store.manifests_dir, "registry.ollama.ai", "library", "a"))

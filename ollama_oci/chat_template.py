@@ -1,0 +1,326 @@
+"""Derive an Ollama Go template and stop words from a GGUF's Jinja chat template.
+
+``ollama create`` recognises about twenty known templates by edit distance and packs no
+template otherwise (ollama#6371).  Here the Jinja template itself is rendered, in a
+sandbox, on probe conversations whose contents are marker strings; from where the markers
+land we read each role's prefix and suffix, the text before the first turn, the
+generation prompt, and how a system message is placed (its own turn, folded into the
+first user turn, or not supported).  From those we write a ``.Messages`` Go template, then
+*check* it: the derived template, rendered by :mod:`ollama_oci.gotemplate`, must give
+exactly the Jinja template's text on a set of real-looking conversations, or nothing is
+derived.  Stop words are the special tokens the turn markers use (and that the vocabulary
+has, when it is known).
+
+The sandbox: Jinja's ``ImmutableSandboxedEnvironment`` (no attribute access to Python
+internals, no mutation), string and list repetition capped, output capped, all in a
+child process that is killed after a few seconds (loops), with a CPU-time limit.
+``bos_token`` renders empty: the runtime adds BOS itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from .errors import InvalidInput
+
+__all__ = ["DerivedTemplate", "TemplateDerivationError", "derive_template", "render_jinja"]
+
+MAX_OUTPUT = 1 << 20          # characters one rendering may produce
+MAX_REPEAT = 1 << 20          # size of a string or list made with "*"
+TIMEOUT = 5.0                 # seconds for all renderings of one template
+
+_M = {"sys": "@@SYS_7a1@@", "u1": "@@USR1_7a1@@", "a1": "@@AST1_7a1@@", "u2": "@@USR2_7a1@@"}
+
+_SPECIAL = re.compile(r"<\|[^<>|\s]{1,40}\|>|<(?:start|end)_of_[a-z]+>|<[a-z_]{2,30}>|</s>|<s>|\[/?[A-Z][A-Z_]{1,15}\]")
+
+
+class TemplateDerivationError(InvalidInput):
+    """No template could be derived (the reason says why); nothing is packed for it."""
+
+
+@dataclass
+class DerivedTemplate:
+    template: str                 # the Go template
+    stop: list[str]               # stop words
+    system: str                   # "turn", "first-user", "default", or "unsupported"
+    checked: int = 0              # conversations on which Go and Jinja renderings agreed
+    parts: dict = field(default_factory=dict)
+
+
+# -- sandboxed rendering --------------------------------------------------------------------------
+
+def _make_env():
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                        raise SecurityError("repetition too large")
+            if operator == "**" and isinstance(right, (int, float)) and right > 64:
+                raise SecurityError("power too large")
+            return super().call_binop(context, operator, left, right)
+
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True)
+
+    def raise_exception(msg):
+        raise ValueError(f"template raised: {msg}")
+
+    import json as _json
+
+    def tojson(x, indent=None, ensure_ascii=False, separators=None, sort_keys=False):
+        return _json.dumps(x, indent=indent, ensure_ascii=ensure_ascii, separators=separators, sort_keys=sort_keys)
+
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
+    env.filters["tojson"] = tojson
+    return env
+
+
+def _render_all(src: str, jobs: list[tuple[list[dict], bool]], extra: dict) -> list:
+    """Render every job; each result is the text or ("error", message)."""
+    env = _make_env()
+    try:
+        tmpl = env.from_string(src)
+    except Exception as e:
+        return [("error", f"the template does not compile: {type(e).__name__}: {e}")] * len(jobs)
+    out = []
+    for messages, gen in jobs:
+        try:
+            pieces, n = [], 0
+            for piece in tmpl.generate(messages=messages, add_generation_prompt=gen, tools=None, **extra):
+                n += len(piece)
+                if n > MAX_OUTPUT:
+                    raise ValueError(f"output larger than {MAX_OUTPUT} characters")
+                pieces.append(piece)
+            out.append("".join(pieces))
+        except RecursionError:
+            out.append(("error", "recursion too deep"))
+        except Exception as e:
+            out.append(("error", f"{type(e).__name__}: {str(e)[:200]}"))
+    return out
+
+
+def _child(conn, src, jobs, extra):
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CPU, (int(TIMEOUT) + 2, int(TIMEOUT) + 3))
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        conn.send(_render_all(src, jobs, extra))
+    except Exception as e:  # pragma: no cover - the child reports whatever happened
+        conn.send([("error", f"{type(e).__name__}: {e}")] * len(jobs))
+    conn.close()
+
+
+def render_jinja(src: str, jobs: Sequence[tuple[list[dict], bool]], *, bos_token: str = "", eos_token: str = "",
+                 timeout: float = TIMEOUT) -> list:
+    """Render a chat template on several conversations in a sandboxed child process.
+
+    Raises TemplateDerivationError when the child does not finish in ``timeout`` seconds.
+    """
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(child, src, list(jobs), {"bos_token": bos_token, "eos_token": eos_token}),
+                    daemon=True)
+    p.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise TemplateDerivationError(f"rendering the chat template took more than {timeout:g} s "
+                                          "(an endless or huge loop?); it was stopped")
+        try:
+            return parent.recv()
+        except EOFError:
+            raise TemplateDerivationError("rendering the chat template was killed (CPU or memory limit)") from None
+    finally:
+        if p.is_alive():
+            p.kill()
+        p.join(1)
+        parent.close()
+
+
+# -- derivation ------------------------------------------------------------------------------------
+
+def _msg(role: str, key: str) -> dict:
+    return {"role": role, "content": _M[key]}
+
+
+def _go_lit(s: str) -> str:
+    """Literal text for a Go template (a "{{" in it must not start an action)."""
+    if "{{" not in s:
+        return s
+    return '{{ "{{" }}'.join(s.split("{{"))
+
+
+def _cut(text, marker):
+    i = text.find(marker)
+    if i < 0 or text.find(marker, i + 1) >= 0:
+        return None
+    return text[:i], text[i + len(marker):]
+
+
+def _fail(why: str):
+    raise TemplateDerivationError(f"cannot turn the chat template into an Ollama template: {why}")
+
+
+def _solve(r: dict) -> dict:
+    """Role affixes from the probe renderings (see the module docstring)."""
+    for k in ("g0", "g1", "t", "t2"):
+        if isinstance(r[k], tuple):
+            _fail(f"rendering a plain conversation failed ({r[k][1]})")
+    cut = _cut(r["g0"], _M["u1"])
+    if cut is None:
+        _fail("the user message does not appear exactly once in the output")
+    pre_u, u_post = cut
+    if not r["g1"].startswith(r["g0"]):
+        _fail("the generation prompt is not appended after the conversation")
+    gen = r["g1"][len(r["g0"]):]
+    if not r["t"].startswith(r["g0"]):
+        _fail("a user turn renders differently when an assistant turn follows")
+    cut = _cut(r["t"][len(r["g0"]):], _M["a1"])
+    if cut is None:
+        _fail("the assistant message does not appear exactly once in the output")
+    a_pre, a_post = cut
+    if not r["t2"].startswith(r["t"]):
+        _fail("earlier turns render differently when more turns follow")
+    cut = _cut(r["t2"][len(r["t"]):], _M["u2"])
+    if cut is None:
+        _fail("the second user message does not appear exactly once in the output")
+    u_pre, rest = cut
+    if rest != u_post + gen:
+        _fail("the second user turn does not end like the first")
+    if not pre_u.endswith(u_pre):
+        _fail("the first user turn does not start like the later ones")
+    parts = {"pre": pre_u[:len(pre_u) - len(u_pre)], "u_pre": u_pre, "u_post": u_post, "a_pre": a_pre,
+             "a_post": a_post, "gen": gen, "system": "unsupported"}
+    s = r["s"]
+    if isinstance(s, tuple) or _M["sys"] not in s:
+        return parts  # system messages raise or are ignored: they are dropped
+    tail = u_pre + _M["u1"] + u_post
+    pre = parts["pre"]
+    if s.endswith(tail):
+        head = s[:-len(tail)]
+        cut = _cut(head, _M["sys"])
+        if cut is not None:
+            x, y = cut
+            if x.startswith(pre):
+                parts.update(system="turn", s_pre=x[len(pre):], s_post=y)
+                return parts
+            if pre.startswith(x) and pre.endswith(y) and len(pre) >= len(x) + len(y):
+                # the template writes a default system turn when none is given
+                parts.update(system="default", s_pre=x, s_post=y, default=pre[len(x):len(pre) - len(y)], pre="")
+                return parts
+    first = pre + u_pre
+    if s.startswith(first + _M["sys"]):
+        cut = _cut(s[len(first) + len(_M["sys"]):], _M["u1"])
+        if cut is not None and cut[1] == u_post:
+            parts.update(system="first-user", sep=cut[0])
+            return parts
+    _fail("a system message is placed in a way this converter does not know")
+
+
+def _go_template(p: dict) -> str:
+    L = _go_lit
+    out = []
+    if p["system"] == "first-user":
+        out.append('{{ $system := "" }}')
+    if p["system"] == "default":
+        out.append(f'{{{{ if not $.System }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}{{{{ end }}}}')
+    out.append(L(p["pre"]))
+    out.append("{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}")
+    if p["system"] in ("turn", "default"):
+        out.append(f'{{{{ if eq .Role "system" }}}}{L(p["s_pre"])}{{{{ .Content }}}}{L(p["s_post"])}{{{{ else if eq .Role "user" }}}}')
+    elif p["system"] == "first-user":
+        out.append('{{ if eq .Role "system" }}{{ $system = .Content }}{{ else if eq .Role "user" }}')
+    else:
+        out.append('{{ if eq .Role "user" }}')
+    out.append(L(p["u_pre"]))
+    if p["system"] == "first-user":
+        out.append(f'{{{{ if $system }}}}{{{{ $system }}}}{L(p["sep"])}{{{{ $system = "" }}}}{{{{ end }}}}')
+    out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
+    if p["gen"]:
+        out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}{{{{ end }}}}{{{{ end }}}}')
+    return "".join(out)
+
+
+_CHECKS = [
+    [("user", "Hello!")],
+    [("user", "Hello!"), ("assistant", "Hi. How can I help?"), ("user", "What is 2+2? Answer\nbriefly.")],
+    [("system", "You are a terse assistant."), ("user", "Name a prime.")],
+    [("system", "Be kind."), ("user", "Hi."), ("assistant", "Hello there."), ("user", "Tell me a joke.")],
+    [("user", "One"), ("assistant", "Two"), ("user", "Three"), ("assistant", "Four"), ("user", "Five")],
+]
+
+
+def _stop_words(p: dict, vocab: Optional[set], bos: str) -> list[str]:
+    texts = [p.get(k, "") for k in ("u_pre", "u_post", "a_pre", "a_post", "gen", "s_pre", "s_post", "sep", "pre")]
+    seen: list[str] = []
+    for t in texts:
+        for m in _SPECIAL.findall(t):
+            if m == bos or m in seen or m == "<s>":
+                continue
+            if vocab is not None and m not in vocab:
+                continue
+            seen.append(m)
+    if not seen and p["u_pre"].strip():
+        seen.append(p["u_pre"].strip())   # no special tokens: stop before the model writes a user turn
+    return seen
+
+
+def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bos_token: str = "",
+                    eos_token: str = "", timeout: float = TIMEOUT) -> DerivedTemplate:
+    """An Ollama Go template and stop words equivalent to ``jinja_src`` (or TemplateDerivationError).
+
+    ``vocab``: the model's special tokens (stop words are kept only if they are tokens);
+    ``eos_token`` is what the template's ``eos_token`` renders as.
+    """
+    from .gotemplate import check_ollama_template, render
+    if not jinja_src or not jinja_src.strip():
+        _fail("the chat template is empty")
+    probes = {
+        "g0": ([_msg("user", "u1")], False),
+        "g1": ([_msg("user", "u1")], True),
+        "t": ([_msg("user", "u1"), _msg("assistant", "a1")], False),
+        "t2": ([_msg("user", "u1"), _msg("assistant", "a1"), _msg("user", "u2")], True),
+        "s": ([_msg("system", "sys"), _msg("user", "u1")], False),
+    }
+    checks = [([{"role": r, "content": c} for r, c in conv], True) for conv in _CHECKS]
+    results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token="", eos_token=eos_token,
+                           timeout=timeout)
+    r = dict(zip(probes, results))
+    p = _solve(r)
+    go = _go_template(p)
+    nodes = check_ollama_template(go)
+    agreed = 0
+    for conv, want in zip(_CHECKS, results[len(probes):]):
+        if isinstance(want, tuple):
+            continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
+        data = {"Messages": [{"Role": role, "Content": c} for role, c in conv],
+                "System": "\n\n".join(c for role, c in conv if role == "system")}
+        if p["system"] == "unsupported":
+            data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
+        got = render(nodes, data)
+        if got != want:
+            _fail(f"the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
+        agreed += 1
+    if agreed < 2:
+        _fail("too few test conversations render with the chat template to check a derived one")
+    vocab_set = set(vocab) if vocab is not None else None
+    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p)
+
+
+def special_tokens(tokens: Sequence[str], types: Optional[Sequence[int]]) -> list[str]:
+    """The control and user-defined tokens of a vocabulary (GGUF token types 3 and 4)."""
+    if types is None:
+        return [t for t in tokens if _SPECIAL.fullmatch(t)]
+    return [t for t, ty in zip(tokens, types) if ty in (3, 4)]

@@ -1,0 +1,161 @@
+"""Deriving Ollama Go templates and stop words from GGUF Jinja chat templates."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import REPO, TINY, run_cli, shared_path
+from ollama_oci import MT, OllamaStore, Recipe, pack, parse_name
+from ollama_oci.chat_template import TemplateDerivationError, derive_template, render_jinja
+from ollama_oci.gotemplate import TemplateError, check_ollama_template, render
+
+with open(os.path.join(REPO, "tests", "data_chat_templates.json")) as f:
+    DATA = json.load(f)
+
+# conversations the derivation never saw (its own checks use others)
+CONVERSATIONS = [
+    [("user", "Write a haiku about registries.")],
+    [("system", "You answer in French."), ("user", "Hello"), ("assistant", "Bonjour !"), ("user", "Thanks")],
+    [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"), ("user", "e"), ("assistant", "f"),
+     ("user", "g")],
+    [("system", "Only JSON."), ("user", "{\"x\": 1} <tag> & stuff")],
+    [("user", "Line one\nline two\n\nline four"), ("assistant", "OK\nsure"), ("user", "Again?")],
+]
+
+
+def _same_text(jinja: str, derived, eos: str = "</s>") -> int:
+    """Render every conversation both ways; return how many the Jinja template accepts (all must match)."""
+    jobs = [([{"role": r, "content": c} for r, c in conv], True) for conv in CONVERSATIONS]
+    want = render_jinja(jinja, jobs, eos_token=eos)
+    compared = 0
+    for conv, w in zip(CONVERSATIONS, want):
+        if isinstance(w, tuple):  # the Jinja template refuses this conversation (e.g. a system message)
+            continue
+        msgs = [{"Role": r, "Content": c} for r, c in conv]
+        if derived.system == "unsupported":
+            msgs = [m for m in msgs if m["Role"] != "system"]
+        data = {"Messages": msgs, "System": "\n\n".join(c for r, c in conv if r == "system")}
+        assert render(derived.template, data) == w, conv
+        compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("family", ["llama3", "chatml", "qwen-chatml-default-system", "gemma", "mistral",
+                                    "zephyr", "chatqa"])
+def test_families_render_like_their_jinja_templates(family):
+    src = DATA["jinja"][family]
+    d = derive_template(src, eos_token="</s>")
+    check_ollama_template(d.template)  # a template Ollama's parser accepts
+    assert _same_text(src, d) >= 3
+    expected_stops = {"llama3": {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+                      "chatml": {"<|im_start|>", "<|im_end|>"},
+                      "qwen-chatml-default-system": {"<|im_start|>", "<|im_end|>"},
+                      "gemma": {"<start_of_turn>", "<end_of_turn>"},
+                      "mistral": {"[INST]", "[/INST]"}}.get(family)
+    if expected_stops:
+        assert expected_stops <= set(d.stop)  # the stop words ollama ships for these families, at least
+    assert d.system == {"qwen-chatml-default-system": "default", "gemma": "unsupported",
+                        "mistral": "unsupported"}.get(family, "turn")
+
+
+def test_phi3_gguf_packs_with_a_derived_template(tmp_path):
+    path = shared_path("ggml-vocab-phi-3.gguf")
+    store = OllamaStore(str(tmp_path / "models"))
+    warnings = []
+    res = pack(Recipe(files=[path]), "phi3:vocab", [store], warn=warnings.append)
+    kinds = [l.kind for l in res.manifest.layers]
+    assert kinds == ["model", "template", "params"]
+    m, _ = store.get_manifest(parse_name("phi3:vocab"))
+    template = store.read_blob(m.layers_of(MT.TEMPLATE)[0].digest, 1 << 20).decode()
+    params = json.loads(store.read_blob(m.layers_of(MT.PARAMS)[0].digest, 1 << 20))
+    assert {"<|end|>", "<|user|>", "<|assistant|>"} <= set(params["stop"])
+    assert all(s in ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<|endoftext|>") for s in params["stop"])
+    assert any("derived" in w for w in warnings) and any("no place for a system prompt" in w for w in warnings)
+    from ollama_oci import read_gguf
+    with read_gguf(path) as g:
+        jinja = g["tokenizer.chat_template"]
+    d = derive_template(jinja)
+    assert d.template == template
+    assert _same_text(jinja, d) >= 3
+    # show says where the template came from
+    cp = run_cli("show", "phi3:vocab", "--models-dir", store.root, "--json", check=0)
+    assert json.loads(cp.stdout)["template_source"] == "derived"
+
+
+def test_system_folded_into_the_first_user_turn():
+    """A template that writes the system prompt inside the first user turn (the shape Gemma 3 uses);
+    synthetic: no real template of that shape is small enough to be in the fixtures."""
+    src = ("{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first = messages[0]['content'] + '\\n\\n' -%}"
+           "{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first = '' -%}{%- set loop_messages = messages -%}"
+           "{%- endif -%}{%- for message in loop_messages -%}{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}"
+           "{%- else -%}{%- set role = message['role'] -%}{%- endif -%}"
+           "{{ '<start_of_turn>' + role + '\\n' + (first if loop.first else '') + message['content'] | trim + '<end_of_turn>\\n' }}"
+           "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}")
+    d = derive_template(src)
+    assert d.system == "first-user"
+    assert _same_text(src, d) == len(CONVERSATIONS)
+
+
+def test_explicit_template_wins_and_auto_can_be_turned_off(tmp_path):
+    store = OllamaStore(str(tmp_path / "m"))
+    res = pack(Recipe(files=[TINY], template="{{ .Prompt }}"), "a", [store])
+    t = [l for l in res.manifest.layers if l.kind == "template"]
+    assert store.read_blob(t[0].digest, 100) == b"{{ .Prompt }}"
+    res = pack(Recipe(files=[TINY], auto_template=False), "b", [store])
+    assert [l.kind for l in res.manifest.layers] == ["model"]
+    cp = run_cli("pack", TINY, "--name", "c", "--no-auto-template", "--models-dir", tmp_path / "m", "--json", check=0)
+    assert [l["kind"] for l in json.loads(cp.stdout)["layers"]] == ["model"]
+
+
+def test_invalid_explicit_template_is_refused_like_ollama(tmp_path):
+    bad = tmp_path / "t.txt"
+    bad.write_text("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}")  # Jinja, not Go
+    cp = run_cli("pack", TINY, "--template", bad, "--models-dir", tmp_path / "m")
+    assert cp.returncode == 3 and "template error" in cp.stderr and "bos_token" in cp.stderr
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("name", ["llama3.1", "gemma3", "mistral"])
+def test_ollamas_own_templates_pass_the_check(name):
+    check_ollama_template(DATA["ollama_gotmpl"][name])
+
+
+@pytest.mark.parametrize("src,why", [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "took more than"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
+    ("{{ 'x' * 100000000 }}", "repetition too large"),
+    ("{% for i in range(99999) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}", "output larger"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursion"),
+    ("{{ raise_exception('no') }}", "template raised"),
+])
+def test_hostile_templates_are_stopped(src, why):
+    with pytest.raises(TemplateDerivationError) as ei:
+        derive_template(src, timeout=1.5)
+    assert why in str(ei.value)
+
+
+def test_hostile_template_in_a_gguf_packs_without_a_template(tmp_path):
+    from gguf import GGUFWriter
+    path = str(tmp_path / "evil.gguf")
+    w = GGUFWriter(path, "llama")
+    w.add_chat_template("{{ ''.__class__.__mro__ }}")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    warnings = []
+    res = pack(Recipe(files=[path]), "evil", [OllamaStore(str(tmp_path / "m"))], warn=warnings.append)
+    assert [l.kind for l in res.manifest.layers] == ["model"]
+    assert any("no template layer" in w and "unsafe" in w for w in warnings)
+
+
+def test_go_template_renderer_semantics():
+    # trim markers, variables assigned inside range, else-if chains, literals with braces
+    t = ('{{- $n := 0 }}{{ range .Messages }}{{ $n = len $.Messages }}{{ end -}}\n  [{{ $n }}]'
+         '{{ if eq 1 2 }}a{{ else if ne 1 2 }}b{{ else }}c{{ end }}{{ "{{" }}{{/* note */}}')
+    assert render(t, {"Messages": [1, 2, 3]}) == "[3]b{{"
+    with pytest.raises(TemplateError):
+        check_ollama_template("{{ .Messages | jinja }}")
