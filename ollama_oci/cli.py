@@ -153,6 +153,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(level)
+    # urllib3's debug lines carry full URLs, and presigned object-storage URLs carry signatures
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 # -- inspect ------------------------------------------------------------------------------------

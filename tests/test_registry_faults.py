@@ -225,3 +225,18 @@ def test_damaged_local_blob_is_refused_on_push(tmp_path, registry_factory):
     from ollama_oci.reference import parse_reference
     remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
     assert remote.resolve(parse_reference(f"{reg.host}/team/tiny:1")) is None  # no manifest was pushed
+
+
+def test_verbose_logs_carry_no_secrets(tmp_path, registry_factory):
+    reg, front = registry_factory("token")
+    store = OllamaStore(str(tmp_path / "packed"))
+    pack(Recipe(files=[TINY]), "tiny", [store])
+    run_cli("push", "tiny", f"{front.addr}/team/tiny:1", "--plain-http", "-u", "alice", "--password-stdin",
+            "--models-dir", store.root, input="s3cret-pass\n", check=0)
+    front.add_fault(lambda m, p: m == "GET" and "/blobs/sha256:" in p, "redirect", times=10)
+    cp = run_cli("-vv", "pull", f"{front.addr}/team/tiny:1", "--plain-http", "-u", "alice", "--password-stdin",
+                 "--models-dir", tmp_path / "pulled", input="s3cret-pass\n", check=0)
+    assert front.cdn_log  # the presigned redirect happened
+    assert "DEBUG" in cp.stderr  # verbose output was on
+    for secret in ("X-Amz-Signature", "s3cret-pass", "YWxpY2U6czNjcmV0LXBhc3M", "Bearer ey"):
+        assert secret not in cp.stderr + cp.stdout, secret

@@ -79,7 +79,7 @@ class TransportOptions:
     max_backoff: float = 30.0           #: longest single wait, including Retry-After
     connect_timeout: float = 15.0
     read_timeout: float = 300.0
-    user_agent: str = f"ollama-oci/{__version__}"
+    user_agent: Optional[str] = None    #: default: ollama-oci/<version>; Ollama-style for Ollama's hosts
 
     def __post_init__(self):
         if self.max_retries < 0 or self.backoff < 0:
@@ -100,7 +100,7 @@ class RegistryClient:
         self._cert = None
         if self.opts.cert_file:
             self._cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
-        s.headers["User-Agent"] = self.opts.user_agent
+        s.headers["User-Agent"] = self.opts.user_agent or default_user_agent(registry)
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         s.mount("http://", adapter)
         s.mount("https://", adapter)
@@ -347,6 +347,16 @@ class RegistryClient:
             log.debug("redirect %s -> %s", redact(cur), redact(nxt))
             cur = nxt
         raise RegistryError(f"too many redirects from {redact(url)}", url=redact(url))
+
+
+def default_user_agent(registry: str) -> str:
+    """registry.ollama.ai refuses clients whose User-Agent says they are too old (412), so for
+    Ollama's own hosts we send the form Ollama's client sends, naming ourselves after it."""
+    if registry.lower() in ("registry.ollama.ai", "ollama.com", "registry.ollama.com"):
+        import platform
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        return f"ollama/0.33.0 ({arch} linux) Go/go1.24.4 ollama-oci/{__version__}"
+    return f"ollama-oci/{__version__}"
 
 
 def error_from(resp: requests.Response, what: str) -> RegistryError:
