@@ -242,6 +242,7 @@ class Front:
         self.log: list[tuple[str, str, Optional[str]]] = []    # (method, path, Authorization)
         self.cdn_log: list[tuple[str, Optional[str], Optional[str]]] = []   # (path, Authorization, Range)
         self.throttle: Optional[float] = None    # bytes per second for blob bodies
+        self.ignore_ranges = False               # drop Range headers on the way to the registry
         self.blob_bytes_served = 0
         self.token_requests: list[dict] = []
         self.proxied: list[tuple[str, str]] = []  # requests that came in proxy form (absolute URL)
@@ -351,6 +352,8 @@ class Front:
             for k, v in h.headers.items():
                 if k.lower() in ("host", "connection", "keep-alive", "proxy-connection"):
                     continue
+                if self.ignore_ranges and k.lower() == "range":
+                    continue  # a server that ignores byte ranges answers 200 with the whole blob
                 if strip_auth and k.lower() == "authorization":
                     continue
                 conn.putheader(k, v)

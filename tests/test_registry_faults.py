@@ -240,3 +240,22 @@ def test_verbose_logs_carry_no_secrets(tmp_path, registry_factory):
     assert "DEBUG" in cp.stderr  # verbose output was on
     for secret in ("X-Amz-Signature", "s3cret-pass", "YWxpY2U6czNjcmV0LXBhc3M", "Bearer ey"):
         assert secret not in cp.stderr + cp.stdout, secret
+
+
+def test_parallel_pull_and_a_server_that_ignores_ranges(tmp_path, registry_factory):
+    from gguf_factory import make_big_gguf
+    reg, front = registry_factory("plain", front=True)
+    big = tmp_path / "big.gguf"
+    make_big_gguf(str(big), 80 << 20)  # above the parallel threshold: two ranged parts
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[str(big)]), "big", [store])
+    run_cli("push", "big", f"{reg.host}/team/big:1", "--plain-http", "--models-dir", store.root, check=0)
+    run_cli("pull", f"{front.addr}/team/big:1", "--plain-http", "--models-dir", tmp_path / "a", check=0)
+    ranged = [p for m, p, _ in front.log if m == "GET" and "/blobs/" in p]
+    assert len(ranged) >= 2  # the model blob came in parts
+    assert OllamaStore(str(tmp_path / "a")).verify()[1] == []
+    front.ignore_ranges = True
+    front.blob_bytes_served = 0
+    run_cli("pull", f"{front.addr}/team/big:1", "--plain-http", "--models-dir", tmp_path / "b", check=0)
+    assert OllamaStore(str(tmp_path / "b")).verify()[1] == []
+    assert front.blob_bytes_served < 2 * res.manifest.size + (1 << 20)  # fell back to one stream, no endless refetch

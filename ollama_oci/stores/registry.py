@@ -103,6 +103,10 @@ class _Part:
         return self.start + self.done >= self.end
 
 
+class _NoRanges(Exception):
+    """The server answered a byte-range request with the whole blob."""
+
+
 class RegistryStore:
     """One registry, addressed by :class:`~ollama_oci.reference.Reference`."""
 
@@ -420,27 +424,44 @@ class RegistryStore:
                         [p.start, p.end, p.done] for p in parts]}).encode())
             save()
             direct: list[Optional[str]] = [None]
+            # the other parts start once the first response is in: by then we know whether the
+            # blob redirects to object storage (and its URL), so only one request asks the registry
+            answered = threading.Event()
 
-            def fetch_part(p: _Part) -> None:
+            def fetch_part(p: _Part, first: bool) -> None:
+                if not first:
+                    answered.wait()
                 tries = 0
                 while not p.complete:
                     pos = p.start + p.done
                     try:
-                        self._fetch_range(repository, desc, fd, p, pos, direct, progress, save)
+                        self._fetch_range(repository, desc, fd, p, pos, direct, progress, save,
+                                          answered if first else None)
                     except RegistryError as e:
                         if not e.temporary or tries >= 5:
                             raise
                         tries += 1
                         log.info("blob %s part at %d: %s; resuming", desc.digest.short, pos, e)
+                    finally:
+                        answered.set()
 
             todo = [p for p in parts if not p.complete]
-            if todo:
-                first, rest = todo[0], todo[1:]
-                fetch_part(first)  # learns whether the blob redirects to object storage
-                if rest:
-                    with ThreadPoolExecutor(max_workers=min(self.concurrency, len(rest))) as ex:
-                        for f in [ex.submit(fetch_part, p) for p in rest]:
+            try:
+                if len(todo) == 1:
+                    fetch_part(todo[0], True)
+                elif todo:
+                    with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as ex:
+                        futures = [ex.submit(fetch_part, p, i == 0) for i, p in enumerate(todo)]
+                        for f in futures:
                             f.result()
+            except _NoRanges:
+                # the server ignores byte ranges: one sequential stream from the start instead
+                log.info("%s ignores byte ranges; downloading %s in one stream", self.registry, desc.digest.short)
+                if progress is not None:
+                    progress(-sum(p.done for p in parts))
+                parts[:] = [_Part(0, size)]
+                save()
+                fetch_part(parts[0], True)
             save()
         finally:
             os.close(fd)
@@ -456,7 +477,8 @@ class RegistryStore:
                                     f"the content ({n} bytes) hashes to {got}; the registry's copy is damaged, "
                                     "nothing was installed", expected=desc.digest, actual=got)
 
-    def _fetch_range(self, repository, desc, fd, part: _Part, pos: int, direct, progress, save) -> None:
+    def _fetch_range(self, repository, desc, fd, part: _Part, pos: int, direct, progress, save,
+                     answered: Optional[threading.Event] = None) -> None:
         end = part.end - 1
         headers = {"Range": f"bytes={pos}-{end}"}
         if direct[0] is not None:
@@ -468,11 +490,13 @@ class RegistryStore:
                 direct[0] = url
             resp = self.client.request("GET", f"/v2/{repository}/blobs/{desc.digest}", scope=_pull(repository),
                                        headers=headers, stream=True, on_redirect=remember)
+        if answered is not None:
+            answered.set()
         try:
             if resp.status_code == 404:
                 raise NotFound(f"blob {desc.digest} not found in {self.registry}/{repository}")
-            if resp.status_code == 200 and pos != 0:
-                raise RegistryError(f"{redact(resp.url)} ignores byte ranges; cannot resume", temporary=False)
+            if resp.status_code == 200 and (pos != 0 or part.end != desc.size):
+                raise _NoRanges()
             if resp.status_code not in (200, 206):
                 raise error_from(resp, f"GET blob {desc.digest}")
             since = 0
