@@ -269,18 +269,18 @@ def _read_text(path: str, what: str) -> str:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("gguf", required=False, type=click.Path(dir_okay=False))
-@click.option("-f", "--file", "modelfile", type=click.Path(dir_okay=False),
+@click.option("-f", "--file", "modelfile", type=click.Path(dir_okay=False, exists=True),
               help="A Modelfile (ollama's grammar). A GGUF argument replaces its FROM lines.")
 @click.option("-n", "--name", help="Model name, e.g. mymodel:q4 (default: from the GGUF file name).")
-@click.option("--template", type=click.Path(dir_okay=False), help="File with the Go template (TEMPLATE).")
-@click.option("--system", type=click.Path(dir_okay=False), help="File with the system prompt (SYSTEM).")
-@click.option("--license", "licenses", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--template", type=click.Path(dir_okay=False, exists=True), help="File with the Go template (TEMPLATE).")
+@click.option("--system", type=click.Path(dir_okay=False, exists=True), help="File with the system prompt (SYSTEM).")
+@click.option("--license", "licenses", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="License file (LICENSE); repeat for several.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A PARAMETER, e.g. temperature=0.7 or stop='<|end|>'; repeat for several.")
 @click.option("--message", "messages", multiple=True, metavar="ROLE=TEXT",
               help="A MESSAGE (role system, user or assistant); repeat for a conversation.")
-@click.option("--adapter", "adapters", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--adapter", "adapters", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="A LoRA adapter GGUF (ADAPTER).")
 @click.option("--requires", help="Minimum ollama version (REQUIRES), e.g. 0.14.0.")
 @_models_dir_option
