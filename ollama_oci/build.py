@@ -133,6 +133,7 @@ class Recipe:
     """What to build: the inputs of ``ollama create`` (a Modelfile, resolved)."""
 
     files: list[str] = field(default_factory=list)        # FROM: GGUF model/projector files
+    base: Optional[str] = None                            # FROM: an existing model (in the first store)
     adapters: list[str] = field(default_factory=list)     # ADAPTER: GGUF LoRA files
     template: Optional[str] = None
     system: Optional[str] = None
@@ -146,8 +147,10 @@ class Recipe:
     auto_template: bool = True
 
     def check(self) -> None:
-        if not self.files:
+        if not self.files and not self.base:
             raise InvalidInput("nothing to pack: give a GGUF file (or a Modelfile with a FROM line)")
+        if self.files and self.base:
+            raise InvalidInput(f"FROM {self.base} (a model) and FROM files cannot be combined; use one kind")
         if self.requires and not _SEMVER.match("v" + self.requires):
             raise InvalidInput("requires must be a valid semver (e.g. 0.14.0)")
         for role, _ in self.messages:
@@ -180,9 +183,13 @@ def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, w
         if c.name == "model":
             p = _expand(c.args, base_dir)
             if not os.path.exists(p):
-                raise Unsupported(
-                    f"FROM {c.args}: no such file; building on an existing model by name is not "
-                    "supported yet, give the path of a GGUF file")
+                # as in ollama: a FROM that is not a file is a model name
+                try:
+                    parse_name(c.args)
+                except InvalidInput:
+                    raise NotFound(f"FROM {c.args}: no such file, and not a model name") from None
+                r.base = c.args
+                continue
             if os.path.isdir(p):
                 raise Unsupported(f"FROM {c.args}: is a directory; ollama-oci packs GGUF files, "
                                   "convert safetensors to GGUF with llama.cpp first")
@@ -339,6 +346,8 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     recipe.check()
     if not stores:
         raise InvalidInput("no destination: give a model store or an OCI layout")
+    if recipe.base:
+        return _pack_from_model(recipe, name, stores, legacy_rootfs, link_mode, warn)
 
     order = [p for _, p in sorted(zip(_request_names(recipe.files), recipe.files), key=lambda t: t[0])]
     paths = order + list(recipe.adapters)
@@ -460,3 +469,81 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         result_manifest = manifest
         done_stores.append(store.describe())
     return PackResult(name, result_manifest, mdigest, config, base_infos + adapter_infos, done_stores)
+
+
+def _pack_from_model(recipe: Recipe, name: ModelName, stores: Sequence[Any], legacy_rootfs: bool, link_mode: str,
+                     warn) -> PackResult:
+    """``FROM <existing model>``, as ollama v0.5.5+ builds it (docs/ollama-format.md section 5.2).
+
+    The base's layers come first, in their order, each with ``from`` = the base's short
+    name; TEMPLATE, SYSTEM and MESSAGE replace the inherited ones, LICENSE appends, and
+    parameters merge (new keys win) into one params layer moved to the end.  Config facts
+    come from the base's model GGUF; renderer, parser and requires are inherited unless given.
+    """
+    import json
+    first = stores[0]
+    base_name = parse_name(recipe.base)
+    if hasattr(first, "resolve"):
+        base_name = first.resolve(base_name)
+    try:
+        base, _ = first.get_manifest(base_name)
+    except NotFound:
+        raise NotFound(f"FROM {recipe.base}: no such file, and no such model in {first.describe()}; pull it "
+                       "first (ollama-oci pull) or give the path of a GGUF file") from None
+    base_cfg = first.get_config(base)
+    frm = base_name.display
+    layers = [Descriptor(l.media_type, l.digest, l.size, frm, l.name) for l in base.layers]
+    small: list[Blob] = []
+
+    def replace(media_types, blob):
+        nonlocal layers
+        layers = [l for l in layers if l.media_type not in media_types] + [blob.descriptor]
+        small.append(blob)
+    if recipe.template:
+        replace({MT.TEMPLATE, MT.PROMPT}, text_layer(MT.TEMPLATE, recipe.template))
+    if recipe.system:
+        replace({MT.SYSTEM}, text_layer(MT.SYSTEM, recipe.system))
+    for lic in recipe.licenses:
+        blob = text_layer(MT.LICENSE, lic)
+        layers.append(blob.descriptor)
+        small.append(blob)
+    params: dict[str, Any] = {}
+    for l in base.layers_of(MT.PARAMS):
+        try:
+            old = json.loads(first.read_blob(l.digest, 1 << 20))
+        except ValueError:
+            raise InvalidInput(f"{frm}: its params layer is not JSON") from None
+        if isinstance(old, dict):
+            params.update(old)
+    params.update(recipe.params)
+    if params:
+        replace({MT.PARAMS}, params_layer(params))
+    if recipe.messages:
+        replace({MT.MESSAGES}, messages_layer(recipe.messages))
+    infos = []
+    for l in base.layers_of(MT.MODEL):
+        path = first.find_blob(l.digest)
+        if path is None:
+            raise NotFound(f"{frm}: its model blob {l.digest} is missing; run 'ollama-oci verify'")
+        with read_gguf(path) as g:
+            infos.append(model_info(g))
+    config = build_config(infos, layers, renderer=recipe.renderer or base_cfg.renderer,
+                          parser=recipe.parser or base_cfg.parser, requires=recipe.requires or base_cfg.requires,
+                          legacy_rootfs=legacy_rootfs)
+    if not infos:  # a base without a model layer (e.g. a remote model): keep its facts
+        config = Config(**{**config.__dict__, "model_format": base_cfg.model_format,
+                           "model_family": base_cfg.model_family, "model_families": base_cfg.model_families,
+                           "model_type": base_cfg.model_type, "file_type": base_cfg.file_type})
+    manifest, cblob = build_manifest(layers, config)
+    done_stores = []
+    mdigest = None
+    for k, store in enumerate(stores):
+        if k > 0:  # the base's blobs come from the first store, verified
+            for d in base.blobs:
+                if not store.has_blob(d.digest, d.size):
+                    store.ingest_file(first.find_blob(d.digest), link_mode=link_mode, known=(d.digest, d.size))
+        for b in small + [cblob]:
+            store.put_blob_bytes(b.data, b.descriptor.digest)
+        mdigest = store.put_manifest(name, manifest)
+        done_stores.append(store.describe())
+    return PackResult(name, manifest, mdigest, config, infos, done_stores)

@@ -124,5 +124,7 @@ def test_recipe_from_modelfile(tmp_path):
         "{{ .Prompt }}", "two", ["MIT", "Apache"], {"top_k": 3.0}, [("user", "hi")], "0.14.0")
     with pytest.raises(Exception, match="requires must be a valid semver"):
         recipe_from_modelfile("FROM ./m.gguf\nREQUIRES latest\n", str(tmp_path))
-    with pytest.raises(Exception, match="not supported yet"):
-        recipe_from_modelfile("FROM llama3.2\n", str(tmp_path))
+    # as in ollama, a FROM that is not a file names a model
+    assert recipe_from_modelfile("FROM llama3.2\n", str(tmp_path)).base == "llama3.2"
+    with pytest.raises(Exception, match="not a model name"):
+        recipe_from_modelfile("FROM ./missing/model.gguf\n", str(tmp_path))

@@ -225,3 +225,29 @@ def test_pack_into_both_reads_the_gguf_once(tmp_path, monkeypatch):
     pack(Recipe(files=[str(src)]), "m", [OllamaStore(str(tmp_path / "c")), OCILayout(str(tmp_path / "d"))],
          link_mode="copy")
     assert len(calls) == 2  # a copy is always hashed as it is written: the source once, the copy verified
+
+
+def test_from_an_existing_model_like_ollama(tmp_path):
+    """FROM <model>: inherited layers with from=<base>, replacements, appended licenses, merged params."""
+    import json as _json
+    from ollama_oci import NotFound, recipe_from_modelfile
+    store = OllamaStore(str(tmp_path / "m"))
+    base = pack(Recipe(files=[TINY], template="{{ .Prompt }}", system="old", params={"temperature": 0.5, "top_k": 3.0},
+                       licenses=["MIT"], messages=[("user", "hi")]), "team/base:1", [store])
+    r = recipe_from_modelfile("FROM team/base:1\nSYSTEM new\nPARAMETER top_k 7\nLICENSE Apache-2.0\n", ".")
+    child = pack(r, "child:1", [store, OCILayout(str(tmp_path / "oci"))])
+    kinds = [(l.kind, l.from_) for l in child.manifest.layers]
+    # ollama's order: base layers in place (system replaced and moved), licenses appended, params last
+    assert kinds == [("model", "team/base:1"), ("template", "team/base:1"), ("license", "team/base:1"),
+                     ("messages", "team/base:1"), ("system", None), ("license", None), ("params", None)]
+    params = _json.loads(store.read_blob(child.manifest.layers_of(MT.PARAMS)[0].digest, 1000))
+    assert params == {"temperature": 0.5, "top_k": 7}
+    assert child.manifest.layers[0].digest == base.manifest.layers[0].digest  # the GGUF is shared, not copied
+    assert child.config.model_family == "llama" and child.config.file_type == "Q8_0"
+    raw, _ = store.read_manifest_bytes(parse_name("child:1"))
+    assert b'"from":"team/base:1"' in raw
+    assert OCILayout(str(tmp_path / "oci")).verify()[1] == []  # the base's blobs were carried into the layout
+    with pytest.raises(NotFound, match="pull it first"):
+        pack(recipe_from_modelfile("FROM nothere:1\n", "."), "x", [store])
+    with pytest.raises(Exception, match="cannot be combined"):
+        pack(Recipe(files=[TINY], base="team/base:1"), "x", [store])
