@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from .digest import CHUNK, Digest, digest_bytes, hash_stream, parse_digest
 from .errors import InvalidInput, NotFound, VerificationError
-from .fsutil import discard_staged, fsync_dir, tmp_name
+from .fsutil import discard_staged, fsync_dir, tmp_name, unlink_quiet
 from .names import ModelName, parse_name
 from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
 from .stores.oci_layout import REF_ANNOTATION
@@ -192,10 +192,7 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
         os.replace(tmp, path)
         fsync_dir(d)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        unlink_quiet(tmp)
         raise
     report.file_size = os.path.getsize(path)
     return report
@@ -395,10 +392,7 @@ def _receive(dst: Any, digest: Digest, size: int, f: BinaryIO, progress: Progres
             got, n = hash_stream(_Counted(f, tick), sink=out, limit=size)
             os.fsync(out.fileno())
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        unlink_quiet(tmp)
         raise
     if got != digest or n != size:
         os.unlink(tmp)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from .errors import InvalidInput
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Union
 
 from .digest import Digest, digest_bytes
 from .errors import InvalidInput
-from .fsutil import fsync_dir
+from .fsutil import fsync_dir, unlink_quiet
 from .names import ModelName
 from .reference import Reference
 from .spec import Descriptor, Manifest, parse_manifest
@@ -243,12 +243,9 @@ def _download(src: RegistryStore, repository: str, dst: LocalStore, desc: Descri
         os.chmod(data_path, 0o644)
         os.replace(data_path, dst.blob_path(desc.digest))
         fsync_dir(os.path.dirname(dst.blob_path(desc.digest)))
-        for p in (state_path, lock_path):
-            # the lock goes only after success: whoever waits on it now finds the blob in place
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        # the lock goes only after success: whoever waits on it now finds the blob in place
+        unlink_quiet(state_path)
+        unlink_quiet(lock_path)
     finally:
         os.close(lock_fd)
 

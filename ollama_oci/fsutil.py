@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional
 from .digest import Digest, check, hash_stream
 from .errors import InvalidInput, StoreError, VerificationError
 
-__all__ = ["atomic_write", "fsync_dir", "ingest_file", "stage_file", "commit_staged", "discard_staged", "Staged",
+__all__ = ["unlink_quiet", "atomic_write", "fsync_dir", "ingest_file", "stage_file", "commit_staged", "discard_staged", "Staged",
            "LINK_MODES", "locked", "tmp_name"]
 
 LINK_MODES = ("auto", "reflink", "hardlink", "copy")
@@ -70,7 +70,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise _io_error("write", path, e) from None
     fsync_dir(d)
 
@@ -87,7 +87,8 @@ def _umask() -> int:
     return _UMASK
 
 
-def _unlink_quiet(path: str) -> None:
+def unlink_quiet(path: str) -> None:
+    """Remove a file; a file that is already gone is fine."""
     try:
         os.unlink(path)
     except OSError:
@@ -111,7 +112,7 @@ def _try_reflink(src: str, dst: str) -> bool:
     except OSError:
         os.close(dfd)
         dfd = -1
-        _unlink_quiet(dst)
+        unlink_quiet(dst)
         return False
     finally:
         os.close(sfd)
@@ -200,10 +201,10 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
                 check(known[0], digest, expected_size=known[1], actual_size=size, what=src)
         return Staged(tmp, digest, size, method)
     except OSError as e:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise _io_error("store", src, e) from None
     except BaseException:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise
 
 
@@ -215,7 +216,7 @@ def commit_staged(st: Staged, final: str) -> None:
         except FileNotFoundError:
             exists = False
         if exists:
-            _unlink_quiet(st.tmp)
+            unlink_quiet(st.tmp)
             os.utime(final)  # ollama "touches" reused layers so its pruner's grace period applies
         else:
             if st.method != "hardlink":  # never chmod the user's own file through a link
@@ -223,12 +224,12 @@ def commit_staged(st: Staged, final: str) -> None:
             os.replace(st.tmp, final)
             fsync_dir(os.path.dirname(final))
     except OSError as e:
-        _unlink_quiet(st.tmp)
+        unlink_quiet(st.tmp)
         raise _io_error("store", final, e) from None
 
 
 def discard_staged(st: Staged) -> None:
-    _unlink_quiet(st.tmp)
+    unlink_quiet(st.tmp)
 
 
 def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",

@@ -136,14 +136,7 @@ class Config:
 
     @classmethod
     def from_json(cls, data: bytes) -> "Config":
-        if len(data) > MAX_CONFIG_BYTES:
-            raise InvalidInput(f"config blob is {len(data)} bytes, over the {MAX_CONFIG_BYTES} byte limit")
-        try:
-            obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"config blob is not valid JSON: {e}") from None
-        if not isinstance(obj, dict):
-            raise InvalidInput("config blob is not a JSON object")
+        obj = _json_object(data, MAX_CONFIG_BYTES, "config blob")
 
         def s(k):
             v = obj.get(k)
@@ -231,16 +224,22 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
                       name if isinstance(name, str) and name else None)
 
 
-def parse_manifest(data: bytes) -> Manifest:
-    """Parse and validate manifest bytes (Docker v2 or OCI image manifest)."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
+def _json_object(data: bytes, limit: int, what: str) -> dict:
+    """Untrusted JSON: size-capped, and a JSON object, or InvalidInput naming ``what``."""
+    if len(data) > limit:
+        raise InvalidInput(f"{what} is {len(data)} bytes, over the {limit} byte limit")
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"manifest is not valid JSON: {e}") from None
+        raise InvalidInput(f"{what} is not valid JSON: {e}") from None
     if not isinstance(obj, dict):
-        raise InvalidInput("manifest is not a JSON object")
+        raise InvalidInput(f"{what} is not a JSON object")
+    return obj
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse and validate manifest bytes (Docker v2 or OCI image manifest)."""
+    obj = _json_object(data, MAX_MANIFEST_BYTES, "manifest")
     sv = obj.get("schemaVersion")
     if sv != 2 or isinstance(sv, bool):
         raise InvalidInput(f"unsupported manifest schemaVersion {sv!r}; expected 2")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from .bundle import _tar_header
 from .digest import CHUNK, Digest, digest_bytes
 from .errors import InvalidInput, VerificationError
-from .fsutil import fsync_dir, tmp_name
+from .fsutil import fsync_dir, tmp_name, unlink_quiet
 from .names import ModelName
 from .spec import MT, Descriptor
 
@@ -191,8 +191,7 @@ def build_volume_image(src: Any, names: list[ModelName], dst: Any, dst_ref: Any,
             os.replace(tmp, dst.blob_path(digest))
             fsync_dir(dst.blobs_dir)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            unlink_quiet(tmp)
             raise
     else:
         raise InvalidInput("the image goes to a registry or an OCI layout")

@@ -27,10 +27,10 @@ import urllib3
 
 from ..digest import CHUNK, Digest, check, digest_bytes, hash_stream, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, unlink_quiet
 from ..reference import Reference
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
-from ..transport.http import RegistryClient, TransportOptions, error_from, redact
+from ..transport.http import RegistryClient, TransportOptions, error_from
 
 log = logging.getLogger("ollama_oci")
 
@@ -468,11 +468,8 @@ class RegistryStore:
         with open(data_path, "rb", buffering=0) as f:
             got, n = hash_stream(f)
         if got != desc.digest or n != size:
-            for p in (data_path, state_path):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
+            unlink_quiet(data_path)
+            unlink_quiet(state_path)
             raise VerificationError(f"digest mismatch for blob {desc.digest} from {self.registry}/{repository}: "
                                     f"the content ({n} bytes) hashes to {got}; the registry's copy is damaged, "
                                     "nothing was installed", expected=desc.digest, actual=got)
