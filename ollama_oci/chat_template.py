@@ -127,6 +127,10 @@ def render_jinja(src: str, jobs: Sequence[tuple[list[dict], bool]], *, bos_token
 
     Raises TemplateDerivationError when the child does not finish in ``timeout`` seconds.
     """
+    # import what the child needs before forking: a fork while another thread holds the import
+    # lock would otherwise leave the child waiting on it forever
+    import jinja2.sandbox  # noqa: F401
+    import resource  # noqa: F401
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_child, args=(child, src, list(jobs), {"bos_token": bos_token, "eos_token": eos_token}),
