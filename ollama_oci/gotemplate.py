@@ -314,7 +314,12 @@ def _go_unquote(s: str, line: int) -> str:
 
 
 def parse(text: str) -> list[Node]:
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except TemplateError:
+        raise
+    except (IndexError, ValueError, RecursionError) as e:  # defensive: malformed input is a template error
+        raise TemplateError(f"template: cannot parse: {type(e).__name__}: {e}") from None
 
 
 def _fields_used(nodes: list[Node], top: bool = True) -> set[str]:
@@ -533,5 +538,11 @@ def render(template: str | list[Node], data: Any) -> str:
     """Render a template (text or parsed tree) with ``data`` (dicts for Go structs)."""
     nodes = parse(template) if isinstance(template, str) else template
     r = _Renderer(data)
-    r.run(nodes, data)
+    try:
+        r.run(nodes, data)
+    except TemplateError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, RecursionError) as e:
+        # what Go reports at execution: wrong argument counts or types, indexes out of range
+        raise TemplateError(f"template: error executing: {type(e).__name__}: {e}") from None
     return "".join(r.out)

@@ -159,3 +159,23 @@ def test_go_template_renderer_semantics():
     assert render(t, {"Messages": [1, 2, 3]}) == "[3]b{{"
     with pytest.raises(TemplateError):
         check_ollama_template("{{ .Messages | jinja }}")
+
+
+def test_go_template_parser_and_renderer_never_crash_on_garbage():
+    """User TEMPLATEs are untrusted: only TemplateError may come out of checking or rendering."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    pieces = st.sampled_from(["{{", "}}", "{{-", "-}}", " ", "\n", "if", "else", "end", "range", "with", ".System",
+                              ".Messages", "$", "$x", ":=", "=", "|", "(", ")", '"', "\\", "`", "eq", "len", "slice",
+                              "and", "not", "1", "-1", ".", ",", "/*", "*/", "$.Messages", ".Role", '"user"',
+                              "define", "template", "block", "x", "index", "print"])
+
+    @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(pieces, max_size=30).map("".join))
+    def run(t):
+        try:
+            nodes = check_ollama_template(t)
+            render(nodes, {"System": "s", "Messages": [{"Role": "user", "Content": "c"}]})
+        except TemplateError:
+            pass
+    run()
