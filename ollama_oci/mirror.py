@@ -121,32 +121,43 @@ def load_plan(path: str) -> MirrorPlan:
     return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path)
 
 
-def _jobs(plan: MirrorPlan, src_store) -> list[Job]:
-    jobs = []
+def _jobs(plan: MirrorPlan, src_store) -> list:
+    """One Job per model:tag; a model whose tags cannot be listed becomes a failure entry instead."""
+    jobs: list = []
     for m in plan.models:
-        name, tags = m["name"], list(m["tags"])
-        last = name.rsplit("/", 1)[-1]
-        if ":" in last:
-            name, _, t = name.rpartition(":")
-            tags = tags or [t]
-        if "/" not in name:
-            ns = plan.source.namespace or ("library" if plan.source.registry in OLLAMA_REGISTRY_HOSTS else "")
-            repo = f"{ns}/{name}" if ns else name
-        else:
-            repo = name
-        if tags == ["*"]:
-            if plan.source.registry in OLLAMA_REGISTRY_HOSTS:
-                raise InvalidInput(f"{repo}: {plan.source.registry} cannot list tags; name them in the plan")
-            tags = src_store.list_tags(repo)
-        if m["target"]:
-            trepo = m["target"]
-        elif plan.target.namespace:
-            trepo = f"{plan.target.namespace}/{repo.rsplit('/', 1)[-1]}"
-        else:
-            trepo = repo
-        for t in tags or ["latest"]:
-            jobs.append(Job(parse_reference(f"{plan.source.registry}/{repo}:{t}"),
-                            parse_reference(f"{plan.target.registry}/{trepo}:{t}")))
+        try:
+            jobs.extend(_model_jobs(plan, src_store, m))
+        except OllamaOCIError as e:
+            jobs.append({"source": f"{plan.source.registry}/{m['name']}", "target": plan.target.registry,
+                         "status": "failed", "error": str(e), "exit_code": e.exit_code, "seconds": 0.0})
+    return jobs
+
+
+def _model_jobs(plan: MirrorPlan, src_store, m: dict) -> list[Job]:
+    jobs = []
+    name, tags = m["name"], list(m["tags"])
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, _, t = name.rpartition(":")
+        tags = tags or [t]
+    if "/" not in name:
+        ns = plan.source.namespace or ("library" if plan.source.registry in OLLAMA_REGISTRY_HOSTS else "")
+        repo = f"{ns}/{name}" if ns else name
+    else:
+        repo = name
+    if tags == ["*"]:
+        if plan.source.registry in OLLAMA_REGISTRY_HOSTS:
+            raise InvalidInput(f"{repo}: {plan.source.registry} cannot list tags; name them in the plan")
+        tags = src_store.list_tags(repo)
+    if m["target"]:
+        trepo = m["target"]
+    elif plan.target.namespace:
+        trepo = f"{plan.target.namespace}/{repo.rsplit('/', 1)[-1]}"
+    else:
+        trepo = repo
+    for t in tags or ["latest"]:
+        jobs.append(Job(parse_reference(f"{plan.source.registry}/{repo}:{t}"),
+                        parse_reference(f"{plan.target.registry}/{trepo}:{t}")))
     return jobs
 
 
@@ -167,7 +178,11 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
     dst = _store_for(plan.target, retries, plan.blob_concurrency)
     jobs = _jobs(plan, src)
 
-    def one(job: Job) -> dict:
+    def one(job) -> dict:
+        if isinstance(job, dict):  # a model that failed before it had jobs
+            if on_result is not None:
+                on_result(job)
+            return job
         t0 = time.monotonic()
         rep: dict[str, Any] = {"source": str(job.source), "target": str(job.target)}
         try:

@@ -278,3 +278,35 @@ def test_volume_image_passes_skopeo_and_unpacks_to_a_store(tmp_path, registry_fa
     # the manifests are the store's own bytes, so ollama sees the same model IDs
     assert (dest / "manifests/registry.ollama.ai/library/tiny/a").read_bytes() == \
         (tmp_path / "models/manifests/registry.ollama.ai/library/tiny/a").read_bytes()
+
+
+def test_mirror_lists_tags_and_one_bad_model_does_not_stop_the_rest(tmp_path, registry_factory):
+    a = registry_factory("plain")
+    b = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="one"), "tiny:1", [store])
+    pack(Recipe(files=[TINY], system="two"), "tiny:2", [store])
+    for tag in ("1", "2"):
+        run_cli("push", f"tiny:{tag}", f"{a.host}/team/tiny:{tag}", "--plain-http", "--models-dir", store.root,
+                check=0)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"""
+[source]
+registry = "{a.host}"
+plain_http = true
+[target]
+registry = "{b.host}"
+plain_http = true
+[[models]]
+name = "team/tiny"
+tags = ["*"]
+[[models]]
+name = "team/absent"
+tags = ["*"]
+""")
+    cp = run_cli("mirror", plan, "--json")
+    assert cp.returncode == 4, cp.stderr
+    doc = json.loads(cp.stdout)
+    by_status = sorted((m["status"], m["source"].rsplit("/", 1)[-1]) for m in doc["models"])
+    assert by_status == [("copied", "tiny:1"), ("copied", "tiny:2"), ("failed", "absent")]
+    assert "team/absent" in cp.stderr
