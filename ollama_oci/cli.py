@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional
@@ -580,6 +581,33 @@ def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     if problems:
         from .errors import EXIT_INTEGRITY
         sys.exit(EXIT_INTEGRITY)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--grace", default="1h", show_default=True,
+              help="Only files older than this (e.g. 30m, 2h, 0): blobs of a pack or pull still running stay.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@_models_dir_option
+@_oci_option
+@_json_option
+def prune(grace, dry_run, models_dir, oci_layout, as_json) -> None:
+    """Delete blobs no model uses, and leftovers of interrupted packs and pulls.
+
+    Refuses to delete anything while a manifest in the store cannot be read.
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", grace.strip())
+    if not m:
+        raise click.BadParameter(f"{grace!r} is not a duration like 30m, 2h or 0", param_hint="--grace")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    store = _store(models_dir, oci_layout)
+    removed, freed = store.prune(grace=seconds, dry_run=dry_run)
+    if as_json:
+        _emit_json({"store": store.describe(), "dry_run": dry_run, "removed": removed, "bytes": freed})
+        return
+    for p in removed:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {p}")
+    click.echo(f"{len(removed)} file{'s' if len(removed) != 1 else ''}, {_human_size(freed)}"
+               f"{' would be freed' if dry_run else ' freed'}")
 
 
 # -- registries ---------------------------------------------------------------------------------

@@ -146,3 +146,21 @@ def test_help_teaches():
 def test_no_progress_bar_off_a_tty(tmp_path):
     cp = run_cli("pack", TINY, "--models-dir", tmp_path / "m", check=0)
     assert "\r" not in cp.stderr and "%" not in cp.stderr
+
+
+def test_prune_command(tmp_path):
+    import os as _os
+    import time as _time
+    models = tmp_path / "m"
+    run_cli("pack", TINY, "--name", "t", "--models-dir", models, check=0)
+    junk = models / "blobs" / ".tmp-ollama-oci-9-old"
+    junk.write_bytes(b"junk")
+    old = _time.time() - 86400
+    _os.utime(junk, (old, old))
+    cp = run_cli("prune", "--dry-run", "--json", "--models-dir", models, check=0)
+    assert json.loads(cp.stdout)["removed"] == [str(junk)] and junk.exists()
+    cp = run_cli("prune", "--models-dir", models, check=0)
+    assert not junk.exists() and "1 file" in cp.stdout
+    run_cli("verify", "--models-dir", models, check=0)
+    cp = run_cli("prune", "--grace", "soon", "--models-dir", models)
+    assert cp.returncode == 2

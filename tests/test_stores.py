@@ -251,3 +251,49 @@ def test_from_an_existing_model_like_ollama(tmp_path):
         pack(recipe_from_modelfile("FROM nothere:1\n", "."), "x", [store])
     with pytest.raises(Exception, match="cannot be combined"):
         pack(Recipe(files=[TINY], base="team/base:1"), "x", [store])
+
+
+def test_prune_removes_only_old_unreferenced_blobs_and_leftovers(tmp_path):
+    import time as _time
+    store = OllamaStore(str(tmp_path / "m"))
+    keep = pack(Recipe(files=[TINY], system="keep"), "keep", [store])
+    gone = pack(Recipe(files=[TINY], system="gone"), "gone", [store])
+    os.unlink(store.manifest_path(parse_name("gone")))  # as after an interrupted rm: its system blob is orphaned
+    orphan = store.find_blob(gone.manifest.layers_of(MT.SYSTEM)[0].digest)
+    leftovers = [os.path.join(store.blobs_dir, n) for n in
+                 (".tmp-ollama-oci-1-abc", ".partial-" + "e" * 64, ".partial-" + "e" * 64 + ".json")]
+    for p in leftovers:
+        open(p, "wb").write(b"x")
+    old = _time.time() - 7200
+    for p in leftovers + [orphan]:
+        os.utime(p, (old, old))
+    fresh = os.path.join(store.blobs_dir, ".tmp-ollama-oci-2-new")  # a pack still running
+    open(fresh, "wb").write(b"y")
+    removed, freed = store.prune(dry_run=True)
+    assert sorted(removed) == sorted(leftovers + [orphan]) and os.path.exists(orphan)
+    removed, freed = store.prune()
+    assert sorted(removed) == sorted(leftovers + [orphan])
+    assert freed == 3 + len(b"gone")  # three one-byte leftovers and the orphaned system prompt
+    assert os.path.exists(fresh) and store.verify()[1] == []  # the kept model is intact
+    assert [e.name.display for e in store.list()] == ["keep:latest"]
+    assert store.has_blob(keep.manifest.layers[0].digest)
+    # an unreadable manifest stops everything
+    with open(store.manifest_path(parse_name("keep")), "w") as f:
+        f.write("{broken")
+    with pytest.raises(StoreError, match="cannot be read"):
+        store.prune(grace=0)
+
+
+def test_prune_oci_layout(tmp_path):
+    layout = OCILayout(str(tmp_path / "oci"))
+    pack(Recipe(files=[TINY]), "a", [layout])
+    b = pack(Recipe(files=[TINY], system="b"), "b", [layout])
+    # drop b from the index by hand: its manifest blob and system blob become garbage
+    import json as _json
+    idx = _json.loads((tmp_path / "oci" / "index.json").read_text())
+    idx["manifests"] = [e for e in idx["manifests"] if e["annotations"]["org.opencontainers.image.ref.name"] != "b:latest"]
+    (tmp_path / "oci" / "index.json").write_text(_json.dumps(idx))
+    removed, _ = layout.prune(grace=0)
+    names = {os.path.basename(p) for p in removed}
+    assert b.manifest.layers_of(MT.SYSTEM)[0].digest.hex in names
+    assert layout.verify()[1] == [] and [e.name.display for e in layout.list()] == ["a:latest"]

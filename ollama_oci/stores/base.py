@@ -223,6 +223,49 @@ class LocalStore:
                     pass
         return sorted(deleted)
 
+    # -- garbage collection ----------------------------------------------------------------
+    def _blob_files(self) -> list[tuple[str, Optional[str]]]:
+        """(path, digest or None for leftovers) of every file in the blob area (subclasses)."""
+        raise NotImplementedError
+
+    def _referenced_by_index(self) -> set[str]:
+        """Digests the store's own index references besides manifests' blobs (OCI: manifest blobs)."""
+        return set()
+
+    def prune(self, *, grace: float = 3600.0, dry_run: bool = False) -> tuple[list[str], int]:
+        """Delete blobs no manifest references and leftovers of interrupted work (temp and
+        partial files), all older than ``grace`` seconds; returns (paths, bytes).
+
+        Nothing is deleted when any manifest cannot be read (its blobs are unknown), and the
+        grace period keeps the blobs of a pack or pull still running (blobs go in before
+        their manifest), as ollama's own pruner does.
+        """
+        import time as _time
+        refs, unreadable = self._referenced()
+        if unreadable:
+            raise StoreError(f"not pruning {self.describe()}: these manifests cannot be read, so the blobs they "
+                             f"use are unknown: {', '.join(unreadable)}; fix or remove them first")
+        refs |= self._referenced_by_index()
+        cutoff = _time.time() - grace
+        removed, freed = [], 0
+        for path, digest in self._blob_files():
+            if digest is not None and digest in refs:
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if st.st_mtime > cutoff:
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+            removed.append(path)
+            freed += st.st_size
+        return removed, freed
+
     def verify(self, names: Optional[Iterable[ModelName]] = None, *, rehash: bool = True,
                progress: Optional[Callable[[str, int, int], None]] = None) -> tuple[list[ModelEntry], list[Problem]]:
         """Check models: every blob present with its size, and (``rehash``) its digest.

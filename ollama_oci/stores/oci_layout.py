@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
 
 from ..digest import Digest, digest_bytes, parse_digest
 from ..errors import InvalidInput, InvalidName, NotFound, StoreError
@@ -57,6 +58,24 @@ class OCILayout(LocalStore):
 
     def tmp_dir(self) -> str:
         return os.path.join(self.root, "ingest")
+
+    def _blob_files(self) -> list[tuple[str, Optional[str]]]:
+        out = []
+        for d, is_blobs in ((self.blobs_dir, True), (self.tmp_dir(), False)):
+            try:
+                names = os.listdir(d)
+            except FileNotFoundError:
+                continue
+            for n in names:
+                p = os.path.join(d, n)
+                if os.path.isfile(p):
+                    ok = is_blobs and len(n) == 64 and all(c in "0123456789abcdef" for c in n)
+                    out.append((p, "sha256:" + n if ok else None))
+        return out
+
+    def _referenced_by_index(self) -> set[str]:
+        return {e["digest"] for e in self._read_index()["manifests"]
+                if isinstance(e, dict) and isinstance(e.get("digest"), str)}
 
     # -- index --------------------------------------------------------------------------
     def _read_index(self) -> dict:

@@ -61,6 +61,25 @@ class OllamaStore(LocalStore):
     def tmp_dir(self) -> str:
         return self.blobs_dir
 
+    def _blob_files(self) -> list[tuple[str, Optional[str]]]:
+        out = []
+        try:
+            names = os.listdir(self.blobs_dir)
+        except FileNotFoundError:
+            return []
+        for n in names:
+            p = os.path.join(self.blobs_dir, n)
+            if not os.path.isfile(p):
+                continue
+            digest = None
+            if n.startswith(("sha256-", "sha256:")) and len(n) == 71:
+                try:
+                    digest = str(parse_digest("sha256:" + n[7:]))
+                except Exception:
+                    digest = None
+            out.append((p, digest))  # anything else in blobs/ is a leftover (temp, partial, lock)
+        return out
+
     # -- names --------------------------------------------------------------------------
     def resolve(self, name: ModelName) -> ModelName:
         """Reuse the spelling of existing path parts that match case-insensitively (ollama's getExistingName)."""
