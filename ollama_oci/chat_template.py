@@ -129,7 +129,11 @@ def render_jinja(src: str, jobs: Sequence[tuple[list[dict], bool]], *, bos_token
     """
     # import what the child needs before forking: a fork while another thread holds the import
     # lock would otherwise leave the child waiting on it forever
-    import jinja2.sandbox  # noqa: F401
+    try:
+        import jinja2.sandbox  # noqa: F401
+    except ImportError:
+        raise TemplateDerivationError("cannot render chat templates: the jinja2 package is missing "
+                                      "(pip install jinja2)") from None
     import resource  # noqa: F401
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
