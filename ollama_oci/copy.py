@@ -189,10 +189,8 @@ def _move_blob(src, src_ref, dst, dst_ref, desc: Descriptor, cb) -> BlobResult:
         repo = dst_ref.repository
         if isinstance(src, RegistryStore):
             mount_from = src_ref.repository if src.registry == dst.registry else None
-            if dst.has_blob(repo, d, size, for_push=True):
-                return BlobResult(d, size, mt, "exists")
 
-            def opener():
+            def opener():  # push_blob checks presence (HEAD) itself and answers "exists"
                 resp = src.open_blob(src_ref.repository, d)
                 return _ResponseFile(resp)
             action = dst.push_blob(repo, desc, opener, progress=cb, mount_from=mount_from)

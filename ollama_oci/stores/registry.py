@@ -307,16 +307,9 @@ class RegistryStore:
 
         def flush(data: bytes) -> None:
             nonlocal loc, offset
-            resp = self.client.request(
-                "PATCH", loc, scope=_push(repository),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
-                         "Content-Range": f"{offset}-{offset + len(data) - 1}"}, body=bytes(data))
-            if resp.status_code not in (202, 204):
-                raise error_from(resp, f"upload chunk at {offset}")
-            new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
-            resp.close()
-            if new:
-                loc = urllib.parse.urljoin(self.client.base + "/", new)
+            status, loc = self._patch_chunk(repository, loc, offset, len(data), bytes(data))
+            if status == 416:
+                raise RegistryError(f"{self.registry} refused upload chunk at {offset} (416)")
             offset += len(data)
             if progress is not None:
                 progress(len(data))
@@ -330,13 +323,32 @@ class RegistryStore:
         if buf:
             flush(buf)
         digest = Digest("sha256:" + h.hexdigest())
-        resp = self.client.request("PUT", self._with_query(loc, digest=str(digest)), scope=_push(repository),
+        self._commit_upload(repository, loc, Descriptor("application/octet-stream", digest, offset))
+        return digest, offset
+
+    def _patch_chunk(self, repository: str, loc: str, start: int, n: int, body) -> tuple[int, str]:
+        """One PATCH of ``n`` bytes at ``start`` to an upload session: (status, next session URL)."""
+        resp = self.client.request(
+            "PATCH", loc, scope=_push(repository),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                     "Content-Range": f"{start}-{start + n - 1}"}, body=body)
+        if resp.status_code == 416:
+            resp.close()
+            return 416, loc
+        if resp.status_code not in (202, 204):
+            raise error_from(resp, f"upload chunk {start}-{start + n - 1}")
+        new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
+        resp.close()
+        return resp.status_code, urllib.parse.urljoin(self.client.base + "/", new) if new else loc
+
+    def _commit_upload(self, repository: str, loc: str, desc: Descriptor) -> None:
+        """The final empty PUT of an upload session, naming the digest."""
+        resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)), scope=_push(repository),
                                    headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
                                    body=b"")
         if resp.status_code != 201:
-            raise error_from(resp, f"finish upload of {digest}")
+            raise self._upload_error(resp, desc)
         resp.close()
-        return digest, offset
 
     def _upload_status(self, loc: str, repository: str) -> tuple[str, int]:
         """Where an upload session stands: (location, bytes the registry has)."""
@@ -357,30 +369,17 @@ class RegistryStore:
         while offset < desc.size:
             n = min(chunk_size, desc.size - offset)
             start = offset
-            resp = self.client.request(
-                "PATCH", loc, scope=_push(repository),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
-                         "Content-Range": f"{start}-{start + n - 1}"},
-                body=lambda s=start, k=n: _FileBody(opener, s, k, None))
-            if resp.status_code == 416 and stalls < 3:  # out of step: ask where the session is
-                resp.close()
-                loc, offset = self._upload_status(loc, repository)
+            status, loc = self._patch_chunk(repository, loc, start, n,
+                                            lambda s=start, k=n: _FileBody(opener, s, k, None))
+            if status == 416:
+                if stalls >= 3:
+                    raise RegistryError(f"{self.registry} keeps refusing chunks of {desc.digest} (416)")
+                loc, offset = self._upload_status(loc, repository)  # out of step: ask where the session is
                 stalls += 1
                 continue
-            if resp.status_code not in (202, 204):
-                raise error_from(resp, f"upload chunk {start}-{start + n - 1} of {desc.digest}")
-            new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
-            resp.close()
-            if new:
-                loc = urllib.parse.urljoin(self.client.base + "/", new)
             offset += n
             tick(n)
-        resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)), scope=_push(repository),
-                                   headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
-                                   body=b"")
-        if resp.status_code != 201:
-            raise self._upload_error(resp, desc)
-        resp.close()
+        self._commit_upload(repository, loc, desc)
 
     # -- blobs: download ---------------------------------------------------------------------
     def open_blob(self, repository: str, digest: Digest, start: int = 0):
