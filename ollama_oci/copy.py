@@ -253,10 +253,9 @@ class _ResponseFile:
 
     def __init__(self, resp):
         self.resp = resp
-        self.raw = resp.raw
 
     def read(self, n: int = -1) -> bytes:
-        return self.raw.read(n, decode_content=True)
+        return self.resp.read(n)
 
     def seek(self, pos: int) -> None:
         if pos:

@@ -212,6 +212,26 @@ class Registry:
 
 # -- the front server: token service + fault-injecting proxy + redirecting CDN ---------------------------
 
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways between two sockets until either side closes."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(a, selectors.EVENT_READ, b)
+    sel.register(b, selectors.EVENT_READ, a)
+    try:
+        while True:
+            for key, _ in sel.select(timeout=30):
+                data = key.fileobj.recv(1 << 16)
+                if not data:
+                    return
+                key.data.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sel.close()
+        b.close()
+
+
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -452,6 +472,19 @@ class Front:
                 front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
+
+            def do_CONNECT(self):  # a forward proxy's tunnel (https registries behind HTTPS_PROXY)
+                host, _, port = self.path.rpartition(":")
+                with front.lock:
+                    front.proxied.append(("CONNECT", self.path))
+                try:
+                    upstream = socket.create_connection((host, int(port)), timeout=10)
+                except (OSError, ValueError):
+                    return front._send(self, 502, b"")
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                _relay(self.connection, upstream)
 
         return H
 

@@ -259,6 +259,33 @@ def test_proxy_from_environment_and_no_proxy(tmp_path, registry_factory):
     assert front.proxied == []  # NO_PROXY honoured
 
 
+def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory):
+    """HTTPS_PROXY: the client tunnels with CONNECT and checks the registry's certificate inside the tunnel."""
+    import base64
+
+    from registry_env import Front
+    reg = registry_factory("tls")
+    proxy = Front()  # only its forward-proxy side is used
+    try:
+        src, res = _packed(tmp_path)
+        auth = tmp_path / "auth.json"
+        auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+        env = {"HTTPS_PROXY": f"http://{proxy.addr}", "https_proxy": f"http://{proxy.addr}", "NO_PROXY": "",
+               "no_proxy": "", "REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty")}
+        run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", src.root,
+                env=env, check=0)
+        run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "pulled",
+                env=env, check=0)
+        assert proxy.proxied and all(p == ("CONNECT", reg.host) for p in proxy.proxied)
+        store = OllamaStore(str(tmp_path / "pulled"))
+        assert store.verify()[1] == []
+        # through the tunnel the registry's certificate is still checked: without our CA, refused
+        cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--models-dir", tmp_path / "pulled2", env=env)
+        assert cp.returncode == 7 and "--ca-file" in cp.stderr
+    finally:
+        proxy.close()
+
+
 def test_copy_within_a_registry_mounts(tmp_path, registry_factory):
     reg = registry_factory("plain")
     src, res = _packed(tmp_path)

@@ -1,7 +1,7 @@
 """A remote OCI registry as a store: the distribution API, streamed and verified.
 
-Uploads never hold a blob in memory: a monolithic ``PUT`` streams the file in
-1 MiB chunks (hashing them as they go), and registries that cap request bodies
+Uploads never hold a blob in memory: a monolithic ``PUT`` hands the file to the
+kernel (``sendfile``; 1 MiB reads over TLS), and registries that cap request bodies
 (413) get a chunked ``PATCH`` upload instead, or always when ``chunk_size`` is
 set.  Downloads go to a partial file in the destination store, in parallel byte
 ranges for large blobs, with their progress recorded on disk so an interrupted
@@ -22,19 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
-import requests
-import urllib3
-
 from ..digest import CHUNK, Digest, check, digest_bytes, hash_stream, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
 from ..fsutil import atomic_write, unlink_quiet
 from ..reference import Reference
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from
+from ..transport.wire import FileRegion, NetworkError
 
 log = logging.getLogger("ollama_oci")
-
-_NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 
 __all__ = ["RegistryStore", "MANIFEST_ACCEPT"]
 
@@ -59,37 +55,6 @@ def _pull(repo: str) -> str:
 
 def _push(repo: str) -> str:
     return f"repository:{repo}:pull,push"
-
-
-class _FileBody:
-    """A request body that streams a file region in 1 MiB pieces, counting them.
-
-    It has ``__len__`` (so requests sends Content-Length, not chunked encoding) and
-    ``__iter__`` (so http.client sends our pieces, not 8 KiB reads).
-    """
-
-    def __init__(self, opener: Callable[[], BinaryIO], start: int, length: int, progress: ProgressFn):
-        self.opener, self.start, self.length, self.progress = opener, start, length, progress
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self):
-        left = self.length
-        f = self.opener()
-        try:
-            if self.start:
-                f.seek(self.start)
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    raise InvalidInput("the source blob ended early; it changed while being uploaded")
-                left -= len(chunk)
-                if self.progress is not None:
-                    self.progress(len(chunk))
-                yield chunk
-        finally:
-            f.close()
 
 
 @dataclass
@@ -127,14 +92,18 @@ class RegistryStore:
     def get_manifest_raw(self, ref: Reference) -> tuple[bytes, str]:
         """The manifest bytes exactly as served, and their media type; verified when pinned by digest."""
         resp = self.client.request("GET", f"/v2/{ref.repository}/manifests/{ref.reference}",
-                                   scope=_pull(ref.repository), headers={"Accept": MANIFEST_ACCEPT}, stream=True)
+                                   scope=_pull(ref.repository), headers={"Accept": MANIFEST_ACCEPT})
         if resp.status_code == 404:
             resp.close()
             raise NotFound(f"{ref} not found on {self.registry}")
         if resp.status_code != 200:
             raise error_from(resp, f"GET manifest {ref}")
-        data = resp.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
-        resp.close()
+        try:
+            data = resp.read(MAX_MANIFEST_BYTES + 1)
+        except NetworkError as e:
+            raise RegistryError(f"GET manifest {ref}: {e}", temporary=True) from None
+        finally:
+            resp.close()
         if len(data) > MAX_MANIFEST_BYTES:
             raise InvalidInput(f"manifest of {ref} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
         if ref.digest is not None:
@@ -182,10 +151,13 @@ class RegistryStore:
         if resp.status_code != 200:
             raise error_from(resp, f"list tags of {repository}")
         try:
-            tags = resp.json().get("tags") or []
-        except ValueError:
-            raise InvalidInput(f"{self.registry} sent a tag list that is not JSON") from None
-        return [t for t in tags if isinstance(t, str)]
+            body = resp.json(limit=MAX_MANIFEST_BYTES)
+            tags = (body.get("tags") if isinstance(body, dict) else None) or []
+        except (ValueError, NetworkError):
+            raise InvalidInput(f"{self.registry} sent a tag list that is not JSON (or is too large)") from None
+        finally:
+            resp.close()
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
     # -- blobs: presence ---------------------------------------------------------------------
     def blob_size(self, repository: str, digest: Digest, *, for_push: bool = False) -> Optional[int]:
@@ -263,7 +235,7 @@ class RegistryStore:
             # (DIGEST_INVALID), so we do not hash again on the sending thread.
             def body():
                 rollback()
-                return _FileBody(opener, 0, desc.size, tick)
+                return FileRegion(opener, 0, desc.size, tick)
             resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)),
                                        scope=_push(repository),
                                        headers={"Content-Type": "application/octet-stream",
@@ -370,7 +342,7 @@ class RegistryStore:
             n = min(chunk_size, desc.size - offset)
             start = offset
             status, loc = self._patch_chunk(repository, loc, start, n,
-                                            lambda s=start, k=n: _FileBody(opener, s, k, None))
+                                            lambda s=start, k=n: FileRegion(opener, s, k, None))
             if status == 416:
                 if stalls >= 3:
                     raise RegistryError(f"{self.registry} keeps refusing chunks of {desc.digest} (416)")
@@ -386,7 +358,7 @@ class RegistryStore:
         """A streaming response for a blob from ``start`` (Authorization never leaves the registry host)."""
         headers = {"Range": f"bytes={start}-"} if start else {}
         resp = self.client.request("GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
-                                   headers=headers, stream=True)
+                                   headers=headers)
         if resp.status_code == 404:
             resp.close()
             raise NotFound(f"blob {digest} not found in {self.registry}/{repository}")
@@ -479,13 +451,12 @@ class RegistryStore:
         headers = {"Range": f"bytes={pos}-{end}"}
         if direct[0] is not None:
             # a presigned object-storage URL: no registry auth goes there
-            resp = self.client._with_retries(lambda: self.client.send("GET", direct[0], headers=headers,
-                                                                      stream=True), direct[0])
+            resp = self.client._with_retries(lambda: self.client.send("GET", direct[0], headers=headers), direct[0])
         else:
             def remember(url: str) -> None:
                 direct[0] = url
             resp = self.client.request("GET", f"/v2/{repository}/blobs/{desc.digest}", scope=_pull(repository),
-                                       headers=headers, stream=True, on_redirect=remember)
+                                       headers=headers, on_redirect=remember)
         if answered is not None:
             answered.set()
         try:
@@ -516,9 +487,8 @@ class RegistryStore:
                         since = 0
                     if part.complete:
                         break
-            except _NET_ERRORS as e:  # network trouble: retried from where we are; disk errors propagate
-                raise RegistryError(f"download of {desc.digest} interrupted: {type(e).__name__}",
-                                    temporary=True) from None
+            except NetworkError as e:  # network trouble: retried from where we are; disk errors propagate
+                raise RegistryError(f"download of {desc.digest} interrupted: {e}", temporary=True) from None
             if not part.complete:
                 raise RegistryError(f"download of {desc.digest} ended early at byte {part.start + part.done}",
                                     temporary=True)

@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -120,6 +119,7 @@ def run_helper(helper: str, action: str, payload: str, timeout: float = 60) -> O
     if exe is None:
         log.warning("credential helper docker-credential-%s is not on PATH", helper)
         return None
+    import subprocess  # only when a credential helper runs
     try:
         cp = subprocess.run([exe, action], input=payload, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:

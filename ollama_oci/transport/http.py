@@ -1,6 +1,6 @@
 """An HTTP client for one registry: TLS options, proxies, retries, redirects and auth.
 
-* ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured (requests' environment handling).
+* ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` are honoured (:mod:`.wire`).
 * ``plain_http`` (use http) and ``insecure`` (skip TLS verification) are separate, plus a CA
   file and a client certificate.
 * Retries with exponential backoff and jitter on connection errors, timeouts, 408, 429 and
@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -25,17 +24,16 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-import requests
-
 from .._version import __version__
 from ..errors import AuthError, RegistryError
 from .auth import Challenge, Credentials, OllamaKey, find_credentials, parse_challenges
+from .wire import HTTP, NetworkError, Response, TLSError
 
 log = logging.getLogger("ollama_oci")
 
 __all__ = ["RegistryClient", "TransportOptions", "redact"]
 
-Body = Union[None, bytes, Callable[[], Any]]
+Body = Union[None, bytes, Callable[[], Any]]  # bytes, or a callable making a fresh body for each try
 _REDIRECTS = (301, 302, 303, 307, 308)
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: hosts whose token service expects ollama's Ed25519 signature
@@ -95,16 +93,11 @@ class RegistryClient:
         self.opts = options or TransportOptions()
         self.scheme = "http" if self.opts.plain_http else "https"
         self.base = f"{self.scheme}://{registry}"
-        s = requests.Session()
-        self._verify = False if self.opts.insecure else (self.opts.ca_file or True)
-        self._cert = None
+        cert = None
         if self.opts.cert_file:
-            self._cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
-        s.headers["User-Agent"] = self.opts.user_agent or default_user_agent(registry)
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-        s.mount("http://", adapter)
-        s.mount("https://", adapter)
-        self.session = s
+            cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
+        self.http = HTTP(verify=False if self.opts.insecure else (self.opts.ca_file or True), cert=cert)
+        self.user_agent = self.opts.user_agent or default_user_agent(registry)
         self._sleep = sleep
         self._lock = threading.Lock()
         self._init_lock = threading.RLock()
@@ -116,19 +109,14 @@ class RegistryClient:
         self._creds_looked_up = self.opts.credentials is not None
         self._ollama_key: Optional[OllamaKey] = None
         self._ollama_key_loaded = False
-        if self.opts.insecure:
-            import urllib3
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-    def send(self, method: str, url: str, **kw) -> requests.Response:
-        """One raw request with our TLS settings.
-
-        ``verify``/``cert`` are passed on every call: requests lets ``REQUESTS_CA_BUNDLE``
-        (set in many CI images) override a session's ``verify``, which would silently
-        defeat --ca-file and --insecure.
-        """
-        kw.setdefault("timeout", (self.opts.connect_timeout, self.opts.read_timeout))
-        return self.session.request(method, url, verify=self._verify, cert=self._cert, **kw)
+    def send(self, method: str, url: str, *, headers: Optional[dict] = None, body=None,
+             timeout: Optional[tuple[float, float]] = None) -> Response:
+        """One request with our TLS settings and User-Agent; no retries, no redirects."""
+        h = {"User-Agent": self.user_agent}
+        h.update(headers or {})
+        return self.http.request(method, url, h, body,
+                                 timeout or (self.opts.connect_timeout, self.opts.read_timeout))
 
     # -- URLs ------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -221,9 +209,11 @@ class RegistryClient:
             headers["Authorization"] = sig
             resp = self._plain_get(url, headers)
         elif creds and creds.identity_token:
+            form = urllib.parse.urlencode({"grant_type": "refresh_token", "service": service,
+                                           "scope": " ".join(scopes), "client_id": "ollama-oci",
+                                           "refresh_token": creds.identity_token}).encode()
             resp = self._with_retries(lambda: self.send(
-                "POST", realm, data={"grant_type": "refresh_token", "service": service, "scope": " ".join(scopes),
-                                     "client_id": "ollama-oci", "refresh_token": creds.identity_token},
+                "POST", realm, headers={"Content-Type": "application/x-www-form-urlencoded"}, body=form,
                 timeout=(self.opts.connect_timeout, 60)), realm)
         else:
             if creds and (creds.username or creds.password):
@@ -234,18 +224,22 @@ class RegistryClient:
             url = realm + (sep + urllib.parse.urlencode(q) if q else "")
             resp = self._plain_get(url, headers)
         if resp.status_code in (401, 403):
+            resp.close()
             who = f"as {creds.username!r} " if creds and creds.username else ""
             raise AuthError(f"the token service of {self.registry} refused access {who}to "
                             f"{' '.join(scopes) or 'the registry'} ({resp.status_code}); check your login "
                             f"('ollama-oci login {self.registry}')", status=resp.status_code, url=redact(realm))
         if resp.status_code != 200:
+            resp.close()
             raise RegistryError(f"token service {redact(realm)} answered {resp.status_code}",
                                 status=resp.status_code, url=redact(realm))
         try:
-            body = resp.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
+            body = resp.json(limit=1 << 20)
+            token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        except (ValueError, NetworkError):
             token = None
+        finally:
+            resp.close()
         if not isinstance(token, str) or not token:
             raise AuthError(f"token service {redact(realm)} returned no token", url=redact(realm))
         expires = body.get("expires_in")
@@ -253,40 +247,39 @@ class RegistryClient:
         with self._lock:
             self._tokens[scope] = (token, time.monotonic() + max(life - 10, life / 2))
 
-    def _plain_get(self, url: str, headers: dict) -> requests.Response:
-        return self._with_retries(lambda: self.send(
-            "GET", url, headers=headers, timeout=(self.opts.connect_timeout, 60), allow_redirects=True), url)
+    def _plain_get(self, url: str, headers: dict) -> Response:
+        """A GET to a token service, redirects followed (its Authorization stays on its own host)."""
+        auth = headers.get("Authorization")
+        rest = {k: v for k, v in headers.items() if k != "Authorization"}
+        return self._with_retries(lambda: self._send_following(
+            "GET", url, rest, auth, None, True, None, timeout=(self.opts.connect_timeout, 60)), url)
 
     # -- retries ---------------------------------------------------------------------------
-    def _delay(self, attempt: int, resp: Optional[requests.Response] = None) -> float:
+    def _delay(self, attempt: int, resp: Optional[Response] = None) -> float:
         if resp is not None:
             ra = resp.headers.get("Retry-After")
             if ra:
-                try:
-                    d = float(ra)
-                except ValueError:
-                    t = email.utils.parsedate_to_datetime(ra)
-                    d = t.timestamp() - time.time() if t else 0.0
-                return max(0.0, min(d, self.opts.max_backoff))
+                d = _retry_after(ra)
+                if d is not None:
+                    return max(0.0, min(d, self.opts.max_backoff))
         base = self.opts.backoff * (2 ** attempt)
         return min(base * random.uniform(0.5, 1.5), self.opts.max_backoff)
 
-    def _with_retries(self, send: Callable[[], requests.Response], url: str) -> requests.Response:
+    def _with_retries(self, send: Callable[[], Response], url: str) -> Response:
         attempt = 0
         while True:
             try:
                 resp = send()
-            except requests.exceptions.SSLError as e:  # permanent: retrying cannot fix a certificate
-                reason = str(e.__context__ or e).split("(Caused by")[-1].strip(" )") or type(e).__name__
-                raise RegistryError(f"TLS with {_host(url)} failed ({reason[:200]}); trust its CA with --ca-file, "
+            except TLSError as e:  # permanent: retrying cannot fix a certificate
+                raise RegistryError(f"TLS with {_host(url)} failed ({e}); trust its CA with --ca-file, "
                                     "or skip verification with --insecure (or use --plain-http for an http "
                                     "registry)", url=redact(url)) from None
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            except NetworkError as e:
                 if attempt >= self.opts.max_retries:
-                    raise RegistryError(f"cannot reach {redact(url)}: {type(e).__name__} after "
+                    raise RegistryError(f"cannot reach {redact(url)}: {e} after "
                                         f"{attempt + 1} tries", url=redact(url), temporary=True) from None
                 d = self._delay(attempt)
-                log.info("%s: %s, retrying in %.1fs", redact(url), type(e).__name__, d)
+                log.info("%s: %s, retrying in %.1fs", redact(url), e, d)
                 self._sleep(d)
                 attempt += 1
                 continue
@@ -301,13 +294,14 @@ class RegistryClient:
 
     # -- the request loop -----------------------------------------------------------------
     def request(self, method: str, path: str, *, scope: str = "", headers: Optional[dict] = None,
-                body: Body = None, stream: bool = False, follow: bool = True,
-                on_redirect: Optional[Callable[[str], None]] = None) -> requests.Response:
+                body: Body = None, follow: bool = True,
+                on_redirect: Optional[Callable[[str], None]] = None) -> Response:
         """Send a request with auth, retries and redirects; returns the final response.
 
-        ``body`` is bytes, or a callable returning a fresh body (an iterable with
-        ``__len__``, or a file) for each try.  ``on_redirect(url)`` is told the
-        final URL when a redirect leaves the registry host.
+        ``body`` is bytes, or a callable returning a fresh body (a :class:`~.wire.FileRegion`
+        or an iterable with ``__len__``) for each try.  ``on_redirect(url)`` is told the
+        final URL when a redirect leaves the registry host.  The response body is unread:
+        the caller reads and closes it.
         """
         url = self.url(path)
         auth_done = False
@@ -315,7 +309,7 @@ class RegistryClient:
             auth = self._auth_header(scope)
 
             def send(auth=auth):
-                return self._send_following(method, url, headers or {}, auth, body, stream, follow, on_redirect)
+                return self._send_following(method, url, headers or {}, auth, body, follow, on_redirect)
             resp = self._with_retries(send, url)
             if resp.status_code == 401 and not auth_done:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
@@ -328,14 +322,14 @@ class RegistryClient:
                     self._tokens.pop(scope, None)
             return resp
 
-    def _send_following(self, method, url, headers, auth, body, stream, follow, on_redirect):
+    def _send_following(self, method, url, headers, auth, body, follow, on_redirect, timeout=None):
         cur, meth = url, method
         for _ in range(10):
             h = dict(headers)
             if auth and _host(cur) == _host(url):
                 h["Authorization"] = auth
             data = body() if callable(body) else body
-            resp = self.send(meth, cur, headers=h, data=data, stream=stream, allow_redirects=False)
+            resp = self.send(meth, cur, headers=h, body=data, timeout=timeout)
             if not follow or resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
                 return resp
             nxt = urllib.parse.urljoin(cur, resp.headers["Location"])
@@ -349,6 +343,21 @@ class RegistryClient:
         raise RegistryError(f"too many redirects from {redact(url)}", url=redact(url))
 
 
+def _retry_after(value: str) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP-date); None if unreadable."""
+    try:
+        d = float(value)
+        return d if d == d else None  # not NaN
+    except ValueError:
+        pass
+    import email.utils  # an HTTP-date: rare
+    try:
+        t = email.utils.parsedate_to_datetime(value)
+        return t.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def default_user_agent(registry: str) -> str:
     """registry.ollama.ai refuses clients whose User-Agent says they are too old (412), so for
     Ollama's own hosts we send the form Ollama's client sends, naming ourselves after it."""
@@ -359,13 +368,13 @@ def default_user_agent(registry: str) -> str:
     return f"ollama-oci/{__version__}"
 
 
-def error_from(resp: requests.Response, what: str) -> RegistryError:
-    """A RegistryError (or AuthError) describing an unexpected response."""
+def error_from(resp: Response, what: str) -> RegistryError:
+    """A RegistryError (or AuthError) describing an unexpected response (whose body is unread)."""
     codes: tuple = ()
     detail = ""
     try:
-        raw = resp.raw.read(65536, decode_content=True) if resp.raw is not None and not resp._content_consumed else resp.content[:65536]
-    except Exception:
+        raw = resp.read(65536)
+    except NetworkError:
         raw = b""
     try:
         obj = json.loads(raw)

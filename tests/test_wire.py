@@ -1,0 +1,219 @@
+"""The HTTP layer on its own, against real sockets and a real local HTTP server.
+
+The registry tests drive it end to end; these pin the parts a registry does not
+exercise on demand: both body paths (sendfile and read/send), a source that
+shrinks, compressed responses read in bounded pieces, kept-alive connections
+reused and a stale one replaced, and how proxies are chosen from the environment.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import os
+import socket
+import threading
+
+import pytest
+
+from ollama_oci.errors import InvalidInput
+from ollama_oci.transport import wire
+from ollama_oci.transport.wire import HTTP, FileRegion, NetworkError
+
+
+def _receive(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        c = sock.recv(1 << 20)
+        if not c:
+            break
+        buf += c
+    return bytes(buf)
+
+
+def _send_region(region: FileRegion, n: int) -> bytes:
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(_receive(b, n)))
+    t.start()
+    try:
+        region.send_to(a)
+    finally:
+        a.close()
+        t.join()
+        b.close()
+    return got[0]
+
+
+@pytest.fixture
+def blob(tmp_path):
+    data = os.urandom(3 << 20) + b"tail"
+    p = tmp_path / "blob"
+    p.write_bytes(data)
+    return p, data
+
+
+def test_file_region_sendfile_path_sends_exactly_the_region(blob, monkeypatch):
+    p, data = blob
+    calls = []
+    real = socket.socket.sendfile
+
+    def counting(self, *a, **kw):
+        calls.append(a[1:])
+        return real(self, *a, **kw)
+    monkeypatch.setattr(socket.socket, "sendfile", counting)
+    ticks = []
+    region = FileRegion(lambda: open(p, "rb"), 12345, len(data) - 12345 - 7, ticks.append)
+    assert _send_region(region, len(region)) == data[12345:-7]
+    assert calls, "a regular file on a plain socket goes through sendfile"
+    assert sum(ticks) == len(region)
+
+
+def test_file_region_from_a_stream_is_copied_in_blocks(blob):
+    p, data = blob
+    r, w = os.pipe()
+
+    def feed():
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+    threading.Thread(target=feed).start()
+    region = FileRegion(lambda: os.fdopen(r, "rb"), 0, len(data))  # a pipe: no sendfile
+    assert _send_region(region, len(data)) == data
+
+
+def test_file_region_refuses_a_source_shorter_than_announced(blob):
+    p, data = blob
+    with pytest.raises(InvalidInput, match="changed while being uploaded"):
+        _send_region(FileRegion(lambda: open(p, "rb"), 0, len(data) + 10), len(data))
+
+
+class _Server:
+    """A local HTTP/1.1 server; counts the TCP connections it accepted."""
+
+    def __init__(self, handler):
+        self.connections = 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                outer.connections += 1
+                super().setup()
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                handler(self)
+            do_PUT = do_HEAD = do_GET
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _reply(h, body: bytes, headers=(), status=200):
+    h.send_response(status)
+    for k, v in headers:
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(body)
+
+
+def test_kept_alive_connection_is_reused_and_a_stale_one_replaced():
+    def handler(h):
+        n = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(n) if n else b""
+        if h.path == "/close":
+            h.close_connection = True  # answer, then close the (kept-alive) connection
+        _reply(h, b"ok:" + body)
+    srv = _Server(handler)
+    try:
+        client = HTTP()
+        for i in range(5):
+            with client.request("PUT", f"{srv.url}/x", body=b"%d" % i) as r:
+                assert (r.status_code, r.read()) == (200, b"ok:%d" % i)
+        with client.request("HEAD", f"{srv.url}/x") as r:
+            assert r.status_code == 200 and r.read() == b""
+        assert srv.connections == 1
+        with client.request("GET", f"{srv.url}/close") as r:
+            assert r.read() == b"ok:"
+        with client.request("GET", f"{srv.url}/x") as r:  # the pooled connection is dead: a new one
+            assert r.read() == b"ok:"
+        assert srv.connections == 2
+    finally:
+        srv.close()
+
+
+def test_compressed_response_is_decoded_in_bounded_reads():
+    payload = b'{"tags": [' + b",".join(b'"t%d"' % i for i in range(50000)) + b"]}"
+
+    def handler(h):
+        _reply(h, gzip.compress(payload), [("Content-Encoding", "gzip"), ("Content-Type", "application/json")])
+    srv = _Server(handler)
+    try:
+        client = HTTP()
+        with client.request("GET", srv.url + "/") as r:
+            first = r.read(1000)
+            assert first == payload[:1000]  # never more than asked, even though the wire held more
+            assert first + r.read() == payload
+        with client.request("GET", srv.url + "/") as r:
+            assert len(r.json()["tags"]) == 50000
+        with client.request("GET", srv.url + "/") as r, pytest.raises(ValueError, match="larger"):
+            r.json(limit=1000)
+        with client.request("GET", srv.url + "/") as r:
+            assert r.headers.get("content-type") == "application/json" and "CONTENT-ENCODING" in r.headers
+    finally:
+        srv.close()
+
+
+def test_connection_refused_is_a_network_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(NetworkError, match=f"127.0.0.1:{port}"):
+        HTTP().request("GET", f"http://127.0.0.1:{port}/", timeout=(2, 2))
+
+
+def test_proxy_choice_from_the_environment(monkeypatch):
+    for k in list(os.environ):
+        if k.lower().endswith("_proxy"):
+            monkeypatch.delenv(k)
+    assert wire.proxy_for("https", "registry.example", 443) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:p%40ss@proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal,10.1.2.3:5000")
+    p = wire.proxy_for("https", "registry.example", 443)
+    assert (p.hostname, p.port, wire._proxy_auth(p)) == (
+        "proxy.corp", 3128, {"Proxy-Authorization": "Basic dXNlcjpwQHNz"})  # user:p@ss
+    assert wire.proxy_for("http", "registry.example", 80) is None       # no HTTP_PROXY set
+    assert wire.proxy_for("https", "localhost", 5000) is None
+    assert wire.proxy_for("https", "ml.internal", 443) is None
+    assert wire.proxy_for("https", "10.1.2.3", 5000) is None
+    assert wire.proxy_for("https", "10.1.2.3", 443) is not None      # NO_PROXY named another port
+    monkeypatch.setenv("ALL_PROXY", "proxy2:8080")
+    assert wire.proxy_for("http", "registry.example", 80).hostname == "proxy2"
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.corp:1080")
+    with pytest.raises(NetworkError, match="only http:// proxies"):
+        wire.proxy_for("https", "registry.example", 443)
+
+
+def test_retry_after_from_an_untrusted_server_never_raises():
+    from ollama_oci.transport.http import RegistryClient, TransportOptions
+
+    class R:
+        def __init__(self, v):
+            self.headers = wire.Headers([("Retry-After", v)])
+    c = RegistryClient("registry.example", TransportOptions(backoff=0.5, max_backoff=30))
+    assert c._delay(0, R("7")) == 7
+    assert c._delay(0, R("1e999")) == 30                          # capped
+    assert c._delay(0, R("Wed, 21 Oct 2015 07:28:00 GMT")) == 0    # a date in the past: no wait
+    for junk in ("soon", "nan", "Wed, 99 Foo 2015 99:99:99 GMT", ""):
+        assert 0.25 <= c._delay(0, R(junk)) <= 0.75               # unreadable: the usual backoff
