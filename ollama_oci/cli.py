@@ -693,7 +693,8 @@ def _copy_report(report, as_json: bool, verb: str) -> None:
 @click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M); default: one streamed PUT, "
                                    "falling back to chunks if the registry refuses the size.")
 @click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
-              help="oci: send the manifest as an OCI image manifest (for tools that refuse Docker schema 2).")
+              help="oci: send the manifest as an OCI image manifest, for tools that refuse Docker schema 2 "
+                   "(`ollama pull` cannot fetch that form from Docker distribution; keep the default for it).")
 @_transport_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_json_option

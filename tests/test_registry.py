@@ -183,8 +183,18 @@ def test_skopeo_agrees(tmp_path, registry_factory):
     raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reg.host}/team/tiny:1"],
                          capture_output=True, check=True).stdout
     assert raw == res.manifest.to_bytes(newline=False)
-    # skopeo 1.9 will not copy Docker schema 2 manifests with ollama layer types (skopeo#2395);
-    # the OCI form of the same artifact it copies, verifying every blob digest
+    # skopeo (containers/image, every version) parses a Docker schema 2 manifest only with Docker's
+    # own layer media types, so it cannot copy ollama's form anywhere; if a later one can, its copy
+    # must carry every digest
+    sk = tmp_path / "skopeo-docker-form"
+    cp = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg.host}/team/tiny:1",
+                         f"oci:{sk}:x"], capture_output=True, text=True)
+    if cp.returncode != 0:
+        assert "unsupported docker v2s2 media type" in cp.stderr and "application/vnd.ollama.image." in cp.stderr
+    else:
+        for d in res.manifest.blobs:
+            assert hashlib.sha256((sk / "blobs" / "sha256" / d.digest.hex).read_bytes()).hexdigest() == d.digest.hex
+    # the OCI form of the same artifact skopeo copies, verifying every blob digest
     run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:oci", "--format", "oci", "--plain-http", "--models-dir",
             src.root, check=0)
     out = tmp_path / "skopeo-oci"
@@ -202,6 +212,26 @@ def test_skopeo_agrees(tmp_path, registry_factory):
     m, _ = store.get_manifest(parse_name(f"{reg.host}/skopeo/pushed:1"))
     assert [d.digest for d in m.blobs] == [d.digest for d in res.manifest.blobs]
     assert store.get_config(m).model_family == "llama"
+
+
+def test_ollamas_own_client_gets_the_default_form_and_not_the_oci_one(tmp_path, registry_factory):
+    """Why push defaults to Docker schema 2: ollama asks for it alone, and distribution holds to that."""
+    from ollama_oci.transport.wire import HTTP
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    for tag, extra in (("1", []), ("oci", ["--format", "oci"])):
+        run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:{tag}", "--plain-http", "--models-dir", src.root,
+                *extra, check=0)
+    ollama_accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}  # server/images.go
+    http = HTTP()
+    with http.request("GET", f"http://{reg.host}/v2/team/tiny/manifests/1", ollama_accept) as r:
+        assert r.status_code == 200 and r.read() == res.manifest.to_bytes(newline=False)
+    with http.request("GET", f"http://{reg.host}/v2/team/tiny/manifests/oci", ollama_accept) as r:
+        assert r.status_code == 404 and b"does not support OCI manifests" in r.read()
+    # ollama-oci itself takes either
+    cp = run_cli("pull", f"{reg.host}/team/tiny:oci", "--plain-http", "--models-dir", tmp_path / "p", "--json",
+                 check=0)
+    assert json.loads(cp.stdout)["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
 
 def test_oras_py_pulls_what_we_pushed(tmp_path, registry_factory):
