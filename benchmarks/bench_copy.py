@@ -21,20 +21,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from bench_registry import interleaved, report, run  # noqa: E402
-from common import gemma  # noqa: E402
+from common import gemma, installed  # noqa: E402
 from registry_env import Registry  # noqa: E402
 
 
 def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-copy-")
-    py = sys.executable
+    _, cli = installed()  # ollama-oci as pip installs it, in its own venv
     try:
         models = os.path.join(work, "models")
-        subprocess.run([py, "-m", "ollama_oci.cli", "pack", gemma(), "--name", "gemma3:270m", "--models-dir", models,
+        subprocess.run([cli, "pack", gemma(), "--name", "gemma3:270m", "--models-dir", models,
                         "-q"], check=True, capture_output=True)
         a = Registry(os.path.join(work, "a")).start()
         for tag, fmt in (("1", "keep"), ("oci", "oci")):
-            subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{a.host}/ml/gemma3:{tag}",
+            subprocess.run([cli, "push", "gemma3:270m", f"{a.host}/ml/gemma3:{tag}",
                             "--format", fmt, "--plain-http", "--models-dir", models, "-q"], check=True)
         size = 253_113_024
 
@@ -44,7 +44,7 @@ def main() -> None:
         def ours():
             b = fresh()
             try:
-                return run([py, "-m", "ollama_oci.cli", "copy", f"{a.host}/ml/gemma3:1", f"{b.host}/ml/gemma3:1",
+                return run([cli, "copy", f"{a.host}/ml/gemma3:1", f"{b.host}/ml/gemma3:1",
                             "--plain-http", "-q"])
             finally:
                 b.kill()
@@ -60,7 +60,7 @@ def main() -> None:
                 shutil.rmtree(b.workdir, ignore_errors=True)
 
         print(f"model blob: {size:,} bytes\n")
-        report("REGISTRY -> REGISTRY (fresh target each run; 4 interleaved rounds, best)", interleaved(4, [
+        report("REGISTRY -> REGISTRY (fresh target each run; 4 interleaved rounds)", interleaved(4, [
             ("skopeo copy docker:// docker://", skopeo), ("ollama-oci copy (mirror)", ours)]), size)
         a.kill()
 
@@ -68,7 +68,7 @@ def main() -> None:
         os.makedirs(out)
 
         def export_ours():
-            return run([py, "-m", "ollama_oci.cli", "export", "gemma3:270m", "-o", f"{out}/ours.tar.zst",
+            return run([cli, "export", "gemma3:270m", "-o", f"{out}/ours.tar.zst",
                         "--models-dir", models, "-q"])
 
         def export_tar():
@@ -79,11 +79,11 @@ def main() -> None:
             return run(f"cd {models} && tar -cf {out}/tar.tar manifests blobs", shell=True)
 
         def export_ours_plain():
-            return run([py, "-m", "ollama_oci.cli", "export", "gemma3:270m", "-o", f"{out}/ours.tar",
+            return run([cli, "export", "gemma3:270m", "-o", f"{out}/ours.tar",
                         "--models-dir", models, "-q"])
 
         print()
-        report("EXPORT .tar.zst (zstd level 3, all cores; 4 interleaved rounds, best)", interleaved(4, [
+        report("EXPORT .tar.zst (zstd level 3, all cores; 4 interleaved rounds)", interleaved(4, [
             ("tar | zstd -3 -T0", export_tar), ("ollama-oci export .tar.zst", export_ours)]), size)
         print()
         report("EXPORT .tar (no compression)", interleaved(4, [

@@ -4,7 +4,9 @@
 
 Same run, same registry (Debian docker-registry on 127.0.0.1, plain HTTP, fresh storage
 for each push), same file.  Every command runs as its own process; wall time and that
-process's peak RSS come from wait4().  Peers:
+process's peak RSS come from wait4().  ollama-oci and oras-py run from one virtual
+environment into which pip installed them (common.installed), as deploy/Dockerfile installs
+ollama-oci.  Peers:
   push: curl -T (one streamed PUT of the model blob: the network/registry ceiling),
         skopeo copy (from an OCI layout of the same artifact), oras-py push (library).
   pull: curl GET + sha256sum of the model blob, skopeo copy (to an OCI layout), oras-py pull.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,22 +25,22 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from common import cli_env, gemma  # noqa: E402
+from common import gemma, installed  # noqa: E402
 from registry_env import Registry  # noqa: E402
-
-
-ENV = cli_env()  # ollama-oci with its bytecode compiled, as installed by pip
 
 
 def run(cmd, env=None, shell=False) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one process."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env or ENV, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, env=env, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()[-500:]}")
     return wall, ru.ru_maxrss / 1024
+
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
 
 
 def best(n, fn):
@@ -47,7 +50,7 @@ def best(n, fn):
 
 def interleaved(rounds, named):
     """Run every tool once per round, round-robin, each after a `sync` (so one tool's dirty pages do
-    not slow the next); return {name: (best wall, peak RSS)} or the error text."""
+    not slow the next); return {name: ((best wall, median wall, peak RSS) or None, error text)}."""
     out = {name: [] for name, _ in named}
     errors = {}
     for k in range(rounds):
@@ -60,33 +63,42 @@ def interleaved(rounds, named):
                 out[name].append(fn())
             except Exception as e:  # a peer that cannot do it is reported, not hidden
                 errors[name] = str(e)[:120]
-    return {name: (min(v, key=lambda r: r[0]) if v else None, errors.get(name)) for name, v in out.items()}
+    res = {}
+    for name, v in out.items():
+        if not v:
+            res[name] = (None, errors.get(name))
+            continue
+        walls = sorted(w for w, _ in v)
+        res[name] = ((walls[0], statistics.median(walls), max(r for _, r in v)), errors.get(name))
+    return res
 
 
 def report(title, results, size):
+    """One row per tool: best and median wall time, throughput, peak RSS, and both ratios to the first row."""
     print(title)
+    print(f"  {'':<34} {'best':>7}    {'median':>7}    {'MB/s':>7}  {'peak RSS':>8}   vs first row: best, median")
     base = None
     for name, (res, err) in results.items():
         if res is None:
             print(f"  {name:<34} failed: {err}")
             continue
-        wall, rss = res
-        base = base or wall
-        print(f"  {name:<34} {wall:7.3f} s  {size / wall / 1e6:7.1f} MB/s  peak RSS {rss:7.1f} MB  "
-              f"throughput vs first row {base / wall:5.2f}x")
+        wall, med, rss = res
+        base = base or (wall, med)
+        print(f"  {name:<34} {wall:7.3f} s  {med:7.3f} s  {size / wall / 1e6:7.1f}  {rss:7.1f} MB   "
+              f"{base[0] / wall:5.2f}x  {base[1] / med:5.2f}x")
 
 
 def main() -> None:
     src = gemma()
     work = tempfile.mkdtemp(prefix="bench-registry-")
-    py = sys.executable
+    py, cli = installed()  # ollama-oci and oras-py as pip installs them, in their own venv
     try:
         models = os.path.join(work, "models")
-        subprocess.run([py, "-m", "ollama_oci.cli", "pack", src, "--name", "gemma3:270m", "--models-dir", models,
+        subprocess.run([cli, "pack", src, "--name", "gemma3:270m", "--models-dir", models,
                         "--oci-layout", os.path.join(work, "layout"), "-q"], check=True)
         # an OCI-typed copy of the artifact for skopeo (it refuses Docker schema 2 with ollama layers)
         reg0 = Registry(os.path.join(work, "reg0")).start()
-        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{reg0.host}/x/g:1", "--format", "oci",
+        subprocess.run([cli, "push", "gemma3:270m", f"{reg0.host}/x/g:1", "--format", "oci",
                         "--plain-http", "--models-dir", models, "-q"], check=True)
         subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg0.host}/x/g:1",
                         f"oci:{work}/skopeo-src:g"], check=True, capture_output=True)
@@ -107,7 +119,7 @@ def main() -> None:
         def push_ours():
             r = fresh_registry("ours")
             try:
-                return run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+                return run([cli, "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
                             "--plain-http", "--models-dir", models, "-q"])
             finally:
                 r.kill()
@@ -144,21 +156,21 @@ def main() -> None:
                 r.kill()
 
         print(f"blob: {size:,} bytes (Gemma 3 270M Q4_K_M)\n")
-        report("PUSH (fresh registry storage each run; 4 interleaved rounds, best)", interleaved(4, [
+        report(f"PUSH (fresh registry storage each run; {ROUNDS} interleaved rounds)", interleaved(ROUNDS, [
             ("curl -T (model blob only)", push_curl), ("ollama-oci push (whole model)", push_ours),
             ("skopeo copy oci:->docker://", push_skopeo), ("oras-py push (model blob)", push_oras)]), size)
 
         # pull: one registry holding the model
         r = fresh_registry("pull")
-        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+        subprocess.run([cli, "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
                         "--plain-http", "--models-dir", models, "-q"], check=True)
-        subprocess.run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/x/g:oci", "--format", "oci",
+        subprocess.run([cli, "push", "gemma3:270m", f"{r.host}/x/g:oci", "--format", "oci",
                         "--plain-http", "--models-dir", models, "-q"], check=True)
 
         def pull_ours():
             d = os.path.join(work, f"pulled-{time.monotonic_ns()}")
             try:
-                return run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
+                return run([cli, "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
                             "--models-dir", d, "-q"])
             finally:
                 shutil.rmtree(d, ignore_errors=True)
@@ -188,7 +200,7 @@ def main() -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
         print()
-        report("PULL (into an empty destination; 4 interleaved rounds, best)", interleaved(4, [
+        report(f"PULL (into an empty destination; {ROUNDS} interleaved rounds)", interleaved(ROUNDS, [
             ("curl GET + sha256sum (model blob)", pull_curl), ("ollama-oci pull (whole model)", pull_ours),
             ("skopeo copy docker://->oci:", pull_skopeo), ("oras-py pull (no verification)", pull_oras)]), size)
 
@@ -208,22 +220,24 @@ def main() -> None:
                 lib.append(time.perf_counter() - t)
             finally:
                 rr.kill()
-        for k in range(4):
+        for k in range(ROUNDS):
             for fn in ((lib_push, lambda: cur.append(push_curl()[0])) if k % 2 == 0 else
                        (lambda: cur.append(push_curl()[0]), lib_push)):
                 subprocess.run(["sync"])
                 fn()
-        print(f"\nPUSH in-process (library copy(), warm) {min(lib):.3f} s vs curl -T {min(cur):.3f} s: "
-              f"throughput {min(cur) / min(lib):.2f}x curl")
+        ml, mc = statistics.median(lib), statistics.median(cur)
+        print(f"\nPUSH in-process (library copy(), warm; {ROUNDS} rounds alternated with curl -T): best "
+              f"{min(lib):.3f} s vs {min(cur):.3f} s ({min(cur) / min(lib):.2f}x curl), median {ml:.3f} s vs "
+              f"{mc:.3f} s ({mc / ml:.2f}x curl)")
 
         def noop_push():
-            return run([py, "-m", "ollama_oci.cli", "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
+            return run([cli, "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
                         "--plain-http", "--models-dir", models, "-q"])
         d = os.path.join(work, "again")
-        subprocess.run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
+        subprocess.run([cli, "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
                         "--models-dir", d, "-q"], check=True)
         w1, _ = best(3, noop_push)
-        w2, _ = best(3, lambda: run([py, "-m", "ollama_oci.cli", "pull", f"{r.host}/library/gemma3:270m",
+        w2, _ = best(3, lambda: run([cli, "pull", f"{r.host}/library/gemma3:270m",
                                      "--plain-http", "--models-dir", d, "-q"]))
         print(f"\nunchanged model: second push {w1:.3f} s, second pull {w2:.3f} s (no blob bytes move)")
         r.kill()

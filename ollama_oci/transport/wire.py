@@ -160,7 +160,8 @@ class Response:
         # we ask for identity; a server that compresses anyway is still understood
         self._dec = (zlib.decompressobj(16 + zlib.MAX_WBITS) if enc in ("gzip", "x-gzip") else
                      zlib.decompressobj() if enc == "deflate" else None)
-        self._tail = b""
+        self._decoded = bytearray()   # decoded bytes not yet returned
+        self._decoded_eof = False
 
     @property
     def status(self) -> int:
@@ -178,20 +179,23 @@ class Response:
         try:
             if self._dec is None:
                 return self._raw.read(n)
-            out = bytearray()
-            while len(out) < n:
-                if self._tail:
-                    src, self._tail = self._tail, b""
-                else:
-                    src = self._raw.read(min(BLOCK, n))
-                    if not src:
-                        out += self._dec.flush()
-                        break
-                out += self._dec.decompress(src, n - len(out))
-                self._tail = self._dec.unconsumed_tail
-            return bytes(out)
+            return self._read_decoded(n)
         except (OSError, http.client.HTTPException, ValueError, zlib.error) as e:
             raise NetworkError(f"reading the response failed: {type(e).__name__}") from None
+
+    def _read_decoded(self, n: int) -> bytes:
+        # decompress at most what is asked for (a small body cannot expand without bound in memory)
+        buf, dec = self._decoded, self._dec
+        while len(buf) < n and not self._decoded_eof:
+            src = dec.unconsumed_tail or self._raw.read(BLOCK)
+            if not src:
+                buf += dec.flush()
+                self._decoded_eof = True
+                break
+            buf += dec.decompress(src, n - len(buf))
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
 
     def iter_content(self, size: int = BLOCK):
         while True:
