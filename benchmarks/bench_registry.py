@@ -1,6 +1,6 @@
 """Push and pull of the real Gemma 3 270M through a local Docker distribution, against peers.
 
-    python benchmarks/bench_registry.py
+    python benchmarks/bench_registry.py          # BENCH_ROUNDS=8, BENCH_BIG_GIB=1 (0 skips the larger model)
 
 Same run, same registry (Debian docker-registry on 127.0.0.1, plain HTTP, fresh storage
 for each push), same file.  Every command runs as its own process; wall time and that
@@ -10,6 +10,8 @@ ollama-oci.  Peers:
   push: curl -T (one streamed PUT of the model blob: the network/registry ceiling),
         skopeo copy (from an OCI layout of the same artifact), oras-py push (library).
   pull: curl GET + sha256sum of the model blob, skopeo copy (to an OCI layout), oras-py pull.
+Then the push of a generated larger model against curl, to show what the fixed start-up weighs
+on a model of a more usual size.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from common import gemma, installed  # noqa: E402
+from common import gemma, installed, make_big_gguf  # noqa: E402
 from registry_env import Registry  # noqa: E402
 
 
@@ -41,6 +43,7 @@ def run(cmd, env=None, shell=False) -> tuple[float, float]:
 
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
+BIG_GIB = float(os.environ.get("BENCH_BIG_GIB", "1"))  # 0: skip the larger model
 
 
 def best(n, fn):
@@ -116,27 +119,34 @@ def main() -> None:
             d = os.path.join(work, f"reg-{tag}-{time.monotonic_ns()}")
             return _Fresh(d).start()
 
-        def push_ours():
-            r = fresh_registry("ours")
-            try:
-                return run([cli, "push", "gemma3:270m", f"{r.host}/library/gemma3:270m",
-                            "--plain-http", "--models-dir", models, "-q"])
-            finally:
-                r.kill()
+        def pusher_ours(store, name):
+            def push():
+                r = fresh_registry("ours")
+                try:
+                    return run([cli, "push", name, f"{r.host}/library/{name}", "--plain-http", "--models-dir",
+                                store, "-q"])
+                finally:
+                    r.kill()
+            return push
 
-        def push_curl():
-            r = fresh_registry("curl")
-            try:
-                # POST for an upload session, then one streamed PUT of the blob
-                loc = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "-X", "POST",
-                                      f"http://{r.host}/v2/library/gemma3/blobs/uploads/"],
-                                     capture_output=True, text=True, check=True).stdout
-                location = next(l.split(": ", 1)[1].strip() for l in loc.splitlines()
-                                if l.lower().startswith("location:"))
-                sep = "&" if "?" in location else "?"
-                return run(["curl", "-s", "-f", "-T", blob, "-X", "PUT", f"{location}{sep}digest={model_digest}"])
-            finally:
-                r.kill()
+        def pusher_curl(path, digest):
+            def push():
+                r = fresh_registry("curl")
+                try:
+                    # POST for an upload session (not timed), then one streamed PUT of the blob (timed)
+                    loc = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", "-X", "POST",
+                                          f"http://{r.host}/v2/library/x/blobs/uploads/"],
+                                         capture_output=True, text=True, check=True).stdout
+                    location = next(l.split(": ", 1)[1].strip() for l in loc.splitlines()
+                                    if l.lower().startswith("location:"))
+                    sep = "&" if "?" in location else "?"
+                    return run(["curl", "-s", "-f", "-T", path, "-X", "PUT", f"{location}{sep}digest={digest}"])
+                finally:
+                    r.kill()
+            return push
+
+        push_ours = pusher_ours(models, "gemma3:270m")
+        push_curl = pusher_curl(blob, model_digest)
 
         def push_skopeo():
             r = fresh_registry("skopeo")
@@ -159,6 +169,21 @@ def main() -> None:
         report(f"PUSH (fresh registry storage each run; {ROUNDS} interleaved rounds)", interleaved(ROUNDS, [
             ("curl -T (model blob only)", push_curl), ("ollama-oci push (whole model)", push_ours),
             ("skopeo copy oci:->docker://", push_skopeo), ("oras-py push (model blob)", push_oras)]), size)
+
+        if BIG_GIB > 0:
+            # a larger model (generated, sparse on disk): what the fixed start-up cost weighs there
+            big = os.path.join(work, "big.gguf")
+            make_big_gguf(big, int(BIG_GIB * (1 << 30)))
+            big_models = os.path.join(work, "big-models")
+            subprocess.run([cli, "pack", big, "--name", "big:1", "--models-dir", big_models, "-q"], check=True,
+                           stdout=subprocess.DEVNULL)
+            blobs_dir = os.path.join(big_models, "blobs")
+            big_blob = max((os.path.join(blobs_dir, f) for f in os.listdir(blobs_dir)), key=os.path.getsize)
+            big_digest = os.path.basename(big_blob).replace("-", ":", 1)
+            print()
+            report(f"PUSH of a generated {BIG_GIB:g} GiB model (3 interleaved rounds)", interleaved(3, [
+                ("curl -T (model blob only)", pusher_curl(big_blob, big_digest)),
+                ("ollama-oci push (whole model)", pusher_ours(big_models, "big:1"))]), os.path.getsize(big_blob))
 
         # pull: one registry holding the model
         r = fresh_registry("pull")

@@ -217,3 +217,10 @@ def test_retry_after_from_an_untrusted_server_never_raises():
     assert c._delay(0, R("Wed, 21 Oct 2015 07:28:00 GMT")) == 0    # a date in the past: no wait
     for junk in ("soon", "nan", "Wed, 99 Foo 2015 99:99:99 GMT", ""):
         assert 0.25 <= c._delay(0, R(junk)) <= 0.75               # unreadable: the usual backoff
+
+
+def test_a_bad_url_from_a_server_is_refused_not_crashed_on():
+    from ollama_oci.errors import RegistryError
+    for url in ("http://host:99999/x", "ftp://host/x", "/relative", "http://[::1/x"):
+        with pytest.raises(RegistryError, match="invalid or non-HTTP URL"):
+            HTTP().request("GET", url)

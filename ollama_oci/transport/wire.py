@@ -325,12 +325,17 @@ class HTTP:
     def request(self, method: str, url: str, headers: Optional[dict] = None, body: Body = None,
                 timeout: tuple[float, float] = (15.0, 300.0)) -> Response:
         """Send one request (no redirects followed) and return the response, body unread."""
-        u = urllib.parse.urlsplit(url)
-        scheme = u.scheme.lower()
-        if scheme not in ("http", "https") or not u.hostname:
-            raise NetworkError(f"cannot send a request to {scheme or 'a relative'} URL")
+        try:  # the URL may come from a server (a redirect's Location): check it before use
+            u = urllib.parse.urlsplit(url)
+            scheme = u.scheme.lower()
+            port = u.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            u, scheme, port = None, "", 0
+        if u is None or scheme not in ("http", "https") or not u.hostname:
+            from ..errors import RegistryError
+            raise RegistryError("refusing to follow an invalid or non-HTTP URL "
+                                f"({scheme + '://…' if scheme else 'unparseable'}) given by the server")
         host = u.hostname
-        port = u.port or (443 if scheme == "https" else 80)
         proxy = proxy_for(scheme, host, port)
         key = (scheme, host, port, proxy.geturl() if proxy is not None else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
