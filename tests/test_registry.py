@@ -124,6 +124,23 @@ def test_tls_and_basic_auth_with_login(tmp_path, registry_factory):
     assert cp.returncode == 8
 
 
+def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
+    """Without --ca-file, the CA bundles users set for other clients are trusted too."""
+    import base64
+    reg = registry_factory("tls")
+    src, res = _packed(tmp_path)
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+    base = {"REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty"), "OLLAMA_MODELS": src.root,
+            "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", env=base)
+    assert cp.returncode == 7  # the test CA is in no trust store
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        run_cli("push", "team/tiny:1", f"{reg.host}/team/{var.lower()}:1", env={**base, var: reg.ca}, check=0)
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", env={**base, "REQUESTS_CA_BUNDLE": str(auth)})
+    assert cp.returncode == 7 and "REQUESTS_CA_BUNDLE" in cp.stderr  # named, with the fix
+
+
 def test_credentials_from_containers_auth_file(tmp_path, registry_factory):
     import base64
     reg = registry_factory("tls")

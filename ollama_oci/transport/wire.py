@@ -12,8 +12,9 @@ overrides an explicit ``verify``, and it cannot hand a file to the kernel.  Here
 * connections are kept alive per (scheme, host, port, proxy) and checked before reuse;
 * ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` are honoured (``CONNECT``
   tunnels for https, absolute-form requests for http, credentials in the proxy URL);
-* TLS: the system trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured by OpenSSL), or a
-  CA file, or no verification; a client certificate for mutual TLS;
+* TLS: the system trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured by OpenSSL) plus the
+  bundles in ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, or only a given CA file, or no
+  verification; a client certificate for mutual TLS;
 * network failures become :class:`NetworkError` (temporary) and certificate or handshake
   failures :class:`TLSError` (permanent), so the caller's retry policy has two cases only.
 """
@@ -265,9 +266,10 @@ class HTTP:
                         ctx.check_hostname = False
                         ctx.verify_mode = ssl.CERT_NONE
                     elif isinstance(self.verify, str):
-                        ctx = ssl.create_default_context(cafile=self.verify)
+                        ctx = ssl.create_default_context(cafile=self.verify)  # --ca-file: that CA only
                     else:
                         ctx = ssl.create_default_context()
+                        _add_env_bundles(ctx)
                     if self.cert:
                         certfile, keyfile = self.cert if isinstance(self.cert, tuple) else (self.cert, None)
                         ctx.load_cert_chain(certfile, keyfile)
@@ -429,6 +431,26 @@ def _alive(conn: http.client.HTTPConnection) -> bool:
         return not p.poll(0)
     except (OSError, ValueError):
         return False
+
+
+#: CA bundles users already point other HTTP clients at (requests, curl); trusted in addition
+#: to the system store (OpenSSL itself honours SSL_CERT_FILE and SSL_CERT_DIR)
+CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _add_env_bundles(ctx: ssl.SSLContext) -> None:
+    for var in CA_BUNDLE_VARS:
+        path = os.environ.get(var)
+        if not path:
+            continue
+        try:
+            if os.path.isdir(path):
+                ctx.load_verify_locations(capath=path)
+            else:
+                ctx.load_verify_locations(cafile=path)
+        except (OSError, ssl.SSLError) as e:
+            raise TLSError(f"${var} names {path!r}, which is not a readable PEM CA bundle ({e}); "
+                           f"fix or unset it, or give --ca-file") from None
 
 
 def _proxy_auth(proxy: urllib.parse.SplitResult) -> dict:
