@@ -365,8 +365,9 @@ class HTTP:
                 raw = self._exchange(conn, method, target, hdrs, body)
             except _Stale:
                 conn.close()
-                if reused:
+                if reused and (body is None or isinstance(body, (bytes, bytearray))):
                     continue  # a kept-alive connection the server had closed: once more on a new one
+                # a streamed body is not replayed here: the caller's retry makes a fresh one
                 raise NetworkError(f"{host}:{port} closed the connection") from None
             except ssl.SSLError as e:
                 conn.close()
