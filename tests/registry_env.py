@@ -266,6 +266,7 @@ class Front:
         self.blob_bytes_served = 0
         self.token_requests: list[dict] = []
         self.proxied: list[tuple[str, str]] = []  # requests that came in proxy form (absolute URL)
+        self.proxy_auth: Optional[str] = None     # Proxy-Authorization a CONNECT must carry, if set
         self.port = free_port(host)
         self.host = host
         self.server = _Server((host, self.port), self._handler())
@@ -477,6 +478,9 @@ class Front:
                 host, _, port = self.path.rpartition(":")
                 with front.lock:
                     front.proxied.append(("CONNECT", self.path))
+                if front.proxy_auth and self.headers.get("Proxy-Authorization") != front.proxy_auth:
+                    self.close_connection = True
+                    return front._send(self, 407, b"", headers={"Proxy-Authenticate": 'Basic realm="proxy"'})
                 try:
                     upstream = socket.create_connection((host, int(port)), timeout=10)
                 except (OSError, ValueError):

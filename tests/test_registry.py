@@ -329,6 +329,20 @@ def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory):
         # through the tunnel the registry's certificate is still checked: without our CA, refused
         cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--models-dir", tmp_path / "pulled2", env=env)
         assert cp.returncode == 7 and "--ca-file" in cp.stderr
+        # a proxy that wants credentials: refused at once (no retries), with the fix; then given in the URL
+        proxy.proxy_auth = "Basic " + base64.b64encode(b"squid:p@ss").decode()
+        proxy.proxied.clear()
+        cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p3", env=env)
+        assert cp.returncode == 7 and "407" in cp.stderr and "http://user:password@host:port" in cp.stderr
+        assert len(proxy.proxied) == 1
+        wrong = f"http://squid:hunter2@{proxy.addr}"
+        cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p4",
+                     env={**env, "HTTPS_PROXY": wrong, "https_proxy": wrong})
+        assert cp.returncode == 7 and "check the ones in the proxy URL" in cp.stderr
+        assert "hunter2" not in cp.stdout + cp.stderr
+        creds = f"http://squid:p%40ss@{proxy.addr}"
+        run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p5",
+                env={**env, "HTTPS_PROXY": creds, "https_proxy": creds}, check=0)
     finally:
         proxy.close()
 

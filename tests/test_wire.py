@@ -198,6 +198,16 @@ def test_proxy_choice_from_the_environment(monkeypatch):
     assert wire.proxy_for("https", "ml.internal", 443) is None
     assert wire.proxy_for("https", "10.1.2.3", 5000) is None
     assert wire.proxy_for("https", "10.1.2.3", 443) is not None      # NO_PROXY named another port
+    for no_proxy, host, port, bypass in [
+            ("10.0.0.0/8", "10.96.0.1", 443, True), ("10.0.0.0/8", "11.0.0.1", 443, False),
+            ("10.96.0.0/12,.svc.cluster.local", "registry.ml.svc.cluster.local", 5000, True),
+            ("*.corp.example", "reg.corp.example", 443, True), ("corp.example", "notcorp.example", 443, False),
+            ("fd00::/8", "fd12::1", 443, True), ("[::1]:5000", "::1", 5000, True), ("[::1]:5000", "::1", 443, False),
+            ("*", "anything", 1, True), ("", "anything", 1, False), ("registry.example.", "registry.example", 1, True)]:
+        assert wire.bypass_proxy(host, port, no_proxy) is bypass, (no_proxy, host, port)
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8")
+    monkeypatch.delenv("NO_PROXY")
+    assert wire.proxy_for("https", "10.1.2.3", 443) is None  # lower case, and CIDR, from the environment
     monkeypatch.setenv("ALL_PROXY", "proxy2:8080")
     assert wire.proxy_for("http", "registry.example", 80).hostname == "proxy2"
     monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.corp:1080")

@@ -391,6 +391,8 @@ def error_from(resp: Response, what: str) -> RegistryError:
     cls = AuthError if resp.status_code in (401, 403) else RegistryError
     if cls is AuthError:
         msg += "; check your login or your access to this repository"
+    elif resp.status_code == 407:
+        msg += "; the proxy wants credentials: put them in the proxy URL (http://user:password@host:port)"
     return cls(msg, status=resp.status_code, codes=codes, url=redact(resp.url or ""),
                temporary=resp.status_code in _RETRY_STATUS)
 

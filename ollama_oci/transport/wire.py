@@ -359,6 +359,8 @@ class HTTP:
                     raise TLSError(_tls_reason(e)) from None
                 except (OSError, http.client.HTTPException) as e:
                     conn.close()
+                    if proxy is not None and str(e).startswith("Tunnel connection failed"):
+                        raise _tunnel_refused(proxy, host, port, str(e)) from None
                     raise NetworkError(f"cannot connect to {host}:{port}: {_reason(e)}") from None
             conn.sock.settimeout(timeout[1])
             try:
@@ -472,8 +474,7 @@ def proxy_for(scheme: str, host: str, port: int) -> Optional[urllib.parse.SplitR
     url = proxies.get(scheme) or proxies.get("all")
     if not url:
         return None
-    if urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies) or \
-            urllib.request.proxy_bypass_environment(host, proxies):
+    if bypass_proxy(host, port, proxies.get("no", "")):
         return None
     if "://" not in url:
         url = "http://" + url
@@ -482,6 +483,54 @@ def proxy_for(scheme: str, host: str, port: int) -> Optional[urllib.parse.SplitR
         raise NetworkError(f"unsupported proxy URL {redact_proxy(p)} in the environment: only http:// proxies "
                            "are supported (https registries are reached through them with CONNECT)")
     return p
+
+
+def bypass_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts a host, as curl, Go and requests read it: ``*``; a name, which
+    also covers its subdomains (a leading dot or ``*.`` allowed); an IP address; a CIDR block
+    (``10.0.0.0/8``, common in Kubernetes); any of them with ``:port`` to exempt one port only."""
+    import ipaddress
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for entry in no_proxy.replace(" ", ",").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        want_port = None
+        if entry.startswith("["):  # [v6]:port
+            addr, _, rest = entry[1:].partition("]")
+            entry, want_port = addr, rest[1:] if rest.startswith(":") else None
+        elif entry.count(":") == 1:
+            entry, want_port = entry.split(":")
+        if want_port is not None and want_port != str(port):
+            continue
+        if "/" in entry:
+            try:
+                if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = (entry[2:] if entry.startswith("*.") else entry.lstrip(".")).rstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _tunnel_refused(proxy: urllib.parse.SplitResult, host: str, port: int, what: str) -> Exception:
+    """The proxy answered CONNECT with an error: permanent, and named (a 407 with its fix)."""
+    from ..errors import RegistryError
+    answer = what.split(":", 1)[-1].strip()[:200]
+    msg = f"the proxy {redact_proxy(proxy)} refused a tunnel to {host}:{port} ({answer})"
+    if answer.startswith("407"):
+        msg += ("; it wants credentials: " + ("check the ones in the proxy URL" if proxy.username else
+                "put them in the proxy URL (http://user:password@host:port)"))
+    return RegistryError(msg)
 
 
 def redact_proxy(p: urllib.parse.SplitResult) -> str:
