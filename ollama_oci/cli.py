@@ -1114,5 +1114,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(EXIT_INTERNAL)
 
 
+def console_main() -> None:
+    """The ``ollama-oci`` program: :func:`main`, then a quicker exit.
+
+    By the time ``main`` exits, the work is done and files are closed; the interpreter's final
+    garbage collection would still walk every object the imports created (~8 ms of each run,
+    measured). Freezing them skips that walk; they are freed as usual, and standard streams and
+    logging are flushed by the interpreter as always. Not done in :func:`main`, which library
+    callers and tests run in a process that goes on.
+    """
+    try:
+        main()
+    finally:
+        import gc
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()
