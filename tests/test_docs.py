@@ -18,7 +18,9 @@ def _blocks(path: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
-def test_api_examples_run(tmp_path, monkeypatch):
+def test_api_examples_run(tmp_path, monkeypatch, registry_factory):
+    reg = registry_factory("plain")
+    monkeypatch.setenv("REGISTRY", reg.host)
     os.makedirs(tmp_path / "fixtures")
     shutil.copy(TINY, tmp_path / "fixtures" / "tiny-chat.gguf")
     monkeypatch.chdir(tmp_path)
