@@ -106,9 +106,9 @@ def read_source_manifest(src: Any, ref: Ref) -> tuple[bytes, str, Manifest]:
 def as_oci_manifest(manifest: Manifest) -> tuple[bytes, str]:
     """The same artifact under an OCI image manifest media type (Go encoding, no newline).
 
-    For tools that refuse Docker schema 2 manifests with non-image layers (skopeo will not
-    convert them for an ``oci:`` layout).  Not for servers that run ``ollama pull``: ollama's
-    client accepts only Docker schema 2, and Docker distribution refuses it an OCI manifest.
+    For tools that refuse Docker schema 2 manifests with non-image layers (skopeo cannot read
+    those at all).  Not for servers that run ``ollama pull``: ollama's client accepts only
+    Docker schema 2, and Docker distribution refuses it an OCI manifest.
     """
     from .spec import MT
     m = Manifest(manifest.config, manifest.layers, MT.OCI_MANIFEST, 2)

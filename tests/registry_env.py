@@ -10,7 +10,8 @@ sits in front of a registry: it issues JWTs (after checking Basic credentials or
 an ollama Ed25519 signature), forwards everything else to the real registry, and
 can inject faults (429/503 with Retry-After, connection resets, throttling) or
 redirect blob GETs to a second host (127.0.0.2) that records whether an
-``Authorization`` header reached it.  The faults are the only fake here: they
+``Authorization`` header reached it.  It is also a forward proxy: absolute-form
+requests for http, CONNECT tunnels for https (optionally demanding credentials).  The faults are the only fake here: they
 stand for what cloud registries, proxies and object storage do, which cannot run
 on this machine.
 """
