@@ -59,8 +59,12 @@ def _wait_port(host: str, port: int, timeout: float = 20.0) -> None:
 
 # -- certificates --------------------------------------------------------------------------------
 
-def make_ca_and_cert(directory: str, names=("127.0.0.1", "localhost")) -> tuple[str, str, str]:
-    """A self-signed CA and a server certificate for ``names``; returns (ca.pem, cert.pem, key.pem)."""
+def make_ca_and_cert(directory: str, names=("127.0.0.1", "localhost"), *,
+                     client: bool = False) -> tuple[str, str, str]:
+    """A self-signed CA and a server certificate for ``names``; returns (ca.pem, cert.pem, key.pem).
+
+    ``client``: also a client certificate from the same CA, in client.pem and client-key.pem.
+    """
     import ipaddress
 
     from cryptography import x509
@@ -96,6 +100,20 @@ def make_ca_and_cert(directory: str, names=("127.0.0.1", "localhost")) -> tuple[
     with open(paths[2], "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
+    if client:
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        ckey = ec.generate_private_key(ec.SECP256R1())
+        ccert = (x509.CertificateBuilder()
+                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ollama-oci test client")]))
+                 .issuer_name(ca_name).public_key(ckey.public_key()).serial_number(x509.random_serial_number())
+                 .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                 .sign(ca_key, hashes.SHA256()))
+        with open(os.path.join(directory, "client.pem"), "wb") as f:
+            f.write(ccert.public_bytes(serialization.Encoding.PEM))
+        with open(os.path.join(directory, "client-key.pem"), "wb") as f:
+            f.write(ckey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
     return tuple(paths)
 
 
@@ -146,7 +164,7 @@ class Registry:
     """One docker-registry process."""
 
     workdir: str
-    variant: str = "plain"           # plain, tls, token
+    variant: str = "plain"           # plain, tls, token, mtls (client certificates, no password)
     users: dict = field(default_factory=lambda: {"alice": "s3cret-pass"})
     token_realm: Optional[str] = None
     signer: Optional[TokenSigner] = None
@@ -158,6 +176,10 @@ class Registry:
         self.storage = os.path.join(self.workdir, "storage")
         self.port = self.port or free_port()
         self.ca = None
+        if self.variant == "mtls":
+            self.ca, self.cert, self.key = make_ca_and_cert(self.workdir, client=True)
+            self.client_cert = os.path.join(self.workdir, "client.pem")
+            self.client_key = os.path.join(self.workdir, "client-key.pem")
         if self.variant == "tls":
             self.ca, self.cert, self.key = make_ca_and_cert(self.workdir)
             import bcrypt
@@ -171,7 +193,7 @@ class Registry:
 
     @property
     def scheme(self) -> str:
-        return "https" if self.variant == "tls" else "http"
+        return "https" if self.variant in ("tls", "mtls") else "http"
 
     def config(self) -> str:
         lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
@@ -182,6 +204,9 @@ class Registry:
             lines += ["  tls:", f"    certificate: {self.cert}", f"    key: {self.key}",
                       "auth:", "  htpasswd:", "    realm: ollama-oci-test",
                       f"    path: {os.path.join(self.workdir, 'htpasswd')}"]
+        elif self.variant == "mtls":
+            lines += ["  tls:", f"    certificate: {self.cert}", f"    key: {self.key}", "    clientcas:",
+                      f"      - {self.ca}"]
         elif self.variant == "token":
             assert self.token_realm and self.signer
             lines += ["auth:", "  token:", f"    realm: {self.token_realm}", "    service: ollama-oci-test",

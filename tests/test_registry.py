@@ -141,6 +141,29 @@ def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
     assert cp.returncode == 7 and "REQUESTS_CA_BUNDLE" in cp.stderr  # named, with the fix
 
 
+def test_mutual_tls_with_a_client_certificate(tmp_path, registry_factory):
+    """A registry that admits only client certificates from its CA (distribution's tls.clientcas)."""
+    reg = registry_factory("mtls")
+    src, res = _packed(tmp_path)
+    common = ["--ca-file", reg.ca]
+    # no client certificate: refused at once (a TLS alert is not retried), with the fix named
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, "--models-dir", src.root)
+    assert cp.returncode == 7 and "--cert" in cp.stderr, cp.stderr
+    mine = ["--cert", reg.client_cert, "--key", reg.client_key]
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, *mine, "--models-dir", src.root,
+                 "--json", check=0)
+    assert json.loads(cp.stdout)["bytes_transferred"] == res.manifest.size
+    run_cli("pull", f"{reg.host}/team/tiny:1", *common, *mine, "--models-dir", tmp_path / "pulled", check=0)
+    assert OllamaStore(str(tmp_path / "pulled")).verify()[1] == []
+    # a certificate from another CA is refused the same way
+    from registry_env import make_ca_and_cert
+    os.makedirs(tmp_path / "other")
+    make_ca_and_cert(str(tmp_path / "other"), client=True)
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", *common, "--cert", tmp_path / "other" / "client.pem",
+                 "--key", tmp_path / "other" / "client-key.pem", "--models-dir", tmp_path / "p2")
+    assert cp.returncode == 7 and "TLS" in cp.stderr
+
+
 def test_credentials_from_containers_auth_file(tmp_path, registry_factory):
     import base64
     reg = registry_factory("tls")

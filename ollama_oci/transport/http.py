@@ -271,9 +271,13 @@ class RegistryClient:
             try:
                 resp = send()
             except TLSError as e:  # permanent: retrying cannot fix a certificate
-                raise RegistryError(f"TLS with {_host(url)} failed ({e}); trust its CA with --ca-file, "
-                                    "or skip verification with --insecure (or use --plain-http for an http "
-                                    "registry)", url=redact(url)) from None
+                if "CERTIFICATE_REQUIRED" in str(e).upper() or "BAD_CERTIFICATE" in str(e).upper():
+                    hint = ("the registry wants a client certificate its CA accepts: give it with --cert "
+                            "and --key")
+                else:
+                    hint = ("trust its CA with --ca-file, or skip verification with --insecure (or use "
+                            "--plain-http for an http registry)")
+                raise RegistryError(f"TLS with {_host(url)} failed ({e}); {hint}", url=redact(url)) from None
             except NetworkError as e:
                 if attempt >= self.opts.max_retries:
                     raise RegistryError(f"cannot reach {redact(url)}: {e} after "

@@ -373,6 +373,8 @@ class HTTP:
                 raise NetworkError(f"{host}:{port} closed the connection") from None
             except ssl.SSLError as e:
                 conn.close()
+                if _permanent_tls(e):  # e.g. TLS 1.3: the missing client certificate is refused here
+                    raise TLSError(_tls_reason(e)) from None
                 raise NetworkError(f"TLS connection to {host}:{port} failed: {_tls_reason(e)}") from None
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
@@ -542,6 +544,12 @@ def _reason(e: BaseException) -> str:
         return "timed out"
     s = getattr(e, "strerror", None) or str(e) or type(e).__name__
     return s[:200]
+
+
+def _permanent_tls(e: ssl.SSLError) -> bool:
+    """A TLS alert about certificates: the peer will say the same on every try."""
+    r = (getattr(e, "reason", None) or str(e)).upper()
+    return "ALERT" in r and ("CERTIFICATE" in r or "UNKNOWN_CA" in r)
 
 
 def _tls_reason(e: ssl.SSLError) -> str:
