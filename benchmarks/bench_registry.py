@@ -232,7 +232,7 @@ def main() -> None:
         # the library call, in-process and warm, alternated with curl on fresh registries:
         # the transfer itself, without interpreter start-up and imports
         from ollama_oci import OllamaStore, RegistryStore, TransportOptions, parse_name, parse_reference
-        from ollama_oci.copy import copy as oci_copy
+        from ollama_oci import copy as oci_copy
         lib, cur = [], []
 
         def lib_push():

@@ -20,7 +20,7 @@ from ._version import __version__
 _EXPORTS = {
     "build": ["Blob", "ModelFacts", "PackResult", "Recipe", "build_config", "build_manifest", "messages_layer",
               "pack", "params_layer", "recipe_from_modelfile", "text_layer"],
-    "copy": ["copy", "CopyReport"],
+    "engine": ["copy", "CopyReport"],
     "digest": ["Digest", "digest_bytes", "hash_file", "parse_digest"],
     "errors": ["AuthError", "GGUFError", "InvalidDigest", "InvalidInput", "InvalidName", "InvalidParameter",
                "ModelfileError", "NotFound", "OllamaOCIError", "RegistryError", "StoreError", "Unsupported",

@@ -113,7 +113,7 @@ class _TarWriter:
 
 
 def _source_manifest(src: Any, ref) -> tuple[bytes, Manifest]:
-    from .copy import read_source_manifest
+    from .engine import read_source_manifest
     data, _mt, m = read_source_manifest(src, ref)
     return data, m
 
@@ -121,7 +121,7 @@ def _source_manifest(src: Any, ref) -> tuple[bytes, Manifest]:
 def _open_source_blob(src: Any, ref, desc: Descriptor) -> BinaryIO:
     from .stores.registry import RegistryStore
     if isinstance(src, RegistryStore):
-        from .copy import _ResponseFile
+        from .engine import _ResponseFile
         return _ResponseFile(src.open_blob(ref.repository, desc.digest))
     return src.open_blob(desc.digest)
 
@@ -451,7 +451,7 @@ def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> Bund
                 if k not in seen and not dst.has_blob(up.repository, d.digest, d.size, for_push=True):
                     raise VerificationError(f"{path}: blob {d.digest} is missing from the bundle")
                 if up.repository != ref.repository:  # shared with another repository: mount (or copy) it
-                    from .copy import _ResponseFile
+                    from .engine import _ResponseFile
                     dst.push_blob(ref.repository, d,
                                   lambda u=up, dd=d: _ResponseFile(dst.open_blob(u.repository, dd.digest)),
                                   mount_from=up.repository)

@@ -713,7 +713,7 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, plain_h
       ollama-oci push localhost:5000/team/model:1 --plain-http
       echo "$TOKEN" | ollama-oci push m registry.example.com/ns/m -u ci --password-stdin
     """
-    from .copy import copy
+    from .engine import copy
     from .reference import Reference, parse_reference
     store = _store(models_dir, oci_layout)
     n = _name(name)
@@ -751,7 +751,7 @@ def pull(ref, name, models_dir, oci_layout, plain_http, insecure, ca_file, cert_
       OLLAMA_MODELS=/models ollama-oci pull registry.internal:5000/team/model:1
       ollama-oci pull gemma3:270m          # registry.ollama.ai/library/gemma3:270m
     """
-    from .copy import copy
+    from .engine import copy
     from .reference import parse_reference
     src = parse_reference(ref)
     local = _name(name) if name else src.to_model_name()
@@ -850,7 +850,7 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, plain_http, inse
       ollama-oci copy ollama:gemma3:270m ./gemma3.tar.zst
     """
     from .bundle import export_bundle, import_bundle
-    from .copy import copy
+    from .engine import copy
     from .endpoints import parse_endpoint
     from .names import ModelName
     s, d = parse_endpoint(src), parse_endpoint(dst)

@@ -2,7 +2,7 @@
 
 A plan (TOML, or YAML when PyYAML is installed) names a source and a target
 registry and the models to carry; see docs/cli.md.  Each model:tag is one
-:func:`ollama_oci.copy.copy`; models run in parallel up to ``concurrency``; a failing
+:func:`ollama_oci.engine.copy`; models run in parallel up to ``concurrency``; a failing
 model does not stop the others.  A second run of an unchanged plan only resolves
 each target tag (one HEAD per model) and moves nothing.
 """
@@ -173,7 +173,7 @@ def _store_for(ep: Endpoint, retries: int, concurrency: int):
 def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
              on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Run every job of the plan; returns one report dict per model:tag (never raises for one model)."""
-    from .copy import copy, read_source_manifest
+    from .engine import copy, read_source_manifest
     src = _store_for(plan.source, retries, plan.blob_concurrency)
     dst = _store_for(plan.target, retries, plan.blob_concurrency)
     jobs = _jobs(plan, src)

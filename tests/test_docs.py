@@ -51,3 +51,19 @@ def test_readme_main_job(tmp_path):
     assert "tiny-chat:latest" in cp.stdout
     assert (tmp_path / "demo" / "oci" / "index.json").exists()
     assert (tmp_path / "demo" / "models" / "manifests" / "registry.ollama.ai" / "library" / "tiny-chat").is_dir()
+
+
+def test_public_names_stay_what_they_are_after_every_submodule_is_imported():
+    """`from ollama_oci import copy` is the function even once the CLI (or anything) has imported the
+    engine: no submodule may share a name with a public export (the import system would rebind it)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import ollama_oci
+    for m in pkgutil.walk_packages(ollama_oci.__path__, "ollama_oci."):
+        importlib.import_module(m.name)
+    modules = {name for name in ollama_oci.__all__ if isinstance(getattr(ollama_oci, name), types.ModuleType)}
+    assert modules == set()
+    from ollama_oci import copy
+    assert callable(copy) and copy.__module__ == "ollama_oci.engine"

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import TINY, run_cli
 from ollama_oci import OCILayout, OllamaStore, Recipe, pack, parse_name
-from ollama_oci.copy import copy
+from ollama_oci import copy
 from ollama_oci.reference import parse_reference
 from ollama_oci.stores.registry import RegistryStore
 from ollama_oci.transport import TransportOptions
