@@ -139,6 +139,30 @@ def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
         run_cli("push", "team/tiny:1", f"{reg.host}/team/{var.lower()}:1", env={**base, var: reg.ca}, check=0)
     cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", env={**base, "REQUESTS_CA_BUNDLE": str(auth)})
     assert cp.returncode == 7 and "REQUESTS_CA_BUNDLE" in cp.stderr  # named, with the fix
+    # --ca-file adds to that trust (as docker's certs.d does), it does not replace it
+    from registry_env import make_ca_and_cert
+    os.makedirs(tmp_path / "other")
+    other_ca = make_ca_and_cert(str(tmp_path / "other"))[0]
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/added:1", "--ca-file", other_ca,
+            env={**base, "REQUESTS_CA_BUNDLE": reg.ca}, check=0)
+
+
+def test_tls_files_from_certs_d(tmp_path, registry_factory):
+    """A registry's certs.d directory, as docker and podman keep it: its CA and client certificate, no flags."""
+    import shutil as sh
+    reg = registry_factory("mtls")
+    src, res = _packed(tmp_path)
+    d = tmp_path / "home" / ".config" / "containers" / "certs.d" / reg.host
+    os.makedirs(d)
+    env = {"HOME": str(tmp_path / "home"), "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+    sh.copy(reg.ca, d / "ca.crt")
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--models-dir", src.root, env=env)
+    assert cp.returncode == 7 and "--cert" in cp.stderr  # the CA is trusted now; the client cert is missing
+    sh.copy(reg.client_cert, d / "me.cert")
+    sh.copy(reg.client_key, d / "me.key")
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--models-dir", src.root, env=env, check=0)
+    run_cli("pull", f"{reg.host}/team/tiny:1", "--models-dir", tmp_path / "pulled", env=env, check=0)
+    assert OllamaStore(str(tmp_path / "pulled")).verify()[1] == []
 
 
 def test_mutual_tls_with_a_client_certificate(tmp_path, registry_factory):

@@ -234,3 +234,17 @@ def test_a_bad_url_from_a_server_is_refused_not_crashed_on():
     for url in ("http://host:99999/x", "ftp://host/x", "/relative", "http://[::1/x"):
         with pytest.raises(RegistryError, match="invalid or non-HTTP URL"):
             HTTP().request("GET", url)
+
+
+def test_certs_d_lookup(tmp_path):
+    from ollama_oci.transport.http import certs_d_files
+    a, b = tmp_path / "a" / "reg.example:5000", tmp_path / "b" / "reg.example:5000"
+    os.makedirs(a)
+    os.makedirs(b)
+    for p in (a / "ca.crt", a / "lonely.cert", b / "extra.crt", b / "me.cert", b / "me.key", b / "notes.txt"):
+        p.write_text("x")
+    cas, client = certs_d_files("reg.example:5000", [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "none")])
+    assert cas == [str(a / "ca.crt"), str(b / "extra.crt")]          # every CA, in directory order
+    assert client == (str(b / "me.cert"), str(b / "me.key"))           # a .cert needs its .key
+    assert certs_d_files("reg.example:5000/../..", [str(tmp_path / "a")]) == ([], None)
+    assert certs_d_files("other:1", [str(tmp_path / "a")]) == ([], None)

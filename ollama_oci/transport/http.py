@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -64,9 +65,12 @@ class TransportOptions:
 
     plain_http: bool = False            #: use http:// (for a local registry without TLS)
     insecure: bool = False              #: skip TLS certificate verification
-    ca_file: Optional[str] = None       #: trust this CA bundle (PEM)
+    ca_file: Optional[str] = None       #: also trust this CA bundle (PEM)
     cert_file: Optional[str] = None     #: client certificate (PEM) for mutual TLS
     key_file: Optional[str] = None      #: its private key
+    #: directories holding ``<host:port>/`` TLS files as docker and podman keep them (``*.crt``: CAs,
+    #: ``*.cert`` + ``*.key``: a client certificate); None: the standard ones (:data:`CERTS_DIRS`)
+    certs_dirs: Optional[list[str]] = None
     credentials: Optional[Credentials] = None   #: explicit; else looked up (docker/containers auth files)
     use_stored_credentials: bool = True
     ollama_key: Optional[str] = None    #: path of an ollama Ed25519 key (default ~/.ollama/id_ed25519)
@@ -94,9 +98,16 @@ class RegistryClient:
         self.scheme = "http" if self.opts.plain_http else "https"
         self.base = f"{self.scheme}://{registry}"
         cert = None
+        cafiles: list[str] = []
+        if self.scheme == "https" and not self.opts.insecure:
+            cafiles, cert = certs_d_files(registry, self.opts.certs_dirs)
+            if cafiles or cert:
+                log.debug("TLS files for %s from certs.d: %s", registry, cafiles + list(cert or ()))
+        if self.opts.ca_file:
+            cafiles.append(self.opts.ca_file)
         if self.opts.cert_file:
             cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
-        self.http = HTTP(verify=False if self.opts.insecure else (self.opts.ca_file or True), cert=cert)
+        self.http = HTTP(verify=not self.opts.insecure, cafiles=cafiles, cert=cert)
         self.user_agent = self.opts.user_agent or default_user_agent(registry)
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -345,6 +356,31 @@ class RegistryClient:
             log.debug("redirect %s -> %s", redact(cur), redact(nxt))
             cur = nxt
         raise RegistryError(f"too many redirects from {redact(url)}", url=redact(url))
+
+
+#: where docker and podman keep per-registry TLS files (``<dir>/<host:port>/``), first match first
+CERTS_DIRS = ("~/.config/containers/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d")
+
+
+def certs_d_files(registry: str, dirs: Optional[list[str]] = None) -> tuple[list[str], Optional[tuple[str, str]]]:
+    """The CA files (``*.crt``) and the first client certificate pair (``x.cert`` + ``x.key``) kept
+    for ``registry`` in certs.d directories, as containers-certs.d(5) and docker describe them."""
+    cas: list[str] = []
+    client: Optional[tuple[str, str]] = None
+    if "/" in registry or registry in (".", ".."):
+        return cas, client
+    for base in (CERTS_DIRS if dirs is None else dirs):
+        d = os.path.join(os.path.expanduser(base), registry)
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".crt"):
+                cas.append(os.path.join(d, n))
+            elif n.endswith(".cert") and client is None and n[:-5] + ".key" in names:
+                client = (os.path.join(d, n), os.path.join(d, n[:-5] + ".key"))
+    return cas, client
 
 
 def _retry_after(value: str) -> Optional[float]:

@@ -13,7 +13,7 @@ overrides an explicit ``verify``, and it cannot hand a file to the kernel.  Here
 * ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` are honoured (``CONNECT``
   tunnels for https, absolute-form requests for http, credentials in the proxy URL);
 * TLS: the system trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured by OpenSSL) plus the
-  bundles in ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, or only a given CA file, or no
+  bundles in ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` plus any CA files given, or no
   verification; a client certificate for mutual TLS;
 * network failures become :class:`NetworkError` (temporary) and certificate or handshake
   failures :class:`TLSError` (permanent), so the caller's retry policy has two cases only.
@@ -247,9 +247,10 @@ class Response:
 class HTTP:
     """Pooled HTTP/1.1 connections with one TLS configuration."""
 
-    def __init__(self, *, verify: Union[bool, str] = True, cert: Union[None, str, tuple[str, str]] = None,
-                 pool_max: int = _POOL_MAX):
+    def __init__(self, *, verify: bool = True, cafiles: Iterable[str] = (),
+                 cert: Union[None, str, tuple[str, str]] = None, pool_max: int = _POOL_MAX):
         self.verify = verify
+        self.cafiles = list(cafiles)   # trusted in addition to the default trust
         self.cert = cert
         self.pool_max = pool_max
         self._ctx: Optional[ssl.SSLContext] = None
@@ -261,21 +262,23 @@ class HTTP:
         with self._lock:
             if self._ctx is None:
                 try:
-                    if self.verify is False:
+                    if not self.verify:
                         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                         ctx.check_hostname = False
                         ctx.verify_mode = ssl.CERT_NONE
-                    elif isinstance(self.verify, str):
-                        ctx = ssl.create_default_context(cafile=self.verify)  # --ca-file: that CA only
                     else:
+                        # the default trust, plus what was given: as docker and podman add a
+                        # registry's CAs to the system's (a private registry may redirect to S3)
                         ctx = ssl.create_default_context()
                         _add_env_bundles(ctx)
+                        for path in self.cafiles:
+                            ctx.load_verify_locations(cafile=path)
                     if self.cert:
                         certfile, keyfile = self.cert if isinstance(self.cert, tuple) else (self.cert, None)
                         ctx.load_cert_chain(certfile, keyfile)
                 except (OSError, ssl.SSLError) as e:
-                    raise TLSError(f"cannot load the TLS files ({e}); check --ca-file, --cert-file and "
-                                   "--key-file") from None
+                    raise TLSError(f"cannot load the TLS files ({e}); check --ca-file, --cert and --key "
+                                   "(and the registry's certs.d directory)") from None
                 ctx.set_alpn_protocols(["http/1.1"])
                 self._ctx = ctx
             return self._ctx
