@@ -73,9 +73,6 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._d
 
-    def items(self):
-        return self._d.items()
-
     def __repr__(self) -> str:
         return f"Headers({self._d!r})"
 
@@ -163,10 +160,6 @@ class Response:
                      zlib.decompressobj() if enc == "deflate" else None)
         self._decoded = bytearray()   # decoded bytes not yet returned
         self._decoded_eof = False
-
-    @property
-    def status(self) -> int:
-        return self.status_code
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes of the (decoded) body; fewer only at its end. ``n < 0``: all of it."""
@@ -318,13 +311,6 @@ class HTTP:
                     idle.append(conn)
                     return
         conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for c in conns:
-            c.close()
 
     # -- one request --------------------------------------------------------------------------------
     def request(self, method: str, url: str, headers: Optional[dict] = None, body: Body = None,
