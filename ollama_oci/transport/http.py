@@ -313,8 +313,8 @@ class RegistryClient:
                 on_redirect: Optional[Callable[[str], None]] = None) -> Response:
         """Send a request with auth, retries and redirects; returns the final response.
 
-        ``body`` is bytes, or a callable returning a fresh body (a :class:`~.wire.FileRegion`
-        or an iterable with ``__len__``) for each try.  ``on_redirect(url)`` is told the
+        ``body`` is bytes, or a callable returning a fresh body (bytes or a
+        :class:`~.wire.FileRegion`) for each try.  ``on_redirect(url)`` is told the
         final URL when a redirect leaves the registry host.  The response body is unread:
         the caller reads and closes it.
         """

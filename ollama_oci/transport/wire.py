@@ -140,7 +140,7 @@ def _is_regular_file(f) -> bool:
         return False
 
 
-Body = Union[None, bytes, FileRegion, Iterable[bytes]]
+Body = Union[None, bytes, FileRegion]
 
 
 class Response:
@@ -356,9 +356,10 @@ class HTTP:
                 raw = self._exchange(conn, method, target, hdrs, body)
             except _Stale:
                 conn.close()
-                if reused and (body is None or isinstance(body, (bytes, bytearray))):
+                if reused and not isinstance(body, FileRegion):
                     continue  # a kept-alive connection the server had closed: once more on a new one
-                # a streamed body is not replayed here: the caller's retry makes a fresh one
+                # a file body is not replayed here: the caller's retry makes a fresh one (and rolls
+                # back its progress)
                 raise NetworkError(f"{host}:{port} closed the connection") from None
             except ssl.SSLError as e:
                 conn.close()
@@ -390,11 +391,8 @@ class HTTP:
             else:
                 conn.endheaders()
                 started = True
-                if isinstance(body, FileRegion):
+                if body is not None:
                     body.send_to(conn.sock)
-                elif body is not None:
-                    for chunk in body:
-                        conn.sock.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             # the server may have answered early (401, 413) and closed: read what it said
             if not started:
