@@ -211,7 +211,8 @@ def test_proxy_choice_from_the_environment(monkeypatch):
     monkeypatch.setenv("ALL_PROXY", "proxy2:8080")
     assert wire.proxy_for("http", "registry.example", 80).hostname == "proxy2"
     monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.corp:1080")
-    with pytest.raises(NetworkError, match="only http:// proxies"):
+    from ollama_oci.errors import RegistryError
+    with pytest.raises(RegistryError, match="only http:// proxies"):  # permanent: not retried
         wire.proxy_for("https", "registry.example", 443)
 
 

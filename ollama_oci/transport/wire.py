@@ -468,9 +468,10 @@ def proxy_for(scheme: str, host: str, port: int) -> Optional[urllib.parse.SplitR
     if "://" not in url:
         url = "http://" + url
     p = urllib.parse.urlsplit(url)
-    if p.scheme != "http" or not p.hostname:
-        raise NetworkError(f"unsupported proxy URL {redact_proxy(p)} in the environment: only http:// proxies "
-                           "are supported (https registries are reached through them with CONNECT)")
+    if p.scheme != "http" or not p.hostname:  # a setting to fix, not a failure to retry
+        from ..errors import RegistryError
+        raise RegistryError(f"unsupported proxy URL {redact_proxy(p)} in the environment: only http:// proxies "
+                            "are supported (https registries are reached through them with CONNECT)")
     return p
 
 
