@@ -28,6 +28,14 @@ def _files(store: OllamaStore) -> dict:
     return out
 
 
+def _auth_file(tmp_path, host: str):
+    """A containers auth.json holding the TLS registry's user (for REGISTRY_AUTH_FILE)."""
+    import base64
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+    return auth
+
+
 def _packed(tmp_path, name="team/tiny:1"):
     store = OllamaStore(str(tmp_path / "packed"))
     res = pack(Recipe(files=[TINY], system="You are tiny.", params={"temperature": 0.5}, licenses=["MIT"]),
@@ -126,11 +134,9 @@ def test_tls_and_basic_auth_with_login(tmp_path, registry_factory):
 
 def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
     """Without --ca-file, the CA bundles users set for other clients are trusted too."""
-    import base64
     reg = registry_factory("tls")
     src, res = _packed(tmp_path)
-    auth = tmp_path / "auth.json"
-    auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+    auth = _auth_file(tmp_path, reg.host)
     base = {"REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty"), "OLLAMA_MODELS": src.root,
             "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
     cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", env=base)
@@ -189,11 +195,9 @@ def test_mutual_tls_with_a_client_certificate(tmp_path, registry_factory):
 
 
 def test_credentials_from_containers_auth_file(tmp_path, registry_factory):
-    import base64
     reg = registry_factory("tls")
     src, res = _packed(tmp_path)
-    auth = tmp_path / "auth.json"
-    auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+    auth = _auth_file(tmp_path, reg.host)
     env = {"REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty"), "OLLAMA_MODELS": src.root}
     run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, env=env, check=0)
 
@@ -362,8 +366,7 @@ def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory):
     proxy = Front()  # only its forward-proxy side is used
     try:
         src, res = _packed(tmp_path)
-        auth = tmp_path / "auth.json"
-        auth.write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()}}}))
+        auth = _auth_file(tmp_path, reg.host)
         env = {"HTTPS_PROXY": f"http://{proxy.addr}", "https_proxy": f"http://{proxy.addr}", "NO_PROXY": "",
                "no_proxy": "", "REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty")}
         run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", src.root,
