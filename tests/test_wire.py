@@ -249,3 +249,99 @@ def test_certs_d_lookup(tmp_path):
     assert client == (str(b / "me.cert"), str(b / "me.key"))           # a .cert needs its .key
     assert certs_d_files("reg.example:5000/../..", [str(tmp_path / "a")]) == ([], None)
     assert certs_d_files("other:1", [str(tmp_path / "a")]) == ([], None)
+
+
+class _Canned:
+    """A raw TCP server answering each request with canned bytes: framing a stock server
+    does not produce on demand (chunks with extensions and trailers, interim 100s, bodies
+    ended by closing, truncation, oversized heads).  Records every request head it got."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)       # (bytes, close_after) per request, in order
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.answers:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with c:
+                buf = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in buf:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        buf += d
+                    if b"\r\n\r\n" not in buf:
+                        break
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    self.heads.append(head)
+                    answer, close = self.answers.pop(0)
+                    c.sendall(answer)
+                    if close:
+                        break
+
+    def close(self):
+        self.sock.close()
+
+
+def test_response_framing_the_registry_does_not_exercise():
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Folded: a\r\n b\r\n\r\n"
+               b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    until_close = b"HTTP/1.0 200 OK\r\n\r\nthe body ends when the connection does"
+    srv = _Canned([(chunked, False), (interim, False), (until_close, True)])
+    try:
+        client = HTTP()
+        with client.request("GET", srv.url + "/a") as r:
+            assert (r.status_code, r.headers["x-folded"], r.read()) == (200, "a b", b"hello world")
+        with client.request("PUT", srv.url + "/b", body=b"xy") as r:
+            assert (r.status_code, r.read()) == (201, b"ok")  # the interim 100 is skipped
+        with client.request("GET", srv.url + "/c") as r:
+            assert r.read() == b"the body ends when the connection does"
+        assert srv.connections == 1  # chunked and sized bodies kept the connection alive
+        assert srv.heads[0].startswith(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"\r\nContent-Length: 2" in srv.heads[1]
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("answer, when", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "read"),                 # body cut short
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "read"),         # bad chunk size
+    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "request"),                                       # not HTTP
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "request"),                 # too many headers
+    (b"HTTP/1.1 200 OK\r\nX: " + b"y" * (70 << 10) + b"\r\n\r\n", "request"),          # a header line > 64 KiB
+], ids=["short-body", "bad-chunk", "not-http", "101-headers", "long-line"])
+def test_a_broken_response_is_a_network_error(answer, when):
+    srv = _Canned([(answer, True)])
+    try:
+        with pytest.raises(NetworkError):
+            with HTTP().request("GET", srv.url + "/", timeout=(2, 2)) as r:
+                assert when == "read"
+                r.read()
+    finally:
+        srv.close()
+
+
+def test_values_that_could_split_a_request_are_refused_before_sending():
+    from ollama_oci.errors import RegistryError
+    srv = _Canned([(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", True)])
+    try:
+        client = HTTP()
+        for url, headers in [(srv.url + "/a b", {}), (srv.url + "/x", {"Authorization": "Bearer t\r\nX-Evil: 1"}),
+                             (srv.url + "/x", {"Bad Name": "v"}), (srv.url + "/x", {"Authorization": "Bearer \u20ac"})]:
+            with pytest.raises(RegistryError, match="refusing"):
+                client.request("GET", url, headers)
+        assert srv.heads == []  # nothing went out
+    finally:
+        srv.close()

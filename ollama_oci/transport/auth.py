@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -115,6 +114,7 @@ def _from_auths(auths: dict, key: str, source: str) -> Optional[Credentials]:
 
 
 def run_helper(helper: str, action: str, payload: str, timeout: float = 60) -> Optional[str]:
+    import shutil  # only when a credential helper is configured
     exe = shutil.which(f"docker-credential-{helper}")
     if exe is None:
         log.warning("credential helper docker-credential-%s is not on PATH", helper)

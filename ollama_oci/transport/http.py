@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
 import urllib.parse
@@ -274,6 +273,7 @@ class RegistryClient:
                 if d is not None:
                     return max(0.0, min(d, self.opts.max_backoff))
         base = self.opts.backoff * (2 ** attempt)
+        import random  # only a retry needs it
         return min(base * random.uniform(0.5, 1.5), self.opts.max_backoff)
 
     def _with_retries(self, send: Callable[[], Response], url: str) -> Response:

@@ -1,20 +1,25 @@
-"""HTTP/1.1 on the standard library: pooled connections, proxies, TLS and streamed bodies.
+"""HTTP/1.1 on sockets: pooled connections, proxies, TLS and streamed bodies.
 
 This is the layer under :class:`~ollama_oci.transport.http.RegistryClient`. It sends one
 request and hands back a streaming response; retries, redirects and auth live above it.
 
 Why not requests (docs/design.md): importing it costs ~70 ms at every start of the CLI
 (more than the rest of a no-op push together), its ``REQUESTS_CA_BUNDLE`` silently
-overrides an explicit ``verify``, and it cannot hand a file to the kernel.  Here:
+overrides an explicit ``verify``, and it cannot hand a file to the kernel.  Why not
+``http.client``: with the ``email`` parser and ``ssl`` it imports, it cost a plain-http CLI
+run ~20 ms more than this module's own message framing (status line, bounded headers,
+Content-Length, chunked, read-to-close; what a registry and object storage send).  Here:
 
 * an upload of a file region goes out with ``sendfile(2)`` on plain connections (the bytes
   never enter Python), and in 1 MiB reads with ``sendall`` over TLS;
 * connections are kept alive per (scheme, host, port, proxy) and checked before reuse;
 * ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` are honoured (``CONNECT``
   tunnels for https, absolute-form requests for http, credentials in the proxy URL);
-* TLS: the system trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured by OpenSSL) plus the
-  bundles in ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` plus any CA files given, or no
-  verification; a client certificate for mutual TLS;
+* requests are written whole (a target or header value that could split one is refused), and
+  responses parsed within bounds: 64 KiB per header line, 100 headers, interim 1xx skipped;
+* TLS (``ssl`` is imported only for https): the system trust store (``SSL_CERT_FILE`` and
+  ``SSL_CERT_DIR`` honoured by OpenSSL) plus the bundles in ``REQUESTS_CA_BUNDLE`` and
+  ``CURL_CA_BUNDLE`` plus any CA files given, or no verification; a client certificate;
 * network failures become :class:`NetworkError` (temporary) and certificate or handshake
   failures :class:`TLSError` (permanent), so the caller's retry policy has two cases only.
 """
@@ -22,15 +27,17 @@ overrides an explicit ``verify``, and it cannot hand a file to the kernel.  Here
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import select
 import socket
-import ssl
+import sys
 import threading
 import urllib.parse
 import zlib
-from typing import Any, BinaryIO, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Optional, Union
+
+if TYPE_CHECKING:
+    import ssl  # imported when first needed: plain http never loads it
 
 __all__ = ["HTTP", "Response", "FileRegion", "NetworkError", "TLSError", "Headers"]
 
@@ -42,6 +49,9 @@ _DRAIN_MAX = 64 << 10
 _POOL_MAX = 32
 #: bytes handed to one sendfile call (progress is reported between calls)
 _SENDFILE_SLICE = 8 << 20
+#: what a server may send before the body: one line, and how many header lines
+_MAXLINE = 64 << 10
+_MAXHEADERS = 100
 
 
 class NetworkError(Exception):
@@ -95,7 +105,7 @@ class FileRegion:
     def send_to(self, sock: socket.socket) -> None:
         f = self.opener()
         try:
-            if not isinstance(sock, ssl.SSLSocket) and _is_regular_file(f):
+            if not _is_tls(sock) and _is_regular_file(f):
                 sent = self._sendfile(sock, f)
             else:
                 sent = self._copy(sock, f)
@@ -132,6 +142,16 @@ class FileRegion:
         return self.length - left
 
 
+def _is_tls(sock) -> bool:
+    ssl = sys.modules.get("ssl")  # nothing is TLS before ssl was imported (plain http never imports it)
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _is_ssl_error(e: BaseException) -> bool:
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(e, ssl.SSLError)
+
+
 def _is_regular_file(f) -> bool:
     try:
         import stat
@@ -143,23 +163,214 @@ def _is_regular_file(f) -> bool:
 Body = Union[None, bytes, FileRegion]
 
 
+class _ProtocolError(Exception):
+    """The server broke HTTP/1.1 (a bad status line, too many or too long headers, a body cut short)."""
+
+
+class _Stale(Exception):
+    """The connection was closed before any response byte came."""
+
+
+class _Conn:
+    """One HTTP/1.1 connection: its socket (TLS-wrapped for https) and the bytes received but
+    not yet consumed.  Bodies are read straight from the socket once that buffer is empty."""
+
+    __slots__ = ("sock", "_buf", "_pos")
+
+    def __init__(self, sock: socket.socket):
+        self.sock: Optional[socket.socket] = sock
+        self._buf = bytearray()
+        self._pos = 0
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def idle_clean(self) -> bool:
+        """Nothing left over from the last exchange, and the server has not closed or spoken since."""
+        if self.sock is None or self._pos < len(self._buf):
+            return False
+        try:
+            p = select.poll()
+            p.register(self.sock, select.POLLIN)
+            return not p.poll(0)
+        except (OSError, ValueError):
+            return False
+
+    def readline(self) -> bytes:
+        """One line, its ending included; what there is at EOF (``b""`` when nothing)."""
+        buf = self._buf
+        while True:
+            i = buf.find(b"\n", self._pos)
+            if i >= 0:
+                if i - self._pos >= _MAXLINE:
+                    raise _ProtocolError("a header line over 64 KiB")
+                line = bytes(buf[self._pos:i + 1])
+                self._pos = i + 1
+                return line
+            if len(buf) - self._pos > _MAXLINE:
+                raise _ProtocolError("a header line over 64 KiB")
+            if self._pos:
+                del buf[:self._pos]
+                self._pos = 0
+            data = self.sock.recv(_MAXLINE)
+            if not data:
+                line = bytes(buf)
+                buf.clear()
+                return line
+            buf += data
+
+    def read_some(self, n: int) -> bytes:
+        """Between 1 and ``n`` bytes (``b""`` at EOF): what is buffered first, else one ``recv``."""
+        buf = self._buf
+        if self._pos < len(buf):
+            out = bytes(buf[self._pos:self._pos + n])
+            self._pos += len(out)
+            if self._pos == len(buf):
+                buf.clear()
+                self._pos = 0
+            return out
+        return self.sock.recv(n)
+
+
+def _read_head(conn: _Conn) -> tuple[int, str, str, list[tuple[str, str]]]:
+    """Status line and headers of the next final response (1xx interim responses skipped)."""
+    while True:
+        try:
+            line = conn.readline()
+        except ConnectionResetError:
+            line = b""  # reset before a byte of the answer: as good as closed
+        if not line:
+            raise _Stale()
+        try:
+            version, status_s, *rest = line.decode("iso-8859-1").rstrip("\r\n").split(None, 2)
+            status = int(status_s)
+        except ValueError:
+            raise _ProtocolError(f"not an HTTP status line: {line[:60]!r}") from None
+        if not version.startswith("HTTP/") or not 100 <= status <= 999 or len(status_s) != 3:
+            raise _ProtocolError(f"not an HTTP status line: {line[:60]!r}")
+        items: list[tuple[str, str]] = []
+        while True:
+            h = conn.readline()
+            if h in (b"\r\n", b"\n"):
+                break
+            if not h:
+                raise _ProtocolError("the connection closed inside the response headers")
+            if len(items) >= _MAXHEADERS:
+                raise _ProtocolError(f"more than {_MAXHEADERS} response headers")
+            text = h.decode("iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t") and items:  # an obsolete folded continuation line
+                k, v = items[-1]
+                items[-1] = (k, f"{v} {text.strip()}")
+                continue
+            k, sep, v = text.partition(":")
+            if sep and k and k == k.strip():
+                items.append((k, v.strip()))
+        if 100 <= status < 200:
+            continue  # 100 Continue and friends: the real answer follows
+        return status, (rest[0] if rest else ""), version, items
+
+
 class Response:
     """A response whose body is read as it is needed; :meth:`close` returns the connection."""
 
-    def __init__(self, raw: http.client.HTTPResponse, url: str, release: Callable[[bool], None]):
-        self._raw = raw
+    def __init__(self, conn: _Conn, method: str, url: str, release: Callable[[bool], None]):
+        status, reason, version, items = _read_head(conn)
+        self._conn = conn
         self._release = release
         self._closed = False
         self.url = url
-        self.status_code = raw.status
-        self.reason = raw.reason or ""
-        self.headers = Headers(raw.getheaders())
-        enc = (self.headers.get("Content-Encoding") or "").strip().lower()
+        self.status_code = status
+        self.reason = reason
+        self.headers = h = Headers(items)
+        conn_tokens = (h.get("Connection") or "").lower()
+        self._will_close = "close" in conn_tokens or (version == "HTTP/1.0" and "keep-alive" not in conn_tokens)
+        # body framing (RFC 9112 §6.3): none, chunked, a length, or until the server closes
+        self._chunked = False
+        self._chunk_left = 0
+        self._left: Optional[int] = None
+        self._eof = False
+        if method == "HEAD" or status in (204, 304):
+            self._eof = True
+        elif "chunked" in (h.get("Transfer-Encoding") or "").lower():
+            self._chunked = True
+        else:
+            cl = h.get("Content-Length")
+            try:
+                values = {int(v) for v in cl.split(",")} if cl is not None else set()
+            except ValueError:
+                values = set()
+            if len(values) == 1 and min(values) >= 0:
+                self._left = values.pop()
+                self._eof = self._left == 0
+            else:  # no usable length: the body ends when the connection does
+                self._will_close = True
+        enc = (h.get("Content-Encoding") or "").strip().lower()
         # we ask for identity; a server that compresses anyway is still understood
         self._dec = (zlib.decompressobj(16 + zlib.MAX_WBITS) if enc in ("gzip", "x-gzip") else
                      zlib.decompressobj() if enc == "deflate" else None)
         self._decoded = bytearray()   # decoded bytes not yet returned
         self._decoded_eof = False
+
+    def _raw(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the body as sent (``b""`` at its end); never reads past it."""
+        if self._eof:
+            return b""
+        conn = self._conn
+        if self._chunked:
+            if self._chunk_left == 0:
+                line = conn.readline()
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _ProtocolError("a bad chunk size line") from None
+                if size < 0:
+                    raise _ProtocolError("a bad chunk size line")
+                if size == 0:
+                    for _ in range(_MAXHEADERS + 1):  # trailers, up to the blank line
+                        t = conn.readline()
+                        if t in (b"\r\n", b"\n", b""):
+                            break
+                    else:
+                        raise _ProtocolError("too many trailer lines")
+                    self._eof = True
+                    return b""
+                self._chunk_left = size
+            data = conn.read_some(min(n, self._chunk_left))
+            if not data:
+                raise _ProtocolError("the body ended inside a chunk")
+            self._chunk_left -= len(data)
+            if self._chunk_left == 0 and conn.readline() not in (b"\r\n", b"\n"):
+                raise _ProtocolError("a chunk not followed by CRLF")
+            return data
+        if self._left is None:
+            data = conn.read_some(n)
+            if not data:
+                self._eof = True
+            return data
+        data = conn.read_some(min(n, self._left))
+        if not data:
+            raise _ProtocolError(f"the body ended {self._left} bytes short of its Content-Length")
+        self._left -= len(data)
+        self._eof = self._left == 0
+        return data
+
+    def _raw_full(self, n: int) -> bytes:
+        first = self._raw(n)
+        if len(first) == n or not first:
+            return first
+        parts, got = [first], len(first)
+        while got < n:
+            b = self._raw(n - got)
+            if not b:
+                break
+            parts.append(b)
+            got += len(b)
+        return b"".join(parts)
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes of the (decoded) body; fewer only at its end. ``n < 0``: all of it."""
@@ -172,16 +383,17 @@ class Response:
                 parts.append(b)
         try:
             if self._dec is None:
-                return self._raw.read(n)
+                return self._raw_full(n)
             return self._read_decoded(n)
-        except (OSError, http.client.HTTPException, ValueError, zlib.error) as e:
-            raise NetworkError(f"reading the response failed: {type(e).__name__}") from None
+        except (OSError, _ProtocolError, ValueError, zlib.error) as e:
+            self._will_close = True
+            raise NetworkError(f"reading the response failed: {_reason(e)}") from None
 
     def _read_decoded(self, n: int) -> bytes:
         # decompress at most what is asked for (a small body cannot expand without bound in memory)
         buf, dec = self._decoded, self._dec
         while len(buf) < n and not self._decoded_eof:
-            src = dec.unconsumed_tail or self._raw.read(BLOCK)
+            src = dec.unconsumed_tail or self._raw(BLOCK)
             if not src:
                 buf += dec.flush()
                 self._decoded_eof = True
@@ -207,19 +419,20 @@ class Response:
         return json.loads(data)
 
     def close(self) -> None:
+        """Done with the response: a small unread remainder is drained so the connection is reused."""
         if self._closed:
             return
         self._closed = True
-        raw = self._raw
         reusable = False
-        try:
-            if not raw.will_close and self._dec is None:
-                if raw.fp is not None and (raw.chunked or (raw.length or 0) <= _DRAIN_MAX):
-                    raw.read(_DRAIN_MAX)  # a small unread remainder: drain it, keep the connection
-                reusable = raw.fp is None
-        except Exception:
-            reusable = False
-        raw.close()
+        if not self._will_close:
+            try:
+                if not self._eof and (self._chunked or (self._left or 0) <= _DRAIN_MAX):
+                    budget = _DRAIN_MAX
+                    while budget > 0 and not self._eof:
+                        budget -= len(self._raw(budget)) or 1
+                reusable = self._eof
+            except Exception:
+                reusable = False
         self._release(reusable)
 
     def __enter__(self) -> "Response":
@@ -231,7 +444,7 @@ class Response:
     def __del__(self):
         try:
             if not self._closed:
-                self._raw.close()
+                self._closed = True
                 self._release(False)
         except Exception:
             pass
@@ -247,11 +460,12 @@ class HTTP:
         self.cert = cert
         self.pool_max = pool_max
         self._ctx: Optional[ssl.SSLContext] = None
-        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple, list[_Conn]] = {}
         self._lock = threading.Lock()
 
     # -- TLS ------------------------------------------------------------------------------------
     def ssl_context(self) -> ssl.SSLContext:
+        import ssl  # only https needs it (its import is a tenth of a plain-http CLI run's start)
         with self._lock:
             if self._ctx is None:
                 try:
@@ -277,33 +491,64 @@ class HTTP:
             return self._ctx
 
     # -- connections ------------------------------------------------------------------------------
-    def _new_conn(self, scheme: str, host: str, port: int, proxy: Optional[urllib.parse.SplitResult],
-                  connect_timeout: float) -> http.client.HTTPConnection:
-        if proxy is not None and scheme == "https":
-            # a CONNECT tunnel through the proxy; http.client starts TLS inside it, checking
-            # the registry's certificate and name, not the proxy's
-            conn = http.client.HTTPSConnection(proxy.hostname, proxy.port or 80, timeout=connect_timeout,
-                                               context=self.ssl_context())
-            conn.set_tunnel(host, port, headers=_proxy_auth(proxy))
-        elif proxy is not None:
-            conn = http.client.HTTPConnection(proxy.hostname, proxy.port or 80, timeout=connect_timeout)
-        elif scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self.ssl_context())
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+    def _connect(self, scheme: str, host: str, port: int, proxy: Optional[urllib.parse.SplitResult],
+                 timeout: float) -> _Conn:
+        """A new connection to the registry (through the proxy, if any), TLS started for https.
+
+        Errors: TLSError (handshake), RegistryError (the proxy refused a tunnel), NetworkError."""
+        where = (proxy.hostname, proxy.port or 80) if proxy is not None else (host, port)
+        try:
+            # an ASCII name as bytes: getaddrinfo would otherwise load the IDNA codec for nothing
+            sock = socket.create_connection((where[0].encode() if where[0].isascii() else where[0], where[1]),
+                                            timeout=timeout)
+        except OSError as e:
+            what = f"the proxy {redact_proxy(proxy)}" if proxy is not None else f"{host}:{port}"
+            raise NetworkError(f"cannot connect to {what}: {_reason(e)}") from None
+        conn = _Conn(sock)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                if proxy is not None:
+                    self._tunnel(conn, proxy, host, port)
+                # the registry's certificate and name are checked, inside the tunnel if there is one
+                conn.sock = self.ssl_context().wrap_socket(sock, server_hostname=host)
+                conn._buf.clear()
+        except BaseException as e:
+            conn.close()
+            sock.close()
+            if isinstance(e, (TLSError, NetworkError)) or not isinstance(e, Exception):
+                raise
+            if _is_ssl_error(e):
+                raise TLSError(_tls_reason(e)) from None
+            if isinstance(e, (OSError, _ProtocolError, _Stale)):
+                raise NetworkError(f"cannot connect to {host}:{port}: {_reason(e)}") from None
+            raise
         return conn
 
-    def _take(self, key: tuple) -> Optional[http.client.HTTPConnection]:
+    @staticmethod
+    def _tunnel(conn: _Conn, proxy: urllib.parse.SplitResult, host: str, port: int) -> None:
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        for k, v in _proxy_auth(proxy).items():
+            head += f"{k}: {v}\r\n"
+        conn.sock.sendall((head + "\r\n").encode("latin-1"))
+        status, reason, _, _ = _read_head(conn)
+        if status != 200:
+            raise _tunnel_refused(proxy, host, port, f"{status} {reason}".strip())
+        if conn._pos < len(conn._buf):
+            raise _ProtocolError("the proxy sent bytes after accepting the tunnel")
+
+    def _take(self, key: tuple) -> Optional[_Conn]:
         with self._lock:
             idle = self._idle.get(key)
             while idle:
                 conn = idle.pop()
-                if _alive(conn):
+                if conn.idle_clean():
                     return conn
                 conn.close()
         return None
 
-    def _give(self, key: tuple, conn: http.client.HTTPConnection, reusable: bool) -> None:
+    def _give(self, key: tuple, conn: _Conn, reusable: bool) -> None:
         if reusable and conn.sock is not None:
             with self._lock:
                 idle = self._idle.setdefault(key, [])
@@ -330,30 +575,25 @@ class HTTP:
         proxy = proxy_for(scheme, host, port)
         key = (scheme, host, port, proxy.geturl() if proxy is not None else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        hdrs = dict(headers or {})
+        authority = f"[{host}]" if ":" in host else host
+        if port != (443 if scheme == "https" else 80):
+            authority += f":{port}"
+        hdrs = {"Host": authority, "Accept-Encoding": "identity"}
         if proxy is not None and scheme == "http":
-            target = urllib.parse.urlunsplit((scheme, u.netloc, u.path or "/", u.query, ""))
+            target = f"http://{authority}{target}"  # absolute form, for the proxy
             hdrs.update(_proxy_auth(proxy))
+        hdrs.update(headers or {})
         if body is not None and not any(k.lower() == "content-length" for k in hdrs):
             hdrs["Content-Length"] = str(len(body))  # type: ignore[arg-type]
+        head = _request_head(method, target, hdrs)
         for fresh in (False, True):
             conn = None if fresh else self._take(key)
             reused = conn is not None
             if conn is None:
-                conn = self._new_conn(scheme, host, port, proxy, timeout[0])
-                try:
-                    conn.connect()
-                except ssl.SSLError as e:
-                    conn.close()
-                    raise TLSError(_tls_reason(e)) from None
-                except (OSError, http.client.HTTPException) as e:
-                    conn.close()
-                    if proxy is not None and str(e).startswith("Tunnel connection failed"):
-                        raise _tunnel_refused(proxy, host, port, str(e)) from None
-                    raise NetworkError(f"cannot connect to {host}:{port}: {_reason(e)}") from None
+                conn = self._connect(scheme, host, port, proxy, timeout[0])
             conn.sock.settimeout(timeout[1])
             try:
-                raw = self._exchange(conn, method, target, hdrs, body)
+                resp = self._exchange(conn, method, url, head, body, self._releaser(key, conn))
             except _Stale:
                 conn.close()
                 if reused and not isinstance(body, FileRegion):
@@ -361,35 +601,33 @@ class HTTP:
                 # a file body is not replayed here: the caller's retry makes a fresh one (and rolls
                 # back its progress)
                 raise NetworkError(f"{host}:{port} closed the connection") from None
-            except ssl.SSLError as e:
+            except (OSError, _ProtocolError) as e:
                 conn.close()
-                if _permanent_tls(e):  # e.g. TLS 1.3: the missing client certificate is refused here
-                    raise TLSError(_tls_reason(e)) from None
-                raise NetworkError(f"TLS connection to {host}:{port} failed: {_tls_reason(e)}") from None
-            except (OSError, http.client.HTTPException) as e:
-                conn.close()
+                if _is_ssl_error(e):
+                    if _permanent_tls(e):  # e.g. TLS 1.3: a missing client certificate is refused here
+                        raise TLSError(_tls_reason(e)) from None
+                    raise NetworkError(f"TLS connection to {host}:{port} failed: {_tls_reason(e)}") from None
                 raise NetworkError(f"request to {host}:{port} failed: {_reason(e)}") from None
             except BaseException:
                 conn.close()
                 raise
-
-            def release(reusable: bool, conn=conn) -> None:
-                self._give(key, conn, reusable)
-            return Response(raw, url, release)
+            return resp
         raise NetworkError(f"{host}:{port} keeps closing connections")  # pragma: no cover
 
+    def _releaser(self, key: tuple, conn: _Conn) -> Callable[[bool], None]:
+        def release(reusable: bool) -> None:
+            self._give(key, conn, reusable)
+        return release
+
     @staticmethod
-    def _exchange(conn: http.client.HTTPConnection, method: str, target: str, hdrs: dict,
-                  body: Body) -> http.client.HTTPResponse:
+    def _exchange(conn: _Conn, method: str, url: str, head: bytes, body: Body,
+                  release: Callable[[bool], None]) -> Response:
         started = False
         try:
-            conn.putrequest(method, target)
-            for k, v in hdrs.items():
-                conn.putheader(k, v)
             if isinstance(body, (bytes, bytearray)):
-                conn.endheaders(bytes(body))  # small bodies go out with the headers
+                conn.sock.sendall(head + body)  # small bodies go out with the headers
             else:
-                conn.endheaders()
+                conn.sock.sendall(head)
                 started = True
                 if body is not None:
                     body.send_to(conn.sock)
@@ -398,31 +636,29 @@ class HTTP:
             if not started:
                 raise _Stale() from None
             try:
-                return conn.getresponse()
-            except (OSError, http.client.HTTPException):
+                return Response(conn, method, url, release)
+            except (OSError, _ProtocolError, _Stale):
                 raise NetworkError("the server closed the connection during the upload") from None
-        try:
-            return conn.getresponse()
-        except http.client.RemoteDisconnected:
-            raise _Stale() from None
+        return Response(conn, method, url, release)
 
 
-class _Stale(Exception):
-    """The connection was closed before any response byte came."""
-
-
-def _alive(conn: http.client.HTTPConnection) -> bool:
-    """An idle kept-alive connection is usable when nothing is waiting to be read on it
-    (readable while idle means the server closed it, or sent something out of turn)."""
-    sock = conn.sock
-    if sock is None:
-        return False
+def _request_head(method: str, target: str, headers: dict) -> bytes:
+    """The request line and headers.  Targets and values can come from a server (a redirect, a
+    token): one that could split the request (control characters) is refused, permanently."""
+    from ..errors import RegistryError
+    if not target or any(c <= " " or c == "\x7f" for c in target):
+        raise RegistryError(f"refusing a request target with control characters or spaces: {target[:60]!r}")
+    lines = [f"{method} {target} HTTP/1.1"]
+    for k, v in headers.items():
+        v = str(v)
+        if not k or any(c <= " " or c == ":" for c in k) or any(c in v for c in "\r\n\x00"):
+            raise RegistryError(f"refusing to send an invalid {k[:40]!r} header (control characters)")
+        lines.append(f"{k}: {v}")
+    lines.append("\r\n")
     try:
-        p = select.poll()
-        p.register(sock, select.POLLIN)
-        return not p.poll(0)
-    except (OSError, ValueError):
-        return False
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise RegistryError("refusing to send a request line or header that is not Latin-1 text") from None
 
 
 #: CA bundles users already point other HTTP clients at (requests, curl); trusted in addition
@@ -431,6 +667,7 @@ CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def _add_env_bundles(ctx: ssl.SSLContext) -> None:
+    import ssl
     for var in CA_BUNDLE_VARS:
         path = os.environ.get(var)
         if not path:
