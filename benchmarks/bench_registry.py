@@ -7,8 +7,9 @@ for each push), same file.  Every command runs as its own process; wall time and
 process's peak RSS come from wait4().  ollama-oci and oras-py run from one virtual
 environment into which pip installed them (common.installed), as deploy/Dockerfile installs
 ollama-oci.  Peers:
-  push: curl -T (one streamed PUT of the model blob: the network/registry ceiling),
-        skopeo copy (from an OCI layout of the same artifact), oras-py push (library).
+  push: curl -T (one streamed PUT of the model blob, its upload session opened untimed: the
+        network/registry ceiling), skopeo copy (from an OCI layout of the same artifact), oras-py
+        push (library), and curl doing the whole blob upload (POST for the session, then PUT).
   pull: curl GET + sha256sum of the model blob, skopeo copy (to an OCI layout), oras-py pull.
 Then the push of a generated larger model against curl, to show what the fixed start-up weighs
 on a model of a more usual size.
@@ -145,6 +146,17 @@ def main() -> None:
                     r.kill()
             return push
 
+        def push_curl_whole():
+            # the same upload done completely by curl: the POST for a session, then the PUT, both timed
+            r = fresh_registry("curl2")
+            try:
+                script = ('loc=$(curl -s -f -D - -o /dev/null -X POST "$1" | tr -d "\\r" | sed -n "s/^[Ll]ocation: //p") '
+                          '&& curl -s -f -T "$2" -X PUT "$loc&digest=$3"')
+                return run(["sh", "-c", script, "sh", f"http://{r.host}/v2/library/x/blobs/uploads/", blob,
+                            model_digest])
+            finally:
+                r.kill()
+
         push_ours = pusher_ours(models, "gemma3:270m")
         push_curl = pusher_curl(blob, model_digest)
 
@@ -168,7 +180,8 @@ def main() -> None:
         print(f"blob: {size:,} bytes (Gemma 3 270M Q4_K_M)\n")
         report(f"PUSH (fresh registry storage each run; {ROUNDS} interleaved rounds)", interleaved(ROUNDS, [
             ("curl -T (model blob only)", push_curl), ("ollama-oci push (whole model)", push_ours),
-            ("skopeo copy oci:->docker://", push_skopeo), ("oras-py push (model blob)", push_oras)]), size)
+            ("skopeo copy oci:->docker://", push_skopeo), ("oras-py push (model blob)", push_oras),
+            ("curl POST + curl -T (model blob)", push_curl_whole)]), size)
 
         if BIG_GIB > 0:
             # a larger model (generated, sparse on disk): what the fixed start-up cost weighs there
