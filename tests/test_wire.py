@@ -321,7 +321,8 @@ def test_response_framing_the_registry_does_not_exercise():
     (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "request"),                                       # not HTTP
     (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "request"),                 # too many headers
     (b"HTTP/1.1 200 OK\r\nX: " + b"y" * (70 << 10) + b"\r\n\r\n", "request"),          # a header line > 64 KiB
-], ids=["short-body", "bad-chunk", "not-http", "101-headers", "long-line"])
+    (b"HTTP/1.1 102 Processing\r\n\r\n" * 9 + b"HTTP/1.1 200 OK\r\n\r\n", "request"),  # endless interim answers
+], ids=["short-body", "bad-chunk", "not-http", "101-headers", "long-line", "interim-flood"])
 def test_a_broken_response_is_a_network_error(answer, when):
     srv = _Canned([(answer, True)])
     try:

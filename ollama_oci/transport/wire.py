@@ -52,6 +52,8 @@ _SENDFILE_SLICE = 8 << 20
 #: what a server may send before the body: one line, and how many header lines
 _MAXLINE = 64 << 10
 _MAXHEADERS = 100
+#: interim (1xx) responses skipped before the final one
+_MAXINTERIM = 8
 
 
 class NetworkError(Exception):
@@ -238,8 +240,8 @@ class _Conn:
 
 
 def _read_head(conn: _Conn) -> tuple[int, str, str, list[tuple[str, str]]]:
-    """Status line and headers of the next final response (1xx interim responses skipped)."""
-    while True:
+    """Status line and headers of the next final response (a few 1xx interim responses skipped)."""
+    for _ in range(_MAXINTERIM + 1):
         try:
             line = conn.readline()
         except ConnectionResetError:
@@ -273,6 +275,7 @@ def _read_head(conn: _Conn) -> tuple[int, str, str, list[tuple[str, str]]]:
         if 100 <= status < 200:
             continue  # 100 Continue and friends: the real answer follows
         return status, (rest[0] if rest else ""), version, items
+    raise _ProtocolError(f"more than {_MAXINTERIM} interim (1xx) responses")
 
 
 class Response:
@@ -749,10 +752,11 @@ def bypass_proxy(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
-def _tunnel_refused(proxy: urllib.parse.SplitResult, host: str, port: int, what: str) -> Exception:
-    """The proxy answered CONNECT with an error: permanent, and named (a 407 with its fix)."""
+def _tunnel_refused(proxy: urllib.parse.SplitResult, host: str, port: int, answer: str) -> Exception:
+    """The proxy answered CONNECT with an error (``answer``: its status and reason): permanent, and
+    named (a 407 with its fix)."""
     from ..errors import RegistryError
-    answer = what.split(":", 1)[-1].strip()[:200]
+    answer = answer.strip()[:200]
     msg = f"the proxy {redact_proxy(proxy)} refused a tunnel to {host}:{port} ({answer})"
     if answer.startswith("407"):
         msg += ("; it wants credentials: " + ("check the ones in the proxy URL" if proxy.username else
