@@ -153,6 +153,44 @@ def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
             env={**base, "REQUESTS_CA_BUNDLE": reg.ca}, check=0)
 
 
+def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_path, registry_factory, monkeypatch):
+    """The system's hashed CA directory is consulted per certificate instead of parsing the whole
+    bundle at every start; a CA found only in the bundle file still verifies (a second try with the
+    bundle loaded), so what is trusted is exactly OpenSSL's default."""
+    from ollama_oci.transport.wire import HTTP, TLSError
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command (to hash a CA directory) is not installed")
+    reg = registry_factory("tls")
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    with_ca, without_ca = tmp_path / "hashed-with", tmp_path / "hashed-without"
+    for d in (with_ca, without_ca):
+        d.mkdir()
+    h = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", reg.ca], capture_output=True, text=True,
+                       check=True).stdout.strip()
+    shutil.copy(reg.ca, with_ca / f"{h}.0")
+    from registry_env import make_ca_and_cert
+    os.makedirs(tmp_path / "other")
+    shutil.copy(make_ca_and_cert(str(tmp_path / "other"))[0], without_ca / "0123abcd.0")  # a foreign CA
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+
+    def handshake(cert_dir, cert_file):
+        monkeypatch.setenv("SSL_CERT_DIR", str(cert_dir))
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        http = HTTP()
+        with http.request("GET", f"https://{reg.host}/v2/", timeout=(5, 5)) as r:
+            assert r.status_code == 401  # TLS verified; the registry wants credentials
+        return http
+
+    assert handshake(with_ca, empty)._lazy           # found by hash in the directory: no bundle parsed
+    assert not handshake(without_ca, reg.ca)._lazy   # only in the bundle file: found on the second try
+    monkeypatch.setenv("SSL_CERT_DIR", str(without_ca))
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty))
+    with pytest.raises(TLSError, match="unable to get local issuer certificate"):  # trusted nowhere
+        HTTP().request("GET", f"https://{reg.host}/v2/", timeout=(5, 5))
+
+
 def test_tls_files_from_certs_d(tmp_path, registry_factory):
     """A registry's certs.d directory, as docker and podman keep it: its CA and client certificate, no flags."""
     import shutil as sh

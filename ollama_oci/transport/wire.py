@@ -463,39 +463,69 @@ class HTTP:
         self.cert = cert
         self.pool_max = pool_max
         self._ctx: Optional[ssl.SSLContext] = None
+        self._lazy = False   # the context looks the system's CAs up in its hashed directory only
         self._idle: dict[tuple, list[_Conn]] = {}
         self._lock = threading.Lock()
 
     # -- TLS ------------------------------------------------------------------------------------
     def ssl_context(self) -> ssl.SSLContext:
-        import ssl  # only https needs it (its import is a tenth of a plain-http CLI run's start)
+        """The TLS configuration, made on first use.
+
+        The system's trust is looked up lazily when OpenSSL's CA directory is hashed (Debian,
+        Ubuntu, Alpine: ``/etc/ssl/certs``): parsing the whole bundle file costs ~20 ms at every
+        start of the CLI, a sixth of an unchanged pull over https. If a certificate check then
+        fails, the bundle file is loaded as well and the connection tried once more
+        (:meth:`_widen_trust`), so what is trusted is exactly the system's default.  A
+        ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` naming that same bundle counts as the default.
+        """
         with self._lock:
             if self._ctx is None:
-                try:
-                    if not self.verify:
-                        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                        ctx.check_hostname = False
-                        ctx.verify_mode = ssl.CERT_NONE
-                    else:
-                        # the default trust, plus what was given: as docker and podman add a
-                        # registry's CAs to the system's (a private registry may redirect to S3)
-                        ctx = ssl.create_default_context()
-                        _add_env_bundles(ctx)
-                        for path in self.cafiles:
-                            ctx.load_verify_locations(cafile=path)
-                    if self.cert:
-                        certfile, keyfile = self.cert if isinstance(self.cert, tuple) else (self.cert, None)
-                        ctx.load_cert_chain(certfile, keyfile)
-                except (OSError, ssl.SSLError) as e:
-                    raise TLSError(f"cannot load the TLS files ({e}); check --ca-file, --cert and --key "
-                                   "(and the registry's certs.d directory)") from None
-                ctx.set_alpn_protocols(["http/1.1"])
-                self._ctx = ctx
+                self._ctx = self._make_context(lazy=True)
             return self._ctx
+
+    def _make_context(self, lazy: bool) -> ssl.SSLContext:
+        import ssl  # only https needs it (its import is a tenth of a plain-http CLI run's start)
+        try:
+            if not self.verify:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                # the default trust, plus what was given: as docker and podman add a
+                # registry's CAs to the system's (a private registry may redirect to S3)
+                cafile, capath, hashed = _system_trust()
+                self._lazy = lazy and hashed
+                if self._lazy:  # the directory alone: OpenSSL reads a CA file when a chain needs it
+                    ctx = ssl.create_default_context(capath=capath)
+                else:  # OpenSSL's default: bundle file and directory (and a platform's stores)
+                    ctx = ssl.create_default_context()
+                # the system bundle named again (as CI images and corporate setups do) is not re-read
+                _add_env_bundles(ctx, skip={os.path.realpath(cafile)} if cafile else set())
+                for path in self.cafiles:
+                    ctx.load_verify_locations(cafile=path)
+            if self.cert:
+                certfile, keyfile = self.cert if isinstance(self.cert, tuple) else (self.cert, None)
+                ctx.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as e:
+            raise TLSError(f"cannot load the TLS files ({e}); check --ca-file, --cert and --key "
+                           "(and the registry's certs.d directory)") from None
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def _widen_trust(self, failed: ssl.SSLContext) -> bool:
+        """A certificate check failed with ``failed``: whether a try with the whole system bundle
+        loaded is worth making (it is made the context for every later connection)."""
+        with self._lock:
+            if self._ctx is not failed:
+                return True  # another connection widened it meanwhile
+            if not self._lazy:
+                return False
+            self._ctx = self._make_context(lazy=False)
+            return True
 
     # -- connections ------------------------------------------------------------------------------
     def _connect(self, scheme: str, host: str, port: int, proxy: Optional[urllib.parse.SplitResult],
-                 timeout: float) -> _Conn:
+                 timeout: float, _widened: bool = False) -> _Conn:
         """A new connection to the registry (through the proxy, if any), TLS started for https.
 
         Errors: TLSError (handshake), RegistryError (the proxy refused a tunnel), NetworkError."""
@@ -508,13 +538,15 @@ class HTTP:
             what = f"the proxy {redact_proxy(proxy)}" if proxy is not None else f"{host}:{port}"
             raise NetworkError(f"cannot connect to {what}: {_reason(e)}") from None
         conn = _Conn(sock)
+        ctx = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 if proxy is not None:
                     self._tunnel(conn, proxy, host, port)
                 # the registry's certificate and name are checked, inside the tunnel if there is one
-                conn.sock = self.ssl_context().wrap_socket(sock, server_hostname=host)
+                ctx = self.ssl_context()
+                conn.sock = ctx.wrap_socket(sock, server_hostname=host)
                 conn._buf.clear()
         except BaseException as e:
             conn.close()
@@ -522,6 +554,9 @@ class HTTP:
             if isinstance(e, (TLSError, NetworkError)) or not isinstance(e, Exception):
                 raise
             if _is_ssl_error(e):
+                if (ctx is not None and getattr(e, "verify_code", None) is not None and not _widened
+                        and self._widen_trust(ctx)):
+                    return self._connect(scheme, host, port, proxy, timeout, _widened=True)
                 raise TLSError(_tls_reason(e)) from None
             if isinstance(e, (OSError, _ProtocolError, _Stale)):
                 raise NetworkError(f"cannot connect to {host}:{port}: {_reason(e)}") from None
@@ -664,17 +699,40 @@ def _request_head(method: str, target: str, headers: dict) -> bytes:
         raise RegistryError("refusing to send a request line or header that is not Latin-1 text") from None
 
 
+def _system_trust() -> tuple[Optional[str], Optional[str], bool]:
+    """OpenSSL's default trust as it resolves it (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured):
+    (bundle file, CA directory, whether the directory is hashed and so can be looked up lazily,
+    as on Debian, Ubuntu and Alpine; not on Fedora, macOS or Windows)."""
+    import ssl
+    paths = ssl.get_default_verify_paths()
+    if paths.capath:
+        try:
+            with os.scandir(paths.capath) as it:
+                for e in it:  # OpenSSL's by-directory lookup wants <subject hash>.<n> names
+                    n, dot, k = e.name.partition(".")
+                    if dot and len(n) == 8 and k.isdigit() and all(c in "0123456789abcdef" for c in n):
+                        return paths.cafile, paths.capath, True
+        except OSError:
+            pass
+    return paths.cafile, paths.capath, False
+
+
 #: CA bundles users already point other HTTP clients at (requests, curl); trusted in addition
 #: to the system store (OpenSSL itself honours SSL_CERT_FILE and SSL_CERT_DIR)
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-def _add_env_bundles(ctx: ssl.SSLContext) -> None:
+def _add_env_bundles(ctx: ssl.SSLContext, skip: set) -> None:
+    """Load the CA bundles the environment names, each once, except the real paths in ``skip``."""
     import ssl
     for var in CA_BUNDLE_VARS:
         path = os.environ.get(var)
         if not path:
             continue
+        real = os.path.realpath(path)
+        if real in skip and os.path.exists(real):
+            continue
+        skip.add(real)
         try:
             if os.path.isdir(path):
                 ctx.load_verify_locations(capath=path)
