@@ -41,7 +41,7 @@ REGISTRY_BIN = shutil.which("docker-registry")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -170,11 +170,12 @@ class Registry:
     signer: Optional[TokenSigner] = None
     port: int = 0
     proc: Optional[subprocess.Popen] = None
+    bind: str = "127.0.0.1"          # or "::1"
 
     def __post_init__(self):
         os.makedirs(self.workdir, exist_ok=True)
         self.storage = os.path.join(self.workdir, "storage")
-        self.port = self.port or free_port()
+        self.port = self.port or free_port(self.bind)
         self.ca = None
         if self.variant == "mtls":
             self.ca, self.cert, self.key = make_ca_and_cert(self.workdir, client=True)
@@ -189,7 +190,7 @@ class Registry:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.bind}]:{self.port}" if ":" in self.bind else f"{self.bind}:{self.port}"
 
     @property
     def scheme(self) -> str:
@@ -199,7 +200,7 @@ class Registry:
         lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
                  "  filesystem:", f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
                  "  maintenance:", "    uploadpurging:", "      enabled: false", "http:",
-                 f"  addr: 127.0.0.1:{self.port}", "  secret: ollama-oci-test-secret"]
+                 f"  addr: \"{self.host}\"", "  secret: ollama-oci-test-secret"]
         if self.variant == "tls":
             lines += ["  tls:", f"    certificate: {self.cert}", f"    key: {self.key}",
                       "auth:", "  htpasswd:", "    realm: ollama-oci-test",
@@ -220,7 +221,7 @@ class Registry:
         log = open(os.path.join(self.workdir, "registry.log"), "ab")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", cfg], stdout=log, stderr=log,
                                      start_new_session=True)
-        _wait_port("127.0.0.1", self.port)
+        _wait_port(self.bind, self.port)
         return self
 
     def kill(self) -> None:
