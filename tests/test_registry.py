@@ -155,8 +155,11 @@ def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
 
 def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_path, registry_factory, monkeypatch):
     """The system's hashed CA directory is consulted per certificate instead of parsing the whole
-    bundle at every start; a CA found only in the bundle file still verifies (a second try with the
-    bundle loaded), so what is trusted is exactly OpenSSL's default."""
+    bundle at every start; a CA found only in the system bundle file (appended without a rehash)
+    still verifies, on a second try with the bundle loaded; a bundle of one's own named by
+    SSL_CERT_FILE is loaded at once. What is trusted is exactly OpenSSL's default."""
+    import ssl
+
     from ollama_oci.transport.wire import HTTP, TLSError
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command (to hash a CA directory) is not installed")
@@ -174,18 +177,29 @@ def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_pat
     shutil.copy(make_ca_and_cert(str(tmp_path / "other"))[0], without_ca / "0123abcd.0")  # a foreign CA
     empty = tmp_path / "empty.pem"
     empty.write_text("")
+    widened = []
+    real_widen = HTTP._widen_trust
+    monkeypatch.setattr(HTTP, "_widen_trust", lambda self, ctx: widened.append(1) or real_widen(self, ctx))
+    real_paths = ssl.get_default_verify_paths
 
-    def handshake(cert_dir, cert_file):
+    def handshake(cert_dir, cert_file, system_bundle=False):
         monkeypatch.setenv("SSL_CERT_DIR", str(cert_dir))
         monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        # system_bundle: the file stands for the system's own bundle (OpenSSL's compiled-in default)
+        monkeypatch.setattr(ssl, "get_default_verify_paths", (lambda: real_paths()._replace(
+            openssl_cafile=str(cert_file))) if system_bundle else real_paths)
+        widened.clear()
         http = HTTP()
         with http.request("GET", f"https://{reg.host}/v2/", timeout=(5, 5)) as r:
             assert r.status_code == 401  # TLS verified; the registry wants credentials
-        return http
+        return http, len(widened)
 
-    assert handshake(with_ca, empty)._lazy           # found by hash in the directory: no bundle parsed
-    assert not handshake(without_ca, reg.ca)._lazy   # only in the bundle file: found on the second try
-    monkeypatch.setenv("SSL_CERT_DIR", str(without_ca))
+    http, tries = handshake(with_ca, empty, system_bundle=True)    # found by hash: no bundle parsed
+    assert http._lazy and tries == 0
+    http, tries = handshake(without_ca, reg.ca, system_bundle=True)  # only in the system bundle
+    assert not http._lazy and tries == 1
+    http, tries = handshake(without_ca, reg.ca)                     # SSL_CERT_FILE of one's own
+    assert not http._lazy and tries == 0
     monkeypatch.setenv("SSL_CERT_FILE", str(empty))
     with pytest.raises(TLSError, match="unable to get local issuer certificate"):  # trusted nowhere
         HTTP().request("GET", f"https://{reg.host}/v2/", timeout=(5, 5))

@@ -701,11 +701,14 @@ def _request_head(method: str, target: str, headers: dict) -> bytes:
 
 def _system_trust() -> tuple[Optional[str], Optional[str], bool]:
     """OpenSSL's default trust as it resolves it (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured):
-    (bundle file, CA directory, whether the directory is hashed and so can be looked up lazily,
-    as on Debian, Ubuntu and Alpine; not on Fedora, macOS or Windows)."""
+    (bundle file, CA directory, whether the directory may stand in for the bundle until a chain
+    fails: it is hashed, as on Debian, Ubuntu and Alpine, not Fedora, macOS or Windows; and the
+    bundle is the system's own, not one ``SSL_CERT_FILE`` names for CAs the directory lacks)."""
     import ssl
     paths = ssl.get_default_verify_paths()
-    if paths.capath:
+    own = paths.cafile is None or (paths.openssl_cafile is not None and
+                                   os.path.realpath(paths.cafile) == os.path.realpath(paths.openssl_cafile))
+    if paths.capath and own:
         try:
             with os.scandir(paths.capath) as it:
                 for e in it:  # OpenSSL's by-directory lookup wants <subject hash>.<n> names
