@@ -205,30 +205,23 @@ def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_pat
         HTTP().request("GET", f"https://{reg.host}/v2/", timeout=(5, 5))
 
 
-def test_registry_at_an_ipv6_address(tmp_path):
+def test_registry_at_an_ipv6_address(tmp_path, registry_factory):
     """A registry reached by an IPv6 literal (``[::1]:PORT``): brackets in the reference, the Host
     header and the connection."""
     import socket
-
-    from registry_env import REGISTRY_BIN, Registry
-    if REGISTRY_BIN is None:
-        pytest.skip("docker-registry (Debian package docker-registry) is not installed")
     try:
         with socket.socket(socket.AF_INET6) as s:
             s.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback here")
-    reg = Registry(str(tmp_path / "reg6"), bind="::1").start()
-    try:
-        src, res = _packed(tmp_path)
-        ref = f"{reg.host}/team/tiny:1"
-        assert ref.startswith("[::1]:")
-        run_cli("push", "team/tiny:1", ref, "--plain-http", "--models-dir", src.root, check=0)
-        run_cli("pull", ref, "--plain-http", "--models-dir", tmp_path / "pulled", "--name", "back:1", check=0)
-        back = OllamaStore(str(tmp_path / "pulled"))
-        assert back.read_manifest_bytes(parse_name("back:1"))[0] == res.manifest.to_bytes(newline=False)
-    finally:
-        reg.kill()
+    reg = registry_factory("plain", bind="::1")
+    src, res = _packed(tmp_path)
+    ref = f"{reg.host}/team/tiny:1"
+    assert ref.startswith("[::1]:")
+    run_cli("push", "team/tiny:1", ref, "--plain-http", "--models-dir", src.root, check=0)
+    run_cli("pull", ref, "--plain-http", "--models-dir", tmp_path / "pulled", "--name", "back:1", check=0)
+    back = OllamaStore(str(tmp_path / "pulled"))
+    assert back.read_manifest_bytes(parse_name("back:1"))[0] == res.manifest.to_bytes(newline=False)
 
 
 def test_tls_files_from_certs_d(tmp_path, registry_factory):

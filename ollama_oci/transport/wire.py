@@ -16,7 +16,7 @@ Content-Length, chunked, read-to-close; what a registry and object storage send)
 * ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` are honoured (``CONNECT``
   tunnels for https, absolute-form requests for http, credentials in the proxy URL);
 * requests are written whole (a target or header value that could split one is refused), and
-  responses parsed within bounds: 64 KiB per header line, 100 headers, interim 1xx skipped;
+  responses parsed within bounds: 64 KiB per header line, 100 headers, up to 8 interim 1xx;
 * TLS (``ssl`` is imported only for https): the system trust store (``SSL_CERT_FILE`` and
   ``SSL_CERT_DIR`` honoured by OpenSSL) plus the bundles in ``REQUESTS_CA_BUNDLE`` and
   ``CURL_CA_BUNDLE`` plus any CA files given, or no verification; a client certificate;
@@ -546,11 +546,9 @@ class HTTP:
                     self._tunnel(conn, proxy, host, port)
                 # the registry's certificate and name are checked, inside the tunnel if there is one
                 ctx = self.ssl_context()
-                conn.sock = ctx.wrap_socket(sock, server_hostname=host)
-                conn._buf.clear()
+                conn.sock = ctx.wrap_socket(sock, server_hostname=host)  # _tunnel left no bytes behind
         except BaseException as e:
-            conn.close()
-            sock.close()
+            conn.close()  # the plain socket (wrap_socket takes it over only when it succeeds)
             if isinstance(e, (TLSError, NetworkError)) or not isinstance(e, Exception):
                 raise
             if _is_ssl_error(e):
