@@ -475,3 +475,34 @@ def test_copy_within_a_registry_mounts(tmp_path, registry_factory):
     cp = run_cli("copy", f"{reg.host}/team/tiny:1", f"{reg.host}/other/tiny:1", "--plain-http", "--json", check=0)
     doc = json.loads(cp.stdout)
     assert {b["action"] for b in doc["blobs"]} == {"mounted"} and doc["bytes_transferred"] == 0
+
+
+def test_the_same_blob_pushed_twice_at_once_is_uploaded_once(tmp_path, registry_factory):
+    """Two tags sharing weights, copied at once (a mirror run): the second upload waits for the first
+    and finds the blob there, instead of sending it again (and racing Docker distribution's link file)."""
+    import threading
+    import time
+
+    from ollama_oci.digest import digest_bytes
+    from ollama_oci.spec import Descriptor
+    reg = registry_factory("plain")
+    data = os.urandom(1 << 20)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    desc = Descriptor("application/vnd.ollama.image.model", digest_bytes(data), len(data))
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    opened = []
+
+    def slow_opener():  # the first upload is still going when the second call starts
+        opened.append(1)
+        time.sleep(0.3)
+        return open(path, "rb")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(store.push_blob("team/shared", desc, slow_opener)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["exists", "uploaded"] and len(opened) == 1
+    assert store.has_blob("team/shared", desc.digest, desc.size)

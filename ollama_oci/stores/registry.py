@@ -84,6 +84,10 @@ class RegistryStore:
         self.client = client or RegistryClient(registry, options)
         self.chunk_size = chunk_size
         self.concurrency = max(1, concurrency)
+        # uploads under way, per (repository, digest): a second copy of the same blob (two tags
+        # sharing weights in one mirror run) waits for the first instead of sending it again
+        self._uploading: dict[tuple[str, Digest], threading.Event] = {}
+        self._uploading_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"registry:{self.registry}"
@@ -208,7 +212,30 @@ class RegistryStore:
 
     def push_blob(self, repository: str, desc: Descriptor, opener: Callable[[], BinaryIO], *,
                   progress: ProgressFn = None, mount_from: Optional[str] = None) -> str:
-        """Upload a blob (skipped if present). Returns ``exists``, ``mounted`` or ``uploaded``."""
+        """Upload a blob (skipped if present). Returns ``exists``, ``mounted`` or ``uploaded``.
+
+        Concurrent calls for the same blob and repository upload it once: the others wait, then
+        find it there. Besides the bytes, this spares Docker distribution a race of its own: two
+        commits of one blob rewrite its repository link file in place, and a manifest checked
+        meanwhile is refused (DIGEST_INVALID, MANIFEST_BLOB_UNKNOWN).
+        """
+        key = (repository, desc.digest)
+        while True:
+            with self._uploading_lock:
+                mine = self._uploading.get(key)
+                if mine is None:
+                    mine = self._uploading[key] = threading.Event()
+                    break
+            mine.wait()  # the other upload ended; whether it succeeded, the HEAD below tells
+        try:
+            return self._push_blob(repository, desc, opener, progress, mount_from)
+        finally:
+            with self._uploading_lock:
+                del self._uploading[key]
+            mine.set()
+
+    def _push_blob(self, repository: str, desc: Descriptor, opener: Callable[[], BinaryIO],
+                   progress: ProgressFn, mount_from: Optional[str]) -> str:
         if self.has_blob(repository, desc.digest, desc.size, for_push=True):
             return "exists"
         if mount_from and mount_from != repository:
