@@ -152,7 +152,11 @@ def cli(ctx: click.Context, verbose: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # plain "warning: ..." lines for a person (a retry as it waits); logger names with -v
+    fmt = "%(levelname)s: %(message)s" if verbose == 0 else "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    for lv in (logging.WARNING, logging.ERROR):
+        logging.addLevelName(lv, logging.getLevelName(lv).lower())
     log.setLevel(level)
     # urllib3's debug lines carry full URLs, and presigned object-storage URLs carry signatures
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -629,11 +633,20 @@ def _transport_options(f):
         click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Blobs (and download parts) moved at once."),
         click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,
-                     help="Retries on connection errors, 429 and 5xx (with backoff, honouring Retry-After)."),
+                     help="Retries on connection errors, 429 and 5xx (with backoff, honouring Retry-After), each "
+                          "shown as it waits. A host name that does not resolve or a refused connection on "
+                          "localhost fails at once unless --retries is given."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _given(param: str) -> bool:
+    """Whether the user set an option on the command line (not its default)."""
+    from click.core import ParameterSource
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE
 
 
 def _read_password(password_stdin: bool) -> Optional[str]:
@@ -655,7 +668,8 @@ def _registry_store(registry: str, plain_http, insecure, ca_file, cert_file, key
         creds = Credentials(username or "", pw or "", source="command line")
     opts = TransportOptions(plain_http=plain_http, insecure=insecure, ca_file=ca_file, cert_file=cert_file,
                             key_file=key_file, credentials=creds, max_retries=retries, ollama_key=ollama_key,
-                            ollama_auth=True if ollama_key else None)
+                            ollama_auth=True if ollama_key else None,
+                            unreachable_retries=retries if _given("retries") else None)
     return RegistryStore(registry, opts, chunk_size=chunk_size, concurrency=concurrency)
 
 

@@ -279,7 +279,7 @@ class Front:
 
     def __init__(self, upstream: Optional[Registry] = None, *, signer: Optional[TokenSigner] = None,
                  users: Optional[dict] = None, ed25519_keys: Optional[list] = None, host: str = "127.0.0.1",
-                 cdn_host: str = "127.0.0.2"):
+                 cdn_host: str = "127.0.0.2", tls: Optional[tuple[str, str]] = None):
         self.upstream = upstream
         self.signer = signer
         self.users = users or {}
@@ -297,6 +297,13 @@ class Front:
         self.port = free_port(host)
         self.host = host
         self.server = _Server((host, self.port), self._handler())
+        if tls is not None:  # (certificate, key): clients speak TLS to the front itself (an https:// proxy)
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            # the handshake happens in each handler's thread, not in the accepting one
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self.cdn_host = cdn_host
         self.cdn_port = free_port(cdn_host)
         self.cdn = _Server((cdn_host, self.cdn_port), self._cdn_handler())

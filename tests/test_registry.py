@@ -153,14 +153,11 @@ def test_ca_bundles_from_the_environment(tmp_path, registry_factory):
             env={**base, "REQUESTS_CA_BUNDLE": reg.ca}, check=0)
 
 
-def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_path, registry_factory, monkeypatch):
-    """The system's hashed CA directory is consulted per certificate instead of parsing the whole
-    bundle at every start; a CA found only in the system bundle file (appended without a rehash)
-    still verifies, on a second try with the bundle loaded; a bundle of one's own named by
-    SSL_CERT_FILE is loaded at once. What is trusted is exactly OpenSSL's default."""
-    import ssl
-
-    from ollama_oci.transport.wire import HTTP, TLSError
+def test_system_trust_from_openssls_defaults(tmp_path, registry_factory, monkeypatch):
+    """The default trust is OpenSSL's: a CA in the hashed directory named by SSL_CERT_DIR, or in
+    the bundle named by SSL_CERT_FILE, verifies the registry; a CA in neither is refused with a
+    TLSError (never retried)."""
+    from ollama_oci.transport.session import HTTP, TLSError
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command (to hash a CA directory) is not installed")
     reg = registry_factory("tls")
@@ -177,30 +174,17 @@ def test_system_trust_is_looked_up_lazily_and_widened_when_a_check_fails(tmp_pat
     shutil.copy(make_ca_and_cert(str(tmp_path / "other"))[0], without_ca / "0123abcd.0")  # a foreign CA
     empty = tmp_path / "empty.pem"
     empty.write_text("")
-    widened = []
-    real_widen = HTTP._widen_trust
-    monkeypatch.setattr(HTTP, "_widen_trust", lambda self, ctx: widened.append(1) or real_widen(self, ctx))
-    real_paths = ssl.get_default_verify_paths
 
-    def handshake(cert_dir, cert_file, system_bundle=False):
+    def handshake(cert_dir, cert_file):
         monkeypatch.setenv("SSL_CERT_DIR", str(cert_dir))
         monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
-        # system_bundle: the file stands for the system's own bundle (OpenSSL's compiled-in default)
-        monkeypatch.setattr(ssl, "get_default_verify_paths", (lambda: real_paths()._replace(
-            openssl_cafile=str(cert_file))) if system_bundle else real_paths)
-        widened.clear()
-        http = HTTP()
-        with http.request("GET", f"https://{reg.host}/v2/", timeout=(5, 5)) as r:
+        with HTTP().request("GET", f"https://{reg.host}/v2/", timeout=(5, 5)) as r:
             assert r.status_code == 401  # TLS verified; the registry wants credentials
-        return http, len(widened)
 
-    http, tries = handshake(with_ca, empty, system_bundle=True)    # found by hash: no bundle parsed
-    assert http._lazy and tries == 0
-    http, tries = handshake(without_ca, reg.ca, system_bundle=True)  # only in the system bundle
-    assert not http._lazy and tries == 1
-    http, tries = handshake(without_ca, reg.ca)                     # SSL_CERT_FILE of one's own
-    assert not http._lazy and tries == 0
+    handshake(with_ca, empty)        # found in the hashed directory
+    handshake(without_ca, reg.ca)    # found in the bundle file
     monkeypatch.setenv("SSL_CERT_FILE", str(empty))
+    monkeypatch.setenv("SSL_CERT_DIR", str(without_ca))
     with pytest.raises(TLSError, match="unable to get local issuer certificate"):  # trusted nowhere
         HTTP().request("GET", f"https://{reg.host}/v2/", timeout=(5, 5))
 
@@ -355,7 +339,7 @@ def test_skopeo_agrees(tmp_path, registry_factory):
 
 def test_ollamas_own_client_gets_the_default_form_and_not_the_oci_one(tmp_path, registry_factory):
     """Why push defaults to Docker schema 2: ollama asks for it alone, and distribution holds to that."""
-    from ollama_oci.transport.wire import HTTP
+    from ollama_oci.transport.session import HTTP
     reg = registry_factory("plain")
     src, res = _packed(tmp_path)
     for tag, extra in (("1", []), ("oci", ["--format", "oci"])):
@@ -428,17 +412,21 @@ def test_proxy_from_environment_and_no_proxy(tmp_path, registry_factory):
     assert front.proxied == []  # NO_PROXY honoured
 
 
-def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory):
-    """HTTPS_PROXY: the client tunnels with CONNECT and checks the registry's certificate inside the tunnel."""
+@pytest.mark.parametrize("proxy_scheme", ["http", "https"])
+def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory, proxy_scheme):
+    """HTTPS_PROXY: the client tunnels with CONNECT and checks the registry's certificate inside the
+    tunnel; the proxy itself may be reached over http or over TLS (an https:// proxy URL)."""
     import base64
 
     from registry_env import Front
     reg = registry_factory("tls")
-    proxy = Front()  # only its forward-proxy side is used
+    # only its forward-proxy side is used; as an https proxy it shows the registry's own certificate
+    proxy = Front(tls=(reg.cert, reg.key) if proxy_scheme == "https" else None)
     try:
         src, res = _packed(tmp_path)
         auth = _auth_file(tmp_path, reg.host)
-        env = {"HTTPS_PROXY": f"http://{proxy.addr}", "https_proxy": f"http://{proxy.addr}", "NO_PROXY": "",
+        purl = f"{proxy_scheme}://{proxy.addr}"
+        env = {"HTTPS_PROXY": purl, "https_proxy": purl, "NO_PROXY": "",
                "no_proxy": "", "REGISTRY_AUTH_FILE": str(auth), "DOCKER_CONFIG": str(tmp_path / "empty")}
         run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", src.root,
                 env=env, check=0)
@@ -456,12 +444,12 @@ def test_https_registry_through_a_connect_proxy(tmp_path, registry_factory):
         cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p3", env=env)
         assert cp.returncode == 7 and "407" in cp.stderr and "http://user:password@host:port" in cp.stderr
         assert len(proxy.proxied) == 1
-        wrong = f"http://squid:hunter2@{proxy.addr}"
+        wrong = f"{proxy_scheme}://squid:hunter2@{proxy.addr}"
         cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p4",
                      env={**env, "HTTPS_PROXY": wrong, "https_proxy": wrong})
         assert cp.returncode == 7 and "check the ones in the proxy URL" in cp.stderr
         assert "hunter2" not in cp.stdout + cp.stderr
-        creds = f"http://squid:p%40ss@{proxy.addr}"
+        creds = f"{proxy_scheme}://squid:p%40ss@{proxy.addr}"
         run_cli("pull", f"{reg.host}/team/tiny:1", "--ca-file", reg.ca, "--models-dir", tmp_path / "p5",
                 env={**env, "HTTPS_PROXY": creds, "https_proxy": creds}, check=0)
     finally:

@@ -82,7 +82,7 @@ def test_registry_killed_during_push_then_rerun(tmp_path, registry_factory, gemm
     reg.kill()
     out, err = p.communicate(timeout=120)
     assert p.returncode == 7, err  # a registry/network failure, reported as such
-    assert "Traceback" not in err and err.startswith("error: ")
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("error: ")
     reg.start()
     front.throttle = None
     cp = run_cli("push", "gemma3:270m", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir",
@@ -259,3 +259,34 @@ def test_parallel_pull_and_a_server_that_ignores_ranges(tmp_path, registry_facto
     run_cli("pull", f"{front.addr}/team/big:1", "--plain-http", "--models-dir", tmp_path / "b", check=0)
     assert OllamaStore(str(tmp_path / "b")).verify()[1] == []
     assert front.blob_bytes_served < 2 * res.manifest.size + (1 << 20)  # fell back to one stream, no endless refetch
+
+
+def test_a_closed_port_fails_at_once_naming_host_and_port_and_retries_show(tmp_path):
+    """Nothing listens: retrying cannot help, so the first refusal ends the push (it took 40 s of
+    silent backoff before). Asked for retries, each one is shown as it waits."""
+    import socket
+    store = OllamaStore(str(tmp_path / "packed"))
+    pack(Recipe(files=[TINY]), "tiny:1", [store])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cp = run_cli("push", "tiny:1", f"127.0.0.1:{port}/team/tiny:1", "--plain-http", "--models-dir", store.root)
+    assert cp.returncode == 7, cp.stderr
+    assert "Traceback" not in cp.stderr and "retrying" not in cp.stderr
+    assert cp.stderr.startswith("error: ") and f"127.0.0.1:{port}" in cp.stderr and "refused" in cp.stderr
+    cp = run_cli("push", "tiny:1", f"127.0.0.1:{port}/team/tiny:1", "--plain-http", "--models-dir", store.root,
+                 "--retries", "2", "--concurrency", "1")
+    assert cp.returncode == 7
+    lines = cp.stderr.splitlines()
+    assert [x for x in lines if "retrying in" in x] and all(
+        x.startswith("warning: connection refused by 127.0.0.1:") for x in lines if "retrying in" in x)
+    assert any(x.endswith("(1/2)") for x in lines) and any(x.endswith("(2/2)") for x in lines)
+    assert lines[-1].startswith("error: ") and "after 3 tries" in lines[-1]
+
+
+def test_a_name_that_does_not_resolve_fails_at_once(tmp_path):
+    store = OllamaStore(str(tmp_path / "packed"))
+    pack(Recipe(files=[TINY]), "tiny:1", [store])
+    cp = run_cli("push", "tiny:1", "no-such-registry.invalid:5000/team/tiny:1", "--models-dir", store.root)
+    assert cp.returncode == 7 and "retrying" not in cp.stderr
+    assert "cannot resolve the host name 'no-such-registry.invalid'" in cp.stderr

@@ -1,7 +1,7 @@
 """A remote OCI registry as a store: the distribution API, streamed and verified.
 
-Uploads never hold a blob in memory: a monolithic ``PUT`` hands the file to the
-kernel (``sendfile``; 1 MiB reads over TLS), and registries that cap request bodies
+Uploads never hold a blob in memory: a monolithic ``PUT`` streams the file in 1 MiB
+blocks, and registries that cap request bodies
 (413) get a chunked ``PATCH`` upload instead, or always when ``chunk_size`` is
 set.  Downloads go to a partial file in the destination store, in parallel byte
 ranges for large blobs, with their progress recorded on disk so an interrupted
@@ -28,7 +28,7 @@ from ..fsutil import atomic_write, unlink_quiet
 from ..reference import Reference
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from
-from ..transport.wire import FileRegion, NetworkError
+from ..transport.session import FileBody, NetworkError
 
 log = logging.getLogger("ollama_oci")
 
@@ -262,7 +262,7 @@ class RegistryStore:
             # (DIGEST_INVALID), so we do not hash again on the sending thread.
             def body():
                 rollback()
-                return FileRegion(opener, 0, desc.size, tick)
+                return FileBody(opener, 0, desc.size, tick)
             resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)),
                                        scope=_push(repository),
                                        headers={"Content-Type": "application/octet-stream",
@@ -369,7 +369,7 @@ class RegistryStore:
             n = min(chunk_size, desc.size - offset)
             start = offset
             status, loc = self._patch_chunk(repository, loc, start, n,
-                                            lambda s=start, k=n: FileRegion(opener, s, k, None))
+                                            lambda s=start, k=n: FileBody(opener, s, k, None))
             if status == 416:
                 if stalls >= 3:
                     raise RegistryError(f"{self.registry} keeps refusing chunks of {desc.digest} (416)")

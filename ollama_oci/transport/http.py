@@ -1,10 +1,14 @@
 """An HTTP client for one registry: TLS options, proxies, retries, redirects and auth.
 
-* ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` are honoured (:mod:`.wire`).
+* ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` are honoured (:mod:`.proxy`); HTTP itself
+  is urllib3's (:mod:`.session`).
 * ``plain_http`` (use http) and ``insecure`` (skip TLS verification) are separate, plus a CA
   file and a client certificate.
 * Retries with exponential backoff and jitter on connection errors, timeouts, 408, 429 and
   5xx; ``Retry-After`` is honoured (capped).  Request bodies are re-created for each try.
+  Where retrying cannot help (a host name that does not resolve, a refused connection on a
+  loopback address) the request fails at once, unless ``unreachable_retries`` asks otherwise.
+  Each retry is logged at WARNING as it waits ("connection refused ..., retrying in 2.0 s (2/5)").
 * Redirects are followed by hand: ``Authorization`` is never sent to another host (object
   storage behind a 307 gets a presigned URL, not our token).
 * Auth: on a 401 the ``WWW-Authenticate`` challenge is answered (Bearer token flow with
@@ -27,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 from .._version import __version__
 from ..errors import AuthError, RegistryError
 from .auth import Challenge, Credentials, OllamaKey, find_credentials, parse_challenges
-from .wire import HTTP, NetworkError, Response, TLSError
+from .session import HTTP, NetworkError, Response, TLSError
 
 log = logging.getLogger("ollama_oci")
 
@@ -76,6 +80,9 @@ class TransportOptions:
     #: sign token requests with the ollama key: None = only for ollama's own hosts (and hf.co)
     ollama_auth: Optional[bool] = None
     max_retries: int = 5                #: retries after the first try (connection errors, 408/429/5xx)
+    #: retries when the host is unreachable in a way waiting rarely fixes (a name that does not
+    #: resolve, a refused connection on loopback); None: none, fail at once
+    unreachable_retries: Optional[int] = None
     backoff: float = 0.5                #: first retry delay in seconds; doubles each time (with jitter)
     max_backoff: float = 30.0           #: longest single wait, including Retry-After
     connect_timeout: float = 15.0
@@ -290,17 +297,22 @@ class RegistryClient:
                             "--plain-http for an http registry)")
                 raise RegistryError(f"TLS with {_host(url)} failed ({e}); {hint}", url=redact(url)) from None
             except NetworkError as e:
-                if attempt >= self.opts.max_retries:
-                    raise RegistryError(f"cannot reach {redact(url)}: {e} after "
-                                        f"{attempt + 1} tries", url=redact(url), temporary=True) from None
+                limit = self.opts.max_retries
+                if e.unreachable:
+                    limit = self.opts.unreachable_retries or 0
+                if attempt >= limit:
+                    tries = f" after {attempt + 1} tries" if attempt else ""
+                    raise RegistryError(f"cannot reach {self.registry}: {e}{tries}", url=redact(url),
+                                        temporary=not e.unreachable) from None
                 d = self._delay(attempt)
-                log.info("%s: %s, retrying in %.1fs", redact(url), e, d)
+                log.warning("%s, retrying in %.1f s (%d/%d)", e, d, attempt + 1, limit)
                 self._sleep(d)
                 attempt += 1
                 continue
             if resp.status_code in _RETRY_STATUS and attempt < self.opts.max_retries:
                 d = self._delay(attempt, resp)
-                log.info("%s: %s, retrying in %.1fs", redact(url), resp.status_code, d)
+                log.warning("%s answered %s %s, retrying in %.1f s (%d/%d)", _host(url), resp.status_code,
+                            resp.reason, d, attempt + 1, self.opts.max_retries)
                 resp.close()
                 self._sleep(d)
                 attempt += 1
@@ -314,7 +326,7 @@ class RegistryClient:
         """Send a request with auth, retries and redirects; returns the final response.
 
         ``body`` is bytes, or a callable returning a fresh body (bytes or a
-        :class:`~.wire.FileRegion`) for each try.  ``on_redirect(url)`` is told the
+        :class:`~.session.FileBody`) for each try.  ``on_redirect(url)`` is told the
         final URL when a redirect leaves the registry host.  The response body is unread:
         the caller reads and closes it.
         """
