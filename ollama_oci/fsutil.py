@@ -212,12 +212,16 @@ def commit_staged(st: Staged, final: str) -> None:
     """Give a staged file its final name (or drop it if an identical blob is already there)."""
     try:
         try:
-            exists = os.stat(final).st_size == st.size
+            fst = os.stat(final)
+            exists = fst.st_size == st.size
         except FileNotFoundError:
             exists = False
         if exists:
             unlink_quiet(st.tmp)
-            os.utime(final)  # ollama "touches" reused layers so its pruner's grace period applies
+            # ollama "touches" reused layers so its pruner's grace period applies; a blob that is
+            # a hard link of someone's file (the user's GGUF) is left alone: its mtime is theirs
+            if fst.st_nlink == 1:
+                os.utime(final)
         else:
             if st.method != "hardlink":  # never chmod the user's own file through a link
                 os.chmod(st.tmp, 0o644 & ~_umask())

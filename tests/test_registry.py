@@ -494,3 +494,31 @@ def test_the_same_blob_pushed_twice_at_once_is_uploaded_once(tmp_path, registry_
         t.join()
     assert sorted(results) == ["exists", "uploaded"] and len(opened) == 1
     assert store.has_blob("team/shared", desc.digest, desc.size)
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+def test_oci_layout_entry_written_by_skopeo_under_the_long_name(tmp_path, registry_factory):
+    """skopeo (and oras) name a layout entry by the long form, registry.ollama.ai/library/tiny:1.
+    That is the same model as our tiny:1: a re-pack replaces it (it used to stay, and be served),
+    rm keeps every blob another entry uses, and verify stays clean."""
+    reg = registry_factory("plain")
+    v1 = OllamaStore(str(tmp_path / "v1"))
+    pack(Recipe(files=[TINY], system="first"), "tiny:1", [v1], link_mode="copy")
+    run_cli("push", "tiny:1", f"{reg.host}/library/tiny:1", "--format", "oci", "--plain-http",
+            "--models-dir", v1.root, check=0)
+    layout = tmp_path / "layout"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg.host}/library/tiny:1",
+                    f"oci:{layout}:registry.ollama.ai/library/tiny:1"], capture_output=True, check=True)
+    lay = OCILayout(str(layout))
+    assert lay.get_config(lay.get_manifest(parse_name("tiny:1"))[0]).model_format == "gguf"
+    res = pack(Recipe(files=[TINY], system="second"), "tiny:1", [lay], link_mode="copy")
+    pack(Recipe(files=[TINY], system="other"), "other:1", [lay], link_mode="copy")  # shares the weights
+    index = json.loads((layout / "index.json").read_text())
+    names = [e["annotations"]["org.opencontainers.image.ref.name"] for e in index["manifests"]]
+    assert sorted(names) == ["other:1", "tiny:1"]  # the long-named entry was replaced, not kept beside
+    m, _ = lay.get_manifest(parse_name("registry.ollama.ai/library/tiny:1"))
+    assert m.to_bytes(newline=False) == res.manifest.to_bytes(newline=False)  # the new model is served
+    assert lay.verify()[1] == []
+    run_cli("rm", "tiny:1", "--oci-layout", layout, check=0)
+    assert [e.name.display for e in lay.list()] == ["other:1"]
+    assert lay.verify()[1] == []  # the shared weights are still there

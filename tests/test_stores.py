@@ -297,3 +297,21 @@ def test_prune_oci_layout(tmp_path):
     names = {os.path.basename(p) for p in removed}
     assert b.manifest.layers_of(MT.SYSTEM)[0].digest.hex in names
     assert layout.verify()[1] == [] and [e.name.display for e in layout.list()] == ["a:latest"]
+
+
+def test_repacking_a_hard_linked_gguf_leaves_the_users_file_alone(tmp_path):
+    """The store's blob shares the inode with the user's GGUF: re-packing it (the blob is already
+    there) must not touch that file's mtime, mode or content."""
+    src = tmp_path / "model.gguf"
+    shutil.copy(TINY, src)
+    os.chmod(src, 0o600)
+    os.utime(src, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    before = os.stat(src)
+    data = src.read_bytes()
+    store = OllamaStore(str(tmp_path / "models"))
+    for system in ("one", "two"):
+        res = pack(Recipe(files=[str(src)], system=system), "m:1", [store], link_mode="hardlink")
+        assert os.path.samefile(store.find_blob(res.manifest.layers[0].digest), src)
+    after = os.stat(src)
+    assert (after.st_mtime_ns, after.st_mode, after.st_nlink) == (before.st_mtime_ns, before.st_mode, 2)
+    assert src.read_bytes() == data

@@ -17,8 +17,8 @@ import os
 from typing import Optional
 
 from ..digest import Digest, digest_bytes, parse_digest
-from ..errors import InvalidInput, InvalidName, NotFound, StoreError
-from ..fsutil import atomic_write, locked
+from ..errors import InvalidInput, InvalidName, NotFound, StoreError, VerificationError
+from ..fsutil import atomic_write, locked, unlink_quiet
 from ..names import ModelName, parse_name
 from ..spec import MAX_MANIFEST_BYTES, MT, parse_manifest
 from .base import LocalStore
@@ -72,6 +72,25 @@ class OCILayout(LocalStore):
                     ok = is_blobs and len(n) == 64 and all(c in "0123456789abcdef" for c in n)
                     out.append((p, "sha256:" + n if ok else None))
         return out
+
+    def _referenced(self, skip: Optional[ModelName] = None) -> tuple[set[str], list[str]]:
+        """Blobs used by every index entry except those naming ``skip``: also entries another tool
+        wrote under another spelling of a name, or with no name at all."""
+        refs: set[str] = set()
+        unreadable: list[str] = []
+        for e in self._read_index()["manifests"]:
+            if not isinstance(e, dict) or (skip is not None and self._names(e, skip)):
+                continue
+            label = str((e.get("annotations") or {}).get(REF_ANNOTATION) if isinstance(e.get("annotations"), dict)
+                        else None) or str(e.get("digest"))
+            try:
+                data = self.read_blob(parse_digest(e.get("digest", "")), MAX_MANIFEST_BYTES)
+                m = parse_manifest(data)
+            except (InvalidInput, NotFound, OSError, VerificationError):
+                unreadable.append(label[:200])
+                continue
+            refs.update(str(d.digest) for d in m.blobs)
+        return refs, unreadable
 
     def _referenced_by_index(self) -> set[str]:
         return {e["digest"] for e in self._read_index()["manifests"]
@@ -130,15 +149,28 @@ class OCILayout(LocalStore):
         d = digest_bytes(data)
         self.put_blob_bytes(data, d)
         m = parse_manifest(data)
-        ref = self.ref_for(name)
         with locked(self.root):
             idx = self._read_index()
-            keep = [e for e in idx["manifests"]
-                    if not (isinstance(e, dict) and (e.get("annotations") or {}).get(REF_ANNOTATION) == ref)]
-            keep.append({"mediaType": m.media_type, "digest": str(d), "size": len(data),
-                         "annotations": {REF_ANNOTATION: ref}})
-            idx["manifests"] = keep
+            # every entry naming this model goes, under whichever spelling another tool wrote it
+            # (skopeo and oras write the long form, registry.ollama.ai/library/x:tag)
+            idx["manifests"] = [e for e in idx["manifests"] if not self._names(e, name)]
+            idx["manifests"].append({"mediaType": m.media_type, "digest": str(d), "size": len(data),
+                                     "annotations": {REF_ANNOTATION: self.ref_for(name)}})
             self._write_index(idx)
+
+    @staticmethod
+    def _names(entry: object, name: ModelName) -> bool:
+        """Whether an index entry is the model ``name`` (its ref annotation parses to it)."""
+        if not isinstance(entry, dict):
+            return False
+        ref = (entry.get("annotations") or {}).get(REF_ANNOTATION) if isinstance(entry.get("annotations"),
+                                                                                  dict) else None
+        if not isinstance(ref, str):
+            return False
+        try:
+            return parse_name(ref) == name
+        except InvalidName:
+            return False
 
     def read_manifest_bytes(self, name: ModelName) -> tuple[bytes, float]:
         e = self._find(name)
@@ -154,16 +186,20 @@ class OCILayout(LocalStore):
         return sorted({n for n, _ in self._entries()}, key=str)
 
     def _delete_manifest(self, name: ModelName) -> None:
-        ref = self.ref_for(name)
         with locked(self.root):
             idx = self._read_index()
-            e = self._find(name)
-            idx["manifests"] = [x for x in idx["manifests"]
-                                if not (isinstance(x, dict) and (x.get("annotations") or {}).get(REF_ANNOTATION) == ref)]
+            self._find(name)  # NotFound when absent
+            gone = [x for x in idx["manifests"] if self._names(x, name)]
+            idx["manifests"] = [x for x in idx["manifests"] if not self._names(x, name)]
             self._write_index(idx)
-        # the manifest blob itself goes too unless another entry points at it
-        d = parse_digest(e["digest"])
-        if not any(x.get("digest") == str(d) for x in idx["manifests"] if isinstance(x, dict)):
-            p = self.find_blob(d)
-            if p:
-                os.unlink(p)
+        # the manifest blobs themselves go too unless another entry points at them
+        kept = {x.get("digest") for x in idx["manifests"] if isinstance(x, dict)}
+        for e in gone:
+            try:
+                d = parse_digest(e.get("digest", ""))
+            except InvalidInput:
+                continue
+            if str(d) not in kept:
+                p = self.find_blob(d)
+                if p:
+                    unlink_quiet(p)
