@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -33,6 +32,7 @@ from .modelfile import Modelfile, parse_modelfile
 from .modelinfo import ModelInfo, model_info
 from .names import ModelName, parse_name
 from .params import format_params
+from .progress import ProgressCallback, ProgressEvent
 from .spec import MT, Config, Descriptor, Manifest
 
 __all__ = ["Recipe", "Blob", "text_layer", "params_layer", "messages_layer", "build_config",
@@ -254,16 +254,19 @@ class PackResult:
         }
 
 
-def _gguf_info(path: str, what: str) -> ModelInfo:
+def _gguf_info(path: str, what: str, want_template: bool = False) -> tuple[ModelInfo, Optional[tuple]]:
+    """The header facts of one GGUF, and (if asked and it has one) what deriving its chat template
+    needs: the header is parsed once for both."""
     from .modelinfo import shard_siblings
     with read_gguf(path) as g:
         info = model_info(g)
+        inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
     siblings = shard_siblings(path)
     if (info.split is not None and info.split.count > 1) or (siblings and len(siblings) > 1):
         raise Unsupported(
             f"{path}: is one shard of a split GGUF ({what}); merge the shards first "
             "(llama-gguf-split --merge FIRST-SHARD OUT.gguf) and pack the merged file")
-    return info
+    return info, inputs
 
 
 def _check_magic(path: str) -> None:
@@ -284,30 +287,44 @@ def parse_gguf_prefix(head: bytes, path: str) -> None:
         parse_gguf(head, path=path)  # raises the precise "not a GGUF file" error
 
 
+def _template_inputs(g) -> Optional[tuple]:
+    """(chat template, special-token vocabulary, EOS token) of an open GGUF; None without a template."""
+    from .chat_template import special_tokens
+    src = g.get_str("tokenizer.chat_template")
+    if not src:
+        return None
+    toks = g.get("tokenizer.ggml.tokens")
+    types = g.get("tokenizer.ggml.token_type")
+    vocab = special_tokens(list(toks), list(types) if types is not None else None) if toks is not None else None
+    eos_id = g.get_int("tokenizer.ggml.eos_token_id")
+    eos = toks[eos_id] if toks is not None and eos_id is not None and 0 <= eos_id < len(toks) else ""
+    return src, vocab, eos
+
+
 def derive_from_gguf(path: str, **kw):
     """The template derived from a GGUF's chat template (None if it has none); may raise
     TemplateDerivationError."""
-    from .chat_template import derive_template, special_tokens
     with read_gguf(path) as g:
-        src = g.get_str("tokenizer.chat_template")
-        if not src:
-            return None
-        toks = g.get("tokenizer.ggml.tokens")
-        types = g.get("tokenizer.ggml.token_type")
-        vocab = special_tokens(list(toks), list(types) if types is not None else None) if toks is not None else None
-        eos_id = g.get_int("tokenizer.ggml.eos_token_id")
-        eos = toks[eos_id] if toks is not None and eos_id is not None and 0 <= eos_id < len(toks) else ""
+        inputs = _template_inputs(g)
+    return _derive_from_inputs(inputs, **kw)
+
+
+def _derive_from_inputs(inputs: Optional[tuple], **kw):
+    from .chat_template import derive_template
+    if inputs is None:
+        return None
+    src, vocab, eos = inputs
     return derive_template(src, vocab=vocab, eos_token=eos, **kw)
 
 
-def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], warn):
+def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[Optional[tuple]], warn):
     from .chat_template import TemplateDerivationError
-    for path, info in zip(paths, infos):
+    for path, info, inp in zip(paths, infos, inputs):
         if info.kind != "model" or not info.chat_template:
             continue
         name = os.path.basename(path)
         try:
-            d = derive_from_gguf(path)
+            d = _derive_from_inputs(inp)
         except TemplateDerivationError as e:
             if warn:
                 warn(f"{name}: {e}; the model gets no template layer (give one with TEMPLATE or --template)")
@@ -330,16 +347,18 @@ class _Cancelled(Exception):
 
 
 def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy_rootfs: bool = False,
-         link_mode: str = "auto", progress: Optional[Callable[[str, int, int], None]] = None,
+         link_mode: str = "auto", progress: ProgressCallback = None,
          warn: Optional[Callable[[str], None]] = None) -> PackResult:
     """Build the model described by ``recipe`` into every store in ``stores``.
 
     Each GGUF is read once: linked (or reflinked) into the first store when it is
     on the same filesystem and hashed there, else copied and hashed in the same
     pass; while that runs, the headers are parsed on the other core.  Nothing
-    becomes visible until every header is valid.  Later stores take the first
-    store's verified blob.  Blobs go in first, the manifest last, each atomically.
-    ``progress(label, done, total)`` is called while GGUF files are hashed.
+    becomes visible until every header is valid.  Later stores get the first store's
+    verified blobs through the copy engine (linked where they can be).  Blobs go in first,
+    the manifest last, each atomically.  ``progress`` is told a
+    :class:`~ollama_oci.progress.ProgressEvent` (phase ``hash``, the file's name) while GGUF
+    files are read.
     """
     if isinstance(name, str):
         name = parse_name(name)
@@ -358,7 +377,7 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         if progress is None:
             return None
         label = os.path.basename(path)
-        return lambda done, total: progress(label, done, total)
+        return lambda done, total: progress(ProgressEvent("hash", label, done, total))
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -385,15 +404,13 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             raise
         return staged
 
-    # While the pure-Python parse holds the GIL, the hashing thread waits up to the switch
-    # interval each time it needs the GIL back; a short interval keeps it busy (restored below).
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, 0.0005))
+    want_template = recipe.template is None and recipe.auto_template
     with ThreadPoolExecutor(max_workers=1) as ex:
         fut = ex.submit(stage_all)
         try:
-            base_infos = [_gguf_info(p, "FROM") for p in order]
-            adapter_infos = [_gguf_info(p, "ADAPTER") for p in recipe.adapters]
+            base = [_gguf_info(p, "FROM", want_template) for p in order]
+            base_infos = [i for i, _ in base]
+            adapter_infos = [_gguf_info(p, "ADAPTER")[0] for p in recipe.adapters]
             if "model" not in [i.kind for i in base_infos]:
                 raise InvalidInput("no model GGUF among the FROM files (only adapters or projectors)")
         except BaseException:
@@ -404,8 +421,6 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             except _Cancelled:
                 pass
             raise
-        finally:
-            sys.setswitchinterval(switch)
         staged = fut.result()
 
     params = dict(recipe.params)
@@ -415,7 +430,7 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         # after staging: the derivation forks a sandbox, which must not happen while threads run
         derived = None
         try:
-            derived = _derive(order, base_infos, warn)
+            derived = _derive(order, base_infos, [t for _, t in base], warn)
         except BaseException:
             for st in staged:
                 discard_staged(st)
@@ -441,34 +456,38 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
 
     kinds = [_media_type(i.kind) for i in base_infos] + [MT.ADAPTER] * len(adapter_infos)  # ADAPTER lines are adapters
     model_facts = [i for i, mt in zip(base_infos, kinds) if mt == MT.MODEL]
-    committed: list[tuple[str, tuple[Digest, int]]] = []
+    committed: list[tuple[Digest, int]] = []
     try:
         for st in staged:
             first.commit(st)
-            committed.append((first.blob_path(st.digest), (st.digest, st.size)))
+            committed.append((st.digest, st.size))
     except BaseException:
         for st in staged[len(committed):]:
             discard_staged(st)
         raise
 
-    result_manifest = config = mdigest = None
-    done_stores = []
-    for k, store in enumerate(stores):
-        gguf_layers: list[Descriptor] = []
-        for (src, known), mt, path in zip(committed, kinds, paths):
-            if k > 0:  # later stores take the first store's verified blob: the GGUF is read once
-                store.ingest_file(src, link_mode=link_mode, progress=cb_for(path), known=known)
-            gguf_layers.append(Descriptor(mt, known[0], known[1]))
-        layers = gguf_layers + [b.descriptor for b in small]
-        config = build_config(model_facts, layers, renderer=recipe.renderer, parser=recipe.parser,
-                              requires=recipe.requires, legacy_rootfs=legacy_rootfs)
-        manifest, cblob = build_manifest(layers, config)
-        for b in small + [cblob]:
-            store.put_blob_bytes(b.data, b.descriptor.digest)
-        mdigest = store.put_manifest(name, manifest)
-        result_manifest = manifest
-        done_stores.append(store.describe())
-    return PackResult(name, result_manifest, mdigest, config, base_infos + adapter_infos, done_stores)
+    layers = [Descriptor(mt, d, n) for (d, n), mt in zip(committed, kinds)] + [b.descriptor for b in small]
+    config = build_config(model_facts, layers, renderer=recipe.renderer, parser=recipe.parser,
+                          requires=recipe.requires, legacy_rootfs=legacy_rootfs)
+    manifest, cblob = build_manifest(layers, config)
+    for b in small + [cblob]:
+        first.put_blob_bytes(b.data, b.descriptor.digest)
+    mdigest = first.put_manifest(name, manifest)
+    _copy_to_others(first, stores[1:], name, manifest, link_mode, progress)
+    return PackResult(name, manifest, mdigest, config, base_infos + adapter_infos,
+                      [s.describe() for s in stores])
+
+
+def _copy_to_others(first: Any, others: Sequence[Any], name: ModelName, manifest: Manifest, link_mode: str,
+                    progress: ProgressCallback) -> None:
+    """Later stores take the first store's verified blobs through the copy engine (linked or
+    reflinked where they can be: the GGUF is read once), then the manifest in their own form."""
+    from .engine import CopyOptions, move_blobs
+    opts = CopyOptions(link_mode=link_mode, progress=progress)
+    blobs = list(dict.fromkeys(manifest.blobs))
+    for store in others:
+        move_blobs(first, store, blobs, opts)
+        store.put_manifest(name, manifest)
 
 
 def _pack_from_model(recipe: Recipe, name: ModelName, stores: Sequence[Any], legacy_rootfs: bool, link_mode: str,
@@ -483,8 +502,9 @@ def _pack_from_model(recipe: Recipe, name: ModelName, stores: Sequence[Any], leg
     import json
     first = stores[0]
     base_name = parse_name(recipe.base)
-    if hasattr(first, "resolve"):
-        base_name = first.resolve(base_name)
+    canonical = getattr(first, "canonical_name", None)  # ollama's case-insensitive name match
+    if canonical is not None:
+        base_name = canonical(base_name)
     try:
         base, _ = first.get_manifest(base_name)
     except NotFound:
@@ -535,15 +555,8 @@ def _pack_from_model(recipe: Recipe, name: ModelName, stores: Sequence[Any], leg
                            "model_family": base_cfg.model_family, "model_families": base_cfg.model_families,
                            "model_type": base_cfg.model_type, "file_type": base_cfg.file_type})
     manifest, cblob = build_manifest(layers, config)
-    done_stores = []
-    mdigest = None
-    for k, store in enumerate(stores):
-        if k > 0:  # the base's blobs come from the first store, verified
-            for d in base.blobs:
-                if not store.has_blob(d.digest, d.size):
-                    store.ingest_file(first.find_blob(d.digest), link_mode=link_mode, known=(d.digest, d.size))
-        for b in small + [cblob]:
-            store.put_blob_bytes(b.data, b.descriptor.digest)
-        mdigest = store.put_manifest(name, manifest)
-        done_stores.append(store.describe())
-    return PackResult(name, manifest, mdigest, config, infos, done_stores)
+    for b in small + [cblob]:
+        first.put_blob_bytes(b.data, b.descriptor.digest)
+    mdigest = first.put_manifest(name, manifest)
+    _copy_to_others(first, stores[1:], name, manifest, link_mode, None)
+    return PackResult(name, manifest, mdigest, config, infos, [s.describe() for s in stores])

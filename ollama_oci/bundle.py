@@ -17,11 +17,14 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
-from .digest import CHUNK, Digest, digest_bytes, hash_stream, parse_digest
+from .digest import CHUNK, Digest, digest_bytes, parse_digest
 from .errors import InvalidInput, NotFound, VerificationError
 from .fsutil import discard_staged, fsync_dir, tmp_name, unlink_quiet
 from .names import ModelName, parse_name
-from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
+from .progress import ProgressCallback, ProgressEvent
+from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, parse_manifest
+from .stores.contract import BlobSource, bind
+from .stores.memory import MemoryStore
 from .stores.oci_layout import REF_ANNOTATION
 
 __all__ = ["export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
@@ -30,7 +33,6 @@ _LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 _MAX_INDEX = 64 << 20
 _ZSTD_SUFFIXES = (".tar.zst", ".tzst", ".tar.zstd")
 
-Progress = Optional[Callable[[str, int, int], None]]
 
 
 def is_bundle_path(path: str) -> bool:
@@ -112,22 +114,8 @@ class _TarWriter:
         self._w(b"\0" * 1024)
 
 
-def _source_manifest(src: Any, ref) -> tuple[bytes, Manifest]:
-    from .engine import read_source_manifest
-    data, _mt, m = read_source_manifest(src, ref)
-    return data, m
-
-
-def _open_source_blob(src: Any, ref, desc: Descriptor) -> BinaryIO:
-    from .stores.registry import RegistryStore
-    if isinstance(src, RegistryStore):
-        from .engine import _ResponseFile
-        return _ResponseFile(src.open_blob(ref.repository, desc.digest))
-    return src.open_blob(desc.digest)
-
-
 def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] = None, level: int = 3,
-                  progress: Progress = None) -> BundleReport:
+                  progress: ProgressCallback = None) -> BundleReport:
     """Write the models ``refs`` of ``src`` (a local store or registry) into a bundle file.
 
     ``names`` gives the name each model gets in the bundle (default: the model name, or the
@@ -139,13 +127,15 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
     names = names or [r if isinstance(r, ModelName) else r.to_model_name() for r in refs]
     entries = []
     blobs: dict[str, Descriptor] = {}
-    owner: dict[str, Any] = {}            # digest -> a reference whose repository holds the blob
+    owner: dict[str, Any] = {}            # digest -> a store (repository) that holds the blob
     for ref, name in zip(refs, names):
-        data, m = _source_manifest(src, ref)
+        store, r = bind(src, ref)
+        data, _mt = store.fetch_manifest(r)
+        m = parse_manifest(data)
         entries.append((name, data, m))
         for d in m.blobs:
             blobs.setdefault(str(d.digest), d)
-            owner.setdefault(str(d.digest), ref)
+            owner.setdefault(str(d.digest), store)
     report = BundleReport(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
@@ -167,9 +157,8 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
 
                     def cb(n, _d=desc, _done=done):
                         _done[0] += n
-                        progress(_d.digest.short, _done[0], _d.size)
-                ref = owner[key]
-                with _open_source_blob(src, ref, desc) as f:
+                        progress(ProgressEvent("transfer", str(_d.digest), _done[0], _d.size))
+                with owner[key].fetch(desc) as f:
                     tw.add_stream(f"blobs/sha256/{desc.digest.hex}", desc.size, f, desc.digest, cb)
                 report.blobs += 1
                 report.blob_bytes += desc.size
@@ -270,24 +259,28 @@ def _walk(path: str, on_large: Optional[Callable[[Digest, int, BinaryIO], None]]
 
 
 def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,
-                  progress: Progress = None, dst_ref_for: Optional[Callable[[ModelName], Any]] = None) -> BundleReport:
-    """Import models from a bundle into ``dst`` (a local store, or a registry with ``dst_ref_for``).
+                  progress: ProgressCallback = None,
+                  dst_ref_for: Optional[Callable[[ModelName], Any]] = None) -> BundleReport:
+    """Import models from a bundle into ``dst``.
 
-    Every blob is hashed against its name as it streams; nothing is made visible (no blob
-    renamed into place, no manifest written) unless the whole bundle checks out.  ``names``
-    picks models (default: all); ``rename`` maps a bundle name to a destination name.
+    A store that can stage blobs out of sight (``stage_stream``: the local stores) gets all or
+    nothing: every blob is hashed against its name as it streams, and nothing is made visible (no
+    blob renamed into place, no manifest written) unless the whole bundle checks out. Any other
+    store (a registry, with ``dst_ref_for`` mapping each model name to its reference) receives the
+    blobs as they stream, verified by the registry, and the manifests only at the end.
+    ``names`` picks models (default: all); ``rename`` maps a bundle name to a destination name.
     """
-    from .stores.registry import RegistryStore
-    if isinstance(dst, RegistryStore):
+    if getattr(dst, "stage_stream", None) is None:
         if dst_ref_for is None:
-            raise InvalidInput("importing into a registry needs a destination reference")
-        return _import_to_registry(path, dst, names, rename, progress, dst_ref_for)
+            raise InvalidInput(f"importing into {dst.describe()} needs a destination reference for each model")
+        return _import_streaming(path, dst, names, rename, progress, dst_ref_for)
     report = BundleReport(path)
     staged: dict[str, Any] = {}           # digest -> Staged, or None when the store already had it
     dst.prepare()
 
     def stage(digest: Digest, size: int, f: BinaryIO) -> None:
-        staged[str(digest)] = _receive(dst, digest, size, f, progress)
+        staged[str(digest)] = dst.stage_stream(f, Descriptor("application/octet-stream", digest, size),
+                                               progress=_ticker(progress, digest, size))
         report.skipped += staged[str(digest)] is None
 
     try:
@@ -300,7 +293,7 @@ def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, ren
             m = parse_manifest(data)
             for d in m.blobs:
                 k = str(d.digest)
-                if k not in small and k not in staged and not dst.has_blob(d.digest, d.size):
+                if k not in small and k not in staged and not dst.exists(d):
                     raise VerificationError(f"{path}: blob {d.digest} of {ename} is missing from the bundle")
             manifests.append((ename, data, m))
         # everything checks out: make it visible, blobs first, manifests last
@@ -324,6 +317,17 @@ def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, ren
                 discard_staged(st)
     report.file_size = os.path.getsize(path)
     return report
+
+
+def _ticker(progress: ProgressCallback, digest: Digest, size: int) -> Optional[Callable[[int], None]]:
+    if progress is None:
+        return None
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        progress(ProgressEvent("transfer", str(digest), done[0], size))
+    return tick
 
 
 def _dest_name(name: str, rename: Optional[dict]) -> ModelName:
@@ -353,113 +357,67 @@ def _select(index: dict, names: Optional[list[str]], path: str) -> list[tuple[st
     return chosen
 
 
-class _Counted:
-    def __init__(self, f, tick):
-        self.f, self.tick = f, tick
-
-    def read(self, n=-1):
-        b = self.f.read(n)
-        if b and self.tick:
-            self.tick(len(b))
-        return b
-
-    def readinto(self, buf):
-        b = self.read(len(buf))
-        buf[:len(b)] = b
-        return len(b)
-
-
-def _receive(dst: Any, digest: Digest, size: int, f: BinaryIO, progress: Progress):
-    """Stage one large blob from the tar stream; None if the destination already has it."""
-    from .stores.registry import RegistryStore
-    tick = None
-    if progress is not None:
-        done = [0]
-
-        def tick(n):
-            done[0] += n
-            progress(digest.short, done[0], size)
-    if isinstance(dst, RegistryStore):
-        raise InvalidInput("large blobs are pushed from the stage area (internal)")
-    if dst.has_blob(digest, size):
-        return None
-    from .fsutil import Staged
-    tmpdir = dst.tmp_dir()
-    os.makedirs(tmpdir, exist_ok=True)
-    tmp = tmp_name(tmpdir)
-    try:
-        with open(tmp, "wb", buffering=0) as out:
-            got, n = hash_stream(_Counted(f, tick), sink=out, limit=size)
-            os.fsync(out.fileno())
-    except BaseException:
-        unlink_quiet(tmp)
-        raise
-    if got != digest or n != size:
-        os.unlink(tmp)
-        raise VerificationError(f"blob {digest} in the bundle is damaged (it hashes to {got}); nothing was "
-                                "imported", expected=digest, actual=got)
-    return Staged(tmp, digest, size, "copy")
-
-
-def _import_to_registry(path, dst, names, rename, progress, dst_ref_for) -> BundleReport:
-    from io import BytesIO
+def _import_streaming(path, dst, names, rename, progress, dst_ref_for) -> BundleReport:
+    """Into a store that cannot stage out of sight (a registry): a first pass over the bundle
+    reads the manifests, a second streams each large blob straight into its first repository."""
     report = BundleReport(path)
     index, small = _walk(path, None)   # first pass: what to push where
     plan = []
-    repo_of: dict[str, Any] = {}       # blob digest -> (destination reference that uploads it, descriptor)
+    home: dict[str, Any] = {}          # blob digest -> (store that receives it first, descriptor)
     for ename, edigest in _select(index, names, path):
         data = small.get(edigest)
         if data is None:
             raise VerificationError(f"{path}: the manifest of {ename} is missing from the bundle")
         m = parse_manifest(data)
-        ref = dst_ref_for(_dest_name(ename, rename))
-        plan.append((ref, data, m))
+        store, ref = bind(dst, dst_ref_for(_dest_name(ename, rename)))
+        plan.append((store, ref, data, m))
         for d in m.blobs:
-            repo_of.setdefault(str(d.digest), (ref, d))
+            home.setdefault(str(d.digest), (store, d))
     seen = set()
 
     def upload(digest: Digest, size: int, f: BinaryIO) -> None:
         # second pass: large blobs go straight into uploads (the registry checks each digest)
-        if str(digest) not in repo_of:
+        if str(digest) not in home:
             return
-        ref, d = repo_of[str(digest)]
-        tick = None
-        if progress is not None:
-            done = [0]
-
-            def tick(n, _done=done):
-                _done[0] += n
-                progress(d.digest.short, _done[0], d.size)
-        used = [False]
-
-        def opener():
-            if used[0]:
-                raise VerificationError("a bundle member cannot be re-read for a retry; run the import again")
-            used[0] = True
-            return _NoClose(f)
-        report.skipped += dst.push_blob(ref.repository, d, opener, progress=tick) == "exists"
+        store, d = home[str(digest)]
+        action = store.push(d, BlobSource(_OneStream(f, path), d), progress=_ticker(progress, d.digest, d.size))
+        report.skipped += action == "exists"
         seen.add(str(digest))
 
     _walk(path, upload)
-    for ref, data, m in plan:
+    for store, ref, data, m in plan:
         for d in m.blobs:
             k = str(d.digest)
             if k in small:
-                dst.push_blob(ref.repository, d, lambda b=small[k]: BytesIO(b))
+                mem, md = MemoryStore.of(small[k], d.media_type)
+                store.push(md, BlobSource(mem, md))
             else:
-                up = repo_of[k][0]
-                if k not in seen and not dst.has_blob(up.repository, d.digest, d.size, for_push=True):
+                first = home[k][0]
+                if k not in seen and not first.exists(d):
                     raise VerificationError(f"{path}: blob {d.digest} is missing from the bundle")
-                if up.repository != ref.repository:  # shared with another repository: mount (or copy) it
-                    from .engine import _ResponseFile
-                    dst.push_blob(ref.repository, d,
-                                  lambda u=up, dd=d: _ResponseFile(dst.open_blob(u.repository, dd.digest)),
-                                  mount_from=up.repository)
-        dst.put_manifest_raw(ref, data, m.media_type)
-        report.models.append({"name": str(ref), "manifest_digest": str(digest_bytes(data))})
-    report.blobs, report.blob_bytes = len(repo_of), sum(d.size for _, d in repo_of.values())
+                if first is not store:  # shared with another repository: mounted (or copied) from there
+                    store.push(d, BlobSource(first, d))
+        store.tag(ref, data, m.media_type)
+        report.models.append({"name": store.describe_ref(ref), "manifest_digest": str(digest_bytes(data))})
+    report.blobs, report.blob_bytes = len(home), sum(d.size for _, d in home.values())
     report.file_size = os.path.getsize(path)
     return report
+
+
+class _OneStream:
+    """A tar member's stream as a one-blob source: it can be read once, from the start."""
+
+    def __init__(self, f: BinaryIO, path: str):
+        self.f, self.path, self.used = f, path, False
+
+    def describe(self) -> str:
+        return self.path
+
+    def fetch(self, desc: Descriptor, offset: int = 0, length: Optional[int] = None) -> "_NoClose":
+        if self.used or offset:
+            raise VerificationError("a bundle member cannot be re-read for a retry; run the import again")
+        self.used = True
+        return _NoClose(self.f)
 
 
 class _NoClose:
@@ -471,9 +429,11 @@ class _NoClose:
     def read(self, n=-1):
         return self.f.read(n)
 
-    def seek(self, pos):
-        if pos:
-            raise InvalidInput("cannot seek in a bundle stream")
-
     def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import os
 import re
 import sys
@@ -65,12 +66,18 @@ class _Progress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.lock = threading.Lock()   # events arrive from the threads moving blobs
         self.bars: dict[str, Any] = {}
         self.last: dict[str, int] = {}
 
-    def __call__(self, label: str, done: int, total: int) -> None:
+    def __call__(self, ev) -> None:
+        """Draw a :class:`~ollama_oci.progress.ProgressEvent` (one bar per blob or file)."""
         if not self.enabled:
             return
+        with self.lock:
+            self._draw(ev.label, ev.done, ev.total)
+
+    def _draw(self, label: str, done: int, total: int) -> None:
         bar = self.bars.get(label)
         if bar is None:
             bar = click.progressbar(length=max(total, 1), label=label[:40], file=sys.stderr,
@@ -570,7 +577,7 @@ def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     prog = _Progress(not quiet and not as_json)
     try:
         entries, problems = store.verify(targets, rehash=not quick,
-                                         progress=lambda d, done, total: prog(d[7:19], done, total))
+                                         progress=prog)
     finally:
         prog.close()
     if as_json:

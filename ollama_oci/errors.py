@@ -137,3 +137,9 @@ class AuthError(RegistryError):
     """The registry refused our credentials (or we have none it accepts)."""
 
     exit_code = EXIT_AUTH
+
+
+class Cancelled(OllamaOCIError):
+    """The work was interrupted (Ctrl-C, or a caller's cancel); what was done stays resumable."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -173,7 +173,7 @@ def _store_for(ep: Endpoint, retries: int, concurrency: int):
 def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
              on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Run every job of the plan; returns one report dict per model:tag (never raises for one model)."""
-    from .engine import copy, read_source_manifest
+    from .engine import copy, plan_copy
     src = _store_for(plan.source, retries, plan.blob_concurrency)
     dst = _store_for(plan.target, retries, plan.blob_concurrency)
     jobs = _jobs(plan, src)
@@ -187,17 +187,14 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
         rep: dict[str, Any] = {"source": str(job.source), "target": str(job.target)}
         try:
             if dry_run:
-                data, _mt, m = read_source_manifest(src, job.source)
-                from .digest import digest_bytes
-                digest = digest_bytes(data)
-                if dst.resolve(job.target) == digest:
+                r = plan_copy(src, job.source, dst, job.target)
+                missing = [b for b in r.blobs if b.action == "missing"]
+                if r.unchanged:
                     rep.update(status="unchanged", bytes_to_transfer=0)
                 else:
-                    missing = [d for d in dict.fromkeys(m.blobs)
-                               if not dst.has_blob(job.target.repository, d.digest, d.size)]
                     rep.update(status="would-copy", blobs_to_transfer=len(missing),
-                               bytes_to_transfer=sum(d.size for d in missing))
-                rep["manifest_digest"] = str(digest)
+                               bytes_to_transfer=sum(b.size for b in missing))
+                rep["manifest_digest"] = str(r.manifest_digest)
             else:
                 r = copy(src, job.source, dst, job.target, concurrency=plan.blob_concurrency)
                 rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .bundle import _tar_header
-from .digest import CHUNK, Digest, digest_bytes
+from .digest import CHUNK, digest_bytes
 from .errors import InvalidInput, VerificationError
-from .fsutil import fsync_dir, tmp_name, unlink_quiet
+from .progress import ProgressCallback, ProgressEvent
 from .names import ModelName
 from .spec import MT, Descriptor
 
@@ -73,9 +72,10 @@ def _tree(src: Any, names: list[ModelName]) -> tuple[list[tuple[str, bytes]], di
     return files, blobs
 
 
-def tar_stream(src: Any, names: list[ModelName], tick: Optional[Callable[[int], None]] = None) -> Iterator[bytes]:
+def tar_stream(src: Any, names: list[ModelName], tick: Optional[Callable[[int], None]] = None, *,
+               tree: Optional[tuple[list[tuple[str, bytes]], dict[str, Descriptor]]] = None) -> Iterator[bytes]:
     """The layer's tar, in pieces; every blob is checked against its digest as it streams."""
-    files, blobs = _tree(src, names)
+    files, blobs = tree if tree is not None else _tree(src, names)
     dirs = sorted({"blobs", "manifests"} | {"/".join(p.split("/")[:i]) for p, _ in files
                                             for i in range(2, len(p.split("/")))})
     for d in dirs:
@@ -89,7 +89,7 @@ def tar_stream(src: Any, names: list[ModelName], tick: Optional[Callable[[int], 
         yield _tar_header(f"blobs/{d.digest.filename}", d.size)
         h = hashlib.sha256()
         left = d.size
-        with src.open_blob(d.digest) as f:
+        with src.fetch(d) as f:
             while left:
                 chunk = f.read(min(CHUNK, left))
                 if not chunk:
@@ -157,54 +157,33 @@ def _manifest(config: bytes, layer_digest: str, layer_size: int, zstd: bool, nam
 
 
 def build_volume_image(src: Any, names: list[ModelName], dst: Any, dst_ref: Any, *, zstd: bool = False,
-                       progress: Optional[Callable[[str, int, int], None]] = None) -> VolumeReport:
-    """Build the image for ``names`` (from a local store) and write it to a registry or an OCI layout."""
-    from .stores.oci_layout import OCILayout
-    from .stores.registry import RegistryStore
+                       progress: ProgressCallback = None) -> VolumeReport:
+    """Build the image for ``names`` (from a local model store) and write it to any store that takes
+    content of a digest known only at its end (``push_stream``: a registry repository, an OCI layout)."""
+    from .stores.contract import BlobSource, bind
+    from .stores.memory import MemoryStore
     if not names:
         raise InvalidInput("name at least one model for the image")
-    total = sum(d.size for d in _tree(src, names)[1].values())
+    report = VolumeReport(str(dst_ref), models=[n.display for n in names])
+    dst, dst_ref = bind(dst, dst_ref)
+    push_stream = getattr(dst, "push_stream", None)
+    if push_stream is None:
+        raise InvalidInput(f"{dst.describe()} cannot take an image built on the fly; use a registry or an OCI layout")
+    tree = _tree(src, names)  # each manifest read once
+    total = sum(d.size for d in tree[1].values())
     done = [0]
 
     def tick(n: int) -> None:
         done[0] += n
         if progress is not None:
-            progress("layer", done[0], total)
-    layer = _Layer(tar_stream(src, names, tick), zstd)
-    report = VolumeReport(str(dst_ref), models=[n.display for n in names])
-    if isinstance(dst, RegistryStore):
-        digest, size = dst.push_stream(dst_ref.repository, layer)
-    elif isinstance(dst, OCILayout):
-        dst.prepare()
-        tmp = tmp_name(dst.tmp_dir())
-        h = hashlib.sha256()
-        size = 0
-        try:
-            with open(tmp, "wb") as f:
-                for piece in layer:
-                    h.update(piece)
-                    f.write(piece)
-                    size += len(piece)
-                f.flush()
-                os.fsync(f.fileno())
-            digest = Digest("sha256:" + h.hexdigest())
-            os.replace(tmp, dst.blob_path(digest))
-            fsync_dir(dst.blobs_dir)
-        except BaseException:
-            unlink_quiet(tmp)
-            raise
-    else:
-        raise InvalidInput("the image goes to a registry or an OCI layout")
+            progress(ProgressEvent("transfer", "layer", done[0], total))
+    layer = _Layer(tar_stream(src, names, tick, tree=tree), zstd)
+    digest, size = push_stream(layer)
     config = _config(layer.diff_id, names)
     manifest = _manifest(config, str(digest), size, zstd, names)
-    cdesc = Descriptor(OCI_CONFIG, digest_bytes(config), len(config))
-    if isinstance(dst, RegistryStore):
-        import io
-        dst.push_blob(dst_ref.repository, cdesc, lambda: io.BytesIO(config))
-        mdigest = dst.put_manifest_raw(dst_ref, manifest, MT.OCI_MANIFEST)
-    else:
-        dst.put_blob_bytes(config, cdesc.digest)
-        mdigest = dst.put_manifest(dst_ref, manifest)
+    cstore, cdesc = MemoryStore.of(config, OCI_CONFIG)
+    dst.push(cdesc, BlobSource(cstore, cdesc))
+    mdigest = dst.tag(dst_ref, manifest, MT.OCI_MANIFEST)
     report.manifest_digest, report.layer_digest, report.diff_id = str(mdigest), str(digest), layer.diff_id
     report.layer_size, report.tar_size = size, layer.tar_size
     return report

@@ -135,7 +135,7 @@ def test_bundle_import_push_and_flipped_byte(tmp_path, registry_factory):
     # straight from the bundle into a registry (another namespace)
     cp = run_cli("import", bundle, "--to", f"{reg.host}/mirror", "--plain-http", "--json", check=0)
     remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
-    assert remote.resolve(parse_reference(f"{reg.host}/mirror/tiny:1")) == res.manifest.digest(newline=False)
+    assert remote.manifest_digest(parse_reference(f"{reg.host}/mirror/tiny:1")) == res.manifest.digest(newline=False)
     # a plain tar with a flipped byte inside the GGUF: refused, nothing installed
     plain = tmp_path / "tiny.tar"
     run_cli("export", "team/tiny:1", "-o", plain, "--models-dir", store.root, check=0)
@@ -211,8 +211,8 @@ name = "library/tiny:1"
     remote = RegistryStore(b.host, TransportOptions(plain_http=True))
     src = RegistryStore(a.host, TransportOptions(plain_http=True))
     for repo in ("gemma3:270m", "tiny:1"):
-        assert remote.resolve(parse_reference(f"{b.host}/mirror/{repo}")) == \
-            src.resolve(parse_reference(f"{a.host}/library/{repo}"))
+        assert remote.manifest_digest(parse_reference(f"{b.host}/mirror/{repo}")) == \
+            src.manifest_digest(parse_reference(f"{a.host}/library/{repo}"))
     # a plan naming one missing model mirrors the others and fails naming it
     plan.write_text(plan.read_text() + '\n[[models]]\nname = "library/missing:1"\n')
     cp = run_cli("mirror", plan, "--json")

@@ -79,7 +79,7 @@ def test_pull_to_name_and_into_oci_layout(tmp_path, registry_factory):
     assert raw == res.manifest.to_bytes(newline=False) and layout.verify()[1] == []
     # and back out of the layout, to another tag: digests preserved
     copy(layout, parse_name("tiny:from-registry"), remote, parse_reference(f"{reg.host}/team/tiny:2"))
-    assert remote.resolve(parse_reference(f"{reg.host}/team/tiny:2")) == res.manifest.digest(newline=False)
+    assert remote.manifest_digest(parse_reference(f"{reg.host}/team/tiny:2")) == res.manifest.digest(newline=False)
 
 
 def test_pull_by_digest_is_verified(tmp_path, registry_factory):

@@ -224,7 +224,7 @@ def test_damaged_local_blob_is_refused_on_push(tmp_path, registry_factory):
     from ollama_oci.transport import TransportOptions
     from ollama_oci.reference import parse_reference
     remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
-    assert remote.resolve(parse_reference(f"{reg.host}/team/tiny:1")) is None  # no manifest was pushed
+    assert remote.manifest_digest(parse_reference(f"{reg.host}/team/tiny:1")) is None  # no manifest was pushed
 
 
 def test_verbose_logs_carry_no_secrets(tmp_path, registry_factory):

@@ -16,8 +16,10 @@ from typing import BinaryIO, Callable, Iterable, Optional
 from ..digest import Digest, digest_bytes, hash_file, parse_digest
 from ..errors import InvalidInput, NotFound, StoreError, VerificationError
 from ..fsutil import Staged, commit_staged, stage_file, write_blob_bytes
-from ..names import ModelName
-from ..spec import MAX_CONFIG_BYTES, Config, Manifest, parse_manifest
+from ..names import ModelName, parse_name
+from ..spec import MAX_CONFIG_BYTES, Config, Descriptor, Manifest, parse_manifest
+from ..progress import ProgressCallback, ProgressEvent
+from .contract import BlobSource
 
 __all__ = ["LocalStore", "ModelEntry", "Problem"]
 
@@ -54,11 +56,18 @@ class Problem:
 
 
 class LocalStore:
-    """Blob and manifest storage on a local filesystem (subclasses define the layout)."""
+    """Blob and manifest storage on a local filesystem (subclasses define the layout).
+
+    Implements the store contract (:mod:`.contract`) with model names as references, plus the
+    ``local_path`` capability; blobs from a stream arrive through a resumable partial file
+    (:mod:`.partial`).
+    """
 
     #: whether stored manifests end with a newline (ollama's local form) or not (registry form)
     manifest_newline = True
     kind = "store"
+    #: ``exists`` is a stat, so a copy may check every blob of an unchanged manifest
+    checks_blobs_cheaply = True
 
     root: str
 
@@ -86,6 +95,130 @@ class LocalStore:
 
     def prepare(self) -> None:
         """Create the store's directories (done lazily by writers)."""
+
+    # -- the store contract ---------------------------------------------------------------
+    @staticmethod
+    def _name(ref: "ModelName | str") -> ModelName:
+        if isinstance(ref, ModelName):
+            return ref
+        if isinstance(ref, str):
+            return parse_name(ref)
+        raise InvalidInput(f"a local store takes a model name, not {type(ref).__name__} {ref!r}")
+
+    def describe_ref(self, ref: "ModelName | str") -> str:
+        return f"{self.describe()}:{self._name(ref).display}"
+
+    def resolve(self, ref: "ModelName | str") -> Descriptor:
+        """The stored manifest's descriptor (its digest is the model's ID)."""
+        data, _ = self.read_manifest_bytes(self._name(ref))
+        try:
+            mt = parse_manifest(data).media_type
+        except InvalidInput as e:
+            raise InvalidInput(f"{self._name(ref).display}: bad manifest in {self.describe()}: {e}") from None
+        return Descriptor(mt, digest_bytes(data), len(data))
+
+    def fetch_manifest(self, ref: "ModelName | str") -> tuple[bytes, str]:
+        """The manifest bytes as stored, and their media type."""
+        m, raw = self.get_manifest(self._name(ref))
+        return raw, m.media_type
+
+    def fetch(self, desc: Descriptor, offset: int = 0, length: Optional[int] = None) -> BinaryIO:
+        f = self.open_blob(desc.digest)
+        if offset:
+            f.seek(offset)
+        return f if length is None else _Window(f, length)
+
+    def exists(self, desc: Descriptor) -> bool:
+        return self.has_blob(desc.digest, desc.size)
+
+    def local_path(self, desc: Descriptor) -> Optional[str]:
+        """Capability: the file holding a blob (a destination links or reflinks it)."""
+        return self.find_blob(desc.digest)
+
+    def push(self, desc: Descriptor, source: BlobSource, *, progress=None) -> str:
+        """Put a blob in: linked or copied from a local file (checked in the same pass), or fetched
+        from a stream into a resumable partial file, verified, then renamed into place."""
+        if self.exists(desc):
+            return "exists"
+        path = source.local_path
+        if path is not None:
+            last = [0]
+
+            def staged(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(done - last[0])
+                last[0] = done
+            st = self.stage_file(path, link_mode=getattr(source, "link_mode", "auto"), progress=staged,
+                                 known=(desc.digest, desc.size))
+            self.commit(st)
+            return "copied" if st.method == "copy" else "linked"
+        from .partial import receive
+        self.prepare()
+        wrote = receive(self.tmp_dir(), self.blob_path(desc.digest), desc, source, progress=progress,
+                        present=lambda: self.exists(desc))
+        return "downloaded" if wrote else "exists"
+
+    def tag(self, ref: "ModelName | str", data: bytes, media_type: str = "") -> Digest:
+        """Write a manifest under a name, after checking its blobs are all there."""
+        return self.put_manifest(self._name(ref), data)
+
+    def stage_stream(self, f: BinaryIO, desc: Descriptor, *, progress=None) -> Optional[Staged]:
+        """Capability: take a blob from a stream without making it visible (hashed against its
+        digest as it is written; :meth:`commit` or :func:`~ollama_oci.fsutil.discard_staged` it
+        later). None if the store already has it."""
+        from ..digest import hash_stream
+        from ..fsutil import tmp_name, unlink_quiet
+        if self.exists(desc):
+            return None
+        self.prepare()
+        tmp = tmp_name(self.tmp_dir())
+        try:
+            with open(tmp, "xb", buffering=0) as out:
+                got, n = hash_stream(_Counted(f, progress), sink=out, limit=desc.size)
+                os.fsync(out.fileno())
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
+        if got != desc.digest or n != desc.size:
+            unlink_quiet(tmp)
+            raise VerificationError(f"blob {desc.digest} is damaged (it hashes to {got}); nothing was imported",
+                                    expected=desc.digest, actual=got)
+        return Staged(tmp, desc.digest, desc.size, "copy")
+
+    def push_stream(self, chunks, *, progress=None) -> tuple[Digest, int]:
+        """Capability: store content whose digest is known only at its end (a tar built on the fly):
+        written to a temp file while hashed, then renamed to its digest."""
+        import hashlib
+
+        from ..fsutil import fsync_dir, tmp_name, unlink_quiet
+        self.prepare()
+        tmp = tmp_name(self.tmp_dir())
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as f:
+                for piece in chunks:
+                    h.update(piece)
+                    f.write(piece)
+                    size += len(piece)
+                    if progress is not None:
+                        progress(len(piece))
+                f.flush()
+                os.fsync(f.fileno())
+            digest = Digest("sha256:" + h.hexdigest())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.blob_path(digest))
+            fsync_dir(os.path.dirname(self.blob_path(digest)))
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
+        return digest, size
+
+    def list_refs(self) -> list[ModelName]:
+        return self.names()
+
+    def delete(self, ref: "ModelName | str") -> None:
+        self.remove(self._name(ref))
 
     # -- blobs --------------------------------------------------------------------------
     def find_blob(self, digest: Digest | str) -> Optional[str]:
@@ -267,7 +400,7 @@ class LocalStore:
         return removed, freed
 
     def verify(self, names: Optional[Iterable[ModelName]] = None, *, rehash: bool = True,
-               progress: Optional[Callable[[str, int, int], None]] = None) -> tuple[list[ModelEntry], list[Problem]]:
+               progress: ProgressCallback = None) -> tuple[list[ModelEntry], list[Problem]]:
         """Check models: every blob present with its size, and (``rehash``) its digest.
 
         A blob shared by several models is hashed once.
@@ -310,9 +443,49 @@ class LocalStore:
                 def cb(k, _d=str(digest)):
                     nonlocal done
                     done += k
-                    progress(_d, done, size)
+                    progress(ProgressEvent("hash", _d, done, size))
             got, _ = hash_file(p, progress=cb)
             if got != digest:
                 return Problem(n.display, str(digest), "digest", f"content hashes to {got}")
         return None
 
+
+class _Window:
+    """At most ``length`` bytes of an open file, from where it stands."""
+
+    def __init__(self, f: BinaryIO, length: int):
+        self.f, self.left = f, length
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self.f.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __enter__(self) -> "_Window":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Counted:
+    """A stream that reports what is read from it."""
+
+    def __init__(self, f, tick):
+        self.f, self.tick = f, tick
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        if b and self.tick:
+            self.tick(len(b))
+        return b
+
+    def readinto(self, buf):
+        b = self.read(len(buf))
+        buf[:len(b)] = b
+        return len(b)

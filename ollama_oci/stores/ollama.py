@@ -39,6 +39,11 @@ class OllamaStore(LocalStore):
         self.blobs_dir = os.path.join(self.root, "blobs")
         self.manifests_dir = os.path.join(self.root, "manifests")
 
+    def fetch_manifest(self, ref) -> tuple[bytes, str]:
+        """What ``ollama push`` sends: Go's ``json.Marshal`` of the manifest (no trailing newline)."""
+        m, _ = self.get_manifest(self._name(ref))
+        return m.to_bytes(newline=False), m.media_type
+
     def prepare(self) -> None:
         try:
             os.makedirs(self.blobs_dir, mode=0o755, exist_ok=True)
@@ -81,7 +86,7 @@ class OllamaStore(LocalStore):
         return out
 
     # -- names --------------------------------------------------------------------------
-    def resolve(self, name: ModelName) -> ModelName:
+    def canonical_name(self, name: ModelName) -> ModelName:
         """Reuse the spelling of existing path parts that match case-insensitively (ollama's getExistingName)."""
         parts = list(name.parts)
         d = self.manifests_dir
@@ -103,7 +108,7 @@ class OllamaStore(LocalStore):
         return os.path.join(self.manifests_dir, *name.parts)
 
     def _write_manifest(self, name: ModelName, data: bytes) -> None:
-        path = self.manifest_path(self.resolve(name))
+        path = self.manifest_path(self.canonical_name(name))
         try:
             os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         except OSError as e:
@@ -111,7 +116,7 @@ class OllamaStore(LocalStore):
         atomic_write(path, data)
 
     def read_manifest_bytes(self, name: ModelName) -> tuple[bytes, float]:
-        path = self.manifest_path(self.resolve(name))
+        path = self.manifest_path(self.canonical_name(name))
         try:
             with open(path, "rb") as f:
                 data = f.read(MAX_MANIFEST_BYTES + 1)
@@ -147,7 +152,7 @@ class OllamaStore(LocalStore):
         return sorted(out, key=str)
 
     def _delete_manifest(self, name: ModelName) -> None:
-        path = self.manifest_path(self.resolve(name))
+        path = self.manifest_path(self.canonical_name(name))
         try:
             os.unlink(path)
         except FileNotFoundError:

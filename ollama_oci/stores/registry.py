@@ -1,48 +1,41 @@
-"""A remote OCI registry as a store: the distribution API, streamed and verified.
+"""A remote OCI registry: the distribution API, streamed and verified.
 
-Uploads never hold a blob in memory: a monolithic ``PUT`` streams the file in 1 MiB
-blocks, and registries that cap request bodies
-(413) get a chunked ``PATCH`` upload instead, or always when ``chunk_size`` is
-set.  Downloads go to a partial file in the destination store, in parallel byte
-ranges for large blobs, with their progress recorded on disk so an interrupted
-pull resumes where it stopped; the blob is hashed and verified before it gets
-its final name.  A redirect to another host (object storage) is followed
-without our ``Authorization`` header, as ollama's client does.
+:class:`RegistryStore` is one registry (its client, auth and upload bookkeeping);
+:class:`Repository` is one repository of it and implements the store contract
+(:mod:`.contract`), as oras-go's ``Repository`` does. ``RegistryStore.bind(ref)`` gives the
+repository a reference names, so a copy can take either.
+
+Uploads never hold a blob in memory: a monolithic ``PUT`` streams the file in 1 MiB blocks,
+and registries that cap request bodies (413) get a chunked ``PATCH`` upload instead, or always
+when ``chunk_size`` is set.  Downloads are byte-range streams (:meth:`Repository.fetch`); the
+resumable, verified partial file they go into belongs to the destination (:mod:`.partial`).
+A redirect to another host (object storage) is followed without our ``Authorization`` header,
+as ollama's client does, and later ranges of the same blob go there directly.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import threading
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Callable, Optional, Union
 
-from ..digest import CHUNK, Digest, check, digest_bytes, hash_stream, parse_digest
+from ..digest import Digest, check, digest_bytes, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
-from ..fsutil import atomic_write, unlink_quiet
 from ..reference import Reference
+from .contract import BlobSource, RangeNotSupported
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from
 from ..transport.session import FileBody, NetworkError
 
 log = logging.getLogger("ollama_oci")
 
-__all__ = ["RegistryStore", "MANIFEST_ACCEPT"]
+__all__ = ["RegistryStore", "Repository", "MANIFEST_ACCEPT"]
 
 MANIFEST_ACCEPT = ", ".join([MT.MANIFEST, MT.OCI_MANIFEST, "application/vnd.docker.distribution.manifest.list.v2+json",
                              MT.OCI_INDEX, "application/json;q=0.5", "text/plain;q=0.1"])
 
-#: blobs at least this large are fetched in parallel byte ranges
-PARALLEL_MIN = 32 << 20
-#: size of one download part (the last one is shorter)
-PART_SIZE = 64 << 20
-#: how often (bytes) a part's progress is made durable on disk
-STATE_EVERY = 16 << 20
 #: chunk size used when a registry refuses a monolithic upload as too large (413)
 FALLBACK_CHUNK = 4 << 20
 
@@ -55,21 +48,6 @@ def _pull(repo: str) -> str:
 
 def _push(repo: str) -> str:
     return f"repository:{repo}:pull,push"
-
-
-@dataclass
-class _Part:
-    start: int
-    end: int          # exclusive
-    done: int = 0
-
-    @property
-    def complete(self) -> bool:
-        return self.start + self.done >= self.end
-
-
-class _NoRanges(Exception):
-    """The server answered a byte-range request with the whole blob."""
 
 
 class RegistryStore:
@@ -91,6 +69,16 @@ class RegistryStore:
 
     def describe(self) -> str:
         return f"registry:{self.registry}"
+
+    def repository(self, name: str) -> "Repository":
+        """One repository of this registry, as a store."""
+        return Repository(self, name)
+
+    def bind(self, ref: Reference) -> tuple["Repository", Reference]:
+        """The repository a reference names, and the reference (the store contract's ``bind``)."""
+        if not isinstance(ref, Reference):
+            raise InvalidInput(f"a registry takes a registry reference (host/repository:tag), not {ref!r}")
+        return Repository(self, ref.repository), ref
 
     # -- manifests -------------------------------------------------------------------------
     def get_manifest_raw(self, ref: Reference) -> tuple[bytes, str]:
@@ -132,7 +120,7 @@ class RegistryStore:
                                     expected=d, actual=got)
         return d
 
-    def resolve(self, ref: Reference, *, for_push: bool = False) -> Optional[Digest]:
+    def manifest_digest(self, ref: Reference, *, for_push: bool = False) -> Optional[Digest]:
         """The digest a tag points at (HEAD; None if the tag does not exist)."""
         scope = _push(ref.repository) if for_push else _pull(ref.repository)
         resp = self.client.request("HEAD", f"/v2/{ref.repository}/manifests/{ref.reference}",
@@ -210,9 +198,12 @@ class RegistryStore:
         q = urllib.parse.parse_qsl(u.query, keep_blank_values=True) + list(params.items())
         return urllib.parse.urlunsplit((u.scheme, u.netloc, u.path, urllib.parse.urlencode(q), ""))
 
-    def push_blob(self, repository: str, desc: Descriptor, opener: Callable[[], BinaryIO], *,
+    def push_blob(self, repository: str, desc: Descriptor, opener: Callable[..., BinaryIO], *,
                   progress: ProgressFn = None, mount_from: Optional[str] = None) -> str:
         """Upload a blob (skipped if present). Returns ``exists``, ``mounted`` or ``uploaded``.
+
+        ``opener(offset=0)`` gives a fresh stream of the blob from ``offset`` for each try (a
+        chunked upload resumes at an offset).
 
         Concurrent calls for the same blob and repository upload it once: the others wait, then
         find it there. Besides the bytes, this spares Docker distribution a race of its own: two
@@ -234,7 +225,7 @@ class RegistryStore:
                 del self._uploading[key]
             mine.set()
 
-    def _push_blob(self, repository: str, desc: Descriptor, opener: Callable[[], BinaryIO],
+    def _push_blob(self, repository: str, desc: Descriptor, opener: Callable[..., BinaryIO],
                    progress: ProgressFn, mount_from: Optional[str]) -> str:
         if self.has_blob(repository, desc.digest, desc.size, for_push=True):
             return "exists"
@@ -369,7 +360,7 @@ class RegistryStore:
             n = min(chunk_size, desc.size - offset)
             start = offset
             status, loc = self._patch_chunk(repository, loc, start, n,
-                                            lambda s=start, k=n: FileBody(opener, s, k, None))
+                                            lambda s=start, k=n: FileBody(lambda: opener(s), 0, k, None))
             if status == 416:
                 if stalls >= 3:
                     raise RegistryError(f"{self.registry} keeps refusing chunks of {desc.digest} (416)")
@@ -393,152 +384,169 @@ class RegistryStore:
             raise error_from(resp, f"GET blob {digest}")
         return resp
 
-    def fetch_blob(self, repository: str, desc: Descriptor, data_path: str, state_path: str, *,
-                   progress: ProgressFn = None) -> None:
-        """Download a blob into ``data_path`` (resuming from ``state_path``) and verify it.
 
-        On return the file holds exactly the blob; the caller renames it into place.
-        On a digest mismatch the partial files are deleted and VerificationError raised.
-        """
-        size = desc.size
-        parts = self._load_state(state_path, desc)
-        fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o644)
+class Repository:
+    """One repository of a registry: the store contract over the distribution API.
+
+    References are tags, digests, or :class:`~ollama_oci.reference.Reference` objects naming
+    this repository.
+    """
+
+    def __init__(self, registry: RegistryStore, name: str):
+        self.registry = registry
+        self.name = name
+        self._direct: dict[str, str] = {}   # digest -> object-storage URL a blob redirected to
+        self._direct_lock = threading.Lock()
+
+    def _ref(self, ref: Union[Reference, str]) -> Reference:
+        if isinstance(ref, Reference):
+            if ref.registry != self.registry.registry or ref.repository != self.name:
+                raise InvalidInput(f"{ref} is not in {self.describe()}")
+            return ref
+        if isinstance(ref, str) and ref.startswith("sha256:"):
+            return Reference(self.registry.registry, self.name, None, parse_digest(ref))
+        if isinstance(ref, str) and ref:
+            return Reference(self.registry.registry, self.name, ref)
+        raise InvalidInput(f"{ref!r} is not a tag or digest of {self.describe()}")
+
+    def describe(self) -> str:
+        return f"{self.registry.registry}/{self.name}"
+
+    def describe_ref(self, ref: Union[Reference, str]) -> str:
+        return str(self._ref(ref))
+
+    # -- the store contract -------------------------------------------------------------------
+    def resolve(self, ref: Union[Reference, str], *, _scope: str = "") -> Descriptor:
+        r = self._ref(ref)
+        reg = self.registry
+        resp = reg.client.request("HEAD", f"/v2/{self.name}/manifests/{r.reference}",
+                                  scope=_scope or _pull(self.name), headers={"Accept": MANIFEST_ACCEPT})
+        resp.close()
+        if resp.status_code == 404:
+            raise NotFound(f"{r} not found")
+        if resp.status_code != 200:
+            raise error_from(resp, f"HEAD manifest {r}")
         try:
-            if os.fstat(fd).st_size != size:
-                os.ftruncate(fd, size)
-            if parts is None:
-                n = 1 if size < PARALLEL_MIN else math.ceil(size / PART_SIZE)
-                step = math.ceil(size / n) if n else 0
-                parts = [_Part(i * step, min(size, (i + 1) * step)) for i in range(n)] or [_Part(0, 0)]
-            already = sum(p.done for p in parts)
-            if already and progress is not None:
-                progress(already)
-            state_lock = threading.Lock()
+            d = parse_digest(resp.headers.get("Docker-Content-Digest") or "")
+            size = int(resp.headers.get("Content-Length") or -1)
+            if size < 0:
+                raise ValueError("no length")
+        except (InvalidInput, ValueError):
+            data, mt = reg.get_manifest_raw(r)  # a registry that does not say: ask for the bytes
+            return Descriptor(mt, digest_bytes(data), len(data))
+        mt = (resp.headers.get("Content-Type") or MT.MANIFEST).split(";")[0].strip()
+        return Descriptor(mt, d, size)
 
-            def save() -> None:
-                with state_lock:
-                    os.fdatasync(fd)
-                    atomic_write(state_path, json.dumps({"digest": str(desc.digest), "size": size, "parts": [
-                        [p.start, p.end, p.done] for p in parts]}).encode())
-            save()
-            direct: list[Optional[str]] = [None]
-            # the other parts start once the first response is in: by then we know whether the
-            # blob redirects to object storage (and its URL), so only one request asks the registry
-            answered = threading.Event()
+    def resolve_for_push(self, ref: Union[Reference, str]) -> Descriptor:
+        """Capability: :meth:`resolve` asked with the push scope, so one token serves a whole push."""
+        return self.resolve(ref, _scope=_push(self.name))
 
-            def fetch_part(p: _Part, first: bool) -> None:
-                if not first:
-                    answered.wait()
-                tries = 0
-                while not p.complete:
-                    pos = p.start + p.done
-                    try:
-                        self._fetch_range(repository, desc, fd, p, pos, direct, progress, save,
-                                          answered if first else None)
-                    except RegistryError as e:
-                        if not e.temporary or tries >= 5:
-                            raise
-                        tries += 1
-                        log.info("blob %s part at %d: %s; resuming", desc.digest.short, pos, e)
-                    finally:
-                        answered.set()
+    def fetch_manifest(self, ref: Union[Reference, str]) -> tuple[bytes, str]:
+        return self.registry.get_manifest_raw(self._ref(ref))
 
-            todo = [p for p in parts if not p.complete]
-            try:
-                if len(todo) == 1:
-                    fetch_part(todo[0], True)
-                elif todo:
-                    with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as ex:
-                        futures = [ex.submit(fetch_part, p, i == 0) for i, p in enumerate(todo)]
-                        for f in futures:
-                            f.result()
-            except _NoRanges:
-                # the server ignores byte ranges: one sequential stream from the start instead
-                log.info("%s ignores byte ranges; downloading %s in one stream", self.registry, desc.digest.short)
-                if progress is not None:
-                    progress(-sum(p.done for p in parts))
-                parts[:] = [_Part(0, size)]
-                save()
-                fetch_part(parts[0], True)
-            save()
-        finally:
-            os.close(fd)
-        with open(data_path, "rb", buffering=0) as f:
-            got, n = hash_stream(f)
-        if got != desc.digest or n != size:
-            unlink_quiet(data_path)
-            unlink_quiet(state_path)
-            raise VerificationError(f"digest mismatch for blob {desc.digest} from {self.registry}/{repository}: "
-                                    f"the content ({n} bytes) hashes to {got}; the registry's copy is damaged, "
-                                    "nothing was installed", expected=desc.digest, actual=got)
-
-    def _fetch_range(self, repository, desc, fd, part: _Part, pos: int, direct, progress, save,
-                     answered: Optional[threading.Event] = None) -> None:
-        end = part.end - 1
-        headers = {"Range": f"bytes={pos}-{end}"}
-        if direct[0] is not None:
+    def fetch(self, desc: Descriptor, offset: int = 0, length: Optional[int] = None) -> "BlobStream":
+        """A blob as a stream from ``offset`` (``length`` bytes, or to the end). RangeNotSupported
+        if a part was asked for and the server sends the whole blob."""
+        partial = offset > 0 or (length is not None and offset + length < desc.size)
+        headers = {}
+        if partial:
+            end = desc.size - 1 if length is None else offset + length - 1
+            headers["Range"] = f"bytes={offset}-{end}"
+        client = self.registry.client
+        key = str(desc.digest)
+        with self._direct_lock:
+            direct = self._direct.get(key)
+        resp = None
+        if direct is not None:
             # a presigned object-storage URL: no registry auth goes there
-            resp = self.client._with_retries(lambda: self.client.send("GET", direct[0], headers=headers), direct[0])
-        else:
+            resp = client._with_retries(lambda: client.send("GET", direct, headers=headers), direct)
+            if resp.status_code not in (200, 206):  # expired, or refused: ask the registry again
+                resp.close()
+                resp = None
+                with self._direct_lock:
+                    self._direct.pop(key, None)
+        if resp is None:
             def remember(url: str) -> None:
-                direct[0] = url
-            resp = self.client.request("GET", f"/v2/{repository}/blobs/{desc.digest}", scope=_pull(repository),
-                                       headers=headers, on_redirect=remember)
-        if answered is not None:
-            answered.set()
-        try:
-            if resp.status_code == 404:
-                raise NotFound(f"blob {desc.digest} not found in {self.registry}/{repository}")
-            if resp.status_code == 200 and (pos != 0 or part.end != desc.size):
-                raise _NoRanges()
-            if resp.status_code not in (200, 206):
-                raise error_from(resp, f"GET blob {desc.digest}")
-            since = 0
-            try:
-                for chunk in resp.iter_content(CHUNK):
-                    if not chunk:
-                        continue
-                    room = part.end - (part.start + part.done)
-                    if len(chunk) > room:
-                        if resp.status_code == 200 and part.start == 0 and part.end == desc.size:
-                            raise VerificationError(f"blob {desc.digest}: the registry sent more than "
-                                                    f"{desc.size} bytes", expected=desc.digest)
-                        chunk = chunk[:room]
-                    os.pwrite(fd, chunk, part.start + part.done)
-                    part.done += len(chunk)
-                    since += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                    if since >= STATE_EVERY:
-                        save()
-                        since = 0
-                    if part.complete:
-                        break
-            except NetworkError as e:  # network trouble: retried from where we are; disk errors propagate
-                raise RegistryError(f"download of {desc.digest} interrupted: {e}", temporary=True) from None
-            if not part.complete:
-                raise RegistryError(f"download of {desc.digest} ended early at byte {part.start + part.done}",
-                                    temporary=True)
-        finally:
+                with self._direct_lock:
+                    self._direct[key] = url
+            resp = client.request("GET", f"/v2/{self.name}/blobs/{desc.digest}", scope=_pull(self.name),
+                                  headers=headers, on_redirect=remember)
+        if resp.status_code == 404:
             resp.close()
-            save()
+            raise NotFound(f"blob {desc.digest} not found in {self.describe()}")
+        if resp.status_code == 200 and partial:
+            resp.close()
+            raise RangeNotSupported(f"{self.registry.registry} ignores byte ranges")
+        if resp.status_code not in (200, 206):
+            raise error_from(resp, f"GET blob {desc.digest}")
+        return BlobStream(resp, desc)
 
-    @staticmethod
-    def _load_state(state_path: str, desc: Descriptor) -> Optional[list[_Part]]:
+    def exists(self, desc: Descriptor) -> bool:
+        return self.registry.has_blob(self.name, desc.digest, desc.size)
+
+    def push(self, desc: Descriptor, source: BlobSource, *, progress: ProgressFn = None) -> str:
+        """Upload a blob unless it is there: mounted from a repository of the same registry, streamed
+        from a local file, or piped from the source's stream. Returns exists/mounted/uploaded."""
+        origin = source.mount_origin
+        mount_from = origin[1] if origin is not None and origin[0] == self.registry.registry else None
+        path = source.local_path
+        if path is not None:
+            def opener(offset: int = 0) -> BinaryIO:
+                f = open(path, "rb")
+                if offset:
+                    f.seek(offset)
+                return f
+        else:
+            def opener(offset: int = 0) -> BinaryIO:
+                return source.open(offset)
+        return self.registry.push_blob(self.name, desc, opener, progress=progress, mount_from=mount_from)
+
+    def tag(self, ref: Union[Reference, str], data: bytes, media_type: str) -> Digest:
+        return self.registry.put_manifest_raw(self._ref(ref), data, media_type)
+
+    def list_refs(self) -> list[str]:
+        return self.registry.list_tags(self.name)
+
+    def delete(self, ref: Union[Reference, str]) -> None:
+        r = self._ref(ref)
+        digest = r.digest or self.resolve(r).digest
+        resp = self.registry.client.request("DELETE", f"/v2/{self.name}/manifests/{digest}",
+                                            scope=f"repository:{self.name}:delete")
+        if resp.status_code == 404:
+            resp.close()
+            raise NotFound(f"{r} not found")
+        if resp.status_code not in (200, 202):
+            raise error_from(resp, f"DELETE manifest {r}")
+        resp.close()
+
+    # -- capabilities -------------------------------------------------------------------------
+    def push_stream(self, chunks, *, progress: ProgressFn = None) -> tuple[Digest, int]:
+        """Upload content whose digest is known only at its end (a tar built on the fly)."""
+        return self.registry.push_stream(self.name, chunks, progress=progress)
+
+    def mount_origin(self) -> tuple[str, str]:
+        """A destination in the same registry mounts blobs from here instead of moving them."""
+        return self.registry.registry, self.name
+
+
+class BlobStream:
+    """A blob response read as a file; network failures become temporary RegistryErrors."""
+
+    def __init__(self, resp, desc: Descriptor):
+        self.resp = resp
+        self.desc = desc
+
+    def read(self, n: int = -1) -> bytes:
         try:
-            with open(state_path, "rb") as f:
-                st = json.loads(f.read(1 << 20))
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            if st.get("digest") != str(desc.digest) or st.get("size") != desc.size:
-                return None
-            parts = [_Part(int(a), int(b), int(c)) for a, b, c in st["parts"]]
-        except (KeyError, TypeError, ValueError):
-            return None
-        pos = 0
-        for p in parts:  # must tile [0, size) with sane progress
-            if p.start != pos or p.end < p.start or not 0 <= p.done <= p.end - p.start:
-                return None
-            pos = p.end
-        return parts if pos == desc.size else None
+            return self.resp.read(n)
+        except NetworkError as e:
+            raise RegistryError(f"transfer of {self.desc.digest} interrupted: {e}", temporary=True) from None
+
+    def close(self) -> None:
+        self.resp.close()
+
+    def __enter__(self) -> "BlobStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

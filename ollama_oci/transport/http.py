@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from .._version import __version__
+from ..cancel import interruptible_sleep
 from ..errors import AuthError, RegistryError
 from .auth import Challenge, Credentials, OllamaKey, find_credentials, parse_challenges
 from .session import HTTP, NetworkError, Response, TLSError
@@ -98,7 +99,7 @@ class RegistryClient:
     """Requests to one registry, authenticated and retried."""
 
     def __init__(self, registry: str, options: Optional[TransportOptions] = None, *,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = interruptible_sleep):
         self.registry = registry
         self.opts = options or TransportOptions()
         self.scheme = "http" if self.opts.plain_http else "https"

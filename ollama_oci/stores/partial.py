@@ -1,0 +1,251 @@
+"""Resumable, verified writes of a blob that arrives as a stream (a download), for local stores.
+
+The blob is written into ``.partial-<hex>`` in the store's temp area, in parallel byte ranges
+when it is large and the source serves ranges, each range's progress made durable (fdatasync,
+then an atomic state file) every few MiB, so a killed pull resumes where it stopped. A per-blob
+``flock`` keeps two pulls of the same blob from interleaving. Once complete, the whole file is
+hashed; only a file whose digest and size match is renamed to its final name. The partial file is
+opened with ``O_NOFOLLOW``: a symlink planted in the store's temp area is refused, never followed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..digest import CHUNK, hash_stream
+from ..errors import StoreError, VerificationError
+from ..fsutil import atomic_write, fsync_dir, unlink_quiet
+from ..spec import Descriptor
+from .contract import BlobSource, ProgressFn, RangeNotSupported
+
+log = logging.getLogger("ollama_oci")
+
+__all__ = ["receive", "PARALLEL_MIN", "PART_SIZE", "STATE_EVERY"]
+
+#: blobs at least this large are fetched in parallel byte ranges
+PARALLEL_MIN = 32 << 20
+#: size of one download part (the last one is shorter)
+PART_SIZE = 64 << 20
+#: how often (bytes) a part's progress is made durable on disk
+STATE_EVERY = 16 << 20
+#: how many times one part resumes after a temporary failure before the blob fails
+PART_TRIES = 5
+
+
+@dataclass
+class _Part:
+    start: int
+    end: int          # exclusive
+    done: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.start + self.done >= self.end
+
+
+def receive(tmp_dir: str, final: str, desc: Descriptor, source: BlobSource, *, progress: ProgressFn = None,
+            present: Callable[[], bool]) -> bool:
+    """Fetch ``desc`` from ``source`` into ``final``, resumably; False if ``present()`` found it there
+    meanwhile (another process fetched it), True if this call wrote it."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    data_path = os.path.join(tmp_dir, f".partial-{desc.digest.hex}")
+    state_path = data_path + ".json"
+    lock_path = data_path + ".lock"
+    lock_fd = _open_nofollow(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # another pull of the same blob finishes first
+        if present():
+            return False
+        _fetch(desc, source, data_path, state_path, progress)
+        os.chmod(data_path, 0o644)
+        os.replace(data_path, final)
+        fsync_dir(os.path.dirname(final))
+        # the lock goes only after success: whoever waits on it now finds the blob in place
+        unlink_quiet(state_path)
+        unlink_quiet(lock_path)
+        return True
+    finally:
+        os.close(lock_fd)
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        if e.errno == 40:  # ELOOP: a symlink where our own file should be
+            raise StoreError(f"refusing to write through the symlink {path}: something other than "
+                             "ollama-oci put it there; remove it") from None
+        raise
+
+
+def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str, progress: ProgressFn) -> None:
+    size = desc.size
+    parts = _load_state(state_path, desc)
+    fd = _open_nofollow(data_path, os.O_RDWR | os.O_CREAT)
+    try:
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)
+        if parts is None:
+            n = 1 if size < PARALLEL_MIN else math.ceil(size / PART_SIZE)
+            step = math.ceil(size / n) if n else 0
+            parts = [_Part(i * step, min(size, (i + 1) * step)) for i in range(n)] or [_Part(0, 0)]
+        already = sum(p.done for p in parts)
+        if already and progress is not None:
+            progress(already)
+        state_lock = threading.Lock()
+
+        def save() -> None:
+            with state_lock:
+                os.fdatasync(fd)
+                atomic_write(state_path, json.dumps({"digest": str(desc.digest), "size": size, "parts": [
+                    [p.start, p.end, p.done] for p in parts]}).encode())
+        save()
+
+        def fetch_part(p: _Part, opened: Optional[threading.Event] = None) -> None:
+            tries = 0
+            while not p.complete:
+                pos = p.start + p.done
+                try:
+                    _fetch_range(desc, source, fd, p, pos, progress, save, opened)
+                    opened = None
+                except RangeNotSupported:
+                    raise
+                except Exception as e:
+                    if not getattr(e, "temporary", False) or tries >= PART_TRIES:
+                        raise
+                    tries += 1
+                    log.info("blob %s part at %d: %s; resuming", desc.digest.short, pos, e)
+
+        try:
+            _run_parts([p for p in parts if not p.complete], fetch_part, source)
+        except RangeNotSupported:
+            # the source ignores byte ranges: one sequential stream from the start instead
+            log.info("%s ignores byte ranges; fetching %s in one stream", source.store.describe(), desc.digest.short)
+            if progress is not None:
+                progress(-sum(p.done for p in parts))
+            parts[:] = [_Part(0, size)]
+            save()
+            fetch_part(parts[0])
+        save()
+    finally:
+        os.close(fd)
+    with open(data_path, "rb", buffering=0) as f:
+        got, n = hash_stream(f)
+    if got != desc.digest or n != size:
+        unlink_quiet(data_path)
+        unlink_quiet(state_path)
+        raise VerificationError(f"digest mismatch for blob {desc.digest} from {source.store.describe()}: the "
+                                f"content ({n} bytes) hashes to {got}; the source's copy is damaged, nothing "
+                                "was installed", expected=desc.digest, actual=got)
+
+
+def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobSource) -> None:
+    """Fetch the parts: the calling thread works through them, and helper threads join while the
+    copy's budget has free slots (one budget for blobs and parts together). The helpers start once
+    the first part's stream is open, so a redirect to object storage is learnt before they ask."""
+    if not todo:
+        return
+    queue = list(todo[1:])
+    qlock = threading.Lock()
+    errors: list[BaseException] = []
+    opened = threading.Event()
+
+    def work() -> None:
+        while True:
+            with qlock:
+                if not queue or errors:
+                    return
+                p = queue.pop(0)
+            try:
+                fetch_part(p, None)
+            except BaseException as e:  # handed to the calling thread
+                with qlock:
+                    errors.append(e)
+                return
+
+    helpers = []
+    budget = source.budget
+    while budget is not None and len(helpers) < len(queue) and budget.try_acquire():
+        def helper() -> None:
+            try:
+                opened.wait()
+                work()
+            finally:
+                budget.release()
+        t = threading.Thread(target=helper, name="ollama-oci-part", daemon=True)
+        t.start()
+        helpers.append(t)
+    try:
+        fetch_part(todo[0], opened)
+    except BaseException as e:
+        with qlock:
+            errors.append(e)
+    finally:
+        opened.set()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _fetch_range(desc: Descriptor, source: BlobSource, fd: int, part: _Part, pos: int, progress: ProgressFn,
+                 save: Callable[[], None], opened: Optional[threading.Event] = None) -> None:
+    whole = pos == 0 and part.end == desc.size
+    try:
+        stream = source.open(pos, None if whole else part.end - pos)
+    finally:
+        if opened is not None:
+            opened.set()
+    since = 0
+    try:
+        while not part.complete:
+            chunk = stream.read(min(CHUNK, part.end - (part.start + part.done)))
+            if not chunk:
+                break
+            os.pwrite(fd, chunk, part.start + part.done)
+            part.done += len(chunk)
+            since += len(chunk)
+            if progress is not None:
+                progress(len(chunk))   # may raise Cancelled: the state is saved below all the same
+            if since >= STATE_EVERY:
+                save()
+                since = 0
+    finally:
+        stream.close()
+        save()
+    if not part.complete:
+        from ..errors import RegistryError
+        raise RegistryError(f"the transfer of {desc.digest} ended early at byte {part.start + part.done}",
+                            temporary=True)
+
+
+def _load_state(state_path: str, desc: Descriptor) -> Optional[list[_Part]]:
+    try:
+        fd = _open_nofollow(state_path, os.O_RDONLY)
+    except (FileNotFoundError, StoreError):
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            st = json.loads(f.read(1 << 20))
+    except (ValueError, RecursionError):
+        return None
+    try:
+        if st.get("digest") != str(desc.digest) or st.get("size") != desc.size:
+            return None
+        parts = [_Part(int(a), int(b), int(c)) for a, b, c in st["parts"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    pos = 0
+    for p in parts:  # must tile [0, size) with sane progress
+        if p.start != pos or p.end < p.start or not 0 <= p.done <= p.end - p.start:
+            return None
+        pos = p.end
+    return parts if pos == desc.size else None
