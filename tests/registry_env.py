@@ -291,6 +291,8 @@ class Front:
         self.throttle: Optional[float] = None    # bytes per second for blob bodies
         self.ignore_ranges = False               # drop Range headers on the way to the registry
         self.blob_bytes_served = 0
+        self.blob_gets_inflight = 0              # blob GETs being answered right now, and the most at once
+        self.max_blob_gets_inflight = 0
         self.token_requests: list[dict] = []
         self.proxied: list[tuple[str, str]] = []  # requests that came in proxy form (absolute URL)
         self.proxy_auth: Optional[str] = None     # Proxy-Authorization a CONNECT must carry, if set
@@ -504,7 +506,16 @@ class Front:
                         loc = f"http://{front.cdn_host}:{front.cdn_port}/cdn{self.path}?X-Amz-Signature=secret"
                         return front._send(self, 307, b"", headers={"Location": loc})
                 is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
-                front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy)
+                if is_blob:
+                    with front.lock:
+                        front.blob_gets_inflight += 1
+                        front.max_blob_gets_inflight = max(front.max_blob_gets_inflight, front.blob_gets_inflight)
+                try:
+                    front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy)
+                finally:
+                    if is_blob:
+                        with front.lock:
+                            front.blob_gets_inflight -= 1
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
 

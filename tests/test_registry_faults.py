@@ -290,3 +290,78 @@ def test_a_name_that_does_not_resolve_fails_at_once(tmp_path):
     cp = run_cli("push", "tiny:1", "no-such-registry.invalid:5000/team/tiny:1", "--models-dir", store.root)
     assert cp.returncode == 7 and "retrying" not in cp.stderr
     assert "cannot resolve the host name 'no-such-registry.invalid'" in cp.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("direction", ["pull", "push"])
+def test_ctrl_c_mid_transfer_stops_at_once_and_the_rerun_resumes(tmp_path, registry_factory, gemma_path,
+                                                                 direction):
+    """SIGINT while the 253 MB Gemma moves (throttled, so the transfer would need seconds more): the
+    first Ctrl-C stops every worker, the command exits 130 with one line and no traceback, and a
+    re-run finishes (a pull from where it stopped)."""
+    reg, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "packed"))
+    res = pack(Recipe(files=[gemma_path]), "gemma3:270m", [store])
+    model = res.manifest.layers[0]
+    if direction == "pull":
+        run_cli("push", "gemma3:270m", f"{reg.host}/library/gemma3:270m", "--plain-http",
+                "--models-dir", store.root, check=0)
+        models = tmp_path / "pulled"
+        args = ["pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models]
+        state = models / "blobs" / f".partial-{model.digest.hex}.json"
+    else:
+        args = ["push", "gemma3:270m", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir",
+                store.root]
+    front.throttle = 20e6  # the whole blob would take ~13 s
+    served0 = front.blob_bytes_served
+    p = subprocess.Popen(_cli(*args, "-q"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until bytes are moving
+        if direction == "pull" and front.blob_bytes_served - served0 > 30e6:
+            break
+        if direction == "push" and front.log and any(m == "PUT" and "/blobs/uploads/" in path
+                                                      for m, path, _ in list(front.log)):
+            time.sleep(1.5)
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    out, err = p.communicate(timeout=30)
+    took = time.monotonic() - t0
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+    print(f"stopped in {took:.2f} s")
+    assert took < 5, f"took {took:.1f} s to stop"  # it used to finish the blob (~10 s more)
+    front.throttle = None
+    if direction == "pull":
+        done = sum(part[2] for part in json.loads(state.read_text())["parts"])
+        assert 0 < done < model.size  # resumable state was left behind
+        before = front.blob_bytes_served
+        run_cli(*args, check=0)
+        assert front.blob_bytes_served - before <= model.size - done + (16 << 20) * 4
+        assert OllamaStore(str(models)).verify()[1] == []
+    else:
+        run_cli(*args, check=0)
+        cp = run_cli("pull", f"{reg.host}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "p",
+                     check=0)
+        assert OllamaStore(str(tmp_path / "p")).verify()[1] == []
+
+
+@pytest.mark.slow
+def test_one_concurrency_budget_for_blobs_and_parts(tmp_path, registry_factory, gemma_path):
+    """--concurrency N bounds the blob GETs in flight, parts of the large blob included (it could
+    reach N blobs x N parts before); and the parts do run in parallel within it."""
+    reg, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "packed"))
+    pack(Recipe(files=[gemma_path], system="hi"), "gemma3:270m", [store])
+    run_cli("push", "gemma3:270m", f"{reg.host}/library/gemma3:270m", "--plain-http", "--models-dir", store.root,
+            check=0)
+    front.throttle = 200e6  # slow enough for the parts to overlap
+    for n, models in ((2, tmp_path / "c2"), (4, tmp_path / "c4")):
+        front.max_blob_gets_inflight = 0
+        run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models,
+                "--concurrency", n, "-q", check=0)
+        assert OllamaStore(str(models)).verify()[1] == []
+        assert front.max_blob_gets_inflight <= n, (n, front.max_blob_gets_inflight)
+        if n == 4:
+            assert front.max_blob_gets_inflight >= 3  # the 4 parts of the weights overlapped
