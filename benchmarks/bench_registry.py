@@ -1,6 +1,6 @@
 """Push and pull of the real Gemma 3 270M through a local Docker distribution, against peers.
 
-    python benchmarks/bench_registry.py          # BENCH_ROUNDS=8, BENCH_BIG_GIB=1 (0 skips the larger model)
+    python benchmarks/bench_registry.py   # BENCH_ROUNDS=8, BENCH_BIG_GIB=1, BENCH_HUGE_GIB=4 (0 skips one)
 
 Same run, same registry (Debian docker-registry on 127.0.0.1, plain HTTP, fresh storage
 for each push), same file.  Every command runs as its own process; wall time and that
@@ -11,8 +11,8 @@ ollama-oci.  Peers:
         network/registry ceiling), skopeo copy (from an OCI layout of the same artifact), oras-py
         push (library), and curl doing the whole blob upload (POST for the session, then PUT).
   pull: curl GET + sha256sum of the model blob, skopeo copy (to an OCI layout), oras-py pull.
-Then the push of a generated larger model against curl, to show what the fixed start-up weighs
-on a model of a more usual size.
+Then the push and pull of a generated 1 GiB model against curl (pull: curl GET + openssl dgst
+-sha256, where ours also fsyncs), and the peak RSS of a push and a pull at 4 GiB.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def run(cmd, env=None, shell=False) -> tuple[float, float]:
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
 BIG_GIB = float(os.environ.get("BENCH_BIG_GIB", "1"))  # 0: skip the larger model
+HUGE_GIB = float(os.environ.get("BENCH_HUGE_GIB", "4"))  # peak RSS at this size (0: skip)
 
 
 def best(n, fn):
@@ -157,6 +158,25 @@ def main() -> None:
             finally:
                 r.kill()
 
+        def puller_ours(host, ref):
+            def pull():
+                d = os.path.join(work, f"pulled-{time.monotonic_ns()}")
+                try:
+                    return run([cli, "pull", f"{host}/{ref}", "--plain-http", "--models-dir", d, "-q"])
+                finally:
+                    shutil.rmtree(d, ignore_errors=True)
+            return pull
+
+        def puller_curl(host, repo, digest):
+            def pull():
+                out = os.path.join(work, "curl.bin")
+                try:
+                    return run(f"curl -s -f -o {out} http://{host}/v2/{repo}/blobs/{digest} && "
+                               f"openssl dgst -sha256 {out}", shell=True)
+                finally:
+                    os.unlink(out)
+            return pull
+
         push_ours = pusher_ours(models, "gemma3:270m")
         push_curl = pusher_curl(blob, model_digest)
 
@@ -197,6 +217,34 @@ def main() -> None:
             report(f"PUSH of a generated {BIG_GIB:g} GiB model (3 interleaved rounds)", interleaved(3, [
                 ("curl -T (model blob only)", pusher_curl(big_blob, big_digest)),
                 ("ollama-oci push (whole model)", pusher_ours(big_models, "big:1"))]), os.path.getsize(big_blob))
+            rb = fresh_registry("bigpull")
+            subprocess.run([cli, "push", "big:1", f"{rb.host}/library/big:1", "--plain-http", "--models-dir",
+                            big_models, "-q"], check=True)
+            print()
+            report(f"PULL of the {BIG_GIB:g} GiB model (3 interleaved rounds)", interleaved(3, [
+                ("curl GET + openssl dgst -sha256", puller_curl(rb.host, "library/big", big_digest)),
+                ("ollama-oci pull (verified, fsynced)", puller_ours(rb.host, "library/big:1"))]),
+                os.path.getsize(big_blob))
+            rb.kill()
+            shutil.rmtree(big_models, ignore_errors=True)
+            os.unlink(big)
+        if HUGE_GIB > 0:
+            # peak memory must not grow with the model: one push and one pull of a larger one
+            huge = os.path.join(work, "huge.gguf")
+            make_big_gguf(huge, int(HUGE_GIB * (1 << 30)))
+            huge_models = os.path.join(work, "huge-models")
+            subprocess.run([cli, "pack", huge, "--name", "huge:1", "--models-dir", huge_models, "-q"], check=True,
+                           stdout=subprocess.DEVNULL)
+            rh = fresh_registry("huge")
+            hsize = os.path.getsize(huge)
+            w, rss = run([cli, "push", "huge:1", f"{rh.host}/library/huge:1", "--plain-http", "--models-dir",
+                          huge_models, "-q"])
+            print(f"\n{HUGE_GIB:g} GiB model: push {w:.2f} s ({hsize / w / 1e6:.0f} MB/s), peak RSS {rss:.1f} MB")
+            shutil.rmtree(huge_models, ignore_errors=True)
+            os.unlink(huge)
+            w, rss = puller_ours(rh.host, "library/huge:1")()
+            print(f"{HUGE_GIB:g} GiB model: pull {w:.2f} s ({hsize / w / 1e6:.0f} MB/s), peak RSS {rss:.1f} MB")
+            rh.kill()
 
         # pull: one registry holding the model
         r = fresh_registry("pull")

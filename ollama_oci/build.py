@@ -173,6 +173,82 @@ def _expand(path: str, base_dir: str) -> str:
     return os.path.normpath(p)
 
 
+def read_text_file(path: str, what: str) -> str:
+    """A TEMPLATE/SYSTEM/LICENSE file's text; a missing or non-UTF-8 file is a clear error."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{what} file {path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} file {path} is not UTF-8 text") from None
+
+
+def recipe_for(gguf: Optional[str] = None, modelfile: Optional[str] = None, *, template_file: Optional[str] = None,
+               system_file: Optional[str] = None, license_files: Sequence[str] = (),
+               params: Sequence[str] = (), messages: Sequence[str] = (), adapters: Sequence[str] = (),
+               requires: Optional[str] = None, auto_template: bool = True, warn=None) -> Recipe:
+    """The recipe a command line describes: a GGUF and/or a Modelfile, then overrides.
+
+    A GGUF given with a Modelfile replaces its FROM lines. ``params`` are ``KEY=VALUE`` strings
+    typed as ``ollama create`` types them; ``stop`` values add to the Modelfile's stop words
+    (as repeated PARAMETER stop lines do), other keys replace. ``messages`` are ``ROLE=TEXT``.
+    """
+    if not gguf and not modelfile:
+        raise InvalidInput("give a GGUF file, a Modelfile, or both")
+    if modelfile:
+        try:
+            with open(modelfile, "rb") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"Modelfile {modelfile}: no such file") from None
+        src: Any = text
+        if gguf:
+            from .modelfile import Command
+            mf = parse_modelfile(text)
+            mf.commands = [c for c in mf.commands if c.name != "model"] + [Command("model", os.path.abspath(gguf))]
+            src = mf
+        recipe = recipe_from_modelfile(src, os.path.dirname(os.path.abspath(modelfile)), warn=warn)
+    else:
+        recipe = Recipe(files=[gguf])
+    if template_file:
+        recipe.template = read_text_file(template_file, "template")
+    if system_file:
+        recipe.system = read_text_file(system_file, "system")
+    for lic in license_files:
+        recipe.licenses.append(read_text_file(lic, "license"))
+    if params:
+        pairs = []
+        for p in params:
+            k, sep, v = p.partition("=")
+            if not sep:
+                raise InvalidInput(f"--param {p!r} is not KEY=VALUE")
+            pairs.append((k.strip(), v))
+        for k, v in format_params(pairs, warn=warn).items():
+            if k == "stop" and k in recipe.params:
+                recipe.params[k] = recipe.params[k] + v
+            else:
+                recipe.params[k] = v
+    for m in messages:
+        role, sep, text = m.partition("=")
+        if not sep:
+            raise InvalidInput(f"--message {m!r} is not ROLE=TEXT")
+        recipe.messages.append((role.strip(), text))
+    recipe.adapters.extend(adapters)
+    recipe.auto_template = auto_template
+    if requires:
+        recipe.requires = requires[1:] if requires.startswith("v") else requires
+    return recipe
+
+
+def default_name(recipe: Recipe) -> ModelName:
+    """The model name when none is given: from the first GGUF's file name (``model`` otherwise)."""
+    from .names import default_name_for_file
+    return parse_name(default_name_for_file(recipe.files[0] if recipe.files else "model"))
+
+
 def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, warn=None) -> Recipe:
     """Resolve a Modelfile into a :class:`Recipe` (paths relative to ``base_dir``)."""
     if not isinstance(mf, Modelfile):

@@ -167,7 +167,7 @@ def _store_for(ep: Endpoint, retries: int, concurrency: int):
     return RegistryStore(ep.registry, TransportOptions(
         plain_http=ep.plain_http, insecure=ep.insecure, ca_file=ep.ca_file, cert_file=ep.cert_file,
         key_file=ep.key_file, ollama_key=ep.ollama_key, ollama_auth=True if ep.ollama_key else None,
-        max_retries=retries), concurrency=concurrency)
+        max_retries=retries))
 
 
 def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,

@@ -31,7 +31,7 @@ from ..transport.session import FileBody, NetworkError
 
 log = logging.getLogger("ollama_oci")
 
-__all__ = ["RegistryStore", "Repository", "MANIFEST_ACCEPT"]
+__all__ = ["RegistryStore", "Repository", "Registries", "MANIFEST_ACCEPT"]
 
 MANIFEST_ACCEPT = ", ".join([MT.MANIFEST, MT.OCI_MANIFEST, "application/vnd.docker.distribution.manifest.list.v2+json",
                              MT.OCI_INDEX, "application/json;q=0.5", "text/plain;q=0.1"])
@@ -56,12 +56,10 @@ class RegistryStore:
     kind = "registry"
 
     def __init__(self, registry: str, options: Optional[TransportOptions] = None, *,
-                 client: Optional[RegistryClient] = None, chunk_size: Optional[int] = None,
-                 concurrency: int = 4):
+                 client: Optional[RegistryClient] = None, chunk_size: Optional[int] = None):
         self.registry = registry
         self.client = client or RegistryClient(registry, options)
         self.chunk_size = chunk_size
-        self.concurrency = max(1, concurrency)
         # uploads under way, per (repository, digest): a second copy of the same blob (two tags
         # sharing weights in one mirror run) waits for the first instead of sending it again
         self._uploading: dict[tuple[str, Digest], threading.Event] = {}
@@ -383,6 +381,38 @@ class RegistryStore:
         if resp.status_code not in (200, 206):
             raise error_from(resp, f"GET blob {digest}")
         return resp
+
+
+class Registries:
+    """One :class:`RegistryStore` per registry host, made on first use with the same transport options.
+
+    Credentials given explicitly (a command line's ``-u``/``--password-stdin``) go to one registry
+    only, ``credentials_for``: a copy between two registries never shows one registry's password
+    to the other. Every other registry finds its credentials where users keep them.
+    """
+
+    def __init__(self, options: Optional[TransportOptions] = None, *, chunk_size: Optional[int] = None,
+                 credentials=None, credentials_for: Optional[str] = None):
+        self.options = options or TransportOptions()
+        self.chunk_size = chunk_size
+        self.credentials = credentials
+        self.credentials_for = credentials_for
+        self._made: dict[str, RegistryStore] = {}
+        self._lock = threading.Lock()
+
+    def get(self, registry: str) -> RegistryStore:
+        with self._lock:
+            store = self._made.get(registry)
+            if store is None:
+                opts = self.options
+                if self.credentials is not None and (self.credentials_for is None or
+                                                     registry == self.credentials_for):
+                    import dataclasses
+                    opts = dataclasses.replace(opts, credentials=self.credentials)
+                store = self._made[registry] = RegistryStore(registry, opts, chunk_size=self.chunk_size)
+            return store
+
+    __call__ = get
 
 
 class Repository:

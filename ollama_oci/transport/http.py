@@ -36,7 +36,7 @@ from .session import HTTP, NetworkError, Response, TLSError
 
 log = logging.getLogger("ollama_oci")
 
-__all__ = ["RegistryClient", "TransportOptions", "redact"]
+__all__ = ["RegistryClient", "TransportOptions", "redact", "login"]
 
 Body = Union[None, bytes, Callable[[], Any]]  # bytes, or a callable making a fresh body for each try
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -453,3 +453,18 @@ def error_from(resp: Response, what: str) -> RegistryError:
 def _repo_of(scope: str) -> str:
     parts = scope.split(":")
     return parts[1] if len(parts) >= 3 and parts[0] == "repository" else ""
+
+
+def login(registry: str, username: str, password: str, options: Optional[TransportOptions] = None) -> str:
+    """Check credentials against a registry (``GET /v2/`` answered 200), then store them as
+    ``docker login`` does; returns where they went."""
+    import dataclasses
+
+    from .auth import save_login
+    opts = dataclasses.replace(options or TransportOptions(),
+                               credentials=Credentials(username, password, source="login"))
+    resp = RegistryClient(registry, opts).request("GET", "/v2/", scope="")
+    if resp.status_code != 200:
+        raise error_from(resp, f"login to {registry}")
+    resp.close()
+    return save_login(registry, username, password)

@@ -1,0 +1,235 @@
+"""What the commands share: output, progress bars, options, and turning options into library objects."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+if TYPE_CHECKING:
+    from ..names import ModelName
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
+
+
+def human_size(n: int) -> str:
+    # ollama list uses decimal units
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
+
+
+def ago(ts: float) -> str:
+    d = max(0, time.time() - ts)
+    for unit, s in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if d >= s:
+            k = int(d // s)
+            return f"{k} {unit}{'s' if k != 1 else ''} ago"
+    return "just now"
+
+
+class Progress:
+    """Progress bars on stderr when it is a terminal; silent otherwise. Takes the library's
+    :class:`~ollama_oci.progress.ProgressEvent` (one bar per blob or file), from any thread."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.lock = threading.Lock()
+        self.bars: dict[str, Any] = {}
+        self.last: dict[str, int] = {}
+
+    def __call__(self, ev) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self._draw(ev.label, ev.done, ev.total)
+
+    def _draw(self, label: str, done: int, total: int) -> None:
+        bar = self.bars.get(label)
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label=label[:40], file=sys.stderr,
+                                    show_eta=True, show_percent=True, width=30)
+            bar.__enter__()
+            self.bars[label] = bar
+            self.last[label] = 0
+        bar.update(done - self.last[label])
+        self.last[label] = done
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    def close(self) -> None:
+        for label, bar in self.bars.items():
+            if self.last.get(label, 0) < bar.length:
+                bar.__exit__(None, None, None)
+        self.bars.clear()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def copy_report(report, as_json: bool, verb: str) -> None:
+    if as_json:
+        emit_json(report.to_json())
+        return
+    moved = [b for b in report.blobs if b.transferred]
+    click.echo(f"{verb} {report.destination} ({report.manifest_digest})")
+    for b in report.blobs:
+        click.echo(f"  {b.action:<10} {b.digest[7:19]}  {human_size(b.size)}")
+    click.echo(f"  {len(moved)} of {len(report.blobs)} blobs moved, {human_size(report.bytes_transferred)}")
+
+
+# -- options --------------------------------------------------------------------------------------
+
+def models_dir_option(f):
+    return click.option("--models-dir", metavar="DIR", envvar="OLLAMA_MODELS", show_envvar=True,
+                        help="Ollama model store (default: $OLLAMA_MODELS or ~/.ollama/models).")(f)
+
+
+def oci_option(f):
+    return click.option("--oci-layout", "oci_layout", metavar="DIR",
+                        help="Use an OCI image layout directory instead of the Ollama model store.")(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts).")(f)
+
+
+def quiet_option(f):
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(f)
+
+
+def given(param: str) -> bool:
+    """Whether the user set an option on the command line (not its default or environment variable)."""
+    from click.core import ParameterSource
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE
+
+
+def local_store(models_dir: Optional[str], oci_layout: Optional[str]):
+    from ..stores import OCILayout, OllamaStore, default_models_dir
+    if oci_layout and models_dir and given("models_dir"):
+        raise click.UsageError("give either --models-dir or --oci-layout, not both")
+    if oci_layout:
+        return OCILayout(oci_layout)
+    return OllamaStore(models_dir or default_models_dir())
+
+
+def model_name(value: str) -> "ModelName":
+    from ..names import parse_name
+    return parse_name(value)
+
+
+def parse_size(value: Optional[str], hint: str = "--chunk-size") -> Optional[int]:
+    if value is None:
+        return None
+    v = value.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(v[-1:], 1)
+    num = v[:-1] if v[-1:] in "KMG" else v
+    try:
+        n = int(float(num) * mult)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size like 4M or 65536", param_hint=hint) from None
+    if n <= 0:
+        raise click.BadParameter("must be positive", param_hint=hint)
+    return n
+
+
+@dataclass
+class Transport:
+    """The registry options of one command line, turned into the library's objects once."""
+
+    plain_http: bool
+    insecure: bool
+    ca_file: Optional[str]
+    cert_file: Optional[str]
+    key_file: Optional[str]
+    username: Optional[str]
+    password_stdin: bool
+    ollama_key: Optional[str]
+    concurrency: int
+    retries: int
+    retries_given: bool = False
+
+    def credentials(self):
+        """``-u`` and the password from stdin (read once), or None: stored logins apply."""
+        from ..transport import Credentials
+        if not hasattr(self, "_creds"):
+            pw = None
+            if self.password_stdin:
+                pw = sys.stdin.readline().rstrip("\r\n")
+                if not pw:
+                    raise click.UsageError("--password-stdin: nothing on standard input")
+            self._creds = (Credentials(self.username or "", pw or "", source="command line")
+                           if self.username or pw else None)
+        return self._creds
+
+    def options(self):
+        from ..transport import TransportOptions
+        return TransportOptions(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
+                                cert_file=self.cert_file, key_file=self.key_file, max_retries=self.retries,
+                                ollama_key=self.ollama_key, ollama_auth=True if self.ollama_key else None,
+                                unreachable_retries=self.retries if self.retries_given else None)
+
+    def registries(self, *, credentials_for: Optional[str] = None, chunk_size: Optional[int] = None):
+        """Registry stores made on demand; ``-u``/``--password-stdin`` go to ``credentials_for`` only."""
+        from ..stores.registry import Registries
+        return Registries(self.options(), chunk_size=chunk_size, credentials=self.credentials(),
+                          credentials_for=credentials_for)
+
+    def registry(self, host: str, *, chunk_size: Optional[int] = None):
+        return self.registries(credentials_for=host, chunk_size=chunk_size).get(host)
+
+
+_TRANSPORT_PARAMS = ("plain_http", "insecure", "ca_file", "cert_file", "key_file", "username", "password_stdin",
+                     "ollama_key", "concurrency", "retries")
+
+
+def transport_options(f):
+    """Add the registry options to a command; it receives them as one ``transport`` argument."""
+    @functools.wraps(f)
+    def wrapper(*args, **kw):
+        t = Transport(**{n: kw.pop(n) for n in _TRANSPORT_PARAMS}, retries_given=given("retries"))
+        return f(*args, transport=t, **kw)
+    opts = [
+        click.option("--plain-http", is_flag=True, help="Talk to the registry over http:// (no TLS)."),
+        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (still https)."),
+        click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),
+                     help="Also trust this CA bundle (PEM)."),
+        click.option("--cert", "cert_file", type=click.Path(dir_okay=False, exists=True),
+                     help="Client certificate (PEM) for mutual TLS."),
+        click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True),
+                     help="Private key of --cert."),
+        click.option("-u", "--username", help="Registry user (else: stored logins, docker/podman auth files)."),
+        click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin."),
+        click.option("--ollama-key", type=click.Path(dir_okay=False, exists=True),
+                     help="Sign token requests with this ollama Ed25519 key (default for registry.ollama.ai: "
+                          "~/.ollama/id_ed25519)."),
+        click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+                     help="Connections at once: blobs and the byte ranges of large blobs together."),
+        click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,
+                     help="Retries on connection errors, 429 and 5xx (with backoff, honouring Retry-After), each "
+                          "shown as it waits. A host name that does not resolve or a refused connection on "
+                          "localhost fails at once unless --retries is given."),
+    ]
+    for o in reversed(opts):
+        wrapper = o(wrapper)
+    return wrapper

@@ -1,0 +1,261 @@
+"""Commands on one local store or file: inspect, list, show, rm, verify, prune."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import click
+
+from .app import CONTEXT, cli
+from .common import (Progress, ago, emit_json, human_size, json_option, local_store, model_name, models_dir_option,
+                     oci_option, warn)
+
+
+def _kv_json(kv, full_arrays: bool) -> dict:
+    from ..gguf_header import GGUFArray
+    v = kv.value
+    if isinstance(v, GGUFArray):
+        d: dict[str, Any] = {"type": "ARRAY", "elem_type": v.elem_type_name, "len": len(v)}
+        if full_arrays or len(v) <= 64:
+            d["value"] = _plain(v.to_list())
+        else:
+            d["head"] = _plain([x.to_list() if isinstance(x, GGUFArray) else x for x in v[:8]])
+        return d
+    return {"type": kv.type_name, "value": _plain(v)}
+
+
+def _plain(v):
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _kv_text(kv, width: int = 100) -> str:
+    from ..gguf_header import GGUFArray
+    v = kv.value
+    if isinstance(v, GGUFArray):
+        head = [x.to_list() if isinstance(x, GGUFArray) else x for x in v[:5]]
+        more = ", ..." if len(v) > 5 else ""
+        s = f"[{v.elem_type_name} x {len(v)}] {json.dumps(_plain(head), ensure_ascii=False)[:-1]}{more}]"
+    elif isinstance(v, str):
+        s = json.dumps(_plain(v), ensure_ascii=False)
+    else:
+        s = str(v).lower() if isinstance(v, bool) else str(v)
+    return s if len(s) <= width else s[: width - 3] + "..."
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("gguf", type=click.Path(dir_okay=False))
+@click.option("--tensors", is_flag=True, help="List every tensor (name, type, shape, offset, bytes).")
+@click.option("--full-arrays", is_flag=True, help="With --json: include every array element (large!).")
+@json_option
+def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
+    """Show what a GGUF header says, and what Ollama will make of it.
+
+    Reads only the header (no tensor data), so it is fast on any size of model.
+    The --json schema is documented in docs/cli.md ("ollama-oci.inspect/v1").
+    """
+    from ..gguf_header import read_gguf
+    from ..modelinfo import model_info
+    with read_gguf(gguf) as g:
+        info = model_info(g)
+        if as_json:
+            doc = {
+                "schema": "ollama-oci.inspect/v1",
+                "path": gguf,
+                "size": g.file_size,
+                "gguf_version": g.version,
+                "byte_order": g.byte_order,
+                "alignment": g.alignment,
+                "header_end": g.header_end,
+                "data_offset": g.data_offset,
+                **info.to_json(),
+                "metadata": {k: _kv_json(kv, full_arrays) for k, kv in g.kv.items()},
+            }
+            if tensors:
+                doc["tensors"] = [{"name": t.name, "type": t.type_name, "shape": list(t.shape),
+                                   "offset": t.offset, "n_elements": t.n_elements, "n_bytes": t.n_bytes}
+                                  for t in g.tensors]
+            emit_json(doc)
+            return
+        rows = [
+            ("file", f"{gguf} ({g.file_size:,} bytes)"),
+            ("format", f"GGUF v{g.version}, {g.byte_order}-endian, alignment {g.alignment}"),
+            ("architecture", info.architecture),
+            ("kind", info.kind),
+            ("parameters", f"{info.parameter_count:,} ({info.model_type})"),
+            ("file type", f"{info.file_type}" + (f" ({info.file_type_id})" if info.file_type_id is not None else "")),
+            ("context length", str(info.context_length) if info.context_length is not None else "-"),
+            ("tensors", f"{info.tensor_count}" + (
+                " (" + ", ".join(f"{k} {v}" for k, v in info.tensor_types.items()) + ")" if info.tensor_types else "")),
+            ("chat template", f"yes ({len(info.chat_template)} chars)" if info.chat_template else "no"),
+        ]
+        if info.split:
+            rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}"))
+        for k, v in rows:
+            click.echo(f"{k:<15} {v}")
+        click.echo(f"\nmetadata ({len(g.kv)} keys):")
+        for k, kv in g.kv.items():
+            click.echo(f"  {k} = {_kv_text(kv)}")
+        if tensors:
+            click.echo(f"\ntensors ({len(g.tensors)}):")
+            for t in g.tensors:
+                shape = "x".join(map(str, t.shape)) or "scalar"
+                click.echo(f"  {t.name:<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
+                           f"bytes {t.n_bytes if t.n_bytes is not None else '?'}")
+
+
+@cli.command("list", context_settings=CONTEXT)
+@models_dir_option
+@oci_option
+@json_option
+def list_cmd(models_dir, oci_layout, as_json) -> None:
+    """List the models in a store (like `ollama list`)."""
+    store = local_store(models_dir, oci_layout)
+    entries = store.list()
+    if as_json:
+        emit_json({"store": store.describe(), "models": [e.to_json() for e in entries]})
+        return
+    rows = [("NAME", "ID", "SIZE", "MODIFIED")] + [
+        (e.name.display, e.manifest_digest.short, human_size(e.size), ago(e.modified)) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo(f"{r[0]:<{widths[0]}}    {r[1]:<{widths[1]}}    {r[2]:<{widths[2]}}    {r[3]}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--modelfile", is_flag=True, help="Print a Modelfile that rebuilds the model.")
+@models_dir_option
+@oci_option
+@json_option
+def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
+    """Show a model's layers, config, parameters and texts."""
+    from ..describe import describe_model, modelfile_text
+    from ..params import param_to_text
+    store = local_store(models_dir, oci_layout)
+    n = model_name(name)
+    if modelfile:
+        click.echo(modelfile_text(store, n), nl=False)
+        return
+    d = describe_model(store, n)
+    if as_json:
+        emit_json(d.to_json())
+        return
+    details, texts, manifest = d.details, d.texts, d.manifest
+    click.echo(f"  Model {n.display}  (id {d.manifest_digest.short}, {human_size(manifest.size)})")
+    if details:
+        click.echo(f"    architecture        {details['architecture']}")
+        click.echo(f"    parameters          {details['parameters']}")
+        if details["context_length"]:
+            click.echo(f"    context length      {details['context_length']}")
+        if details["embedding_length"]:
+            click.echo(f"    embedding length    {details['embedding_length']}")
+        click.echo(f"    quantization        {details['quantization']}")
+    if d.template_source:
+        click.echo("    template            " + ("derived from the GGUF chat template"
+                                                if d.template_source == "derived" else "given"))
+    click.echo("\n  Layers")
+    for l in manifest.layers:
+        click.echo(f"    {l.kind:<10} {l.digest}  {human_size(l.size)}")
+    click.echo(f"    {'config':<10} {manifest.config.digest}  {manifest.config.size} B")
+    params = texts.get("params")
+    if isinstance(params, dict) and params:
+        click.echo("\n  Parameters")
+        for k, v in sorted(params.items()):
+            for item in (v if isinstance(v, list) else [v]):
+                click.echo(f"    {k:<20} {param_to_text(item) if not isinstance(item, str) else json.dumps(item)}")
+    if texts.get("system"):
+        click.echo("\n  System")
+        for line in texts["system"].splitlines()[:10]:
+            click.echo(f"    {line}")
+    for lic in texts["licenses"]:
+        click.echo("\n  License")
+        for line in lic.splitlines()[:3]:
+            click.echo(f"    {line}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@models_dir_option
+@oci_option
+@json_option
+def rm(names, models_dir, oci_layout, as_json) -> None:
+    """Remove models. Blobs still used by another model are kept."""
+    store = local_store(models_dir, oci_layout)
+    report = []
+    for name in names:
+        n = model_name(name)
+        deleted = store.remove(n, warn=warn)
+        report.append({"name": n.display, "deleted_blobs": [str(d) for d in deleted]})
+        if not as_json:
+            click.echo(f"deleted '{n.display}' ({len(deleted)} blob{'s' if len(deleted) != 1 else ''} freed)")
+    if as_json:
+        emit_json({"removed": report})
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1)
+@click.option("--quick", is_flag=True, help="Check presence and sizes only; do not re-hash blobs.")
+@models_dir_option
+@oci_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
+    """Check that every blob of every model (or of NAMES) is present and intact.
+
+    Re-hashes each blob once, even when several models share it. Exits with 5
+    when something is wrong, listing each problem.
+    """
+    store = local_store(models_dir, oci_layout)
+    targets = [model_name(n) for n in names] if names else None
+    prog = Progress(not quiet and not as_json)
+    try:
+        entries, problems = store.verify(targets, rehash=not quick,
+                                         progress=prog)
+    finally:
+        prog.close()
+    if as_json:
+        emit_json({"store": store.describe(), "checked": [e.name.display for e in entries],
+                    "ok": not problems, "problems": [p.to_json() for p in problems]})
+    else:
+        for p in problems:
+            click.echo(f"{p.model}: {p.kind}: {p.digest} {p.detail}", err=True)
+        if not problems:
+            click.echo(f"ok: {len(entries)} model{'s' if len(entries) != 1 else ''} verified"
+                       f"{' (sizes only)' if quick else ''}")
+    if problems:
+        from ..errors import EXIT_INTEGRITY
+        sys.exit(EXIT_INTEGRITY)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--grace", default="1h", show_default=True,
+              help="Only files older than this (e.g. 30m, 2h, 0): blobs of a pack or pull still running stay.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@models_dir_option
+@oci_option
+@json_option
+def prune(grace, dry_run, models_dir, oci_layout, as_json) -> None:
+    """Delete blobs no model uses, and leftovers of interrupted packs and pulls.
+
+    Refuses to delete anything while a manifest in the store cannot be read.
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", grace.strip())
+    if not m:
+        raise click.BadParameter(f"{grace!r} is not a duration like 30m, 2h or 0", param_hint="--grace")
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    store = local_store(models_dir, oci_layout)
+    removed, freed = store.prune(grace=seconds, dry_run=dry_run)
+    if as_json:
+        emit_json({"store": store.describe(), "dry_run": dry_run, "removed": removed, "bytes": freed})
+        return
+    for p in removed:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {p}")
+    click.echo(f"{len(removed)} file{'s' if len(removed) != 1 else ''}, {human_size(freed)}"
+               f"{' would be freed' if dry_run else ' freed'}")

@@ -1,0 +1,202 @@
+"""Commands that move models between places: copy, export, import, volume, mirror."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .app import CONTEXT, cli
+from .common import (Progress, copy_report, emit_json, human_size, json_option, local_store, model_name,
+                     models_dir_option, oci_option, parse_size, quiet_option, transport_options)
+
+
+@cli.command("copy", context_settings=CONTEXT)
+@click.argument("src")
+@click.argument("dst")
+@models_dir_option
+@click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
+              help="oci: write the manifest as an OCI image manifest.")
+@click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M).")
+@transport_options
+@quiet_option
+@json_option
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, transport, quiet, as_json) -> None:
+    """Copy a model between any two places, moving only what is missing.
+
+    SRC and DST are each one of: a registry reference; oci:DIR[:NAME] (an OCI
+    layout); ollama:NAME (the model store, see --models-dir); FILE.tar or
+    FILE.tar.zst[:NAME] (a bundle). Digests are preserved, every blob is
+    verified, and the manifest is written last. -u/--password-stdin are for the
+    destination registry (or the source one, when the destination is local).
+
+    \b
+    Examples:
+      ollama-oci copy ollama:gemma3:270m registry.example.com/ml/gemma3:270m
+      ollama-oci copy registry.example.com/ml/gemma3:270m oci:./layout
+      ollama-oci copy oci:./layout:gemma3:270m ollama:
+      ollama-oci copy ollama:gemma3:270m ./gemma3.tar.zst
+    """
+    from ..engine import CopyOptions
+    from ..endpoints import parse_endpoint
+    from ..places import copy_places
+    s, d = parse_endpoint(src), parse_endpoint(dst)
+    login_for = d.ref.registry if d.kind == "registry" else s.ref.registry if s.kind == "registry" else None
+    registries = transport.registries(credentials_for=login_for, chunk_size=parse_size(chunk_size))
+    with Progress(not quiet and not as_json) as prog:
+        report = copy_places(src, dst, models_dir=models_dir, registries=registries,
+                             options=CopyOptions(concurrency=transport.concurrency, progress=prog,
+                                                 manifest_format=manifest_format))
+    if hasattr(report, "manifest_digest"):
+        copy_report(report, as_json, "copied to")
+    elif as_json:
+        emit_json(report.to_json())
+    elif d.kind == "bundle":
+        click.echo(f"exported {report.models[0]['name']} to {d.path} ({human_size(report.file_size)})")
+    else:
+        click.echo(f"imported {', '.join(m['name'] for m in report.models)} from {s.path}")
+
+
+@cli.command("export", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The bundle file: NAME.tar, or NAME.tar.zst to compress with zstd.")
+@click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True, help="zstd level.")
+@models_dir_option
+@oci_option
+@quiet_option
+@json_option
+def export_cmd(names, output, level, models_dir, oci_layout, quiet, as_json) -> None:
+    """Write models into one offline bundle file (blobs shared between them stored once).
+
+    The bundle is an OCI image layout in a tar (skopeo reads it as oci-archive:),
+    zstd-compressed when the name ends in .tar.zst. Move it anywhere, then
+    `ollama-oci import` it into a model store or straight into a registry.
+    """
+    from ..bundle import export_bundle
+    store = local_store(models_dir, oci_layout)
+    with Progress(not quiet and not as_json) as prog:
+        report = export_bundle(store, [model_name(n) for n in names], output, level=level, progress=prog)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(f"exported {len(report.models)} model{'s' if len(report.models) != 1 else ''}, "
+                   f"{report.blobs} blobs, to {output} ({human_size(report.file_size)})")
+
+
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True))
+@click.argument("names", nargs=-1)
+@click.option("--to", "to_registry", metavar="REGISTRY[/NAMESPACE]",
+              help="Push into this registry instead of a local store (models keep their names; NAMESPACE "
+                   "replaces theirs).")
+@models_dir_option
+@oci_option
+@transport_options
+@quiet_option
+@json_option
+def import_cmd(bundle, names, to_registry, models_dir, oci_layout, transport, quiet, as_json) -> None:
+    """Import models (all, or NAMES) from a bundle into the store, an OCI layout or a registry.
+
+    Every blob is checked against its digest while it streams; if anything is
+    wrong nothing becomes visible (no blob, no model).
+    """
+    from ..bundle import import_bundle
+    with Progress(not quiet and not as_json) as prog:
+        if to_registry:
+            from ..reference import Reference
+            registry, _, ns = to_registry.partition("/")
+            dst = transport.registry(registry)
+
+            def ref_for(n):
+                return Reference(registry, f"{ns or n.namespace}/{n.model}", n.tag)
+            report = import_bundle(bundle, dst, names=list(names) or None, progress=prog, dst_ref_for=ref_for)
+        else:
+            report = import_bundle(bundle, local_store(models_dir, oci_layout), names=list(names) or None,
+                                   progress=prog)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for m in report.models:
+            click.echo(f"imported {m['name']} ({m['manifest_digest'][7:19]})")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("plan", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Resolve everything and report what would move; copy nothing.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Models at once (overrides the plan).")
+@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,
+              help="Retries per request on connection errors, 429 and 5xx.")
+@json_option
+def mirror(plan, dry_run, concurrency, retries, as_json) -> None:
+    """Mirror the models a plan file names from one registry to another.
+
+    Idempotent: a second run of an unchanged plan moves no blob bytes (one
+    manifest check per model). One model's failure does not stop the others;
+    the exit code is then non-zero and the failures are named on stderr.
+    Plan format: docs/cli.md ("mirror").
+    """
+    from ..mirror import load_plan, run_plan
+    p = load_plan(plan)
+    if concurrency:
+        p.concurrency = concurrency
+
+    def show(rep):
+        if as_json:
+            return
+        extra = (f"{human_size(rep.get('bytes_transferred', rep.get('bytes_to_transfer', 0)))}"
+                 if rep["status"] != "failed" else rep["error"])
+        click.echo(f"{rep['status']:<11} {rep['source']} -> {rep['target']}  {extra}")
+    results = run_plan(p, dry_run=dry_run, retries=retries, on_result=show)
+    failed = [r for r in results if r["status"] == "failed"]
+    if as_json:
+        emit_json({"plan": plan, "dry_run": dry_run, "ok": not failed, "models": results,
+                   "bytes_transferred": sum(r.get("bytes_transferred", 0) for r in results)})
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} failed: "
+                   + "; ".join(f"{r['source']} ({r['error']})" for r in failed), err=True)
+        sys.exit(failed[0]["exit_code"])
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("--to", "dest", required=True, metavar="REF|oci:DIR:NAME",
+              help="Where the image goes: a registry reference, or an OCI layout.")
+@click.option("--zstd", is_flag=True, help="Compress the layer with zstd (tar+zstd media type).")
+@models_dir_option
+@oci_option
+@transport_options
+@quiet_option
+@json_option
+def volume(names, dest, zstd, models_dir, oci_layout, transport, quiet, as_json) -> None:
+    """Build an OCI image holding an Ollama models/ tree of NAMES, for Kubernetes image volumes.
+
+    Mount the image read-only at the server's OLLAMA_MODELS (with
+    OLLAMA_NOPRUNE=1), or copy it from an init container: the server starts
+    with the models in place and downloads nothing. The layer is generated on
+    the fly and streamed to the registry; the GGUF is not staged on disk again.
+    See docs/deploy.md.
+
+    \b
+    Examples:
+      ollama-oci volume gemma3:270m --to registry.example.com/ml/gemma3-volume:270m
+      ollama-oci volume gemma3:270m qwen3:0.6b --zstd --to oci:./volume:models:v1
+    """
+    from ..endpoints import parse_endpoint
+    from ..places import open_place
+    from ..volume import build_volume_image
+    src = local_store(models_dir, oci_layout)
+    ep = parse_endpoint(dest)
+    if ep.kind not in ("registry", "oci"):
+        raise click.UsageError("--to must be a registry reference or oci:DIR:NAME")
+    if ep.kind == "oci" and ep.ref is None:
+        raise click.UsageError("--to oci:DIR:NAME needs a NAME for the image")
+    registries = transport.registries(credentials_for=ep.ref.registry if ep.kind == "registry" else None)
+    dst, ref = open_place(ep, registries=registries)
+    with Progress(not quiet and not as_json) as prog:
+        report = build_volume_image(src, [model_name(n) for n in names], dst, ref, zstd=zstd, progress=prog)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(f"built {dest} ({report.manifest_digest}): layer {human_size(report.layer_size)}"
+                   f"{' zstd' if zstd else ''}, models {', '.join(report.models)}")

@@ -1,0 +1,120 @@
+"""Registry commands: login, logout, push, pull."""
+
+from __future__ import annotations
+
+import click
+
+from .app import CONTEXT, cli
+from .common import (Progress, copy_report, json_option, local_store, model_name, models_dir_option, oci_option,
+                     parse_size, quiet_option, transport_options)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+@click.option("-u", "--username", required=True, help="User name.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin: this one shows in `ps`).")
+@click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin.")
+@click.option("--plain-http", is_flag=True, help="The registry speaks http://.")
+@click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="Also trust this CA bundle (PEM).")
+def login(registry, username, password, password_stdin, plain_http, insecure, ca_file) -> None:
+    """Check credentials against a registry and store them like `docker login`.
+
+    They go to the Docker config ($DOCKER_CONFIG/config.json, or its credsStore
+    helper), where docker, podman, oras and skopeo find them too.
+    """
+    import sys
+
+    from ..transport import TransportOptions, login as do_login
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin: nothing on standard input")
+    if not password:
+        password = click.prompt("Password", hide_input=True)
+    where = do_login(registry, username, password,
+                     TransportOptions(plain_http=plain_http, insecure=insecure, ca_file=ca_file))
+    click.echo(f"Login Succeeded ({registry}, saved in {where})")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("registry")
+def logout(registry) -> None:
+    """Remove stored credentials for a registry."""
+    from ..errors import NotFound
+    from ..transport import remove_login
+    if not remove_login(registry):
+        raise NotFound(f"not logged in to {registry}")
+    click.echo(f"Removed login credentials for {registry}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("ref", required=False)
+@models_dir_option
+@oci_option
+@click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M); default: one streamed PUT, "
+                                   "falling back to chunks if the registry refuses the size.")
+@click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
+              help="oci: send the manifest as an OCI image manifest, for tools that refuse Docker schema 2 "
+                   "(`ollama pull` cannot fetch that form from Docker distribution; keep the default for it).")
+@transport_options
+@quiet_option
+@json_option
+def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transport, quiet, as_json) -> None:
+    """Push a model from the Ollama store (or an OCI layout) to a registry.
+
+    NAME is a model in the store; REF the destination, e.g.
+    registry.example.com/team/model:tag (default: NAME itself, when it names a
+    registry host). Blobs already there are skipped; the manifest goes last,
+    with the bytes `ollama push` would send.
+
+    \b
+    Examples:
+      ollama-oci push mymodel:q4 ghcr.io/acme/mymodel:q4
+      ollama-oci push localhost:5000/team/model:1 --plain-http
+      echo "$TOKEN" | ollama-oci push m registry.example.com/ns/m -u ci --password-stdin
+    """
+    from ..engine import CopyOptions, copy
+    from ..reference import Reference, parse_reference
+    store = local_store(models_dir, oci_layout)
+    n = model_name(name)
+    dest = parse_reference(ref) if ref else Reference.from_model_name(n)
+    reg = transport.registry(dest.registry, chunk_size=parse_size(chunk_size))
+    with Progress(not quiet and not as_json) as prog:
+        report = copy(store, n, reg, dest, CopyOptions(concurrency=transport.concurrency, progress=prog,
+                                                       manifest_format=manifest_format))
+    copy_report(report, as_json, "pushed")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("ref")
+@click.option("-n", "--name", help="Local model name (default: from REF, e.g. localhost:5000/team/model:tag).")
+@models_dir_option
+@oci_option
+@transport_options
+@quiet_option
+@json_option
+def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
+    """Pull a model from a registry into the Ollama store (or an OCI layout).
+
+    Blobs already present are skipped; large blobs come in parallel byte ranges;
+    an interrupted pull resumes where it stopped; every blob is verified before
+    it becomes visible, and the manifest is written last. `ollama serve` sees the
+    model at once.
+
+    \b
+    Examples:
+      ollama-oci pull ghcr.io/acme/mymodel:q4 --name mymodel:q4
+      OLLAMA_MODELS=/models ollama-oci pull registry.internal:5000/team/model:1
+      ollama-oci pull gemma3:270m          # registry.ollama.ai/library/gemma3:270m
+    """
+    from ..engine import CopyOptions, copy
+    from ..reference import parse_reference
+    src = parse_reference(ref)
+    local = model_name(name) if name else src.to_model_name()
+    store = local_store(models_dir, oci_layout)
+    reg = transport.registry(src.registry)
+    with Progress(not quiet and not as_json) as prog:
+        report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog))
+    copy_report(report, as_json, "pulled")
