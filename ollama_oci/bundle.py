@@ -1,12 +1,15 @@
 """Offline bundles: several models in one file, blobs stored once, verified on import.
 
 A bundle is an OCI image layout in a tar ("oci-archive", which skopeo also reads):
-``oci-layout``, ``blobs/sha256/<hex>`` for every blob and manifest, and ``index.json``
-(last) naming each model with ``org.opencontainers.image.ref.name``.  ``.tar.zst`` (or
-``.tzst``) is the same tar compressed with zstd.  Both directions stream: export reads
-each blob once into the tar (and compressor); import reads the tar once, staging every
-blob in the destination's temp area while hashing it against its name, and makes
-nothing visible unless the whole bundle checks out.
+``oci-layout``, ``index.json`` naming each model with ``org.opencontainers.image.ref.name``,
+then the manifests, then ``blobs/sha256/<hex>`` for every other blob.  ``.tar.zst`` (or
+``.tzst``) is the same tar compressed with zstd.  Export is one ``copy`` per model into a
+:class:`~ollama_oci.stores.bundle.BundleWriter` (each blob read once into the tar and
+compressor).  Import reads the tar once: the index and manifests come first, so every blob is
+known when it arrives; a local store stages each blob out of sight while hashing it and makes
+nothing visible unless the whole bundle checks out; a registry receives each blob as it
+streams.  Bundles written with the index last (earlier versions) are still read; a registry
+import of those takes a second pass.
 """
 
 from __future__ import annotations
@@ -17,31 +20,20 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
-from .digest import CHUNK, Digest, digest_bytes, parse_digest
+from .digest import Digest, digest_bytes, parse_digest
 from .errors import InvalidInput, NotFound, VerificationError
-from .fsutil import discard_staged, fsync_dir, tmp_name, unlink_quiet
+from .fsutil import discard_staged
 from .names import ModelName, parse_name
 from .progress import ProgressCallback, ProgressEvent
-from .spec import MAX_MANIFEST_BYTES, MT, Descriptor, parse_manifest
+from .spec import MAX_MANIFEST_BYTES, Descriptor, parse_manifest
+from .stores.bundle import REF_ANNOTATION, BundleWriter, compressed, is_bundle_path
 from .stores.contract import BlobSource, bind
 from .stores.memory import MemoryStore
-from .stores.oci_layout import REF_ANNOTATION
 
 __all__ = ["export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
 
-_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 _MAX_INDEX = 64 << 20
-_ZSTD_SUFFIXES = (".tar.zst", ".tzst", ".tar.zstd")
 
-
-
-def is_bundle_path(path: str) -> bool:
-    p = path.lower()
-    return p.endswith(".tar") or p.endswith(_ZSTD_SUFFIXES)
-
-
-def _compressed(path: str) -> bool:
-    return path.lower().endswith(_ZSTD_SUFFIXES)
 
 
 @dataclass
@@ -60,129 +52,35 @@ class BundleReport:
 
 # -- export ---------------------------------------------------------------------------------------
 
-def _tar_header(name: str, size: int, mode: int = 0o644) -> bytes:
-    ti = tarfile.TarInfo(name)
-    ti.size = size
-    ti.mode = mode
-    ti.mtime = 0          # reproducible bundles: same models, same bytes
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    ti.type = tarfile.REGTYPE
-    return ti.tobuf(format=tarfile.PAX_FORMAT)   # PAX: members over 8 GiB are fine
-
-
-class _TarWriter:
-    """Writes tar members to a raw stream, streaming member data in 1 MiB pieces."""
-
-    def __init__(self, out: BinaryIO):
-        self.out = out
-        self.size = 0
-
-    def _w(self, b) -> None:
-        self.out.write(b)
-        self.size += len(b)
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self._w(_tar_header(name, len(data)))
-        self._w(data)
-        self._pad(len(data))
-
-    def add_stream(self, name: str, size: int, src: BinaryIO, expected: Digest, tick=None) -> None:
-        self._w(_tar_header(name, size))
-        import hashlib
-        h = hashlib.sha256()
-        left = size
-        while left:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                raise VerificationError(f"blob {expected} ended after {size - left} of {size} bytes")
-            h.update(chunk)
-            self._w(chunk)
-            left -= len(chunk)
-            if tick:
-                tick(len(chunk))
-        if "sha256:" + h.hexdigest() != expected:
-            raise VerificationError(f"blob {expected} is damaged in the source (it hashes to sha256:{h.hexdigest()});"
-                                    " run 'ollama-oci verify'", expected=expected)
-        self._pad(size)
-
-    def _pad(self, n: int) -> None:
-        if n % 512:
-            self._w(b"\0" * (512 - n % 512))
-
-    def close(self) -> None:
-        self._w(b"\0" * 1024)
-
-
 def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] = None, level: int = 3,
                   progress: ProgressCallback = None) -> BundleReport:
-    """Write the models ``refs`` of ``src`` (a local store or registry) into a bundle file.
+    """Write the models ``refs`` of ``src`` (any store) into a bundle file: one copy per model into a
+    :class:`~ollama_oci.stores.bundle.BundleWriter`, the index and manifests first.
 
     ``names`` gives the name each model gets in the bundle (default: the model name, or the
     reference as an ollama name).  The file appears only when complete (temp + rename).
     """
+    from .engine import CopyOptions, copy_manifest
     refs = list(refs)
     if not refs:
         raise InvalidInput("nothing to export: name at least one model")
     names = names or [r if isinstance(r, ModelName) else r.to_model_name() for r in refs]
+    if len(set(names)) != len(names):
+        raise InvalidInput("two models would get the same name in the bundle; give each its own")
     entries = []
-    blobs: dict[str, Descriptor] = {}
-    owner: dict[str, Any] = {}            # digest -> a store (repository) that holds the blob
     for ref, name in zip(refs, names):
         store, r = bind(src, ref)
-        data, _mt = store.fetch_manifest(r)
-        m = parse_manifest(data)
-        entries.append((name, data, m))
-        for d in m.blobs:
-            blobs.setdefault(str(d.digest), d)
-            owner.setdefault(str(d.digest), store)
+        data, mt = store.fetch_manifest(r)  # each manifest read once
+        entries.append((store, name, data, mt))
     report = BundleReport(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = tmp_name(d)
-    try:
-        with open(tmp, "wb") as raw:
-            if _compressed(path):
-                import zstandard
-                cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-                out = cctx.stream_writer(raw, closefd=False)
-            else:
-                out = raw
-            tw = _TarWriter(out)
-            tw.add_bytes("oci-layout", _LAYOUT)
-            for key, desc in blobs.items():
-                cb = None
-                if progress is not None:
-                    done = [0]
-
-                    def cb(n, _d=desc, _done=done):
-                        _done[0] += n
-                        progress(ProgressEvent("transfer", str(_d.digest), _done[0], _d.size))
-                with owner[key].fetch(desc) as f:
-                    tw.add_stream(f"blobs/sha256/{desc.digest.hex}", desc.size, f, desc.digest, cb)
-                report.blobs += 1
-                report.blob_bytes += desc.size
-            index = {"schemaVersion": 2, "mediaType": MT.OCI_INDEX, "manifests": []}
-            written = set()
-            for name, data, m in entries:
-                md = digest_bytes(data)
-                if str(md) not in written:
-                    tw.add_bytes(f"blobs/sha256/{md.hex}", data)
-                    written.add(str(md))
-                index["manifests"].append({"mediaType": m.media_type, "digest": str(md), "size": len(data),
-                                           "annotations": {REF_ANNOTATION: name.display}})
-                report.models.append({"name": name.display, "manifest_digest": str(md)})
-            tw.add_bytes("index.json", json.dumps(index, indent=2).encode() + b"\n")
-            tw.close()
-            if out is not raw:
-                out.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-        fsync_dir(d)
-    except BaseException:
-        unlink_quiet(tmp)
-        raise
+    opts = CopyOptions(progress=progress)
+    with BundleWriter(path, level=level) as w:
+        w.announce([(name, data, mt) for _, name, data, mt in entries])
+        for store, name, data, mt in entries:
+            copy_manifest(store, data, mt, w, name, opts)
+            report.models.append({"name": name.display, "manifest_digest": str(digest_bytes(data))})
+    report.blobs = len({str(x.digest) for _, _, data, _ in entries for x in parse_manifest(data).blobs})
+    report.blob_bytes = w.blob_bytes
     report.file_size = os.path.getsize(path)
     return report
 
@@ -194,7 +92,7 @@ def _open_tar(path: str):
         raw = open(path, "rb")
     except FileNotFoundError:
         raise NotFound(f"{path}: no such bundle") from None
-    if _compressed(path):
+    if compressed(path):
         import zstandard
         stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
     else:
@@ -203,16 +101,17 @@ def _open_tar(path: str):
         return tarfile.open(fileobj=stream, mode="r|"), stream
     except (tarfile.TarError, OSError) as e:
         stream.close()
-        raise InvalidInput(f"{path} is not a bundle (tar{' + zstd' if _compressed(path) else ''}): {e}") from None
+        raise InvalidInput(f"{path} is not a bundle (tar{' + zstd' if compressed(path) else ''}): {e}") from None
 
 
-def _walk(path: str, on_large: Optional[Callable[[Digest, int, BinaryIO], None]]) -> tuple[dict, dict[str, bytes]]:
+def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dict[str, bytes]]:
     """One pass over a bundle.
 
     Returns ``index.json`` and the small blobs (manifests, configs, text layers), each
     verified against its name; every larger blob's stream goes to ``on_large(digest,
-    size, stream)`` (or is skipped when ``on_large`` is None).  A damaged or truncated
-    archive is a VerificationError.
+    size, stream, index, small)`` with what was read so far (``index`` None if it comes
+    later), or is skipped when ``on_large`` is None.  A damaged or truncated archive is a
+    VerificationError.
     """
     tf, stream = _open_tar(path)
     index, small = None, {}
@@ -243,7 +142,7 @@ def _walk(path: str, on_large: Optional[Callable[[Digest, int, BinaryIO], None]]
                                             "imported", expected=digest, actual=got)
                 small[str(digest)] = data
             elif on_large is not None:
-                on_large(digest, member.size, tf.extractfile(member))
+                on_large(digest, member.size, tf.extractfile(member), index, small)
     except (tarfile.TarError, EOFError) as e:
         raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
     except Exception as e:
@@ -278,7 +177,7 @@ def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, ren
     staged: dict[str, Any] = {}           # digest -> Staged, or None when the store already had it
     dst.prepare()
 
-    def stage(digest: Digest, size: int, f: BinaryIO) -> None:
+    def stage(digest: Digest, size: int, f: BinaryIO, *_so_far) -> None:
         staged[str(digest)] = dst.stage_stream(f, Descriptor("application/octet-stream", digest, size),
                                                progress=_ticker(progress, digest, size))
         report.skipped += staged[str(digest)] is None
@@ -358,33 +257,46 @@ def _select(index: dict, names: Optional[list[str]], path: str) -> list[tuple[st
 
 
 def _import_streaming(path, dst, names, rename, progress, dst_ref_for) -> BundleReport:
-    """Into a store that cannot stage out of sight (a registry): a first pass over the bundle
-    reads the manifests, a second streams each large blob straight into its first repository."""
+    """Into a store that cannot stage out of sight (a registry): each large blob streams straight
+    into the first repository that needs it, in one pass over the bundle, since the index and
+    manifests come first. A bundle with its index last takes a second pass."""
     report = BundleReport(path)
-    index, small = _walk(path, None)   # first pass: what to push where
-    plan = []
+    plan: list = []
     home: dict[str, Any] = {}          # blob digest -> (store that receives it first, descriptor)
-    for ename, edigest in _select(index, names, path):
-        data = small.get(edigest)
-        if data is None:
-            raise VerificationError(f"{path}: the manifest of {ename} is missing from the bundle")
-        m = parse_manifest(data)
-        store, ref = bind(dst, dst_ref_for(_dest_name(ename, rename)))
-        plan.append((store, ref, data, m))
-        for d in m.blobs:
-            home.setdefault(str(d.digest), (store, d))
-    seen = set()
+    seen: set[str] = set()
+    deferred = [False]
 
-    def upload(digest: Digest, size: int, f: BinaryIO) -> None:
-        # second pass: large blobs go straight into uploads (the registry checks each digest)
-        if str(digest) not in home:
+    def make_plan(index: dict, small: dict) -> bool:
+        """Plan the destinations once every chosen model's manifest has been read."""
+        chosen = _select(index, names, path)
+        if any(d not in small for _, d in chosen):
+            return False
+        for ename, edigest in chosen:
+            data = small[edigest]
+            m = parse_manifest(data)
+            store, ref = bind(dst, dst_ref_for(_dest_name(ename, rename)))
+            plan.append((store, ref, data, m))
+            for d in m.blobs:
+                home.setdefault(str(d.digest), (store, d))
+        return True
+
+    def upload(digest: Digest, size: int, f: BinaryIO, index, small) -> None:
+        if not plan and (index is None or not make_plan(index, small)):
+            deferred[0] = True   # the models are not known yet: this blob goes in a second pass
+            return
+        if str(digest) not in home or str(digest) in seen:
             return
         store, d = home[str(digest)]
         action = store.push(d, BlobSource(_OneStream(f, path), d), progress=_ticker(progress, d.digest, d.size))
         report.skipped += action == "exists"
         seen.add(str(digest))
 
-    _walk(path, upload)
+    index, small = _walk(path, upload)
+    if not plan and not make_plan(index, small):
+        missing = [e for e, d in _select(index, names, path) if d not in small]
+        raise VerificationError(f"{path}: the manifest of {missing[0]} is missing from the bundle")
+    if deferred[0]:
+        _walk(path, upload)
     for store, ref, data, m in plan:
         for d in m.blobs:
             k = str(d.digest)
@@ -395,7 +307,7 @@ def _import_streaming(path, dst, names, rename, progress, dst_ref_for) -> Bundle
                 first = home[k][0]
                 if k not in seen and not first.exists(d):
                     raise VerificationError(f"{path}: blob {d.digest} is missing from the bundle")
-                if first is not store:  # shared with another repository: mounted (or copied) from there
+                if first.describe() != store.describe():  # another repository: mounted (or copied) from there
                     store.push(d, BlobSource(first, d))
         store.tag(ref, data, m.media_type)
         report.models.append({"name": store.describe_ref(ref), "manifest_digest": str(digest_bytes(data))})

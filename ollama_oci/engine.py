@@ -45,7 +45,7 @@ from .stores.contract import BlobSource, Budget, bind
 
 log = logging.getLogger("ollama_oci")
 
-__all__ = ["copy", "plan_copy", "CopyOptions", "CopyReport", "BlobResult", "as_oci_manifest"]
+__all__ = ["copy", "copy_manifest", "plan_copy", "CopyOptions", "CopyReport", "BlobResult", "as_oci_manifest"]
 
 
 @dataclass(frozen=True)
@@ -119,12 +119,19 @@ def copy(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyO
     """
     opts = dataclasses.replace(options, **kw) if options is not None else CopyOptions(**kw)
     src, src_ref = bind(src, src_ref)
-    dst, dst_ref = bind(dst, dst_ref)
     data, media_type = src.fetch_manifest(src_ref)
+    return copy_manifest(src, data, media_type, dst, dst_ref, opts, source=src.describe_ref(src_ref))
+
+
+def copy_manifest(src: Any, data: bytes, media_type: str, dst: Any, dst_ref: Any,
+                  options: Optional[CopyOptions] = None, *, source: str = "") -> CopyReport:
+    """:func:`copy` of an artifact whose manifest bytes the caller already read from ``src``."""
+    opts = options or CopyOptions()
+    dst, dst_ref = bind(dst, dst_ref)
     manifest = parse_manifest(data)
     if opts.manifest_format == "oci":
         data, media_type = as_oci_manifest(manifest)
-    report = CopyReport(src.describe_ref(src_ref), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
+    report = CopyReport(source or src.describe(), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
     blobs = list(dict.fromkeys(manifest.blobs))  # a blob listed twice moves once
     if _already_there(dst, dst_ref, report.manifest_digest, blobs):
         # the same manifest is already in place, so are its blobs: one check instead of a HEAD per blob
@@ -161,7 +168,8 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
     Ctrl-C or the cancel token stops them all between two blocks.
     """
     cancel = opts.cancel or CancelToken()
-    budget = Budget(opts.concurrency)
+    concurrency = 1 if getattr(dst, "sequential", False) else opts.concurrency  # e.g. a tar being written
+    budget = Budget(concurrency)
     lock = threading.Lock()
 
     def one(desc: Descriptor) -> BlobResult:
@@ -186,7 +194,7 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
 
     if not blobs:
         return []
-    ex = ThreadPoolExecutor(max_workers=min(opts.concurrency, len(blobs)), thread_name_prefix="ollama-oci-blob")
+    ex = ThreadPoolExecutor(max_workers=min(concurrency, len(blobs)), thread_name_prefix="ollama-oci-blob")
     futures = [ex.submit(one, d) for d in blobs]
     results: list[BlobResult] = []
     try:

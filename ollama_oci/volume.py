@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from .bundle import _tar_header
+from .stores.bundle import tar_header as _tar_header
 from .digest import CHUNK, digest_bytes
 from .errors import InvalidInput, VerificationError
 from .progress import ProgressCallback, ProgressEvent

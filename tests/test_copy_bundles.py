@@ -113,7 +113,10 @@ def test_bundle_with_several_models_shares_blobs(tmp_path):
     names = [m.name for m in tarfile.open(out).getmembers()]
     gguf = next(d for d in store.get_manifest(parse_name("a"))[0].layers if d.kind == "model")
     assert names.count(f"blobs/sha256/{gguf.digest.hex}") == 1  # shared blob stored once
-    assert names[0] == "oci-layout" and names[-1] == "index.json"
+    # the index and both manifests lead, so an import knows every model before the first blob
+    assert names[:2] == ["oci-layout", "index.json"]
+    manifests = [f"blobs/sha256/{m['manifest_digest'][7:]}" for m in doc["models"]]
+    assert names[2:4] == manifests and len(names) == len(set(names))
     # and the same bundle bytes again: exports are reproducible
     run_cli("export", "a", "b", "-o", tmp_path / "again.tar", "--models-dir", store.root, check=0)
     assert (tmp_path / "again.tar").read_bytes() == out.read_bytes()
@@ -310,3 +313,39 @@ tags = ["*"]
     by_status = sorted((m["status"], m["source"].rsplit("/", 1)[-1]) for m in doc["models"])
     assert by_status == [("copied", "tiny:1"), ("copied", "tiny:2"), ("failed", "absent")]
     assert "team/absent" in cp.stderr
+
+
+@pytest.mark.parametrize("index_first", [True, False], ids=["index-first", "index-last"])
+def test_bundle_import_into_a_registry_reads_the_bundle_once(tmp_path, registry_factory, monkeypatch, index_first):
+    """The index and manifests lead a bundle, so an import into a registry streams each blob
+    straight to its repository in one pass; a bundle with the index last (written by earlier
+    versions, or by another tool) still imports, with a second pass."""
+    import ollama_oci.bundle as bundle_mod
+    from ollama_oci.reference import Reference
+    from gguf_factory import make_big_gguf
+    reg = registry_factory("plain")
+    store = OllamaStore(str(tmp_path / "models"))
+    big = tmp_path / "big.gguf"
+    make_big_gguf(str(big), 6 << 20)  # larger than a manifest may be: streamed, not held
+    pack(Recipe(files=[str(big)], system="a"), "team/a:1", [store])
+    pack(Recipe(files=[str(big)], system="b"), "team/b:1", [store])
+    out = tmp_path / "two.tar"
+    run_cli("export", "team/a:1", "team/b:1", "-o", out, "--models-dir", store.root, check=0)
+    if not index_first:  # the same members, the index moved to the end
+        moved = tmp_path / "moved.tar"
+        with tarfile.open(out) as src, tarfile.open(moved, "w", format=tarfile.PAX_FORMAT) as dst:
+            members = src.getmembers()
+            for m in sorted(members, key=lambda m: m.name == "index.json"):
+                dst.addfile(m, src.extractfile(m))
+        out = moved
+    opened = []
+    real = bundle_mod._open_tar
+    monkeypatch.setattr(bundle_mod, "_open_tar", lambda p: opened.append(p) or real(p))
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    rep = bundle_mod.import_bundle(str(out), remote,
+                                   dst_ref_for=lambda n: Reference(reg.host, f"mirror/{n.model}", n.tag))
+    assert len(opened) == (1 if index_first else 2)
+    assert sorted(m["name"] for m in rep.models) == [f"{reg.host}/mirror/a:1", f"{reg.host}/mirror/b:1"]
+    for name in ("a", "b"):
+        cp = run_cli("pull", f"{reg.host}/mirror/{name}:1", "--plain-http", "--models-dir", tmp_path / "p", check=0)
+    assert OllamaStore(str(tmp_path / "p")).verify()[1] == []

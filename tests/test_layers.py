@@ -23,7 +23,8 @@ LAYERS = [
     # HTTP
     "transport.proxy", "transport.session", "transport.auth", "transport.http", "transport",
     # stores
-    "stores.contract", "stores.partial", "stores.memory", "stores.base", "stores.ollama", "stores.oci_layout",
+    "stores.contract", "stores.partial", "stores.memory", "stores.bundle", "stores.base", "stores.ollama",
+    "stores.oci_layout",
     "stores", "stores.registry",
     # the copy engine, then what is built on it
     "engine", "gotemplate", "chat_template", "build", "describe", "endpoints", "bundle", "volume", "mirror",
