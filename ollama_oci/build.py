@@ -558,6 +558,8 @@ def _copy_to_others(first: Any, others: Sequence[Any], name: ModelName, manifest
                     progress: ProgressCallback) -> None:
     """Later stores take the first store's verified blobs through the copy engine (linked or
     reflinked where they can be: the GGUF is read once), then the manifest in their own form."""
+    if not others:
+        return
     from .engine import CopyOptions, move_blobs
     opts = CopyOptions(link_mode=link_mode, progress=progress)
     blobs = list(dict.fromkeys(manifest.blobs))
@@ -607,7 +609,7 @@ def _pack_from_model(recipe: Recipe, name: ModelName, stores: Sequence[Any], leg
     for l in base.layers_of(MT.PARAMS):
         try:
             old = json.loads(first.read_blob(l.digest, 1 << 20))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInput(f"{frm}: its params layer is not JSON") from None
         if isinstance(old, dict):
             params.update(old)

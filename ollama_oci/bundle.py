@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from .digest import Digest, digest_bytes, parse_digest
-from .errors import InvalidInput, NotFound, VerificationError
+from .errors import InvalidInput, NotFound, VerificationError, printable
 from .fsutil import discard_staged
 from .names import ModelName, parse_name
 from .progress import ProgressCallback, ProgressEvent
@@ -125,8 +125,8 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
                     raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
                 try:
                     index = json.loads(tf.extractfile(member).read())
-                except ValueError as e:
-                    raise InvalidInput(f"{path}: index.json is not JSON: {e}") from None
+                except (ValueError, RecursionError) as e:
+                    raise InvalidInput(f"{path}: index.json is not JSON: {printable(str(e), 100)}") from None
                 continue
             if name == "oci-layout" or not name.startswith("blobs/"):
                 continue
@@ -194,21 +194,21 @@ def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, ren
                 k = str(d.digest)
                 if k not in small and k not in staged and not dst.exists(d):
                     raise VerificationError(f"{path}: blob {d.digest} of {ename} is missing from the bundle")
-            manifests.append((ename, data, m))
+            # every destination name is checked before anything becomes visible
+            manifests.append((ename, _dest_name(ename, rename), data, m))
         # everything checks out: make it visible, blobs first, manifests last
-        needed = {str(d.digest) for _, _, m in manifests for d in m.blobs}
+        needed = {str(d.digest) for _, _, _, m in manifests for d in m.blobs}
         for k in list(staged):
             st = staged.pop(k)
             if st is not None:
                 dst.commit(st) if k in needed else discard_staged(st)
-        for ename, data, m in manifests:
+        for ename, target, data, m in manifests:
             for d in m.blobs:
                 if str(d.digest) in small:
                     dst.put_blob_bytes(small[str(d.digest)], d.digest)
-            target = _dest_name(ename, rename)
             dst.put_manifest(target, data)
             report.models.append({"name": target.display, "manifest_digest": str(digest_bytes(data))})
-        unique = {str(d.digest): d.size for _, _, m in manifests for d in m.blobs}
+        unique = {str(d.digest): d.size for _, _, _, m in manifests for d in m.blobs}
         report.blobs, report.blob_bytes = len(unique), sum(unique.values())
     finally:
         for st in staged.values():
@@ -235,10 +235,12 @@ def _dest_name(name: str, rename: Optional[dict]) -> ModelName:
 
 def _select(index: dict, names: Optional[list[str]], path: str) -> list[tuple[str, str]]:
     entries = []
-    for e in index.get("manifests", []) if isinstance(index, dict) else []:
+    listed = index.get("manifests") if isinstance(index, dict) else None
+    for e in listed if isinstance(listed, list) else []:
         if not isinstance(e, dict):
             continue
-        ref = (e.get("annotations") or {}).get(REF_ANNOTATION)
+        ann = e.get("annotations")
+        ref = ann.get(REF_ANNOTATION) if isinstance(ann, dict) else None
         d = e.get("digest")
         if isinstance(ref, str) and isinstance(d, str):
             parse_digest(d)

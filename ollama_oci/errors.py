@@ -143,3 +143,22 @@ class Cancelled(OllamaOCIError):
     """The work was interrupted (Ctrl-C, or a caller's cancel); what was done stays resumable."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Text from an untrusted source (a server, a GGUF, a bundle) made safe to print on a terminal:
+    control characters (line breaks, ESC, C1 controls, bidi overrides) shown as escapes, so it
+    cannot forge output lines or drive the terminal; cut to ``limit`` characters."""
+    out = []
+    for ch in text[:limit]:
+        o = ord(ch)
+        if ch == "\t" or (0x20 <= o < 0x7F) or (o >= 0xA0 and not 0x202A <= o <= 0x202E
+                                                 and not 0x2066 <= o <= 0x2069 and o not in (0x2028, 0x2029)):
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        else:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+    return "".join(out) + ("…" if len(text) > limit else "")

@@ -128,6 +128,41 @@ class Staged:
     digest: Digest
     size: int
     method: str
+    #: a shared flock held on the temp file until it is committed or discarded: ``prune`` leaves
+    #: a locked leftover alone (a hard link keeps its source's old mtime, so age cannot tell)
+    lock_fd: int = -1
+
+    def release(self) -> None:
+        if self.lock_fd >= 0:
+            try:
+                os.close(self.lock_fd)
+            except OSError:
+                pass
+            self.lock_fd = -1
+
+
+def hold(path: str) -> int:
+    """Open ``path`` (never through a symlink) and hold a shared flock on it; returns the fd."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def in_use(path: str) -> bool:
+    """Whether another process (or thread) holds a flock on ``path``: work in progress."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
@@ -157,6 +192,7 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
     tmp = tmp_name(tmp_dir)
     method = None
     done = 0
+    lock = -1
 
     def tick(n: int) -> None:
         nonlocal done
@@ -178,6 +214,8 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
         elif link_mode == "reflink":
             raise StoreError(f"cannot reflink {src} into the store: the filesystem does not support "
                              "it; use --link-mode auto or copy")
+        if method is not None:
+            lock = hold(tmp)  # before the (long) hash: a hard link's mtime is its source's
         if method is not None and known is not None:
             digest, size = known
             if os.path.getsize(tmp) != size:
@@ -194,18 +232,29 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
             method = "copy"
             with open(src, "rb", buffering=0) as fin:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                lock = hold(tmp)
                 with os.fdopen(fd, "wb", buffering=0) as fout:
                     digest, size = hash_stream(fin, progress=tick, sink=fout)
                     os.fsync(fout.fileno())
             if known is not None:
                 check(known[0], digest, expected_size=known[1], actual_size=size, what=src)
-        return Staged(tmp, digest, size, method)
+        return Staged(tmp, digest, size, method, lock)
     except OSError as e:
         unlink_quiet(tmp)
+        _close_quiet(lock)
         raise _io_error("store", src, e) from None
     except BaseException:
         unlink_quiet(tmp)
+        _close_quiet(lock)
         raise
+
+
+def _close_quiet(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def commit_staged(st: Staged, final: str) -> None:
@@ -230,10 +279,13 @@ def commit_staged(st: Staged, final: str) -> None:
     except OSError as e:
         unlink_quiet(st.tmp)
         raise _io_error("store", final, e) from None
+    finally:
+        st.release()
 
 
 def discard_staged(st: Staged) -> None:
     unlink_quiet(st.tmp)
+    st.release()
 
 
 def ingest_file(src: str, tmp_dir: str, final_path: Callable[[Digest], str], *, link_mode: str = "auto",

@@ -232,6 +232,8 @@ def _json_object(data: bytes, limit: int, what: str) -> dict:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidInput(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deeply to be a manifest or config") from None
     if not isinstance(obj, dict):
         raise InvalidInput(f"{what} is not a JSON object")
     return obj

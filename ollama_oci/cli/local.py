@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..errors import printable
 from .app import CONTEXT, cli
 from .common import (Progress, ago, emit_json, human_size, json_option, local_store, model_name, models_dir_option,
                      oci_option, warn)
@@ -98,15 +99,15 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
         if info.split:
             rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}"))
         for k, v in rows:
-            click.echo(f"{k:<15} {v}")
+            click.echo(f"{k:<15} {printable(v, 4000)}")
         click.echo(f"\nmetadata ({len(g.kv)} keys):")
         for k, kv in g.kv.items():
-            click.echo(f"  {k} = {_kv_text(kv)}")
+            click.echo(f"  {printable(k, 200)} = {printable(_kv_text(kv), 4000)}")
         if tensors:
             click.echo(f"\ntensors ({len(g.tensors)}):")
             for t in g.tensors:
                 shape = "x".join(map(str, t.shape)) or "scalar"
-                click.echo(f"  {t.name:<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
+                click.echo(f"  {printable(t.name, 200):<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
                            f"bytes {t.n_bytes if t.n_bytes is not None else '?'}")
 
 
@@ -141,7 +142,10 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
     store = local_store(models_dir, oci_layout)
     n = model_name(name)
     if modelfile:
-        click.echo(modelfile_text(store, n), nl=False)
+        text = modelfile_text(store, n)
+        # to a file, byte for byte; to a terminal, no control characters from the model's texts
+        click.echo(text if not sys.stdout.isatty() else "\n".join(printable(x, len(x) + 1)
+                                                                  for x in text.split("\n")), nl=False)
         return
     d = describe_model(store, n)
     if as_json:
@@ -150,13 +154,13 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
     details, texts, manifest = d.details, d.texts, d.manifest
     click.echo(f"  Model {n.display}  (id {d.manifest_digest.short}, {human_size(manifest.size)})")
     if details:
-        click.echo(f"    architecture        {details['architecture']}")
+        click.echo(f"    architecture        {printable(str(details['architecture']))}")
         click.echo(f"    parameters          {details['parameters']}")
         if details["context_length"]:
             click.echo(f"    context length      {details['context_length']}")
         if details["embedding_length"]:
             click.echo(f"    embedding length    {details['embedding_length']}")
-        click.echo(f"    quantization        {details['quantization']}")
+        click.echo(f"    quantization        {printable(str(details['quantization']))}")
     if d.template_source:
         click.echo("    template            " + ("derived from the GGUF chat template"
                                                 if d.template_source == "derived" else "given"))
@@ -169,15 +173,16 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
         click.echo("\n  Parameters")
         for k, v in sorted(params.items()):
             for item in (v if isinstance(v, list) else [v]):
-                click.echo(f"    {k:<20} {param_to_text(item) if not isinstance(item, str) else json.dumps(item)}")
+                shown = param_to_text(item) if not isinstance(item, str) else json.dumps(item)
+                click.echo(f"    {printable(str(k), 100):<20} {printable(shown, 1000)}")
     if texts.get("system"):
         click.echo("\n  System")
         for line in texts["system"].splitlines()[:10]:
-            click.echo(f"    {line}")
+            click.echo(f"    {printable(line, 1000)}")
     for lic in texts["licenses"]:
         click.echo("\n  License")
         for line in lic.splitlines()[:3]:
-            click.echo(f"    {line}")
+            click.echo(f"    {printable(line, 1000)}")
 
 
 @cli.command(context_settings=CONTEXT)

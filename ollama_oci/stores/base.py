@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterable, Optional
 
 from ..digest import Digest, digest_bytes, hash_file, parse_digest
 from ..errors import InvalidInput, NotFound, StoreError, VerificationError
-from ..fsutil import Staged, commit_staged, stage_file, write_blob_bytes
+from ..fsutil import Staged, commit_staged, in_use, stage_file, write_blob_bytes
 from ..names import ModelName, parse_name
 from ..spec import MAX_CONFIG_BYTES, Config, Descriptor, Manifest, parse_manifest
 from ..progress import ProgressCallback, ProgressEvent
@@ -171,19 +171,23 @@ class LocalStore:
         if self.exists(desc):
             return None
         self.prepare()
+        from ..fsutil import hold
         tmp = tmp_name(self.tmp_dir())
+        lock = -1
         try:
             with open(tmp, "xb", buffering=0) as out:
+                lock = hold(tmp)  # held until committed or discarded: prune leaves it alone
                 got, n = hash_stream(_Counted(f, progress), sink=out, limit=desc.size)
                 os.fsync(out.fileno())
+            if got != desc.digest or n != desc.size:
+                raise VerificationError(f"blob {desc.digest} is damaged (it hashes to {got}); nothing was "
+                                        "imported", expected=desc.digest, actual=got)
         except BaseException:
             unlink_quiet(tmp)
+            if lock >= 0:
+                os.close(lock)
             raise
-        if got != desc.digest or n != desc.size:
-            unlink_quiet(tmp)
-            raise VerificationError(f"blob {desc.digest} is damaged (it hashes to {got}); nothing was imported",
-                                    expected=desc.digest, actual=got)
-        return Staged(tmp, desc.digest, desc.size, "copy")
+        return Staged(tmp, desc.digest, desc.size, "copy", lock)
 
     def push_stream(self, chunks, *, progress=None) -> tuple[Digest, int]:
         """Capability: store content whose digest is known only at its end (a tar built on the fly):
@@ -222,9 +226,9 @@ class LocalStore:
 
     # -- blobs --------------------------------------------------------------------------
     def find_blob(self, digest: Digest | str) -> Optional[str]:
-        """The path of a blob if the store has it."""
+        """The path of a blob if the store has it (a regular file: a symlink is never followed)."""
         p = self.blob_path(parse_digest(digest))
-        return p if os.path.isfile(p) else None
+        return p if is_regular(p) else None
 
     def has_blob(self, digest: Digest | str, size: Optional[int] = None) -> bool:
         p = self.find_blob(digest)
@@ -236,7 +240,11 @@ class LocalStore:
         p = self.find_blob(digest)
         if p is None:
             raise NotFound(f"blob {digest} is not in {self.describe()}")
-        return open(p, "rb")
+        try:  # O_NOFOLLOW: a blob swapped for a symlink since the check is refused, not followed
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise StoreError(f"cannot open blob {digest} in {self.describe()}: {e.strerror}") from None
+        return os.fdopen(fd, "rb")
 
     def read_blob(self, digest: Digest | str, limit: int) -> bytes:
         """A small blob's bytes, refused above ``limit`` and checked against its digest."""
@@ -390,6 +398,8 @@ class LocalStore:
                 continue
             if st.st_mtime > cutoff:
                 continue
+            if digest is None and in_use(path):  # a pack or pull running now holds it (flock)
+                continue
             if not dry_run:
                 try:
                     os.unlink(path)
@@ -429,6 +439,9 @@ class LocalStore:
         return entries, problems
 
     def _check_blob(self, n: ModelName, digest: Digest, size: int, rehash: bool, progress) -> Optional[Problem]:
+        if os.path.islink(self.blob_path(digest)):
+            return Problem(n.display, str(digest), "symlink", "the blob is a symlink, which ollama-oci never "
+                           "writes or follows; remove it and pull or pack the model again")
         p = self.find_blob(digest)
         if p is None:
             return Problem(n.display, str(digest), "missing", "blob file is missing")
@@ -448,6 +461,15 @@ class LocalStore:
             if got != digest:
                 return Problem(n.display, str(digest), "digest", f"content hashes to {got}")
         return None
+
+
+def is_regular(path: str) -> bool:
+    """Whether ``path`` is a regular file itself (not a symlink to one)."""
+    import stat
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class _Window:

@@ -111,6 +111,8 @@ class OCILayout(LocalStore):
             idx = json.loads(data)
         except ValueError as e:
             raise InvalidInput(f"{self.index_path} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise InvalidInput(f"{self.index_path} is nested too deeply to be an OCI image index") from None
         if not isinstance(idx, dict) or not isinstance(idx.get("manifests", []), list):
             raise InvalidInput(f"{self.index_path} is not an OCI image index")
         idx.setdefault("manifests", [])
@@ -128,7 +130,8 @@ class OCILayout(LocalStore):
         for e in self._read_index()["manifests"]:
             if not isinstance(e, dict):
                 continue
-            ref = (e.get("annotations") or {}).get(REF_ANNOTATION)
+            ann = e.get("annotations")
+            ref = ann.get(REF_ANNOTATION) if isinstance(ann, dict) else None
             if not isinstance(ref, str):
                 continue
             try:

@@ -17,7 +17,7 @@ from ..errors import InvalidName, NotFound, StoreError
 from ..fsutil import atomic_write, fsync_dir
 from ..names import ModelName, name_from_parts
 from ..spec import MAX_MANIFEST_BYTES
-from .base import LocalStore
+from .base import LocalStore, is_regular
 
 __all__ = ["OllamaStore", "default_models_dir"]
 
@@ -58,10 +58,10 @@ class OllamaStore(LocalStore):
     def find_blob(self, digest) -> Optional[str]:
         d = parse_digest(digest)
         p = os.path.join(self.blobs_dir, d.filename)
-        if os.path.isfile(p):
+        if is_regular(p):
             return p
         old = os.path.join(self.blobs_dir, "sha256:" + d.hex)  # very old ollama versions
-        return old if os.path.isfile(old) else None
+        return old if is_regular(old) else None
 
     def tmp_dir(self) -> str:
         return self.blobs_dir

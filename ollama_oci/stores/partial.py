@@ -64,7 +64,6 @@ def receive(tmp_dir: str, final: str, desc: Descriptor, source: BlobSource, *, p
         if present():
             return False
         _fetch(desc, source, data_path, state_path, progress)
-        os.chmod(data_path, 0o644)
         os.replace(data_path, final)
         fsync_dir(os.path.dirname(final))
         # the lock goes only after success: whoever waits on it now finds the blob in place
@@ -90,6 +89,7 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
     parts = _load_state(state_path, desc)
     fd = _open_nofollow(data_path, os.O_RDWR | os.O_CREAT)
     try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # work in progress: prune leaves it alone
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)
         if parts is None:
@@ -134,10 +134,12 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
             save()
             fetch_part(parts[0])
         save()
+        os.fchmod(fd, 0o644)  # on the file opened with O_NOFOLLOW, never through a path
+        os.lseek(fd, 0, os.SEEK_SET)
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            got, n = hash_stream(f)
     finally:
         os.close(fd)
-    with open(data_path, "rb", buffering=0) as f:
-        got, n = hash_stream(f)
     if got != desc.digest or n != size:
         unlink_quiet(data_path)
         unlink_quiet(state_path)

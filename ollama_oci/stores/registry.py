@@ -101,7 +101,7 @@ class RegistryStore:
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             mt = json.loads(data).get("mediaType")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             mt = None
         return data, (mt if isinstance(mt, str) and mt else ctype or MT.MANIFEST)
 
@@ -327,7 +327,7 @@ class RegistryStore:
             raise error_from(resp, f"upload chunk {start}-{start + n - 1}")
         new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location")
         resp.close()
-        return resp.status_code, urllib.parse.urljoin(self.client.base + "/", new) if new else loc
+        return resp.status_code, urllib.parse.urljoin(loc, new) if new else loc  # relative to the session URL
 
     def _commit_upload(self, repository: str, loc: str, desc: Descriptor) -> None:
         """The final empty PUT of an upload session, naming the digest."""
@@ -347,7 +347,7 @@ class RegistryStore:
         rng = resp.headers.get("Range", "")
         new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location") or loc
         end = int(rng.split("-")[-1]) + 1 if "-" in rng else 0
-        return urllib.parse.urljoin(self.client.base + "/", new), end
+        return urllib.parse.urljoin(loc, new), end
 
     def _chunked(self, repository: str, loc: str, desc: Descriptor, opener, chunk_size: int, tick, rollback) -> None:
         if chunk_size <= 0:

@@ -24,7 +24,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import AuthError, InvalidInput
+from ..errors import AuthError, InvalidInput, printable
 
 log = logging.getLogger("ollama_oci")
 
@@ -68,18 +68,46 @@ def _containers_auth_paths() -> list[str]:
     return out
 
 
-def _load_json(path: str) -> Optional[dict]:
+#: an auth file larger than this is refused (they hold a few logins: kilobytes)
+MAX_AUTH_FILE = 16 << 20
+
+
+def _load_json(path: str, *, strict: bool = False) -> Optional[dict]:
+    """An auth file as a JSON object; None if absent. A file that cannot be read whole or is not a
+    JSON object is ignored with a warning when looking credentials up, and refused (``strict``)
+    before rewriting it: a login must never replace a config it could not fully parse."""
     try:
         with open(path, "rb") as f:
-            data = f.read(1 << 20)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+            data = f.read(MAX_AUTH_FILE + 1)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        log.warning("ignoring %s: not valid JSON", path)
+    except OSError as e:
+        if strict:
+            raise AuthError(f"cannot read {path} ({e.strerror}); fix its permissions") from None
         return None
-    return obj if isinstance(obj, dict) else None
+    problem = None
+    obj = None
+    if len(data) > MAX_AUTH_FILE:
+        problem = f"larger than {MAX_AUTH_FILE >> 20} MiB"
+    else:
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError):
+            problem = "not valid JSON"
+        else:
+            if not isinstance(obj, dict):
+                problem = "not a JSON object"
+    if problem is not None:
+        if strict:
+            raise AuthError(f"{path} is {problem}; it is left as it is: fix or move it, then log in again")
+        log.warning("ignoring %s: %s", path, problem)
+        return None
+    return obj
+
+
+def _helpers(cfg: dict) -> dict:
+    h = cfg.get("credHelpers")
+    return h if isinstance(h, dict) else {}
 
 
 def _keys_for(registry: str, repository: str = "") -> list[str]:
@@ -126,8 +154,10 @@ def run_helper(helper: str, action: str, payload: str, timeout: float = 60) -> O
         log.warning("credential helper docker-credential-%s failed: %s", helper, type(e).__name__)
         return None
     if cp.returncode != 0:
-        msg = (cp.stdout or cp.stderr).strip().splitlines()[:1]
-        log.info("docker-credential-%s %s: %s", helper, action, msg[0] if msg else cp.returncode)
+        # stderr only, cleaned: what a helper prints on stdout may be the secret itself
+        msg = cp.stderr.strip().splitlines()[:1]
+        log.info("docker-credential-%s %s failed (exit %d)%s", helper, action, cp.returncode,
+                 f": {printable(msg[0], 120)}" if msg else "")
         return None
     return cp.stdout
 
@@ -139,9 +169,14 @@ def _from_helper(helper: str, registry: str) -> Optional[Credentials]:
             continue
         try:
             obj = json.loads(out)
-        except ValueError:
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(obj, dict):
+            log.warning("docker-credential-%s answered something other than a JSON object; ignored", helper)
             return None
         user, secret = obj.get("Username") or "", obj.get("Secret") or ""
+        if not isinstance(user, str) or not isinstance(secret, str):
+            return None
         if user == "<token>":
             return Credentials("", "", secret, f"docker-credential-{helper}")
         if user or secret:
@@ -151,7 +186,7 @@ def _from_helper(helper: str, registry: str) -> Optional[Credentials]:
 
 def _lookup(cfg: dict, source: str, registry: str, keys: list[str]) -> Optional[Credentials]:
     """Credentials from one auth file: its ``credHelpers`` first, then ``auths``."""
-    helpers = cfg.get("credHelpers") if isinstance(cfg.get("credHelpers"), dict) else {}
+    helpers = _helpers(cfg)
     for k in keys:
         if k in helpers:
             c = _from_helper(str(helpers[k]), registry)
@@ -190,16 +225,17 @@ def save_login(registry: str, username: str, password: str) -> str:
     """Store credentials the way ``docker login`` does; returns where they went."""
     from ..fsutil import atomic_write
     path = docker_config_path()
-    cfg = _load_json(path) or {}
+    cfg = _load_json(path, strict=True) or {}
     store = cfg.get("credsStore")
-    helper = (cfg.get("credHelpers") or {}).get(registry) if isinstance(cfg.get("credHelpers"), dict) else None
-    helper = helper or store
+    helper = _helpers(cfg).get(registry) or store
     if isinstance(helper, str) and helper:
         payload = json.dumps({"ServerURL": registry, "Username": username, "Secret": password})
         if run_helper(helper, "store", payload) is not None:
             return f"docker-credential-{helper}"
         raise AuthError(f"credential helper docker-credential-{helper} could not store the login")
     auths = cfg.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise AuthError(f"{path}: its 'auths' is not a JSON object; it is left as it is: fix it, then log in again")
     auths[registry] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
@@ -209,19 +245,20 @@ def save_login(registry: str, username: str, password: str) -> str:
 def remove_login(registry: str) -> bool:
     from ..fsutil import atomic_write
     path = docker_config_path()
-    cfg = _load_json(path)
+    cfg = _load_json(path, strict=True)
     removed = False
     if cfg is not None:
-        helper = (cfg.get("credHelpers") or {}).get(registry) or cfg.get("credsStore")
+        helper = _helpers(cfg).get(registry) or cfg.get("credsStore")
         if isinstance(helper, str) and helper:
             removed = run_helper(helper, "erase", registry) is not None
         auths = cfg.get("auths")
         if isinstance(auths, dict):
-            for k in _keys_for(registry):
-                if k in auths:
-                    del auths[k]
-                    removed = True
-            atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
+            found = [k for k in _keys_for(registry) if k in auths]
+            for k in found:
+                del auths[k]
+            if found:
+                removed = True
+                atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
     return removed
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._version import __version__
 from ..cancel import interruptible_sleep
-from ..errors import AuthError, RegistryError
+from ..errors import AuthError, RegistryError, printable
 from .auth import Challenge, Credentials, OllamaKey, find_credentials, parse_challenges
 from .session import HTTP, NetworkError, Response, TLSError
 
@@ -50,17 +50,31 @@ def redact(url: str) -> str:
     """A URL without its query string and credentials (presigned URLs carry secrets there)."""
     try:
         u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        if u.port:
+            host += f":{u.port}"
     except ValueError:
         return "<url>"
-    host = u.hostname or ""
-    if u.port:
-        host += f":{u.port}"
-    return urllib.parse.urlunsplit((u.scheme, host, u.path, "", ""))
+    return printable(urllib.parse.urlunsplit((u.scheme, host, u.path, "", "")), 300)
 
 
 def _host(url: str) -> str:
-    u = urllib.parse.urlsplit(url)
-    return (u.hostname or "").lower() + (f":{u.port}" if u.port else "")
+    try:
+        u = urllib.parse.urlsplit(url)
+        return (u.hostname or "").lower() + (f":{u.port}" if u.port else "")
+    except ValueError:
+        return "<invalid host>"
+
+
+def _origin(url: str) -> Optional[tuple[str, str, int]]:
+    """(scheme, host, port) of a URL; None if it cannot be parsed. Credentials are tied to one
+    origin: the same host over http, or on another port, is another origin."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        scheme = u.scheme.lower()
+        return scheme, (u.hostname or "").lower(), u.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -210,6 +224,14 @@ class RegistryClient:
 
     def _fetch_token_now(self, realm: str, service: str, scope: str, extra: str = "") -> None:
         scopes = [s for s in (extra or scope).split(" ") if s]
+        ro = _origin(realm)
+        if ro is None or ro[0] not in ("http", "https") or not ro[1]:
+            raise AuthError(f"{self.registry} names an invalid token service URL", url=redact(realm))
+        if self.scheme == "https" and ro[0] != "https":
+            # credentials (or the token) would cross the network in cleartext
+            raise AuthError(f"{self.registry} names a token service on plain http ({redact(realm)}); refusing to "
+                            "send credentials there in cleartext (only a registry used with --plain-http may)",
+                            url=redact(realm))
         creds = self.credentials(_repo_of(scope))
         headers = {}
         use_key = self.opts.ollama_auth
@@ -332,13 +354,22 @@ class RegistryClient:
         the caller reads and closes it.
         """
         url = self.url(path)
+        home = _origin(self.base)
         auth_done = False
         while True:
             auth = self._auth_header(scope)
 
             def send(auth=auth):
-                return self._send_following(method, url, headers or {}, auth, body, follow, on_redirect)
+                return self._send_following(method, url, headers or {}, auth, body, follow, on_redirect,
+                                            auth_origin=home)
             resp = self._with_retries(send, url)
+            if resp.status_code == 401 and _origin(resp.url) != home:
+                # a redirect target (object storage) or an upload session on another host wants
+                # credentials of its own: the registry's are never offered to it
+                resp.close()
+                raise AuthError(f"{_host(resp.url)}, where {self.registry} sent the request, refused it (401); "
+                                f"{self.registry}'s credentials are not sent to another host", status=401,
+                                url=redact(resp.url))
             if resp.status_code == 401 and not auth_done:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
                 resp.close()
@@ -350,21 +381,30 @@ class RegistryClient:
                     self._tokens.pop(scope, None)
             return resp
 
-    def _send_following(self, method, url, headers, auth, body, follow, on_redirect, timeout=None):
+    def _send_following(self, method, url, headers, auth, body, follow, on_redirect, timeout=None,
+                        auth_origin=None):
+        """Send, following redirects by hand. ``Authorization`` goes only to ``auth_origin`` (scheme,
+        host and port: never to another host, another port, or the same host over plain http)."""
         cur, meth = url, method
+        auth_origin = auth_origin or _origin(url)
         for _ in range(10):
             h = dict(headers)
-            if auth and _host(cur) == _host(url):
+            if auth and _origin(cur) == auth_origin:
                 h["Authorization"] = auth
             data = body() if callable(body) else body
             resp = self.send(meth, cur, headers=h, body=data, timeout=timeout)
             if not follow or resp.status_code not in _REDIRECTS or "Location" not in resp.headers:
                 return resp
-            nxt = urllib.parse.urljoin(cur, resp.headers["Location"])
+            try:
+                nxt = urllib.parse.urljoin(cur, resp.headers["Location"])
+            except ValueError:
+                nxt = ""
             resp.close()
+            if _origin(nxt) is None or not nxt:
+                raise RegistryError(f"{_host(cur)} redirected to an invalid URL", url=redact(cur))
             if resp.status_code == 303 or (resp.status_code in (301, 302) and meth == "POST"):
                 meth, body = "GET", None
-            if _host(nxt) != _host(url) and on_redirect is not None:
+            if _origin(nxt) != auth_origin and on_redirect is not None:
                 on_redirect(nxt)
             log.debug("redirect %s -> %s", redact(cur), redact(nxt))
             cur = nxt
@@ -434,13 +474,13 @@ def error_from(resp: Response, what: str) -> RegistryError:
         errs = obj.get("errors") if isinstance(obj, dict) else None
         if isinstance(errs, list):
             codes = tuple(str(e.get("code")) for e in errs if isinstance(e, dict))
-            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs if isinstance(e, dict))
-    except (ValueError, AttributeError):
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errs[:10] if isinstance(e, dict))
+    except (ValueError, AttributeError, RecursionError):
         detail = raw[:200].decode("utf-8", "replace").strip()
     resp.close()
-    msg = f"{what}: {resp.status_code} {resp.reason or ''}".rstrip()
+    msg = f"{what}: {resp.status_code} {printable(resp.reason or '', 80)}".rstrip()
     if detail:
-        msg += f" ({detail})"
+        msg += f" ({printable(detail, 300)})"  # a server's words: no control characters reach the terminal
     cls = AuthError if resp.status_code in (401, 403) else RegistryError
     if cls is AuthError:
         msg += "; check your login or your access to this repository"

@@ -261,8 +261,10 @@ class HTTP:
                              timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]))
         except (OllamaOCIError, TLSError):
             raise
-        except ValueError as e:  # a URL or header http.client will not send (control characters)
-            raise RegistryError(f"refusing to send a request to {_where(url)}: {str(e)[:120]}") from None
+        except ValueError:  # a URL or header http.client will not send (control characters)
+            # (the value itself is not shown: it may be a token or a presigned signature)
+            raise RegistryError(f"refusing to send a request to {_where(url)}: a URL or header value with "
+                                "control characters or non-Latin-1 text") from None
         except Exception as e:
             if isinstance(body, FileBody):
                 body.close()

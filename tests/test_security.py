@@ -1,0 +1,380 @@
+"""Hostile registries, redirect targets, auth files and stores: credentials go only where they
+belong, nothing is written outside the store, and bad input ends in one clear error.
+
+Each loopback server here logs the ``Authorization`` it receives, so a leak is seen, not guessed.
+The servers are small fakes of what a registry's neighbours do (object storage behind a redirect,
+an upload session on another host, a token service): Docker distribution cannot be made to do
+those things on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import threading
+
+import pytest
+
+from conftest import TINY, run_cli
+from ollama_oci import OllamaStore, Recipe, pack
+from ollama_oci.errors import AuthError, RegistryError
+
+BLOB = "sha256:" + "a" * 64
+BASIC = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+
+class Server:
+    """A loopback HTTP(S) server answering with ``handler(h) -> (status, headers, body)``; records
+    (method, path, Authorization) of every request."""
+
+    def __init__(self, handler, host="127.0.0.1", tls=None):
+        self.seen: list[tuple[str, str, str]] = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                outer.seen.append((self.command, self.path, self.headers.get("Authorization")))
+                status, headers, body = handler(self)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = _any
+
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), H)
+        self.httpd.daemon_threads = True
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.addr = f"{host}:{self.httpd.server_address[1]}"
+
+    def auths(self):
+        return [a for _, _, a in self.seen if a]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers():
+    made = []
+
+    def make(handler, **kw):
+        s = Server(handler, **kw)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def _client(host, **kw):
+    from ollama_oci.transport import Credentials, RegistryClient, TransportOptions
+    opts = TransportOptions(plain_http=kw.pop("plain_http", True), credentials=Credentials("alice", "s3cret"),
+                            max_retries=0, **kw)
+    return RegistryClient(host, opts)
+
+
+def _basic_registry(extra):
+    """A registry that wants Basic auth, then answers ``extra(h)``."""
+    def handler(h):
+        if h.headers.get("Authorization") != BASIC:
+            return 401, {"WWW-Authenticate": 'Basic realm="registry"'}, b""
+        return extra(h)
+    return handler
+
+
+def test_a_redirect_targets_401_is_an_error_and_never_gets_the_registry_password(servers):
+    """Object storage behind a redirect asks for a Bearer token of its own: the client must not
+    hand the registry's username and password to that realm."""
+    cdn = servers(lambda h: (401, {"WWW-Authenticate": f'Bearer realm="http://{cdn.addr}/token"'}, b""),
+                  host="127.0.0.2")
+    reg = servers(_basic_registry(lambda h: (307, {"Location": f"http://{cdn.addr}/blob?X-Amz-Signature=abc"}, b"")))
+    client = _client(reg.addr)
+    with pytest.raises(AuthError, match="credentials are not sent to another host") as e:
+        client.request("GET", f"/v2/team/m/blobs/{BLOB}", scope="repository:team/m:pull")
+    assert "X-Amz-Signature" not in str(e.value)
+    assert cdn.auths() == [] and not [p for _, p, _ in cdn.seen if p.startswith("/token")]
+    assert BASIC in reg.auths()
+
+
+def test_an_upload_session_on_another_host_gets_no_credentials(servers):
+    """Docker's client does not send registry credentials to an upload Location on another host or
+    port; neither do we."""
+    upload = servers(lambda h: (202 if h.command == "PATCH" else 201, {"Location": "/upload/1"}, b""),
+                     host="127.0.0.2")
+
+    def api(h):
+        if h.command == "HEAD":
+            return 404, {}, b""
+        if h.command == "POST":
+            return 202, {"Location": f"http://{upload.addr}/upload/1?state=x"}, b""
+        return 201, {}, b""
+    reg = servers(_basic_registry(api))
+    from ollama_oci.spec import Descriptor
+    from ollama_oci.stores.contract import BlobSource
+    from ollama_oci.stores.memory import MemoryStore
+    from ollama_oci.stores.registry import RegistryStore
+    from ollama_oci.transport import Credentials, TransportOptions
+    for chunk in (None, 4):
+        upload.seen.clear()
+        store = RegistryStore(reg.addr, TransportOptions(plain_http=True, credentials=Credentials("alice", "s3cret"),
+                                                         max_retries=0), chunk_size=chunk)
+        mem, desc = MemoryStore.of(b"0123456789")
+        assert store.repository("team/m").push(desc, BlobSource(mem, desc)) == "uploaded"
+        assert upload.seen and upload.auths() == [], upload.seen
+    assert isinstance(desc, Descriptor)
+
+
+def test_a_token_realm_on_plain_http_from_an_https_registry_is_refused(servers, tmp_path):
+    from registry_env import make_ca_and_cert
+    ca, cert, key = make_ca_and_cert(str(tmp_path))
+    token = servers(lambda h: (200, {}, b'{"token": "t"}'))
+    reg = servers(lambda h: (401, {"WWW-Authenticate": f'Bearer realm="http://{token.addr}/token",service="r"'}, b"")
+                  if not (h.headers.get("Authorization") or "").startswith("Bearer") else (200, {}, b"{}"),
+                  tls=(cert, key))
+    client = _client(reg.addr, plain_http=False, ca_file=ca)
+    with pytest.raises(AuthError, match="plain http"):
+        client.request("GET", "/v2/", scope="")
+    assert token.seen == []  # not even asked
+    # a registry used with --plain-http may name a plain-http token service
+    reg2 = servers(lambda h: (401, {"WWW-Authenticate": f'Bearer realm="http://{token.addr}/token"'}, b"")
+                   if not (h.headers.get("Authorization") or "").startswith("Bearer") else (200, {}, b"{}"))
+    assert _client(reg2.addr).request("GET", "/v2/", scope="").status_code == 200
+    assert token.auths() == [BASIC]
+
+
+def test_authorization_is_bound_to_scheme_host_and_port():
+    """https://h and http://h are two origins (an https registry redirecting to http on the same
+    host must not get the password in cleartext), as are two ports of one host. The requests are
+    recorded, not sent: a TLS and a plain server cannot share a port here."""
+    from ollama_oci.transport.http import RegistryClient, TransportOptions, _origin
+    assert _origin("https://reg.example/v2/") != _origin("http://reg.example/v2/")
+    assert _origin("https://reg.example/v2/") == _origin("https://REG.example:443/x")
+    assert _origin("http://[::1/x") is None
+
+    class Rec:
+        def __init__(self, status, headers):
+            self.status_code, self.headers, self.url = status, headers, ""
+
+        def close(self):
+            pass
+    sent = []
+    answers = [Rec(307, {"Location": "http://reg.example/v2/x/blobs/y"}), Rec(200, {})]
+    c = RegistryClient("reg.example", TransportOptions())
+
+    def send(method, url, headers=None, body=None, timeout=None):
+        sent.append((url, (headers or {}).get("Authorization")))
+        r = answers.pop(0)
+        r.url = url
+        return r
+    c.send = send
+    c._send_following("GET", "https://reg.example/v2/x/blobs/y", {}, BASIC, None, True, None)
+    assert sent == [("https://reg.example/v2/x/blobs/y", BASIC), ("http://reg.example/v2/x/blobs/y", None)]
+
+
+def test_a_malformed_redirect_is_a_clear_error(servers):
+    reg = servers(lambda h: (307, {"Location": "http://[::1/broken"}, b""))
+    with pytest.raises(RegistryError, match="invalid URL"):
+        _client(reg.addr).request("GET", f"/v2/team/m/blobs/{BLOB}")
+
+
+def test_server_error_bodies_and_reasons_are_printed_safely(servers):
+    from ollama_oci.transport.http import error_from
+    reg = servers(lambda h: (500, {}, b"\x1b[2Jboom\r\nX-Injected: 1\x00\xff"))
+    resp = _client(reg.addr, max_backoff=0).send("GET", f"http://{reg.addr}/v2/")
+    msg = str(error_from(resp, "GET /v2/"))
+    assert "\x1b" not in msg and "\n" not in msg and "\r" not in msg and "\\x1b" in msg
+
+
+def test_a_failing_credential_helper_never_logs_its_stdout(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from ollama_oci.transport.auth import run_helper
+    helper = tmp_path / "docker-credential-leaky"
+    helper.write_text("#!/bin/sh\necho 'the-secret-token'\necho 'boom' >&2\nexit 1\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with caplog.at_level(logging.DEBUG, logger="ollama_oci"):
+        assert run_helper("leaky", "get", "reg.example") is None
+    assert "the-secret-token" not in caplog.text and "boom" in caplog.text
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'["a list"]', b"[" * 100000 + b"]" * 100000,
+                                     b'{"auths": {}, "pad": "' + b"x" * (17 << 20) + b'"}'],
+                         ids=["malformed", "not-an-object", "deeply-nested", "over-16MiB"])
+def test_login_never_rewrites_a_docker_config_it_cannot_parse(tmp_path, monkeypatch, content):
+    from ollama_oci.transport.auth import save_login
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(content)
+    with pytest.raises(AuthError, match="left as it is"):
+        save_login("reg.example", "alice", "s3cret")
+    assert cfg.read_bytes() == content
+
+
+def test_login_keeps_everything_else_in_a_large_docker_config(tmp_path, monkeypatch):
+    from ollama_oci.transport.auth import save_login
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    big = {"auths": {f"r{i}.example": {"auth": "eDp5"} for i in range(30000)}, "proxies": {"default": {}},
+           "currentContext": "x"}
+    (tmp_path / "config.json").write_text(json.dumps(big))  # well over 1 MiB
+    assert os.path.getsize(tmp_path / "config.json") > 1 << 20
+    save_login("reg.example", "alice", "s3cret")
+    after = json.loads((tmp_path / "config.json").read_text())
+    assert len(after["auths"]) == 30001 and after["proxies"] == {"default": {}} and after["currentContext"] == "x"
+
+
+def test_a_credential_helper_answering_a_list_is_ignored(tmp_path, monkeypatch):
+    from ollama_oci.transport.auth import find_credentials
+    helper = tmp_path / "docker-credential-odd"
+    helper.write_text("#!/bin/sh\necho '[]'\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    (tmp_path / "config.json").write_text('{"credHelpers": {"reg.example": "odd"}}')
+    assert find_credentials("reg.example") is None
+
+
+def test_a_symlink_planted_as_the_partial_download_is_refused(tmp_path):
+    """Someone who can write into blobs/ plants .partial-<hex> as a symlink to a file of the user's:
+    the pull must not truncate, write or chmod that file through it."""
+    from ollama_oci.errors import StoreError
+    from ollama_oci.stores.contract import BlobSource
+    from ollama_oci.stores.memory import MemoryStore
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    os.chmod(victim, 0o600)
+    store = OllamaStore(str(tmp_path / "models"))
+    store.prepare()
+    mem, desc = MemoryStore.of(b"x" * 1000)
+    os.symlink(victim, os.path.join(store.blobs_dir, f".partial-{desc.digest.hex}"))
+    with pytest.raises(StoreError, match="symlink"):
+        store.push(desc, BlobSource(mem, desc))
+    assert victim.read_bytes() == b"precious" and (os.stat(victim).st_mode & 0o777) == 0o600
+    assert not store.exists(desc)
+
+
+def test_verify_reports_a_symlinked_blob_and_the_store_never_follows_it(tmp_path):
+    store = OllamaStore(str(tmp_path / "models"))
+    res = pack(Recipe(files=[TINY]), "m", [store], link_mode="copy")
+    model = res.manifest.layers[0]
+    path = store.blob_path(model.digest)
+    real = tmp_path / "elsewhere"
+    os.replace(path, real)
+    os.symlink(real, path)
+    problems = store.verify()[1]
+    assert [(p.kind, p.digest) for p in problems] == [("symlink", str(model.digest))]
+    assert store.find_blob(model.digest) is None
+    cp = run_cli("verify", "--models-dir", store.root)
+    assert cp.returncode == 5 and "symlink" in cp.stderr
+
+
+def test_prune_keeps_a_running_packs_hard_linked_temp_file(tmp_path):
+    """A hard link made now keeps its source's old mtime, so age cannot tell a running pack's temp
+    file from a leftover: the pack holds a lock on it, and prune leaves locked files alone."""
+    import time
+
+    from ollama_oci.fsutil import discard_staged
+    src = tmp_path / "old.gguf"
+    src.write_bytes(b"GGUF" + b"\0" * 100)
+    os.utime(src, (time.time() - 86400, time.time() - 86400))
+    store = OllamaStore(str(tmp_path / "models"))
+    st = store.stage_file(str(src), link_mode="hardlink")  # what a running pack holds
+    assert os.stat(st.tmp).st_mtime < time.time() - 3600
+    removed, _ = store.prune(grace=3600)
+    assert removed == [] and os.path.exists(st.tmp)
+    discard_staged(st)
+    leftover = os.path.join(store.blobs_dir, ".tmp-ollama-oci-1-dead")  # a pack that died: no lock
+    os.link(src, leftover)
+    removed, _ = store.prune(grace=3600)
+    assert removed == [leftover] and src.exists()
+
+
+def test_a_bundle_with_one_bad_name_installs_nothing(tmp_path):
+    """The second model's name is invalid: the first must not be installed either."""
+    import tarfile
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="a"), "a:1", [store])
+    pack(Recipe(files=[TINY], system="b"), "b:1", [store])
+    out = tmp_path / "x.tar"
+    run_cli("export", "a:1", "b:1", "-o", out, "--models-dir", store.root, check=0)
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(out) as src, tarfile.open(bad, "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            if m.name == "index.json":
+                idx = json.loads(data)
+                idx["manifests"][1]["annotations"]["org.opencontainers.image.ref.name"] = "../../etc:x"
+                data = json.dumps(idx).encode()
+                m.size = len(data)
+            import io
+            dst.addfile(m, io.BytesIO(data))
+    cp = run_cli("import", bad, "--models-dir", tmp_path / "dst")
+    assert cp.returncode == 3, cp.stderr
+    dst = OllamaStore(str(tmp_path / "dst"))
+    assert dst.list() == [] and not [f for f in os.listdir(dst.blobs_dir) if f.startswith("sha256-")]
+
+
+@pytest.mark.parametrize("where", ["manifest", "index"])
+def test_deeply_nested_json_in_a_store_is_one_clear_error(tmp_path, where):
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY]), "good:1", [store])
+    nested = b"[" * 100000 + b"]" * 100000
+    if where == "manifest":
+        p = tmp_path / "models" / "manifests" / "registry.ollama.ai" / "library" / "bad"
+        p.mkdir(parents=True)
+        (p / "1").write_bytes(nested)
+        cp = run_cli("list", "--models-dir", store.root, "--json", check=0)  # the bad one is skipped
+        assert [m["name"] for m in json.loads(cp.stdout)["models"]] == ["good:1"]
+        cp = run_cli("verify", "--models-dir", store.root)
+        assert cp.returncode == 5 and "bad:1" in cp.stderr and "internal error" not in cp.stderr
+    else:
+        layout = tmp_path / "layout"
+        layout.mkdir()
+        (layout / "index.json").write_bytes(nested)
+        cp = run_cli("list", "--oci-layout", layout)
+        assert cp.returncode == 3 and "nested too deeply" in cp.stderr
+
+
+def test_control_characters_from_a_gguf_cannot_forge_output_lines(tmp_path):
+    """A GGUF's strings (its name, its keys, a system prompt packed with it) are the author's:
+    printed raw, a newline or an escape sequence could forge lines or drive the terminal."""
+    import numpy as np
+    from gguf import GGUFWriter
+    path = tmp_path / "evil.gguf"
+    w = GGUFWriter(str(path), "llama")
+    w.add_string("general.name", "innocent\nerror: forged line\x1b[2J")
+    w.add_string("evil.\x1b[31mkey", "v")
+    w.add_tensor("token_embd.weight\nfake", np.zeros((4, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    cp = run_cli("inspect", path, "--tensors", check=0)
+    assert "\x1b" not in cp.stdout and "\nerror: forged line" not in cp.stdout and "\nfake" not in cp.stdout
+    assert "\\x1b" in cp.stdout
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[str(path)], system="hi\n\x1b]0;pwned\x07there"), "evil:1", [store])
+    cp = run_cli("show", "evil:1", "--models-dir", store.root, check=0)
+    assert "\x1b" not in cp.stdout and "\x07" not in cp.stdout
+    cp = run_cli("show", "evil:1", "--modelfile", "--models-dir", store.root, check=0)
+    assert "\x1b]0;pwned\x07" in cp.stdout  # to a file or pipe, a Modelfile keeps its bytes
