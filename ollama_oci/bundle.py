@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
@@ -26,7 +25,7 @@ from .fsutil import discard_staged
 from .names import ModelName, parse_name
 from .progress import ProgressCallback, ProgressEvent
 from .spec import MAX_MANIFEST_BYTES, Descriptor, parse_manifest
-from .stores.bundle import REF_ANNOTATION, BundleWriter, compressed, is_bundle_path
+from .stores.bundle import REF_ANNOTATION, BundleWriter, TarFormatError, compressed, is_bundle_path, iter_tar
 from .stores.contract import BlobSource, bind
 from .stores.memory import MemoryStore
 
@@ -87,74 +86,101 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
 
 # -- import ---------------------------------------------------------------------------------------
 
+#: small blobs (manifests, configs, text layers) are kept in memory up to this total; beyond it
+#: they are staged like large ones, so a bundle of many small members cannot exhaust memory
+_MAX_SMALL_TOTAL = 64 << 20
+
+
 def _open_tar(path: str):
+    """The bundle's decompressed byte stream (zstd or plain)."""
     try:
         raw = open(path, "rb")
     except FileNotFoundError:
         raise NotFound(f"{path}: no such bundle") from None
     if compressed(path):
         import zstandard
-        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-    else:
-        stream = raw
-    try:
-        return tarfile.open(fileobj=stream, mode="r|"), stream
-    except (tarfile.TarError, OSError) as e:
-        stream.close()
-        raise InvalidInput(f"{path} is not a bundle (tar{' + zstd' if compressed(path) else ''}): {e}") from None
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    return raw
 
 
 def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dict[str, bytes]]:
-    """One pass over a bundle.
+    """One pass over a bundle, in constant memory (:func:`~ollama_oci.stores.bundle.iter_tar`).
 
     Returns ``index.json`` and the small blobs (manifests, configs, text layers), each
     verified against its name; every larger blob's stream goes to ``on_large(digest,
     size, stream, index, small)`` with what was read so far (``index`` None if it comes
-    later), or is skipped when ``on_large`` is None.  A damaged or truncated archive is a
-    VerificationError.
+    later), or is skipped when ``on_large`` is None. Once the index is known, a blob that
+    neither it nor a manifest read so far names is skipped unread; a blob that appears twice
+    is taken once. A damaged or truncated archive is a VerificationError.
     """
-    tf, stream = _open_tar(path)
+    stream = _open_tar(path)
     index, small = None, {}
+    small_total = 0
+    seen: set[str] = set()
+    wanted: Optional[set[str]] = None   # digests the index and the manifests so far name
+
+    def note_manifest(data: bytes) -> None:
+        try:
+            m = parse_manifest(data)
+        except InvalidInput:
+            return
+        wanted.update(str(d.digest) for d in m.blobs)
+
     try:
-        for member in tf:
-            name = member.name.lstrip("./")
-            if not member.isfile():
-                continue
+        for name, member in iter_tar(stream):
+            name = name.lstrip("./") if name.startswith("./") else name
             if name == "index.json":
                 if member.size > _MAX_INDEX:
                     raise InvalidInput(f"{path}: index.json is larger than {_MAX_INDEX} bytes")
                 try:
-                    index = json.loads(tf.extractfile(member).read())
+                    index = json.loads(member.read())
                 except (ValueError, RecursionError) as e:
                     raise InvalidInput(f"{path}: index.json is not JSON: {printable(str(e), 100)}") from None
+                listed = index.get("manifests") if isinstance(index, dict) else None
+                wanted = {e["digest"] for e in listed if isinstance(e, dict) and isinstance(e.get("digest"), str)} \
+                    if isinstance(listed, list) else set()
+                for k, data in small.items():
+                    if k in wanted:
+                        note_manifest(data)
                 continue
             if name == "oci-layout" or not name.startswith("blobs/"):
                 continue
             parts = name.split("/")
             if len(parts) != 3 or parts[1] != "sha256":
-                raise InvalidInput(f"{path}: unexpected member {member.name!r}")
+                raise InvalidInput(f"{path}: unexpected member {printable(name, 200)!r}")
             digest = parse_digest("sha256:" + parts[2])
-            if member.size <= MAX_MANIFEST_BYTES:
-                data = tf.extractfile(member).read()
+            key = str(digest)
+            if key in seen or (wanted is not None and key not in wanted):
+                continue  # a repeat, or nothing any model uses: never stored
+            seen.add(key)
+            if member.size <= MAX_MANIFEST_BYTES and small_total + member.size <= _MAX_SMALL_TOTAL:
+                data = member.read()
                 got = digest_bytes(data)
                 if got != digest:
                     raise VerificationError(f"{path}: blob {digest} is damaged (it hashes to {got}); nothing was "
                                             "imported", expected=digest, actual=got)
-                small[str(digest)] = data
+                small[key] = data
+                small_total += len(data)
+                if wanted is not None and index is not None and _is_listed(index, key):
+                    note_manifest(data)
             elif on_large is not None:
-                on_large(digest, member.size, tf.extractfile(member), index, small)
-    except (tarfile.TarError, EOFError) as e:
-        raise VerificationError(f"{path} is damaged or truncated ({e}); nothing was imported") from None
+                on_large(digest, member.size, member, index, small)
+    except TarFormatError as e:
+        raise VerificationError(f"{path} is damaged, truncated or not a bundle ({e}); nothing was imported") from None
     except Exception as e:
         if "zstd" in type(e).__module__.lower() or "zstd" in type(e).__name__.lower():
             raise VerificationError(f"{path}: zstd data is damaged ({e}); nothing was imported") from None
         raise
     finally:
-        tf.close()
         stream.close()
     if index is None:
         raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
     return index, small
+
+
+def _is_listed(index: dict, digest: str) -> bool:
+    listed = index.get("manifests") if isinstance(index, dict) else None
+    return isinstance(listed, list) and any(isinstance(e, dict) and e.get("digest") == digest for e in listed)
 
 
 def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,

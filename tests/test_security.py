@@ -378,3 +378,122 @@ def test_control_characters_from_a_gguf_cannot_forge_output_lines(tmp_path):
     assert "\x1b" not in cp.stdout and "\x07" not in cp.stdout
     cp = run_cli("show", "evil:1", "--modelfile", "--models-dir", store.root, check=0)
     assert "\x1b]0;pwned\x07" in cp.stdout  # to a file or pipe, a Modelfile keeps its bytes
+
+
+def _limited(limit: int):
+    """preexec_fn: an address-space limit, so a regression that holds a bundle in memory fails here
+    instead of passing on a large machine."""
+    def apply():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def _run_limited(*args, limit=1 << 30):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    env = dict(os.environ)
+    env.pop("OLLAMA_MODELS", None)
+    return subprocess.run([sys.executable, "-m", "ollama_oci.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300, preexec_fn=_limited(limit))
+
+
+def _header(name: str, size: int, kind: bytes = b"0") -> bytes:
+    """A ustar header block (what a hostile tool may write)."""
+    h = bytearray(512)
+    h[:len(name)] = name.encode()
+    h[100:107] = b"0000644"
+    h[124:135] = f"{size:011o}".encode()
+    h[136:147] = b"00000000000"
+    h[156:157] = kind
+    h[257:263] = b"ustar\0"
+    h[263:265] = b"00"
+    h[148:156] = b" " * 8
+    h[148:155] = f"{sum(h):06o}\0".encode()
+    return bytes(h)
+
+
+def _zst_bundle(path, pieces):
+    """Write a .tar.zst from (bytes | ("zeros", n)) pieces, compressing as it goes (never in memory)."""
+    import zstandard
+    with open(path, "wb") as raw:
+        w = zstandard.ZstdCompressor(level=1).stream_writer(raw)
+        for p in pieces:
+            if isinstance(p, tuple):
+                left = p[1]
+                block = b"\0" * (1 << 20)
+                while left:
+                    w.write(block[:min(left, len(block))])
+                    left -= min(left, len(block))
+            else:
+                w.write(p)
+        w.write(b"\0" * 1024)
+        w.close()
+
+
+def _exported(tmp_path):
+    """The members of a real one-model bundle: (name, bytes) in order."""
+    import tarfile
+    store = OllamaStore(str(tmp_path / "src"))
+    pack(Recipe(files=[TINY], system="x"), "team/m:1", [store])
+    out = tmp_path / "real.tar"
+    run_cli("export", "team/m:1", "-o", out, "--models-dir", store.root, check=0)
+    with tarfile.open(out) as t:
+        return [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+
+
+def _pad(n):
+    return b"\0" * ((512 - n % 512) % 512)
+
+
+@pytest.mark.slow
+def test_a_bundle_of_many_unreferenced_members_imports_in_flat_memory(tmp_path):
+    """165 KB of .tar.zst expanding to 1.2 GB of members no model uses: skipped unread, not held."""
+    members = _exported(tmp_path)
+    pieces = []
+    for name, data in members:
+        pieces += [_header(name, len(data)), data, _pad(len(data))]
+    for i in range(300):
+        pieces += [_header(f"blobs/sha256/{i:064x}", 4 << 20), ("zeros", 4 << 20)]
+    bundle = tmp_path / "many.tar.zst"
+    _zst_bundle(bundle, pieces)
+    assert os.path.getsize(bundle) < 1 << 20
+    cp = _run_limited("import", bundle, "--models-dir", tmp_path / "dst")
+    assert cp.returncode == 0, cp.stderr
+    assert [e.name.display for e in OllamaStore(str(tmp_path / "dst")).list()] == ["team/m:1"]
+
+
+def test_a_bundle_with_a_huge_pax_header_is_refused_at_once(tmp_path):
+    bundle = tmp_path / "pax.tar.zst"
+    _zst_bundle(bundle, [_header("././@PaxHeader", 1 << 30, b"x"), ("zeros", 1 << 30)])
+    cp = _run_limited("import", bundle, "--models-dir", tmp_path / "dst")
+    assert cp.returncode == 5 and "PAX header" in cp.stderr, cp.stderr
+    assert OllamaStore(str(tmp_path / "dst")).list() == []
+
+
+def test_a_blob_repeated_in_a_bundle_is_written_once_and_leaves_nothing(tmp_path):
+    from gguf_factory import make_big_gguf
+    big = tmp_path / "big.gguf"
+    make_big_gguf(str(big), 6 << 20)
+    store = OllamaStore(str(tmp_path / "src"))
+    res = pack(Recipe(files=[str(big)]), "team/m:1", [store])
+    weights = res.manifest.layers[0]
+    out = tmp_path / "one.tar"
+    run_cli("export", "team/m:1", "-o", out, "--models-dir", store.root, check=0)
+    import tarfile
+    with tarfile.open(out) as t:
+        members = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+    pieces = []
+    for name, data in members:
+        times = 20 if name.endswith(weights.digest.hex) else 1
+        for _ in range(times):
+            pieces += [_header(name, len(data)), data, _pad(len(data))]
+    bundle = tmp_path / "repeated.tar.zst"
+    _zst_bundle(bundle, pieces)
+    cp = run_cli("import", bundle, "--models-dir", tmp_path / "dst", "--json", check=0)
+    assert json.loads(cp.stdout)["blobs"] == len(res.manifest.blobs)
+    dst = OllamaStore(str(tmp_path / "dst"))
+    assert dst.verify()[1] == []
+    assert [f for f in os.listdir(dst.blobs_dir) if not f.startswith("sha256-")] == []  # no temp files left

@@ -241,3 +241,146 @@ class BundleWriter:
             self.commit()
         else:
             self.abort()
+
+
+# -- reading: a bounded streaming tar reader ----------------------------------------------------------
+
+#: bounds on what a bundle's tar headers may ask of the reader
+MAX_PAX_HEADER = 64 << 10     # a PAX extended header (path, size, ...): a few hundred bytes in practice
+MAX_LONG_NAME = 4 << 10       # a GNU long name
+MAX_MEMBERS = 1_000_000
+
+
+class TarFormatError(Exception):
+    """The archive is not a tar this reader accepts (damaged, truncated, or over a bound)."""
+
+
+class _Member:
+    """One regular file's data in the stream; reads stop at its end."""
+
+    def __init__(self, stream: BinaryIO, size: int):
+        self.stream, self.size, self.left = stream, size, size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        want = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.stream.read(want)
+        if not data:
+            raise TarFormatError(f"the archive ends inside a member ({self.left} bytes missing)")
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def skip(self) -> None:
+        while self.left > 0:
+            self.read(min(self.left, 1 << 20))
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        b = stream.read(n - len(out))
+        if not b:
+            break
+        out += b
+    return bytes(out)
+
+
+def _number(field: bytes) -> int:
+    """A tar number: octal text, or base-256 (GNU) for large values."""
+    if field[:1] and field[0] & 0x80:
+        n = int.from_bytes(field, "big") & ~(0x80 << (8 * (len(field) - 1)))
+        return n
+    text = field.split(b"\0", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarFormatError(f"bad number field {text[:20]!r}") from None
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """PAX records ``"<len> <key>=<value>\\n"``, parsed without regular expressions (CVE-2024-6232)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        sp = data.find(b" ", pos, pos + 20)
+        if sp < 0:
+            break
+        try:
+            length = int(data[pos:sp])
+        except ValueError:
+            raise TarFormatError("bad PAX record length") from None
+        if length <= 0 or pos + length > len(data):
+            raise TarFormatError("bad PAX record length")
+        record = data[sp + 1:pos + length - 1]  # without the trailing newline
+        key, eq, value = record.partition(b"=")
+        if eq:
+            out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def iter_tar(stream: BinaryIO):
+    """Yield ``(name, member)`` for each regular file of a tar stream, in order; ``member`` is a
+    file-like limited to the file's bytes (what the caller leaves unread is skipped).
+
+    Streams in constant memory whatever the number of members, refuses oversized PAX headers and
+    long names, verifies header checksums, and parses PAX records by hand. Directories, links and
+    devices are skipped, never materialized.
+    """
+    pax: dict[str, str] = {}
+    long_name: Optional[str] = None
+    count = 0
+    while True:
+        head = _read_exact(stream, 512)
+        if len(head) < 512:
+            if not head:
+                return  # ended without the zero blocks: accepted, as GNU tar does
+            raise TarFormatError("the archive ends inside a header")
+        if head == b"\0" * 512:
+            return
+        count += 1
+        if count > MAX_MEMBERS:
+            raise TarFormatError(f"more than {MAX_MEMBERS} members")
+        chk = _number(head[148:156])
+        if chk != sum(head[:148]) + 8 * 32 + sum(head[156:]):
+            raise TarFormatError("a header's checksum does not match (damaged archive)")
+        kind = head[156:157]
+        size = _number(head[124:136])
+        name = head[:100].split(b"\0", 1)[0]
+        if head[257:262] == b"ustar" and head[345:500].strip(b"\0"):
+            name = head[345:500].split(b"\0", 1)[0] + b"/" + name
+        member = _Member(stream, size)
+        if kind in (b"x", b"g", b"L"):
+            bound = MAX_LONG_NAME if kind == b"L" else MAX_PAX_HEADER
+            if size > bound:
+                raise TarFormatError(f"a {'long name' if kind == b'L' else 'PAX header'} of {size} bytes "
+                                     f"(at most {bound})")
+            data = member.read()
+            _read_exact(stream, (512 - size % 512) % 512)
+            if kind == b"x":
+                pax = _pax(data)
+            elif kind == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            continue
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise TarFormatError("bad PAX size") from None
+            member = _Member(stream, size)
+        text = pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
+        pax, long_name = {}, None
+        if size < 0:
+            raise TarFormatError("negative member size")
+        if kind in (b"0", b"\0", b"7"):
+            yield text, member
+        member.skip()
+        _read_exact(stream, (512 - size % 512) % 512)
