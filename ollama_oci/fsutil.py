@@ -141,6 +141,19 @@ class Staged:
             self.lock_fd = -1
 
 
+def ensure_room(directory: str, need: int, what: str) -> None:
+    """Refuse to write ``need`` bytes into ``directory`` when its filesystem has less free, before
+    anything is allocated (a full disk, or a hostile size such as 2**62)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise StoreError(f"{what} needs {need:,} bytes and {directory} has {free:,} free; free some space "
+                         "(ollama-oci prune) or write elsewhere (--models-dir, OLLAMA_MODELS)")
+
+
 def hold(path: str) -> int:
     """Open ``path`` (never through a symlink) and hold a shared flock on it; returns the fd."""
     import fcntl
@@ -230,6 +243,7 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
                     os.fsync(f.fileno())
         else:
             method = "copy"
+            ensure_room(tmp_dir, total, src)
             with open(src, "rb", buffering=0) as fin:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 lock = hold(tmp)

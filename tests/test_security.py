@@ -87,8 +87,8 @@ def servers():
 
 def _client(host, **kw):
     from ollama_oci.transport import Credentials, RegistryClient, TransportOptions
-    opts = TransportOptions(plain_http=kw.pop("plain_http", True), credentials=Credentials("alice", "s3cret"),
-                            max_retries=0, **kw)
+    kw.setdefault("max_retries", 0)
+    opts = TransportOptions(plain_http=kw.pop("plain_http", True), credentials=Credentials("alice", "s3cret"), **kw)
     return RegistryClient(host, opts)
 
 
@@ -497,3 +497,109 @@ def test_a_blob_repeated_in_a_bundle_is_written_once_and_leaves_nothing(tmp_path
     dst = OllamaStore(str(tmp_path / "dst"))
     assert dst.verify()[1] == []
     assert [f for f in os.listdir(dst.blobs_dir) if not f.startswith("sha256-")] == []  # no temp files left
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Answers a blob GET with a large Content-Length, then one byte every ``gap`` seconds (or,
+    with gap None, nothing at all)."""
+    protocol_version = "HTTP/1.1"
+    gap = 0.2
+    requests = 0
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        type(self).requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        import time
+        try:
+            for _ in range(200):
+                if self.gap is None:
+                    time.sleep(10)
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(self.gap)
+        except OSError:
+            pass
+
+
+def _trickle_server(gap):
+    handler = type("H", (_Trickle,), {"gap": gap, "requests": 0})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, handler
+
+
+def test_a_trickling_server_is_a_stall_and_the_pull_gives_up_in_bounded_time(tmp_path, monkeypatch):
+    """One byte every 0.2 s never trips a socket timeout; the stall rule (too few bytes in a window)
+    drops the transfer, and the blob's failure budget ends it."""
+    import time
+
+    import ollama_oci.stores.partial as partial
+    from ollama_oci.spec import Descriptor
+    from ollama_oci.stores.contract import BlobSource
+    from ollama_oci.stores.registry import RegistryStore
+    from ollama_oci.transport import TransportOptions
+    monkeypatch.setattr(partial, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(partial, "BLOB_TRIES", 2)
+    httpd, handler = _trickle_server(0.2)
+    try:
+        repo = RegistryStore(f"127.0.0.1:{httpd.server_address[1]}",
+                             TransportOptions(plain_http=True, max_retries=0)).repository("team/m")
+        desc = Descriptor("application/octet-stream", "sha256:" + "b" * 64, 1 << 20)
+        store = OllamaStore(str(tmp_path / "models"))
+        t0 = time.monotonic()
+        with pytest.raises(RegistryError, match="stalled"):
+            store.push(desc, BlobSource(repo, desc))
+        assert time.monotonic() - t0 < 30 and handler.requests == 3  # the first try and two resumes
+        assert not store.exists(desc)
+    finally:
+        httpd.shutdown()
+
+
+def test_a_silent_server_times_out_in_seconds(tmp_path):
+    import time
+
+    from ollama_oci.transport import TransportOptions
+    from ollama_oci.transport.http import RegistryClient
+    httpd, handler = _trickle_server(None)
+    try:
+        c = RegistryClient(f"127.0.0.1:{httpd.server_address[1]}",
+                           TransportOptions(plain_http=True, read_timeout=1, max_retries=1, backoff=0))
+        resp = c.request("GET", "/v2/x/blobs/" + BLOB)
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="did not answer in time|timed out"):
+            resp.read_some(1 << 20)
+            resp.read_some(1 << 20)
+        assert time.monotonic() - t0 < 10
+    finally:
+        httpd.shutdown()
+
+
+def test_retries_stop_at_the_retry_budget(servers):
+    """A registry answering 503 with Retry-After forever: the request gives up when its budget of
+    seconds is spent, not after max_retries waits."""
+    import time
+    reg = servers(lambda h: (503, {"Retry-After": "1"}, b""))
+    c = _client(reg.addr, max_retries=100, retry_budget=2.5)
+    t0 = time.monotonic()
+    resp = c.request("GET", "/v2/")
+    assert resp.status_code == 503 and time.monotonic() - t0 < 6 and len(reg.seen) <= 4
+
+
+def test_a_blob_larger_than_the_free_disk_is_refused_before_anything_is_allocated(tmp_path):
+    """A manifest may claim any size (2**62 bytes): nothing is allocated or downloaded for it."""
+    from ollama_oci.errors import StoreError
+    from ollama_oci.spec import Descriptor
+    from ollama_oci.stores.contract import BlobSource
+    from ollama_oci.stores.memory import MemoryStore
+    store = OllamaStore(str(tmp_path / "models"))
+    desc = Descriptor("application/octet-stream", "sha256:" + "c" * 64, 1 << 62)
+    with pytest.raises(StoreError, match="free"):
+        store.push(desc, BlobSource(MemoryStore(), desc))
+    assert not [f for f in os.listdir(store.blobs_dir) if f.startswith(".partial") and not f.endswith(".lock")]

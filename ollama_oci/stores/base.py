@@ -171,7 +171,8 @@ class LocalStore:
         if self.exists(desc):
             return None
         self.prepare()
-        from ..fsutil import hold
+        from ..fsutil import ensure_room, hold
+        ensure_room(self.tmp_dir(), desc.size, f"blob {desc.digest}")
         tmp = tmp_name(self.tmp_dir())
         lock = -1
         try:

@@ -16,12 +16,13 @@ import logging
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..digest import CHUNK, hash_stream
-from ..errors import StoreError, VerificationError
-from ..fsutil import atomic_write, fsync_dir, unlink_quiet
+from ..errors import RegistryError, StoreError, VerificationError
+from ..fsutil import atomic_write, ensure_room, fsync_dir, unlink_quiet
 from ..spec import Descriptor
 from .contract import BlobSource, ProgressFn, RangeNotSupported
 
@@ -35,8 +36,11 @@ PARALLEL_MIN = 32 << 20
 PART_SIZE = 64 << 20
 #: how often (bytes) a part's progress is made durable on disk
 STATE_EVERY = 16 << 20
-#: how many times one part resumes after a temporary failure before the blob fails
-PART_TRIES = 5
+#: how many temporary failures (all parts together) a blob survives before it fails
+BLOB_TRIES = 8
+#: a transfer that moves less than STALL_BYTES in STALL_SECONDS is stalled: dropped and resumed
+STALL_SECONDS = 30.0
+STALL_BYTES = 64 << 10
 
 
 @dataclass
@@ -87,6 +91,8 @@ def _open_nofollow(path: str, flags: int) -> int:
 def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str, progress: ProgressFn) -> None:
     size = desc.size
     parts = _load_state(state_path, desc)
+    ensure_room(os.path.dirname(data_path), size - (sum(p.done for p in parts) if parts else 0),
+                f"blob {desc.digest}")
     fd = _open_nofollow(data_path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # work in progress: prune leaves it alone
@@ -108,20 +114,36 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
                     [p.start, p.end, p.done] for p in parts]}).encode())
         save()
 
+        failures = [0]  # temporary failures of all parts together: the blob gives up in bounded time
+        flock = threading.Lock()
+
         def fetch_part(p: _Part, opened: Optional[threading.Event] = None) -> None:
-            tries = 0
             while not p.complete:
                 pos = p.start + p.done
                 try:
                     _fetch_range(desc, source, fd, p, pos, progress, save, opened)
                     opened = None
                 except RangeNotSupported:
-                    raise
+                    if len(parts) > 1 or pos == 0:
+                        raise  # the caller falls back to one stream from the start
+                    # one stream from a server that ignores ranges, interrupted: start it over
+                    if progress is not None:
+                        progress(-p.done)
+                    p.done = 0
+                    with flock:
+                        failures[0] += 1
+                        if failures[0] > BLOB_TRIES:
+                            raise RegistryError(f"the transfer of {desc.digest} keeps failing, and "
+                                                f"{source.store.describe()} cannot resume it (it ignores byte "
+                                                "ranges)", temporary=True) from None
                 except Exception as e:
-                    if not getattr(e, "temporary", False) or tries >= PART_TRIES:
+                    if not getattr(e, "temporary", False):
                         raise
-                    tries += 1
-                    log.info("blob %s part at %d: %s; resuming", desc.digest.short, pos, e)
+                    with flock:
+                        failures[0] += 1
+                        if failures[0] > BLOB_TRIES:
+                            raise
+                    log.warning("blob %s at byte %d: %s; resuming", desc.digest.short, pos, e)
 
         try:
             _run_parts([p for p in parts if not p.complete], fetch_part, source)
@@ -207,11 +229,19 @@ def _fetch_range(desc: Descriptor, source: BlobSource, fd: int, part: _Part, pos
         if opened is not None:
             opened.set()
     since = 0
+    window_start, window_bytes = time.monotonic(), 0
     try:
         while not part.complete:
             chunk = stream.read(min(CHUNK, part.end - (part.start + part.done)))
             if not chunk:
                 break
+            window_bytes += len(chunk)
+            now = time.monotonic()
+            if now - window_start >= STALL_SECONDS:
+                if window_bytes < STALL_BYTES:  # a trickle (a byte every few seconds) is a stall too
+                    raise RegistryError(f"the transfer of {desc.digest} stalled ({window_bytes} bytes in "
+                                        f"{now - window_start:.0f} s)", temporary=True)
+                window_start, window_bytes = now, 0
             os.pwrite(fd, chunk, part.start + part.done)
             part.done += len(chunk)
             since += len(chunk)
@@ -224,7 +254,6 @@ def _fetch_range(desc: Descriptor, source: BlobSource, fd: int, part: _Part, pos
         stream.close()
         save()
     if not part.complete:
-        from ..errors import RegistryError
         raise RegistryError(f"the transfer of {desc.digest} ended early at byte {part.start + part.done}",
                             temporary=True)
 

@@ -190,6 +190,10 @@ class RegistryStore:
             raise RegistryError(f"{self.registry} started an upload without a Location header")
         return urllib.parse.urljoin(self.client.base + "/", loc), False
 
+    def _commit_timeout(self) -> tuple[float, float]:
+        o = self.client.opts
+        return o.connect_timeout, max(o.read_timeout, o.commit_timeout)
+
     @staticmethod
     def _with_query(url: str, **params) -> str:
         u = urllib.parse.urlsplit(url)
@@ -255,7 +259,8 @@ class RegistryStore:
             resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)),
                                        scope=_push(repository),
                                        headers={"Content-Type": "application/octet-stream",
-                                                "Content-Length": str(desc.size)}, body=body)
+                                                "Content-Length": str(desc.size)}, body=body,
+                                       timeout=self._commit_timeout())
             if resp.status_code == 413:  # the registry caps request bodies: go chunked
                 resp.close()
                 rollback()
@@ -333,7 +338,7 @@ class RegistryStore:
         """The final empty PUT of an upload session, naming the digest."""
         resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)), scope=_push(repository),
                                    headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
-                                   body=b"")
+                                   body=b"", timeout=self._commit_timeout())
         if resp.status_code != 201:
             raise self._upload_error(resp, desc)
         resp.close()
@@ -567,8 +572,10 @@ class BlobStream:
         self.desc = desc
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes, as soon as some are there (a trickling server cannot hold a reader that
+        watches for stalls); ``n < 0`` reads to the end."""
         try:
-            return self.resp.read(n)
+            return self.resp.read(n) if n is None or n < 0 else self.resp.read_some(n)
         except NetworkError as e:
             raise RegistryError(f"transfer of {self.desc.digest} interrupted: {e}", temporary=True) from None
 

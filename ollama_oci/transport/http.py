@@ -100,8 +100,14 @@ class TransportOptions:
     unreachable_retries: Optional[int] = None
     backoff: float = 0.5                #: first retry delay in seconds; doubles each time (with jitter)
     max_backoff: float = 30.0           #: longest single wait, including Retry-After
-    connect_timeout: float = 15.0
-    read_timeout: float = 300.0
+    connect_timeout: float = 10.0       #: seconds to open a connection
+    #: seconds a server may stay silent (waiting for its answer, or between two reads); the
+    #: request that finishes an upload waits up to ``commit_timeout`` (a registry may copy the
+    #: blob to object storage before it answers)
+    read_timeout: float = 30.0
+    commit_timeout: float = 600.0
+    #: seconds one request may spend retrying (waits included) before it gives up
+    retry_budget: float = 300.0
     user_agent: Optional[str] = None    #: default: ollama-oci/<version>; Ollama-style for Ollama's hosts
 
     def __post_init__(self):
@@ -308,6 +314,7 @@ class RegistryClient:
 
     def _with_retries(self, send: Callable[[], Response], url: str) -> Response:
         attempt = 0
+        deadline = time.monotonic() + self.opts.retry_budget
         while True:
             try:
                 resp = send()
@@ -323,19 +330,20 @@ class RegistryClient:
                 limit = self.opts.max_retries
                 if e.unreachable:
                     limit = self.opts.unreachable_retries or 0
-                if attempt >= limit:
+                d = self._delay(attempt)
+                if attempt >= limit or time.monotonic() + d > deadline:
                     tries = f" after {attempt + 1} tries" if attempt else ""
                     raise RegistryError(f"cannot reach {self.registry}: {e}{tries}", url=redact(url),
                                         temporary=not e.unreachable) from None
-                d = self._delay(attempt)
                 log.warning("%s, retrying in %.1f s (%d/%d)", e, d, attempt + 1, limit)
                 self._sleep(d)
                 attempt += 1
                 continue
-            if resp.status_code in _RETRY_STATUS and attempt < self.opts.max_retries:
-                d = self._delay(attempt, resp)
+            d = self._delay(attempt, resp) if resp.status_code in _RETRY_STATUS else 0.0
+            if resp.status_code in _RETRY_STATUS and attempt < self.opts.max_retries and \
+                    time.monotonic() + d <= deadline:
                 log.warning("%s answered %s %s, retrying in %.1f s (%d/%d)", _host(url), resp.status_code,
-                            resp.reason, d, attempt + 1, self.opts.max_retries)
+                            printable(resp.reason or "", 60), d, attempt + 1, self.opts.max_retries)
                 resp.close()
                 self._sleep(d)
                 attempt += 1
@@ -345,7 +353,8 @@ class RegistryClient:
     # -- the request loop -----------------------------------------------------------------
     def request(self, method: str, path: str, *, scope: str = "", headers: Optional[dict] = None,
                 body: Body = None, follow: bool = True,
-                on_redirect: Optional[Callable[[str], None]] = None) -> Response:
+                on_redirect: Optional[Callable[[str], None]] = None,
+                timeout: Optional[tuple[float, float]] = None) -> Response:
         """Send a request with auth, retries and redirects; returns the final response.
 
         ``body`` is bytes, or a callable returning a fresh body (bytes or a
@@ -361,7 +370,7 @@ class RegistryClient:
 
             def send(auth=auth):
                 return self._send_following(method, url, headers or {}, auth, body, follow, on_redirect,
-                                            auth_origin=home)
+                                            timeout=timeout, auth_origin=home)
             resp = self._with_retries(send, url)
             if resp.status_code == 401 and _origin(resp.url) != home:
                 # a redirect target (object storage) or an upload session on another host wants

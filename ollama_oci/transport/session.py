@@ -124,6 +124,15 @@ class Response:
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise NetworkError(f"reading the response from {_where(self.url)} failed: {_reason(e)}") from None
 
+    def read_some(self, n: int = BLOCK) -> bytes:
+        """Whatever of the body is there now, up to ``n`` bytes (b"" at its end): a caller that watches
+        progress (a stall rule) is not held until ``n`` bytes trickle in."""
+        import urllib3
+        try:
+            return self.raw.read1(n, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise NetworkError(f"reading the response from {_where(self.url)} failed: {_reason(e)}") from None
+
     def iter_content(self, size: int = BLOCK):
         while True:
             b = self.read(size)
