@@ -72,6 +72,8 @@ class Limits:
     max_dims: int = 4                    #: tensor dimensions (GGML_MAX_DIMS)
     max_tensor_name: int = 4096          #: bytes in a tensor name
     eager_array: int = 64                #: arrays at most this long are decoded at open
+    #: arrays inside arrays, in the whole file (each becomes an object; real GGUFs have none)
+    max_nested: int = 65536
 
 
 DEFAULT_LIMITS = Limits()
@@ -148,7 +150,30 @@ class GGUFArray(Sequence):
         self._items = items
         return items
 
+    def head(self, n: int) -> list:
+        """The first ``n`` elements, decoding only those (a huge array is never decoded whole)."""
+        n = max(0, min(n, self.count))
+        if self._items is not None:
+            return self._items[:n]
+        buf = self._buf()
+        end_char = self._fmt[0]
+        if self.elem_type in _FIXED:
+            ch, _size = _FIXED[self.elem_type]
+            vals = list(struct.unpack_from(f"{end_char}{n}{ch}", buf, self.offset))
+            return [v != 0 for v in vals] if self.elem_type == BOOL else vals
+        lenfmt = struct.Struct(self._fmt).unpack_from
+        w = struct.calcsize(self._fmt)
+        out, off = [], self.offset
+        for _ in range(n):
+            (k,) = lenfmt(buf, off)
+            off += w
+            out.append(bytes(buf[off:off + k]).decode("utf-8", "surrogateescape"))
+            off += k
+        return out
+
     def __getitem__(self, i):
+        if isinstance(i, slice) and (i.start or 0) == 0 and i.step is None and i.stop is not None and i.stop >= 0:
+            return self.head(i.stop)
         return self._materialize()[i]
 
     def __iter__(self) -> Iterator:
@@ -295,6 +320,7 @@ class _Parser:
         self.pos = 0
         self.path = path
         self.limits = limits
+        self.nested = 0   # arrays inside arrays so far (Limits.max_nested)
 
     def fail(self, msg: str, offset: int | None = None):
         raise GGUFError(msg, self.pos if offset is None else offset, self.path)
@@ -396,6 +422,10 @@ class _Parser:
             return arr
         if etype == ARRAY:
             self.need(count * (4 + self.cw), f"array of {count} arrays")
+            self.nested += count
+            if self.nested > self.limits.max_nested:
+                self.fail(f"more than {self.limits.max_nested} arrays nested in arrays; this is not a model's "
+                          "metadata", start)
             first = self.pos
             items = [self.read_array(file, depth + 1) for _ in range(count)]
             return GGUFArray(etype, count, first, self.pos, self.buf, self.o, items=items, file=file)

@@ -603,3 +603,38 @@ def test_a_blob_larger_than_the_free_disk_is_refused_before_anything_is_allocate
     with pytest.raises(StoreError, match="free"):
         store.push(desc, BlobSource(MemoryStore(), desc))
     assert not [f for f in os.listdir(store.blobs_dir) if f.startswith(".partial") and not f.endswith(".lock")]
+
+
+def _gguf_with_array(path, etype: int, count: int, payload_writer):
+    """A GGUF v3 with no tensors and one array value ``hostile`` (written by ``payload_writer(f)``)."""
+    import struct
+    key = b"hostile"
+    with open(path, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+                + struct.pack("<IIQ", 9, etype, count))
+        payload_writer(f)
+
+
+def test_inspect_of_a_huge_array_decodes_only_what_it_shows(tmp_path):
+    """50 MB of int32s: inspect prints five of them, in a few MB, not a list of 12.5 million."""
+    import struct
+    path = tmp_path / "huge.gguf"
+    n = 12_500_000
+    # values outside Python's small-int cache: decoded whole, each would be an object of its own
+    _gguf_with_array(path, 5, n, lambda f: f.write(struct.pack("<5i", 1, 2, 3, 4, 5) + b"\x01" * (4 * (n - 5))))
+    cp = _run_limited("inspect", path, limit=400 << 20)
+    assert cp.returncode == 0, cp.stderr
+    assert "hostile = [INT32 x 12500000] [1, 2, 3, 4, 5, ...]" in cp.stdout
+    cp = _run_limited("inspect", path, "--json", limit=400 << 20)
+    assert cp.returncode == 0 and json.loads(cp.stdout)["metadata"]["hostile"]["head"] == [1, 2, 3, 4, 5] + [0x01010101] * 3
+
+
+def test_millions_of_nested_empty_arrays_are_refused_at_once(tmp_path):
+    """48 MB of empty arrays inside an array (each would be an object): one clear error, no GBs."""
+    import struct
+    path = tmp_path / "nested.gguf"
+    n = 4_000_000
+    _gguf_with_array(path, 9, n, lambda f: f.write(struct.pack("<IQ", 5, 0) * n))
+    cp = _run_limited("inspect", path, limit=400 << 20)
+    assert cp.returncode == 3 and "nested in arrays" in cp.stderr, cp.stderr
+    assert cp.stderr.count("\n") == 1
