@@ -281,15 +281,14 @@ class RegistryClient:
                                 status=resp.status_code, url=redact(realm))
         try:
             body = resp.json(limit=1 << 20)
-            token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         except (ValueError, NetworkError):
-            token = None
+            body = None
         finally:
             resp.close()
-        if not isinstance(token, str) or not token:
+        got = token_from(body)
+        if got is None:
             raise AuthError(f"token service {redact(realm)} returned no token", url=redact(realm))
-        expires = body.get("expires_in")
-        life = float(expires) if isinstance(expires, (int, float)) and expires > 0 else 60.0
+        token, life = got
         with self._lock:
             self._tokens[scope] = (token, time.monotonic() + max(life - 10, life / 2))
 
@@ -443,6 +442,21 @@ def certs_d_files(registry: str, dirs: Optional[list[str]] = None) -> tuple[list
             elif n.endswith(".cert") and client is None and n[:-5] + ".key" in names:
                 client = (os.path.join(d, n), os.path.join(d, n[:-5] + ".key"))
     return cas, client
+
+
+def token_from(body: Any) -> Optional[tuple[str, float]]:
+    """(token, lifetime in seconds) from a token service's JSON answer, whatever its shape; None
+    without a usable token. The lifetime is bounded: 1 second to a day, 60 s when unsaid."""
+    if not isinstance(body, dict):
+        return None
+    token = body.get("token") or body.get("access_token")
+    if not isinstance(token, str) or not token or len(token) > 64 << 10:
+        return None
+    expires = body.get("expires_in")
+    life = 60.0
+    if isinstance(expires, (int, float)) and not isinstance(expires, bool) and expires == expires and expires > 0:
+        life = float(min(max(expires, 1), 86400))
+    return token, life
 
 
 def _retry_after(value: str) -> Optional[float]:
