@@ -53,8 +53,11 @@ def _io_error(what: str, path: str, e: OSError) -> StoreError:
     return StoreError(f"cannot {what} {path}: {e.strerror or e}{hint}")
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    ``durable=False`` skips the fsyncs: the file survives the process being killed (it is in the
+    page cache), not an operating-system crash; for progress notes written often."""
     d = os.path.dirname(path) or "."
     tmp = tmp_name(d)
     try:
@@ -65,14 +68,16 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
                 n = os.write(fd, view)
                 view = view[n:]
             os.fchmod(fd, mode & ~_umask())
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
         unlink_quiet(tmp)
         raise _io_error("write", path, e) from None
-    fsync_dir(d)
+    if durable:
+        fsync_dir(d)
 
 
 _UMASK = None

@@ -365,3 +365,32 @@ def test_one_concurrency_budget_for_blobs_and_parts(tmp_path, registry_factory, 
         assert front.max_blob_gets_inflight <= n, (n, front.max_blob_gets_inflight)
         if n == 4:
             assert front.max_blob_gets_inflight >= 3  # the 4 parts of the weights overlapped
+
+
+@pytest.mark.slow
+def test_a_kill_soon_after_the_start_loses_at_most_a_few_mib(tmp_path, registry_factory, gemma_path):
+    """Progress is noted every 2 MiB per part (durable every 64 MiB): a pull killed early re-fetches
+    what it had not received, plus a few MiB, not the whole blob."""
+    reg, front = registry_factory("plain", front=True)
+    _, res = _push_gemma(tmp_path, gemma_path, reg.host)
+    model = res.manifest.layers[0]
+    models = tmp_path / "pulled"
+    front.throttle = 60e6
+    served0 = front.blob_bytes_served
+    p = subprocess.Popen(_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models,
+                              "-q"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and front.blob_bytes_served - served0 < 24e6:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    received = front.blob_bytes_served - served0
+    state = models / "blobs" / f".partial-{model.digest.hex}.json"
+    noted = sum(part[2] for part in json.loads(state.read_text())["parts"])
+    assert 0 < noted < model.size
+    assert received - noted <= 16 << 20, (received, noted)  # four parts, a note every 2 MiB each, in flight
+    front.throttle = None
+    before = front.blob_bytes_served
+    run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models, check=0)
+    assert front.blob_bytes_served - before <= model.size - noted + (1 << 20)
+    assert OllamaStore(str(models)).verify()[1] == []

@@ -34,8 +34,11 @@ __all__ = ["receive", "PARALLEL_MIN", "PART_SIZE", "STATE_EVERY"]
 PARALLEL_MIN = 32 << 20
 #: size of one download part (the last one is shorter)
 PART_SIZE = 64 << 20
-#: how often (bytes) a part's progress is made durable on disk
-STATE_EVERY = 16 << 20
+#: how often (bytes) a part's progress is noted (survives the process being killed: a re-run loses
+#: at most this much per part, however soon the kill)
+STATE_EVERY = 2 << 20
+#: how often (bytes) the data and the note are made durable (fdatasync: survives a machine crash)
+DURABLE_EVERY = 64 << 20
 #: how many temporary failures (all parts together) a blob survives before it fails
 BLOB_TRIES = 8
 #: a transfer that moves less than STALL_BYTES in STALL_SECONDS is stalled: dropped and resumed
@@ -88,12 +91,15 @@ def _open_nofollow(path: str, flags: int) -> int:
         raise
 
 
-def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str, progress: ProgressFn) -> None:
+def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str, progress: ProgressFn,
+           *, again: bool = False) -> None:
     size = desc.size
     parts = _load_state(state_path, desc)
+    resumed = parts is not None and any(p.done for p in parts)
     ensure_room(os.path.dirname(data_path), size - (sum(p.done for p in parts) if parts else 0),
                 f"blob {desc.digest}")
     fd = _open_nofollow(data_path, os.O_RDWR | os.O_CREAT)
+    note = {"fd": -1, "len": 0}  # the progress note, rewritten in place (see save)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # work in progress: prune leaves it alone
         if os.fstat(fd).st_size != size:
@@ -107,12 +113,33 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
             progress(already)
         state_lock = threading.Lock()
 
-        def save() -> None:
+        durable_at = [sum(p.done for p in parts)]
+
+        def save(durable: bool = False) -> None:
+            """Note the parts' progress: one ``pwrite`` over the note (a process killed mid-way has
+            either the old note or the new one; a shorter note is padded with spaces, which JSON
+            ignores). Every DURABLE_EVERY bytes the data and the note are also fsynced: a machine
+            crash may otherwise leave the note ahead of the data, which the final hash catches
+            (the blob then starts over once)."""
             with state_lock:
-                os.fdatasync(fd)
-                atomic_write(state_path, json.dumps({"digest": str(desc.digest), "size": size, "parts": [
-                    [p.start, p.end, p.done] for p in parts]}).encode())
-        save()
+                done = sum(p.done for p in parts)
+                durable = durable or done - durable_at[0] >= DURABLE_EVERY
+                data = json.dumps({"digest": str(desc.digest), "size": size, "parts": [
+                    [p.start, p.end, p.done] for p in parts]}).encode()
+                if note["fd"] < 0:  # the first note: created whole, then rewritten in place
+                    atomic_write(state_path, data)
+                    note["fd"] = _open_nofollow(state_path, os.O_WRONLY)
+                    note["len"] = len(data)
+                    durable_at[0] = done
+                    return
+                data = data.ljust(note["len"])
+                os.pwrite(note["fd"], data, 0)
+                note["len"] = len(data)
+                if durable:
+                    os.fdatasync(fd)
+                    os.fdatasync(note["fd"])
+                    durable_at[0] = done
+        save(durable=True)
 
         failures = [0]  # temporary failures of all parts together: the blob gives up in bounded time
         flock = threading.Lock()
@@ -155,16 +182,25 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
             parts[:] = [_Part(0, size)]
             save()
             fetch_part(parts[0])
-        save()
+        save(durable=True)
         os.fchmod(fd, 0o644)  # on the file opened with O_NOFOLLOW, never through a path
         os.lseek(fd, 0, os.SEEK_SET)
         with open(fd, "rb", buffering=0, closefd=False) as f:
             got, n = hash_stream(f)
     finally:
         os.close(fd)
+        if note["fd"] >= 0:
+            os.close(note["fd"])
     if got != desc.digest or n != size:
         unlink_quiet(data_path)
         unlink_quiet(state_path)
+        if resumed and not again:
+            # the resumed part may not have been durable (a machine crash after the note): once more,
+            # from nothing, before the source is blamed
+            log.warning("blob %s did not verify after resuming; fetching it again from the start", desc.digest.short)
+            if progress is not None:
+                progress(-size)
+            return _fetch(desc, source, data_path, state_path, progress, again=True)
         raise VerificationError(f"digest mismatch for blob {desc.digest} from {source.store.describe()}: the "
                                 f"content ({n} bytes) hashes to {got}; the source's copy is damaged, nothing "
                                 "was installed", expected=desc.digest, actual=got)
