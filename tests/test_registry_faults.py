@@ -394,3 +394,22 @@ def test_a_kill_soon_after_the_start_loses_at_most_a_few_mib(tmp_path, registry_
     run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", models, check=0)
     assert front.blob_bytes_served - before <= model.size - noted + (1 << 20)
     assert OllamaStore(str(models)).verify()[1] == []
+
+
+@pytest.mark.slow
+def test_a_registry_failing_every_blob_request_gives_up_in_bounded_requests(tmp_path, registry_factory, gemma_path):
+    """Every blob GET answers 503: the pull ends with one error after a bounded number of requests
+    (each request's retries within its budget, and one failure budget for the whole blob), however
+    many parts the blob has (it took 612 requests and 415 s on a 1 GiB model)."""
+    reg, front = registry_factory("plain", front=True)
+    _push_gemma(tmp_path, gemma_path, reg.host)
+    front.add_fault(lambda m, p: m == "GET" and "/blobs/sha256:" in p, "503", times=100000, retry_after="0")
+    before = len(front.log)
+    cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "p",
+                 "--retries", "2")
+    blob_gets = [x for x in front.log[before:] if x[0] == "GET" and "/blobs/sha256:" in x[1]]
+    assert cp.returncode == 7 and "503" in cp.stderr, cp.stderr
+    # per blob (2 here): 3 tries per request, at most BLOB_TRIES + 1 attempts plus the parts already
+    # under way; independent of the blob's size and number of parts
+    from ollama_oci.stores.partial import BLOB_TRIES
+    assert len(blob_gets) <= 2 * 3 * (BLOB_TRIES + 1 + 4), len(blob_gets)

@@ -29,7 +29,7 @@ class Server:
     """A loopback HTTP(S) server answering with ``handler(h) -> (status, headers, body)``; records
     (method, path, Authorization) of every request."""
 
-    def __init__(self, handler, host="127.0.0.1", tls=None):
+    def __init__(self, handler, host="127.0.0.1", tls=None, port=0):
         self.seen: list[tuple[str, str, str]] = []
         outer = self
 
@@ -54,7 +54,7 @@ class Server:
                     self.wfile.write(body)
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = _any
 
-        self.httpd = http.server.ThreadingHTTPServer((host, 0), H)
+        self.httpd = http.server.ThreadingHTTPServer((host, port), H)
         self.httpd.daemon_threads = True
         if tls:
             import ssl
@@ -159,6 +159,28 @@ def test_a_token_realm_on_plain_http_from_an_https_registry_is_refused(servers, 
                    if not (h.headers.get("Authorization") or "").startswith("Bearer") else (200, {}, b"{}"))
     assert _client(reg2.addr).request("GET", "/v2/", scope="").status_code == 200
     assert token.auths() == [BASIC]
+
+
+def test_https_registry_redirecting_to_plain_http_on_the_same_host_gets_no_password(servers, tmp_path):
+    """https://127.0.0.1 (port 443) redirects a blob to http://127.0.0.1/ (port 80): same host, default
+    ports, another scheme. The password must not travel in cleartext. Needs the two well-known ports
+    on loopback (root, as in CI); skipped where they are taken."""
+    from registry_env import make_ca_and_cert
+    ca, cert, key = make_ca_and_cert(str(tmp_path))
+
+    def reg_handler(h):
+        if h.headers.get("Authorization") != BASIC:
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+        return 307, {"Location": f"http://127.0.0.1/v2/team/m/blobs/{BLOB}"}, b""
+    try:
+        plain = servers(lambda h: (200, {}, b""), port=80)
+        servers(reg_handler, tls=(cert, key), port=443)
+    except OSError:
+        pytest.skip("ports 80 and 443 on loopback are not available here")
+    resp = _client("127.0.0.1", plain_http=False, ca_file=ca).request("GET", f"/v2/team/m/blobs/{BLOB}",
+                                                                      scope="repository:team/m:pull")
+    assert resp.status_code == 200
+    assert plain.seen and plain.auths() == []  # the plain-http leg got no Authorization
 
 
 def test_authorization_is_bound_to_scheme_host_and_port():
