@@ -14,7 +14,7 @@ from .engine import CopyOptions, copy
 from .endpoints import Endpoint, parse_endpoint
 from .errors import InvalidInput
 from .names import ModelName
-from .reference import Reference
+from .reference import Reference, parse_destination
 from .stores.registry import Registries
 
 __all__ = ["copy_places", "open_place", "only_model"]
@@ -47,6 +47,8 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     its repository). Only missing blobs move, each verified; the manifest goes last.
     """
     s, d = parse_endpoint(src), parse_endpoint(dst)
+    if d.kind == "registry":
+        parse_destination(dst)  # a registry destination must be named, never registry.ollama.ai by default
     opts = options or CopyOptions()
     if s.kind == "bundle" and d.kind == "bundle":
         raise InvalidInput("copy between two bundles is not supported; import one, then export it again")

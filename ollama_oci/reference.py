@@ -11,7 +11,7 @@ to Hugging Face's ollama endpoint.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .digest import Digest, parse_digest
@@ -40,6 +40,8 @@ class Reference:
     repository: str               # e.g. "library/phi3", "org/team/model"
     tag: Optional[str] = None
     digest: Optional[Digest] = None
+    #: whether the text named the registry (False: an Ollama short name, registry.ollama.ai implied)
+    explicit_registry: bool = field(default=True, compare=False)
 
     @property
     def reference(self) -> str:
@@ -66,7 +68,7 @@ class Reference:
         return h.rsplit(":", 1)[0] if ":" in h else h
 
     def with_tag(self, tag: str) -> "Reference":
-        return Reference(self.registry, self.repository, tag, None)
+        return Reference(self.registry, self.repository, tag, None, self.explicit_registry)
 
     def to_model_name(self) -> ModelName:
         """The ollama model name this reference is stored under locally."""
@@ -111,6 +113,7 @@ def parse_reference(s: str) -> Reference:
         if d.startswith("sha256-"):
             raise InvalidName(f"invalid reference {shown!r}: write the digest as sha256:<hex>")
     first, sep, remainder = rest.partition("/")
+    explicit = True
     if sep and _looks_like_host(first):
         registry, path = first, remainder
         if not _HOST.match(registry):
@@ -118,6 +121,7 @@ def parse_reference(s: str) -> Reference:
     else:
         # no registry host: an ollama name (registry.ollama.ai, namespace library)
         registry, path = DEFAULT_HOST, rest
+        explicit = False
     tag = None
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
@@ -136,4 +140,26 @@ def parse_reference(s: str) -> Reference:
                           "components of letters and digits joined by '.', '_', '__' or '-'")
     if tag is None and digest is None:
         tag = DEFAULT_TAG
-    return Reference(registry, path, tag, digest)
+    return Reference(registry, path, tag, digest, explicit)
+
+
+def parse_destination(s: str) -> Reference:
+    """A reference something will be written to. It must name its registry: a short Ollama name
+    would send the model to the public registry.ollama.ai, and a bare ``HOST:PORT`` (the repository
+    forgotten) would be read as a model name there. Both are refused, naming the fix."""
+    rest = s
+    for prefix in ("docker://", "oci://", "https://", "http://"):
+        if rest.startswith(prefix):
+            rest = rest[len(prefix):]
+            break
+    if "/" not in rest:
+        host = rest[1:rest.index("]")] if rest.startswith("[") and "]" in rest else rest.rsplit(":", 1)[0]
+        if host == "localhost" or "." in host or rest.startswith("["):
+            raise InvalidName(f"{s!r} names a registry but no repository: add /NAMESPACE/MODEL[:TAG] "
+                              f"(e.g. {rest}/team/model:1)")
+    ref = parse_reference(s)
+    if not ref.explicit_registry:
+        raise InvalidName(f"{s!r} does not name a registry, so it would go to the public {DEFAULT_HOST}: write "
+                          f"the destination in full, HOST[:PORT]/NAMESPACE/MODEL[:TAG] (for Ollama's registry "
+                          f"itself: {DEFAULT_HOST}/{ref.repository}:{ref.tag or DEFAULT_TAG})")
+    return ref

@@ -164,3 +164,21 @@ def test_prune_command(tmp_path):
     run_cli("verify", "--models-dir", models, check=0)
     cp = run_cli("prune", "--grace", "soon", "--models-dir", models)
     assert cp.returncode == 2
+
+
+def test_a_destination_must_name_its_registry(tmp_path):
+    """A forgotten repository or a short name would send the model to the public registry.ollama.ai
+    (over plain http with --plain-http): each is a usage error naming the fix, and nothing is sent."""
+    models = tmp_path / "m"
+    run_cli("pack", TINY, "--name", "mf:good", "--models-dir", models, check=0)
+    for args, says in [
+            (["push", "mf:good", "127.0.0.1:56001", "--plain-http"], "names a registry but no repository"),
+            (["push", "mf:good"], "does not name a registry"),
+            (["push", "mf:good", "team/model:1"], "does not name a registry"),
+            (["copy", "ollama:mf:good", "bar"], "does not name a registry"),
+            (["volume", "mf:good", "--to", "bar:1"], "does not name a registry"),
+            (["pull", "gemma3:270m", "--plain-http"], "--plain-http applies only to a registry you name")]:
+        cp = run_cli(*args, "--models-dir", models)
+        assert cp.returncode == 2, (args, cp.stderr)
+        assert says in cp.stderr, (args, cp.stderr)
+        assert "registry.ollama.ai" in cp.stderr or "no repository" in cp.stderr

@@ -318,3 +318,15 @@ def test_repacking_a_hard_linked_gguf_leaves_the_users_file_alone(tmp_path):
     after = os.stat(src)
     assert (after.st_mtime_ns, after.st_mode, after.st_nlink) == (before.st_mtime_ns, before.st_mode, 2)
     assert src.read_bytes() == data
+
+
+def test_a_registry_store_refuses_a_reference_to_another_registry():
+    """copy() with a store for one registry and a reference naming another used to push to the
+    store's registry while reporting the other one."""
+    from ollama_oci import InvalidInput, RegistryStore, parse_reference
+    from ollama_oci.stores.contract import bind
+    store = RegistryStore("registry-a.example")
+    with pytest.raises(InvalidInput, match="registry-b.example"):
+        bind(store, parse_reference("registry-b.example/team/m:1"))
+    repo, ref = bind(store, parse_reference("registry-a.example/team/m:1"))
+    assert repo.describe() == "registry-a.example/team/m"

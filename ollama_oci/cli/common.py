@@ -138,6 +138,16 @@ def model_name(value: str) -> "ModelName":
     return parse_name(value)
 
 
+def destination(text: str, what: str = "the destination"):
+    """A registry reference to write to: it must name its registry (a usage error otherwise)."""
+    from ..errors import InvalidName
+    from ..reference import parse_destination
+    try:
+        return parse_destination(text)
+    except InvalidName as e:
+        raise click.UsageError(f"{what}: {e}") from None
+
+
 def parse_size(value: Optional[str], hint: str = "--chunk-size") -> Optional[int]:
     if value is None:
         return None
@@ -188,6 +198,14 @@ class Transport:
                                 cert_file=self.cert_file, key_file=self.key_file, max_retries=self.retries,
                                 ollama_key=self.ollama_key, ollama_auth=True if self.ollama_key else None,
                                 unreachable_retries=self.retries if self.retries_given else None)
+
+    def check_plain_http(self, *refs) -> None:
+        """``--plain-http`` applies only to registries the user named, never to the public
+        registry.ollama.ai that a short name implies."""
+        for ref in refs:
+            if self.plain_http and ref is not None and not getattr(ref, "explicit_registry", True):
+                raise click.UsageError(f"--plain-http applies only to a registry you name: {ref} is Ollama's public "
+                                       "registry, reached over https; write the registry host in the reference")
 
     def registries(self, *, credentials_for: Optional[str] = None, chunk_size: Optional[int] = None):
         """Registry stores made on demand; ``-u``/``--password-stdin`` go to ``credentials_for`` only."""

@@ -7,8 +7,8 @@ import sys
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, emit_json, human_size, json_option, local_store, model_name,
-                     models_dir_option, oci_option, parse_size, quiet_option, transport_options)
+from .common import (Progress, copy_report, destination, emit_json, human_size, json_option, local_store,
+                     model_name, models_dir_option, oci_option, parse_size, quiet_option, transport_options)
 
 
 @cli.command("copy", context_settings=CONTEXT)
@@ -41,6 +41,9 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, transport, quiet
     from ..endpoints import parse_endpoint
     from ..places import copy_places
     s, d = parse_endpoint(src), parse_endpoint(dst)
+    if d.kind == "registry":
+        destination(dst)
+    transport.check_plain_http(*(e.ref for e in (s, d) if e.kind == "registry"))
     login_for = d.ref.registry if d.kind == "registry" else s.ref.registry if s.kind == "registry" else None
     registries = transport.registries(credentials_for=login_for, chunk_size=parse_size(chunk_size))
     with Progress(not quiet and not as_json) as prog:
@@ -191,6 +194,8 @@ def volume(names, dest, zstd, models_dir, oci_layout, transport, quiet, as_json)
         raise click.UsageError("--to must be a registry reference or oci:DIR:NAME")
     if ep.kind == "oci" and ep.ref is None:
         raise click.UsageError("--to oci:DIR:NAME needs a NAME for the image")
+    if ep.kind == "registry":
+        transport.check_plain_http(destination(dest, "--to"))
     registries = transport.registries(credentials_for=ep.ref.registry if ep.kind == "registry" else None)
     dst, ref = open_place(ep, registries=registries)
     with Progress(not quiet and not as_json) as prog:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, json_option, local_store, model_name, models_dir_option, oci_option,
-                     parse_size, quiet_option, transport_options)
+from .common import (Progress, copy_report, destination, json_option, local_store, model_name, models_dir_option,
+                     oci_option, parse_size, quiet_option, transport_options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -76,10 +76,12 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transpo
       echo "$TOKEN" | ollama-oci push m registry.example.com/ns/m -u ci --password-stdin
     """
     from ..engine import CopyOptions, copy
-    from ..reference import Reference, parse_reference
     store = local_store(models_dir, oci_layout)
     n = model_name(name)
-    dest = parse_reference(ref) if ref else Reference.from_model_name(n)
+    # the destination must name its registry: never registry.ollama.ai by omission
+    dest = destination(ref) if ref else destination(name, "push needs a destination REF, or a NAME with its "
+                                                           "registry host")
+    transport.check_plain_http(dest)
     reg = transport.registry(dest.registry, chunk_size=parse_size(chunk_size))
     with Progress(not quiet and not as_json) as prog:
         report = copy(store, n, reg, dest, CopyOptions(concurrency=transport.concurrency, progress=prog,
@@ -112,6 +114,7 @@ def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
     from ..engine import CopyOptions, copy
     from ..reference import parse_reference
     src = parse_reference(ref)
+    transport.check_plain_http(src)
     local = model_name(name) if name else src.to_model_name()
     store = local_store(models_dir, oci_layout)
     reg = transport.registry(src.registry)

@@ -207,18 +207,36 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
 
 
 def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobSource) -> None:
-    """Fetch the parts: the calling thread works through them, and helper threads join while the
-    copy's budget has free slots (one budget for blobs and parts together). The helpers start once
-    the first part's stream is open, so a redirect to object storage is learnt before they ask."""
+    """Fetch the parts: the calling thread works through them, and helper threads join whenever the
+    copy's budget has a free slot (one budget for blobs and parts together; a slot another blob frees
+    later is taken up too). Helpers start once the first part's stream is open, so a redirect to
+    object storage is learnt before they ask."""
     if not todo:
         return
     queue = list(todo[1:])
     qlock = threading.Lock()
     errors: list[BaseException] = []
     opened = threading.Event()
+    helpers: list[threading.Thread] = []
+    budget = source.budget
+
+    def spawn() -> None:
+        """Start helpers while slots are free and parts wait for them (called before each part)."""
+        while budget is not None:
+            with qlock:
+                waiting = len(queue) - sum(1 for t in helpers if t.is_alive())
+                if waiting <= 0 or errors:
+                    return
+            if not budget.try_acquire():
+                return
+            t = threading.Thread(target=helper, name="ollama-oci-part", daemon=True)
+            with qlock:
+                helpers.append(t)
+            t.start()
 
     def work() -> None:
         while True:
+            spawn()
             with qlock:
                 if not queue or errors:
                     return
@@ -230,18 +248,14 @@ def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobS
                     errors.append(e)
                 return
 
-    helpers = []
-    budget = source.budget
-    while budget is not None and len(helpers) < len(queue) and budget.try_acquire():
-        def helper() -> None:
-            try:
-                opened.wait()
-                work()
-            finally:
-                budget.release()
-        t = threading.Thread(target=helper, name="ollama-oci-part", daemon=True)
-        t.start()
-        helpers.append(t)
+    def helper() -> None:
+        try:
+            opened.wait()
+            work()
+        finally:
+            budget.release()
+
+    spawn()
     try:
         fetch_part(todo[0], opened)
     except BaseException as e:
@@ -250,8 +264,13 @@ def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobS
     finally:
         opened.set()
     work()
-    for t in helpers:
-        t.join()
+    while True:
+        with qlock:
+            alive = [t for t in helpers if t.is_alive()]
+        if not alive:
+            break
+        for t in alive:
+            t.join()
     if errors:
         raise errors[0]
 

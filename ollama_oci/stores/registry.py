@@ -76,6 +76,9 @@ class RegistryStore:
         """The repository a reference names, and the reference (the store contract's ``bind``)."""
         if not isinstance(ref, Reference):
             raise InvalidInput(f"a registry takes a registry reference (host/repository:tag), not {ref!r}")
+        if ref.registry != self.registry:
+            raise InvalidInput(f"{ref} is on {ref.registry}, but this store is {self.registry}: use a store for "
+                               f"{ref.registry} (Registries makes one per host)")
         return Repository(self, ref.repository), ref
 
     # -- manifests -------------------------------------------------------------------------
