@@ -167,12 +167,12 @@ def main() -> None:
                     shutil.rmtree(d, ignore_errors=True)
             return pull
 
-        def puller_curl(host, repo, digest):
+        def puller_curl(host, repo, digest, hasher="openssl dgst -sha256"):
             def pull():
                 out = os.path.join(work, "curl.bin")
                 try:
-                    return run(f"curl -s -f -o {out} http://{host}/v2/{repo}/blobs/{digest} && "
-                               f"openssl dgst -sha256 {out}", shell=True)
+                    return run(f"curl -s -f -o {out} http://{host}/v2/{repo}/blobs/{digest} && {hasher} {out}",
+                               shell=True)
                 finally:
                     os.unlink(out)
             return pull
@@ -253,21 +253,9 @@ def main() -> None:
         subprocess.run([cli, "push", "gemma3:270m", f"{r.host}/x/g:oci", "--format", "oci",
                         "--plain-http", "--models-dir", models, "-q"], check=True)
 
-        def pull_ours():
-            d = os.path.join(work, f"pulled-{time.monotonic_ns()}")
-            try:
-                return run([cli, "pull", f"{r.host}/library/gemma3:270m", "--plain-http",
-                            "--models-dir", d, "-q"])
-            finally:
-                shutil.rmtree(d, ignore_errors=True)
+        pull_ours = puller_ours(r.host, "library/gemma3:270m")
 
-        def pull_curl():
-            out = os.path.join(work, "curl.bin")
-            try:
-                return run(f"curl -s -f -o {out} http://{r.host}/v2/library/gemma3/blobs/{model_digest} && "
-                           f"sha256sum {out}", shell=True)
-            finally:
-                os.unlink(out)
+        pull_curl = puller_curl(r.host, "library/gemma3", model_digest, "sha256sum")
 
         def pull_skopeo():
             d = os.path.join(work, f"sk-{time.monotonic_ns()}")
