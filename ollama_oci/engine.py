@@ -184,8 +184,7 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
         budget.acquire()
         try:
             tick(0)
-            source = BlobSource(src, desc, budget=budget, cancel=cancel)
-            source.link_mode = opts.link_mode  # type: ignore[attr-defined]
+            source = BlobSource(src, desc, budget=budget, cancel=cancel, link_mode=opts.link_mode)
             action = dst.push(desc, source, progress=tick)
         finally:
             budget.release()

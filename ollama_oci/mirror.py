@@ -208,5 +208,14 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
             on_result(rep)
         return rep
 
-    with ThreadPoolExecutor(max_workers=plan.concurrency) as ex:
-        return list(ex.map(one, jobs))
+    ex = ThreadPoolExecutor(max_workers=plan.concurrency)
+    try:
+        results = list(ex.map(one, jobs))
+    except KeyboardInterrupt:
+        # Ctrl-C lands in this thread: every copy under way stops between two blocks
+        from .cancel import INTERRUPTED
+        INTERRUPTED.set()
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+    return results

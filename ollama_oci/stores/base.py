@@ -148,7 +148,7 @@ class LocalStore:
                 if progress is not None:
                     progress(done - last[0])
                 last[0] = done
-            st = self.stage_file(path, link_mode=getattr(source, "link_mode", "auto"), progress=staged,
+            st = self.stage_file(path, link_mode=source.link_mode, progress=staged,
                                  known=(desc.digest, desc.size))
             self.commit(st)
             return "copied" if st.method == "copy" else "linked"

@@ -10,6 +10,7 @@ opened with ``O_NOFOLLOW``: a symlink planted in the store's temp area is refuse
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -85,7 +86,7 @@ def _open_nofollow(path: str, flags: int) -> int:
     try:
         return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError as e:
-        if e.errno == 40:  # ELOOP: a symlink where our own file should be
+        if e.errno == errno.ELOOP:  # a symlink where our own file should be
             raise StoreError(f"refusing to write through the symlink {path}: something other than "
                              "ollama-oci put it there; remove it") from None
         raise
