@@ -182,3 +182,14 @@ def test_a_destination_must_name_its_registry(tmp_path):
         assert cp.returncode == 2, (args, cp.stderr)
         assert says in cp.stderr, (args, cp.stderr)
         assert "registry.ollama.ai" in cp.stderr or "no repository" in cp.stderr
+
+
+def test_pack_shows_the_id_list_shows(tmp_path):
+    """Packing into the model store and an OCI layout at once: the ID printed is the model store's,
+    the one `list` (and `ollama list`) shows, not the layout's manifest digest."""
+    models = tmp_path / "m"
+    cp = run_cli("pack", TINY, "--name", "t:1", "--models-dir", models, "--oci-layout", tmp_path / "oci", "--json",
+                 check=0)
+    packed = json.loads(cp.stdout)["manifest_digest"]
+    listed = json.loads(run_cli("list", "--models-dir", models, "--json", check=0).stdout)["models"]
+    assert [m["digest"] for m in listed] == [packed]
