@@ -413,3 +413,21 @@ def test_a_registry_failing_every_blob_request_gives_up_in_bounded_requests(tmp_
     # under way; independent of the blob's size and number of parts
     from ollama_oci.stores.partial import BLOB_TRIES
     assert len(blob_gets) <= 2 * 3 * (BLOB_TRIES + 1 + 4), len(blob_gets)
+
+
+@pytest.mark.slow
+def test_a_long_pull_without_a_terminal_reports_progress_lines(tmp_path, registry_factory, gemma_path):
+    """CI and container logs have no terminal: a long transfer prints a line every interval (10 s by
+    default; shortened here), with sizes and a rate; -q silences them."""
+    reg, front = registry_factory("plain", front=True)
+    _push_gemma(tmp_path, gemma_path, reg.host)
+    front.throttle = 80e6
+    env = {"OLLAMA_OCI_PROGRESS_INTERVAL": "0.5"}
+    cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "a",
+                 env=env, check=0)
+    lines = [x for x in cp.stderr.splitlines() if x.startswith("progress: ")]
+    assert len(lines) >= 2, cp.stderr
+    assert all(" of 253.1 MB (" in x and "/s" in x for x in lines[1:]), lines
+    cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "b",
+                 "-q", env=env, check=0)
+    assert "progress:" not in cp.stderr

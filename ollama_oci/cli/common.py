@@ -45,45 +45,84 @@ def ago(ts: float) -> str:
 
 
 class Progress:
-    """Progress bars on stderr when it is a terminal; silent otherwise. Takes the library's
-    :class:`~ollama_oci.progress.ProgressEvent` (one bar per blob or file), from any thread."""
+    """Progress of a long operation on stderr, from the library's
+    :class:`~ollama_oci.progress.ProgressEvent` (sent from any thread).
+
+    On a terminal: one line redrawn ten times a second, with bytes done and total, percent, the rate
+    over the last few seconds and the time left at that rate. Elsewhere (CI, container logs): a line
+    every 10 s (``OLLAMA_OCI_PROGRESS_INTERVAL`` seconds), so a long pull is not silent. Off with
+    ``-q`` or ``--json``.
+    """
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        try:
+            every = float(os.environ.get("OLLAMA_OCI_PROGRESS_INTERVAL", "10"))
+        except ValueError:
+            every = 10.0
+        self.interval = 0.1 if self.tty else max(every, 0.1)
         self.lock = threading.Lock()
-        self.bars: dict[str, Any] = {}
-        self.last: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.last = self.started
+        self.samples: list[tuple[float, int]] = [(self.started, 0)]
+        self.width = 0
 
     def __call__(self, ev) -> None:
         if not self.enabled:
             return
         with self.lock:
-            self._draw(ev.label, ev.done, ev.total)
+            self.done[ev.digest] = max(ev.done, 0)
+            self.total[ev.digest] = ev.total
+            now = time.monotonic()
+            if now - self.last >= self.interval:
+                self._draw(now)
 
-    def _draw(self, label: str, done: int, total: int) -> None:
-        bar = self.bars.get(label)
-        if bar is None:
-            bar = click.progressbar(length=max(total, 1), label=label[:40], file=sys.stderr,
-                                    show_eta=True, show_percent=True, width=30)
-            bar.__enter__()
-            self.bars[label] = bar
-            self.last[label] = 0
-        bar.update(done - self.last[label])
-        self.last[label] = done
-        if done >= total:
-            bar.__exit__(None, None, None)
+    def _line(self, now: float) -> str:
+        done, total = sum(self.done.values()), sum(self.total.values())
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > 5:
+            self.samples.pop(0)
+        t0, d0 = self.samples[0]
+        rate = (done - d0) / (now - t0) if now > t0 else 0.0
+        pct = f" ({100 * done // total}%)" if total else ""
+        line = f"{human_size(done)} of {human_size(total)}{pct}"
+        if rate > 0:
+            line += f", {human_size(int(rate))}/s"
+            if total > done:
+                line += f", {_duration((total - done) / rate)} left"
+        return line
+
+    def _draw(self, now: float) -> None:
+        self.last = now
+        line = self._line(now)
+        if self.tty:
+            self.width = max(self.width, len(line))
+            sys.stderr.write("\r" + line.ljust(self.width))
+        else:
+            sys.stderr.write(f"progress: {line}\n")
+        sys.stderr.flush()
 
     def close(self) -> None:
-        for label, bar in self.bars.items():
-            if self.last.get(label, 0) < bar.length:
-                bar.__exit__(None, None, None)
-        self.bars.clear()
+        with self.lock:
+            if self.enabled and self.tty and self.width:
+                self._draw(time.monotonic())
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+            self.width = 0
 
     def __enter__(self) -> "Progress":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
 def copy_report(report, as_json: bool, verb: str) -> None:
