@@ -193,3 +193,25 @@ def test_pack_shows_the_id_list_shows(tmp_path):
     packed = json.loads(cp.stdout)["manifest_digest"]
     listed = json.loads(run_cli("list", "--models-dir", models, "--json", check=0).stdout)["models"]
     assert [m["digest"] for m in listed] == [packed]
+
+
+def test_verbose_anywhere_and_export_into_a_missing_directory(tmp_path):
+    """-v after the command works as before it; an export into a directory that does not exist is
+    refused (it used to create the directory, even at /)."""
+    models = tmp_path / "m"
+    run_cli("pack", TINY, "--name", "t:1", "--models-dir", models, check=0)
+    cp = run_cli("list", "--models-dir", models, "-vv", check=0)
+    assert "t:1" in cp.stdout
+    cp = run_cli("export", "t:1", "-o", tmp_path / "missing" / "x.tar", "--models-dir", models, "-v")
+    assert cp.returncode == 4 and "does not exist" in cp.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_login_takes_a_url_as_people_paste_it(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    env = {"DOCKER_CONFIG": str(tmp_path), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json")}
+    cp = run_cli("login", f"http://{reg.host}/", "-u", "alice", "--password-stdin", "--plain-http", input="pw\n",
+                 env=env, check=0)
+    assert f"({reg.host}," in cp.stdout
+    assert list(json.loads((tmp_path / "config.json").read_text())["auths"]) == [reg.host]
+    run_cli("logout", f"http://{reg.host}", env=env, check=0)

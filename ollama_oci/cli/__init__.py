@@ -26,13 +26,20 @@ __all__ = ["cli", "main", "console_main"]
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # -v/--verbose is the group's option, but people put it anywhere (`ollama-oci push ... -v`): move
+    # every one of them in front of the command (up to a `--`)
     verbose = 0
-    args = sys.argv[1:] if argv is None else argv
-    for a in args:
+    rest: list[str] = []
+    for i, a in enumerate(args):
         if a == "--":
+            rest.extend(args[i:])
             break
-        if a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}):
-            verbose += a.count("v") if not a.startswith("--") else 1
+        if a == "--verbose" or (a.startswith("-v") and len(a) > 1 and set(a[1:]) == {"v"}):
+            verbose += 1 if a == "--verbose" else a.count("v")
+            continue
+        rest.append(a)
+    args = (["-" + "v" * verbose] if verbose else []) + rest
     try:
         rv = cli.main(args=args, prog_name="ollama-oci", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)

@@ -9,6 +9,17 @@ from .common import (Progress, copy_report, destination, json_option, local_stor
                      oci_option, parse_size, quiet_option, transport_options)
 
 
+def _registry_host(text: str) -> str:
+    """``https://host:port/`` (as people paste it) means the registry ``host:port``."""
+    import urllib.parse
+    if "://" in text:
+        u = urllib.parse.urlsplit(text)
+        if not u.netloc:
+            raise click.UsageError(f"{text!r} is not a registry: give HOST[:PORT]")
+        return u.netloc
+    return text.rstrip("/")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("registry")
 @click.option("-u", "--username", required=True, help="User name.")
@@ -26,6 +37,7 @@ def login(registry, username, password, password_stdin, plain_http, insecure, ca
     import sys
 
     from ..transport import TransportOptions, login as do_login
+    registry = _registry_host(registry)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -43,6 +55,7 @@ def logout(registry) -> None:
     """Remove stored credentials for a registry."""
     from ..errors import NotFound
     from ..transport import remove_login
+    registry = _registry_host(registry)
     if not remove_login(registry):
         raise NotFound(f"not logged in to {registry}")
     click.echo(f"Removed login credentials for {registry}")

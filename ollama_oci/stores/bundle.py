@@ -79,7 +79,8 @@ class BundleWriter:
         self._order: list[ModelName] = []
         self._lock = threading.Lock()
         d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
+        if not os.path.isdir(d):  # as cp and tar do: the directory is the user's to create
+            raise NotFound(f"cannot write {path}: the directory {d} does not exist")
         self._dir = d
         self._tmp = tmp_name(d)
         self._raw = open(self._tmp, "xb")
