@@ -153,6 +153,8 @@ class Recipe:
             raise InvalidInput(f"FROM {self.base} (a model) and FROM files cannot be combined; use one kind")
         if self.requires and not _SEMVER.match("v" + self.requires):
             raise InvalidInput("requires must be a valid semver (e.g. 0.14.0)")
+        from .params import check_param_values
+        check_param_values(self.params)
         for role, _ in self.messages:
             if role not in ROLES:
                 raise InvalidInput(f"message role {role!r} must be one of system, user or assistant")

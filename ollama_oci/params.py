@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from .errors import InvalidParameter
 
 __all__ = ["INT_PARAMS", "FLOAT_PARAMS", "BOOL_PARAMS", "DEPRECATED_PARAMS", "format_params",
-           "parse_float32", "float32_shortest", "param_to_text"]
+           "parse_float32", "float32_shortest", "param_to_text", "check_param_values"]
 
 INT_PARAMS = frozenset({"num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx",
                         "num_batch", "num_gpu", "main_gpu", "num_thread", "draft_num_predict"})
@@ -179,3 +179,23 @@ def param_to_text(value: Any) -> str:
     if isinstance(value, float):
         return format_float(value) if not math.isnan(value) else "NaN"
     return str(value)
+
+
+def check_param_values(params: dict) -> None:
+    """Typed parameters (a library caller's ``Recipe.params``) checked as ``ollama create`` and the
+    server check them: a known name (Ollama's ``api.Options``), the value's type, ``stop`` a list of
+    strings. A model packed with a bad one would have every request to it refused by Ollama."""
+    for k, v in params.items():
+        if k in DEPRECATED_PARAMS:
+            raise InvalidParameter(f"parameter {k!r} is no longer used by ollama; remove it")
+        if k not in ALL_PARAMS:
+            raise InvalidParameter(f"unknown parameter {k!r}; ollama knows: {', '.join(sorted(ALL_PARAMS))}")
+        if k in INT_PARAMS and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                                or v != int(v)):  # 3 or 3.0 (the server holds numbers as float64)
+            raise InvalidParameter(f"parameter {k} must be an integer, not {v!r}")
+        if k in FLOAT_PARAMS and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
+            raise InvalidParameter(f"parameter {k} must be a finite number, not {v!r}")
+        if k in BOOL_PARAMS and not isinstance(v, bool):
+            raise InvalidParameter(f"parameter {k} must be true or false, not {v!r}")
+        if k in LIST_PARAMS and (not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v)):
+            raise InvalidParameter(f"parameter {k} must be a list of strings (e.g. [\"<|im_end|>\"]), not {v!r}")

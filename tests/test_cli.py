@@ -213,5 +213,5 @@ def test_login_takes_a_url_as_people_paste_it(tmp_path, registry_factory):
     cp = run_cli("login", f"http://{reg.host}/", "-u", "alice", "--password-stdin", "--plain-http", input="pw\n",
                  env=env, check=0)
     assert f"({reg.host}," in cp.stdout
-    assert list(json.loads((tmp_path / "config.json").read_text())["auths"]) == [reg.host]
+    assert list(json.loads((tmp_path / "none.json").read_text())["auths"]) == [reg.host]  # $REGISTRY_AUTH_FILE
     run_cli("logout", f"http://{reg.host}", env=env, check=0)

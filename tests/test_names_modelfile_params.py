@@ -128,3 +128,18 @@ def test_recipe_from_modelfile(tmp_path):
     assert recipe_from_modelfile("FROM llama3.2\n", str(tmp_path)).base == "llama3.2"
     with pytest.raises(Exception, match="not a model name"):
         recipe_from_modelfile("FROM ./missing/model.gguf\n", str(tmp_path))
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"temperature": "hot"}, "finite number"), ({"temprature": 0.7}, "unknown parameter 'temprature'"),
+    ({"stop": "<|im_end|>"}, "list of strings"), ({"num_ctx": 2048.5}, "integer"), ({"use_mmap": 1}, "true or false"),
+    ({"temperature": float("nan")}, "finite"), ({"mirostat": 1}, "no longer used")])
+def test_recipe_params_from_the_library_are_checked_as_ollama_checks_them(tmp_path, params, says):
+    """A Python caller's params used to pack silently, and Ollama then refused every request."""
+    from conftest import TINY
+    from ollama_oci import InvalidParameter, OllamaStore, Recipe, pack
+    with pytest.raises(InvalidParameter, match=says):
+        pack(Recipe(files=[TINY], params=params), "m", [OllamaStore(str(tmp_path / "m"))])
+    assert not (tmp_path / "m").exists()
+    pack(Recipe(files=[TINY], params={"temperature": 0.5, "stop": ["<|im_end|>"], "num_ctx": 2048}), "m",
+         [OllamaStore(str(tmp_path / "ok"))])

@@ -112,13 +112,14 @@ def test_tls_and_basic_auth_with_login(tmp_path, registry_factory):
     # a wrong password
     cp = run_cli("login", reg.host, "-u", "alice", "--password-stdin", *common, env=env, input="nope\n")
     assert cp.returncode == 8
-    assert not os.path.exists(tmp_path / "docker" / "config.json")
+    assert not os.path.exists(tmp_path / "docker" / "config.json") and not os.path.exists(tmp_path / "none.json")
+    # with $REGISTRY_AUTH_FILE set the login goes there, as podman's does (lookups read it first)
     cp = run_cli("login", reg.host, "-u", "alice", "--password-stdin", *common, env=env, input="s3cret-pass\n",
                  check=0)
     assert "Login Succeeded" in cp.stdout and "s3cret" not in cp.stdout + cp.stderr
-    cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
-    assert reg.host in cfg["auths"]
-    assert oct(os.stat(tmp_path / "docker" / "config.json").st_mode & 0o777) == "0o600"
+    cfg = json.loads((tmp_path / "none.json").read_text())
+    assert reg.host in cfg["auths"] and not os.path.exists(tmp_path / "docker" / "config.json")
+    assert oct(os.stat(tmp_path / "none.json").st_mode & 0o777) == "0o600"
     cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, "--json", env=env, check=0)
     assert json.loads(cp.stdout)["bytes_transferred"] == res.manifest.size
     cp = run_cli("pull", f"{reg.host}/team/tiny:1", *common, "--models-dir", tmp_path / "pulled", "--json",
@@ -522,3 +523,21 @@ def test_oci_layout_entry_written_by_skopeo_under_the_long_name(tmp_path, regist
     run_cli("rm", "tiny:1", "--oci-layout", layout, check=0)
     assert [e.name.display for e in lay.list()] == ["other:1"]
     assert lay.verify()[1] == []  # the shared weights are still there
+
+
+def test_pull_by_digest_takes_the_name_given(tmp_path, registry_factory):
+    """A digest-pinned pull installs under the name the user gives, or the tag written with the
+    digest; never silently as :latest."""
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root,
+                 "--json", check=0)
+    digest = json.loads(cp.stdout)["manifest_digest"]
+    models = tmp_path / "p"
+    cp = run_cli("pull", f"{reg.host}/team/tiny@{digest}", "--plain-http", "--models-dir", models)
+    assert cp.returncode == 2 and "--name" in cp.stderr
+    run_cli("pull", f"{reg.host}/team/tiny@{digest}", "--name", "pinned:1", "--plain-http", "--models-dir", models,
+            check=0)
+    run_cli("pull", f"{reg.host}/team/tiny:1@{digest}", "--plain-http", "--models-dir", models, check=0)
+    names = sorted(e.name.display for e in OllamaStore(str(models)).list())
+    assert names == [f"{reg.host}/team/tiny:1", "pinned:1"]

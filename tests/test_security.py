@@ -673,3 +673,20 @@ def test_pax_records_are_parsed_in_linear_time(tmp_path):
     cp = _run_limited("import", bundle, "--models-dir", tmp_path / "dst")
     assert cp.returncode in (3, 5) and "Traceback" not in cp.stderr, cp.stderr
     assert time.monotonic() - t0 < 20
+
+
+def test_login_goes_where_lookup_looks_first(tmp_path, monkeypatch):
+    """Stale credentials in $REGISTRY_AUTH_FILE win at lookup: a login must replace them there (as
+    podman does), not write the Docker config behind them; logout clears every file."""
+    from ollama_oci.transport.auth import find_credentials, remove_login, save_login
+    auth = tmp_path / "auth.json"
+    stale = base64.b64encode(b"alice:old").decode()
+    auth.write_text(json.dumps({"auths": {"reg.example": {"auth": stale}, "other.example": {"auth": stale}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    assert save_login("reg.example", "alice", "new") == str(auth)
+    c = find_credentials("reg.example")
+    assert (c.username, c.password) == ("alice", "new")
+    assert "other.example" in json.loads(auth.read_text())["auths"]  # the rest kept
+    assert remove_login("reg.example") and find_credentials("reg.example") is None
+    assert not remove_login("reg.example")

@@ -128,6 +128,9 @@ def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
     from ..reference import parse_reference
     src = parse_reference(ref)
     transport.check_plain_http(src)
+    if src.tag is None and not name:
+        raise click.UsageError(f"{ref} names a digest, not a tag: give the local name with --name "
+                               "(or write REPOSITORY:TAG@sha256:...)")
     local = model_name(name) if name else src.to_model_name()
     store = local_store(models_dir, oci_layout)
     reg = transport.registry(src.registry)

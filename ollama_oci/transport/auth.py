@@ -221,9 +221,55 @@ def find_credentials(registry: str, repository: str = "") -> Optional[Credential
     return None
 
 
-def save_login(registry: str, username: str, password: str) -> str:
-    """Store credentials the way ``docker login`` does; returns where they went."""
+def _containers_file_for(registry: str) -> Optional[str]:
+    """The containers auth file a login must go to so that lookups find it first: the one
+    ``REGISTRY_AUTH_FILE`` names (as podman writes there), or one that already holds an entry for
+    this registry (a login into the Docker config would stay hidden behind it)."""
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        return os.environ["REGISTRY_AUTH_FILE"]
+    for path in _containers_auth_paths():
+        cfg = _load_json(path)
+        auths = cfg.get("auths") if isinstance(cfg, dict) else None
+        if isinstance(auths, dict) and any(k in auths for k in _keys_for(registry)):
+            return path
+    return None
+
+
+def _write_auths(path: str, registry: str, entry: Optional[dict]) -> bool:
+    """Set (or, with ``entry`` None, remove) a registry's entry in an auth file, keeping everything
+    else; a file that cannot be parsed whole is refused, never rewritten."""
     from ..fsutil import atomic_write
+    cfg = _load_json(path, strict=True)
+    if cfg is None:
+        if entry is None:
+            return False
+        cfg = {}
+    auths = cfg.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise AuthError(f"{path}: its 'auths' is not a JSON object; it is left as it is: fix it, then log in again")
+    found = [k for k in _keys_for(registry) if k in auths]
+    for k in found:
+        del auths[k]
+    if entry is not None:
+        auths[registry] = entry
+    elif not found:
+        return False
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
+    return True
+
+
+def save_login(registry: str, username: str, password: str) -> str:
+    """Store credentials where the next lookup finds them first; returns where they went.
+
+    As ``podman login`` does, into ``$REGISTRY_AUTH_FILE`` when it is set (or into a containers
+    auth file that already has an entry for the registry); otherwise as ``docker login`` does,
+    into the Docker config's credential helper or its ``auths``."""
+    entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+    target = _containers_file_for(registry)
+    if target is not None:
+        _write_auths(target, registry, entry)
+        return target
     path = docker_config_path()
     cfg = _load_json(path, strict=True) or {}
     store = cfg.get("credsStore")
@@ -233,32 +279,24 @@ def save_login(registry: str, username: str, password: str) -> str:
         if run_helper(helper, "store", payload) is not None:
             return f"docker-credential-{helper}"
         raise AuthError(f"credential helper docker-credential-{helper} could not store the login")
-    auths = cfg.setdefault("auths", {})
-    if not isinstance(auths, dict):
-        raise AuthError(f"{path}: its 'auths' is not a JSON object; it is left as it is: fix it, then log in again")
-    auths[registry] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
+    _write_auths(path, registry, entry)
     return path
 
 
 def remove_login(registry: str) -> bool:
-    from ..fsutil import atomic_write
+    """Remove a registry's credentials from every place lookups read (containers auth files, the
+    Docker config and its helper); whether any were there."""
+    removed = False
+    paths = _containers_auth_paths()
+    for path in paths:
+        removed |= _write_auths(path, registry, None)
     path = docker_config_path()
     cfg = _load_json(path, strict=True)
-    removed = False
     if cfg is not None:
         helper = _helpers(cfg).get(registry) or cfg.get("credsStore")
         if isinstance(helper, str) and helper:
-            removed = run_helper(helper, "erase", registry) is not None
-        auths = cfg.get("auths")
-        if isinstance(auths, dict):
-            found = [k for k in _keys_for(registry) if k in auths]
-            for k in found:
-                del auths[k]
-            if found:
-                removed = True
-                atomic_write(path, json.dumps(cfg, indent="\t").encode() + b"\n", mode=0o600)
+            removed |= run_helper(helper, "erase", registry) is not None
+        removed |= _write_auths(path, registry, None)
     return removed
 
 
