@@ -75,6 +75,9 @@ def parse_endpoint(text: str) -> Endpoint:
 
 
 def _looks_like_registry(text: str) -> bool:
-    # "host:5000/repo:v1.tar" would be a tag ending in .tar: treat a leading host as a registry
+    # "host:5000/repo:v1.tar" would be a tag ending in .tar: treat a leading host as a registry;
+    # a path written as a path ("./x.tar", "../x.tar", "/x.tar", "~/x.tar") is a file
+    if text.startswith(("./", "../", "/", "~")):
+        return False
     first = text.split("/", 1)[0]
     return "/" in text and ("." in first or ":" in first or first == "localhost") and not first.endswith(".tar")

@@ -349,3 +349,18 @@ def test_bundle_import_into_a_registry_reads_the_bundle_once(tmp_path, registry_
     for name in ("a", "b"):
         cp = run_cli("pull", f"{reg.host}/mirror/{name}:1", "--plain-http", "--models-dir", tmp_path / "p", check=0)
     assert OllamaStore(str(tmp_path / "p")).verify()[1] == []
+
+
+def test_copy_to_a_bundle_written_as_a_relative_path(tmp_path):
+    """`copy ollama:NAME ./x.tar.zst` (as `copy --help` shows it): ./ and ../ are paths, not hosts."""
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY]), "m:1", [store])
+    import subprocess
+    import sys
+    from conftest import REPO
+    env = dict(os.environ, OLLAMA_MODELS=store.root)
+    (tmp_path / "sub").mkdir()
+    cp = subprocess.run([sys.executable, "-m", "ollama_oci.cli", "copy", "ollama:m:1", "../x.tar.zst", "--json"],
+                        cwd=tmp_path / "sub", env={**env, "PYTHONPATH": REPO}, capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    assert (tmp_path / "x.tar.zst").exists() and json.loads(cp.stdout)["models"][0]["name"] == "m:1"

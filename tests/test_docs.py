@@ -38,8 +38,9 @@ def test_readme_main_job(tmp_path):
     """The README's fresh-machine command (minus the pip install), run from a copy of the repo layout."""
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
-    cmd = re.search(r"```sh\n(python3 -m pip install \. && .*?)\n```", readme).group(1)
-    job = cmd.split("&&", 1)[1].strip()
+    cmd = re.search(r"```sh\n(python3 -m venv \.venv && \. \.venv/bin/activate && python3 -m pip install \. "
+                    r"&& .*?)\n```", readme).group(1)
+    job = cmd.split("&&", 3)[3].strip()  # the job itself, after the venv and the install
     os.makedirs(tmp_path / "fixtures")
     shutil.copy(TINY, tmp_path / "fixtures" / "tiny-chat.gguf")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
