@@ -78,3 +78,21 @@ def test_recipes_use_real_commands():
         cp = run_cli(cmd, "--help", check=0)
         for opt in re.findall(r"(--[a-z-]+|-q)\b", rest):
             assert opt in cp.stdout, f"{cmd} has no option {opt}"
+
+
+def test_recipes_install_ollama_oci_from_this_source():
+    """No package index has ollama-oci: the Dockerfile installs it from the repository it is built
+    from, and the init container runs the image that Dockerfile builds, with options `pull` has."""
+    import yaml
+    dockerfile = open(os.path.join(REPO, "deploy", "Dockerfile")).read()
+    assert "pip install --no-cache-dir ollama-oci" not in dockerfile
+    assert "pip install --no-cache-dir /src" in dockerfile
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for src in line.split()[1:-1]:
+                assert os.path.exists(os.path.join(REPO, src)), src  # the build context is the repo root
+    spec = yaml.safe_load(open(os.path.join(REPO, "deploy", "k8s", "init-container.yaml")))
+    init = spec["spec"]["template"]["spec"]["initContainers"][0]
+    assert "pip" not in " ".join(init["command"]) and init["command"][:2] == ["ollama-oci", "pull"]
+    helptext = run_cli("pull", "--help", check=0).stdout
+    assert all(o in helptext for o in init["command"] if o.startswith("-"))
