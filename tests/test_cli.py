@@ -215,3 +215,15 @@ def test_login_takes_a_url_as_people_paste_it(tmp_path, registry_factory):
     assert f"({reg.host}," in cp.stdout
     assert list(json.loads((tmp_path / "none.json").read_text())["auths"]) == [reg.host]  # $REGISTRY_AUTH_FILE
     run_cli("logout", f"http://{reg.host}", env=env, check=0)
+
+
+def test_quiet_means_nothing_on_success(tmp_path):
+    models = tmp_path / "m"
+    cp = run_cli("pack", TINY, "--name", "t:1", "--models-dir", models, "-q", check=0)
+    assert cp.stdout == ""
+    cp = run_cli("verify", "--models-dir", models, "-q", check=0)
+    assert cp.stdout == ""
+    cp = run_cli("export", "t:1", "-o", tmp_path / "x.tar", "--models-dir", models, "-q", check=0)
+    assert cp.stdout == ""
+    cp = run_cli("import", tmp_path / "x.tar", "--models-dir", tmp_path / "n", "-q", check=0)
+    assert cp.stdout == ""

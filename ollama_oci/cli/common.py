@@ -125,9 +125,11 @@ def _duration(seconds: float) -> str:
     return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
-def copy_report(report, as_json: bool, verb: str) -> None:
+def copy_report(report, as_json: bool, verb: str, quiet: bool = False) -> None:
     if as_json:
         emit_json(report.to_json())
+        return
+    if quiet:
         return
     moved = [b for b in report.blobs if b.transferred]
     click.echo(f"{verb} {report.destination} ({report.manifest_digest})")
@@ -153,7 +155,9 @@ def json_option(f):
 
 
 def quiet_option(f):
-    return click.option("-q", "--quiet", is_flag=True, help="No progress bars.")(f)
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="Print nothing on success: no progress, no summary (errors still go to stderr; "
+                             "--json also turns progress off).")(f)
 
 
 def given(param: str) -> bool:

@@ -209,7 +209,7 @@ def rm(names, models_dir, oci_layout, as_json) -> None:
 @click.option("--quick", is_flag=True, help="Check presence and sizes only; do not re-hash blobs.")
 @models_dir_option
 @oci_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when all is well (problems still go to stderr).")
 @json_option
 def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     """Check that every blob of every model (or of NAMES) is present and intact.
@@ -231,7 +231,7 @@ def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     else:
         for p in problems:
             click.echo(f"{p.model}: {p.kind}: {p.digest} {p.detail}", err=True)
-        if not problems:
+        if not problems and not quiet:
             click.echo(f"ok: {len(entries)} model{'s' if len(entries) != 1 else ''} verified"
                        f"{' (sizes only)' if quick else ''}")
     if problems:

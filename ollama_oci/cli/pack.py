@@ -33,7 +33,8 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
               help="Do not derive a template from the GGUF's Jinja chat template when none is given.")
 @click.option("--legacy-rootfs", is_flag=True,
               help="Write the config as ollama <= 0.32.6 did (with rootfs), as on registry.ollama.ai.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing on success (warnings and errors still go to stderr).")
 @json_option
 def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
          models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, quiet, as_json) -> None:
@@ -67,6 +68,8 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
                             progress=prog, warn=warn)
     if as_json:
         emit_json(result.to_json())
+        return
+    if quiet:
         return
     click.echo(f"packed {result.name.display} ({human_size(result.manifest.size)}, "
                f"id {result.manifest_digest[7:19]})")

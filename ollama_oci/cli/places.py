@@ -51,9 +51,11 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, transport, quiet
                              options=CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                  manifest_format=manifest_format))
     if hasattr(report, "manifest_digest"):
-        copy_report(report, as_json, "copied to")
+        copy_report(report, as_json, "copied to", quiet)
     elif as_json:
         emit_json(report.to_json())
+    elif quiet:
+        return
     elif d.kind == "bundle":
         click.echo(f"exported {report.models[0]['name']} to {d.path} ({human_size(report.file_size)})")
     else:
@@ -82,7 +84,7 @@ def export_cmd(names, output, level, models_dir, oci_layout, quiet, as_json) -> 
         report = export_bundle(store, [model_name(n) for n in names], output, level=level, progress=prog)
     if as_json:
         emit_json(report.to_json())
-    else:
+    elif not quiet:
         click.echo(f"exported {len(report.models)} model{'s' if len(report.models) != 1 else ''}, "
                    f"{report.blobs} blobs, to {output} ({human_size(report.file_size)})")
 
@@ -119,7 +121,7 @@ def import_cmd(bundle, names, to_registry, models_dir, oci_layout, transport, qu
                                    progress=prog)
     if as_json:
         emit_json(report.to_json())
-    else:
+    elif not quiet:
         for m in report.models:
             click.echo(f"imported {m['name']} ({m['manifest_digest'][7:19]})")
 
@@ -202,6 +204,6 @@ def volume(names, dest, zstd, models_dir, oci_layout, transport, quiet, as_json)
         report = build_volume_image(src, [model_name(n) for n in names], dst, ref, zstd=zstd, progress=prog)
     if as_json:
         emit_json(report.to_json())
-    else:
+    elif not quiet:
         click.echo(f"built {dest} ({report.manifest_digest}): layer {human_size(report.layer_size)}"
                    f"{' zstd' if zstd else ''}, models {', '.join(report.models)}")

@@ -99,7 +99,7 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transpo
     with Progress(not quiet and not as_json) as prog:
         report = copy(store, n, reg, dest, CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                        manifest_format=manifest_format))
-    copy_report(report, as_json, "pushed")
+    copy_report(report, as_json, "pushed", quiet)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -136,4 +136,4 @@ def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
     reg = transport.registry(src.registry)
     with Progress(not quiet and not as_json) as prog:
         report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog))
-    copy_report(report, as_json, "pulled")
+    copy_report(report, as_json, "pulled", quiet)
