@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from . import gojson
 from .digest import Digest, digest_bytes
-from .errors import GGUFError, InvalidInput, NotFound, Unsupported
+from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
 from .fsutil import discard_staged
 from .gguf_header import read_gguf
 from .modelfile import Modelfile, parse_modelfile
@@ -206,13 +206,14 @@ def recipe_for(gguf: Optional[str] = None, modelfile: Optional[str] = None, *, t
                 text = f.read()
         except FileNotFoundError:
             raise NotFound(f"Modelfile {modelfile}: no such file") from None
-        src: Any = text
+        try:
+            mf = parse_modelfile(text)
+        except ModelfileError as e:  # ollama's wording, with the file and line in front
+            raise ModelfileError(e.bare, e.line, modelfile) from None
         if gguf:
             from .modelfile import Command
-            mf = parse_modelfile(text)
             mf.commands = [c for c in mf.commands if c.name != "model"] + [Command("model", os.path.abspath(gguf))]
-            src = mf
-        recipe = recipe_from_modelfile(src, os.path.dirname(os.path.abspath(modelfile)), warn=warn)
+        recipe = recipe_from_modelfile(mf, os.path.dirname(os.path.abspath(modelfile)), warn=warn, path=modelfile)
     else:
         recipe = Recipe(files=[gguf])
     if template_file:
@@ -251,12 +252,15 @@ def default_name(recipe: Recipe) -> ModelName:
     return parse_name(default_name_for_file(recipe.files[0] if recipe.files else "model"))
 
 
-def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, warn=None) -> Recipe:
-    """Resolve a Modelfile into a :class:`Recipe` (paths relative to ``base_dir``)."""
+def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, warn=None,
+                          path: Optional[str] = None) -> Recipe:
+    """Resolve a Modelfile into a :class:`Recipe` (paths relative to ``base_dir``; ``path``, the
+    file's name, for messages)."""
     if not isinstance(mf, Modelfile):
         mf = parse_modelfile(mf)
     r = Recipe()
     pairs: list[tuple[str, str]] = []
+    lines: list[int] = []
     for c in mf.commands:
         if c.name == "model":
             p = _expand(c.args, base_dir)
@@ -296,7 +300,18 @@ def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, w
             r.messages.append((role, msg))
         else:
             pairs.append((c.name, c.args))
-    r.params = format_params(pairs, warn=warn)
+            lines.append(c.line)
+    try:
+        r.params = format_params(pairs, warn=warn)
+    except InvalidParameter as e:
+        # say which PARAMETER, and where: the first line whose value alone fails
+        for (k, v), line in zip(pairs, lines):
+            try:
+                format_params([(k, v)])
+            except InvalidParameter:
+                where = f"{path or 'Modelfile'}:{line}: " if line else ""
+                raise InvalidParameter(f"{where}PARAMETER {k} {v}: {e}") from None
+        raise
     r.check()
     return r
 

@@ -70,9 +70,14 @@ class GGUFError(InvalidInput):
 class ModelfileError(InvalidInput):
     """A Modelfile that ollama's parser would refuse, with ollama's wording."""
 
-    def __init__(self, message: str, line: int | None = None):
+    def __init__(self, message: str, line: int | None = None, path: str | None = None):
         self.line = line
-        super().__init__(f"(line {line}): {message}" if line is not None else message)
+        self.path = path
+        self.bare = message
+        if path is not None:
+            super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
+        else:
+            super().__init__(f"(line {line}): {message}" if line is not None else message)
 
 
 class InvalidName(InvalidInput):

@@ -33,6 +33,7 @@ class Command:
 
     name: str
     args: str
+    line: int = field(default=0, compare=False)   #: where the instruction starts (0: not from a file)
 
 
 @dataclass
@@ -153,6 +154,7 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
     name = ""
     curr = _NIL
     line = 1
+    start = 1   # the line the current instruction began on
     buf: list[str] = []
     role = ""
 
@@ -161,10 +163,12 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
             line += 1
         nxt, r, err = _next_state(c, curr)
         if err == "EOF":
-            raise ModelfileError(f"unexpected EOF: {''.join(buf)}")
+            raise ModelfileError(f"unexpected EOF: {''.join(buf)}", start)
         if err:
             raise ModelfileError(err, line)
         if nxt != curr:
+            if curr == _NIL and nxt == _NAME:
+                start = line
             if curr == _NAME:
                 word = "".join(buf)
                 if word.lower() not in COMMANDS:
@@ -194,7 +198,7 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
                 if role:
                     s = f"{role}: {s}"
                     role = ""
-                f.commands.append(Command(name, s))
+                f.commands.append(Command(name, s, start))
             buf = []
             curr = nxt
         if r is not None and _is_print(r):
@@ -203,12 +207,12 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
     if curr == _VALUE:
         s, ok = _unquote("".join(buf).strip(_GO_SPACE))
         if not ok:
-            raise ModelfileError("unexpected EOF")
+            raise ModelfileError("unexpected EOF", start)
         if role:
             s = f"{role}: {s}"
-        f.commands.append(Command(name, s))
+        f.commands.append(Command(name, s, start))
     elif curr not in (_COMMENT, _NIL):
-        raise ModelfileError("unexpected EOF")
+        raise ModelfileError("unexpected EOF", start)
 
     if not any(c.name == "model" for c in f.commands):
         raise ModelfileError("no FROM line")

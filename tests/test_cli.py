@@ -132,8 +132,9 @@ def test_exit_codes(tmp_path, args, code, text):
 def test_modelfile_errors_are_one_line(tmp_path):
     (tmp_path / "Modelfile").write_text("FROM x.gguf\nBOGUS thing\n")
     cp = run_cli("pack", "-f", tmp_path / "Modelfile", "--models-dir", tmp_path / "m", check=3)
-    assert cp.stderr.strip() == ('error: (line 2): command must be one of "from", "license", "template", "system", '
-                                 '"adapter", "draft", "renderer", "parser", "parameter", "message", or "requires"')
+    assert cp.stderr.strip() == (f'error: {tmp_path / "Modelfile"}:2: command must be one of "from", "license", '
+                                 '"template", "system", "adapter", "draft", "renderer", "parser", "parameter", '
+                                 '"message", or "requires"')
 
 
 def test_help_teaches():
@@ -227,3 +228,25 @@ def test_quiet_means_nothing_on_success(tmp_path):
     assert cp.stdout == ""
     cp = run_cli("import", tmp_path / "x.tar", "--models-dir", tmp_path / "n", "-q", check=0)
     assert cp.stdout == ""
+
+
+def test_reading_a_store_that_does_not_exist_says_so(tmp_path):
+    """A mistyped --models-dir used to list an empty table with exit 0."""
+    for cmd in ("list", "verify", "prune"):
+        cp = run_cli(cmd, "--models-dir", tmp_path / "typo")
+        assert cp.returncode == 4 and "no model store at" in cp.stderr, (cmd, cp.stderr)
+    cp = run_cli("list", "--oci-layout", tmp_path / "typo")
+    assert cp.returncode == 4 and "no OCI layout" in cp.stderr
+    cp = run_cli("list", env={"HOME": str(tmp_path)}, check=0)  # the implicit default, before any pull
+    assert "NAME" in cp.stdout
+
+
+@pytest.mark.parametrize("text, says", [
+    ("FROM {gguf}\nPARAMETER temperature hot\n", "Modelfile:2: PARAMETER temperature hot: invalid float value [hot]"),
+    ("FROM {gguf}\n\nBOGUS x\n", "Modelfile:3: command must be one of"),
+    ("FROM {gguf}\nPARAMETER temperature\n", "Modelfile:2: unexpected EOF: temperature")])
+def test_modelfile_errors_name_the_file_and_line(tmp_path, text, says):
+    mf = tmp_path / "Modelfile"
+    mf.write_text(text.format(gguf=TINY))
+    cp = run_cli("pack", "-f", mf, "--name", "x", "--models-dir", tmp_path / "m")
+    assert cp.returncode == 3 and says in cp.stderr, cp.stderr

@@ -176,6 +176,18 @@ def local_store(models_dir: Optional[str], oci_layout: Optional[str]):
     return OllamaStore(models_dir or default_models_dir())
 
 
+def existing_store(models_dir: Optional[str], oci_layout: Optional[str]):
+    """The store a reading command (list, verify, prune) looks at: a directory the user named
+    (option or OLLAMA_MODELS) must exist; only the implicit default may be absent (nothing packed or
+    pulled yet, as `ollama list` shows it)."""
+    from ..errors import NotFound
+    store = local_store(models_dir, oci_layout)
+    if (oci_layout or models_dir) and not os.path.isdir(store.root):
+        what = "OCI layout" if oci_layout else "model store"
+        raise NotFound(f"no {what} at {store.root}: check the path (--models-dir, --oci-layout, OLLAMA_MODELS)")
+    return store
+
+
 def model_name(value: str) -> "ModelName":
     from ..names import parse_name
     return parse_name(value)

@@ -11,8 +11,8 @@ import click
 
 from ..errors import printable
 from .app import CONTEXT, cli
-from .common import (Progress, ago, emit_json, human_size, json_option, local_store, model_name, models_dir_option,
-                     oci_option, warn)
+from .common import (Progress, ago, emit_json, existing_store, human_size, json_option, local_store, model_name,
+                     models_dir_option, oci_option, warn)
 
 
 def _kv_json(kv, full_arrays: bool) -> dict:
@@ -117,7 +117,7 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
 @json_option
 def list_cmd(models_dir, oci_layout, as_json) -> None:
     """List the models in a store (like `ollama list`)."""
-    store = local_store(models_dir, oci_layout)
+    store = existing_store(models_dir, oci_layout)
     entries = store.list()
     if as_json:
         emit_json({"store": store.describe(), "models": [e.to_json() for e in entries]})
@@ -217,7 +217,7 @@ def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
     Re-hashes each blob once, even when several models share it. Exits with 5
     when something is wrong, listing each problem.
     """
-    store = local_store(models_dir, oci_layout)
+    store = existing_store(models_dir, oci_layout)
     targets = [model_name(n) for n in names] if names else None
     prog = Progress(not quiet and not as_json)
     try:
@@ -255,7 +255,7 @@ def prune(grace, dry_run, models_dir, oci_layout, as_json) -> None:
     if not m:
         raise click.BadParameter(f"{grace!r} is not a duration like 30m, 2h or 0", param_hint="--grace")
     seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    store = local_store(models_dir, oci_layout)
+    store = existing_store(models_dir, oci_layout)
     removed, freed = store.prune(grace=seconds, dry_run=dry_run)
     if as_json:
         emit_json({"store": store.describe(), "dry_run": dry_run, "removed": removed, "bytes": freed})
