@@ -690,3 +690,21 @@ def test_login_goes_where_lookup_looks_first(tmp_path, monkeypatch):
     assert "other.example" in json.loads(auth.read_text())["auths"]  # the rest kept
     assert remove_login("reg.example") and find_credentials("reg.example") is None
     assert not remove_login("reg.example")
+
+
+def test_the_ollama_version_claimed_to_ollamas_hosts_is_a_setting(monkeypatch, servers):
+    """registry.ollama.ai answers 412 to clients too old for a model: the version we claim is an
+    option (and an environment variable), and a 412 says what to do."""
+    from ollama_oci.transport.http import OLLAMA_CLIENT_VERSION, RegistryClient, TransportOptions, error_from
+    monkeypatch.delenv("OLLAMA_OCI_OLLAMA_VERSION", raising=False)
+    assert f"ollama/{OLLAMA_CLIENT_VERSION} " in RegistryClient("registry.ollama.ai").user_agent
+    monkeypatch.setenv("OLLAMA_OCI_OLLAMA_VERSION", "v0.40.1")
+    assert RegistryClient("registry.ollama.ai").user_agent.startswith("ollama/0.40.1 ")
+    assert RegistryClient("registry.ollama.ai", TransportOptions(ollama_version="0.41.0")).user_agent.startswith(
+        "ollama/0.41.0 ")
+    assert RegistryClient("reg.example").user_agent.startswith("ollama-oci/")  # others: our own name
+    with pytest.raises(RegistryError, match="not an Ollama version"):
+        RegistryClient("registry.ollama.ai", TransportOptions(ollama_version="latest"))
+    reg = servers(lambda h: (412, {}, b'{"errors":[{"code":"PRECONDITION","message":"requires ollama 0.50"}]}'))
+    resp = _client(reg.addr).send("GET", f"http://{reg.addr}/v2/")
+    assert "--ollama-version" in str(error_from(resp, "GET manifest"))

@@ -232,6 +232,7 @@ class Transport:
     ollama_key: Optional[str]
     concurrency: int
     retries: int
+    ollama_version: Optional[str] = None
     retries_given: bool = False
 
     def credentials(self):
@@ -252,7 +253,8 @@ class Transport:
         return TransportOptions(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
                                 cert_file=self.cert_file, key_file=self.key_file, max_retries=self.retries,
                                 ollama_key=self.ollama_key, ollama_auth=True if self.ollama_key else None,
-                                unreachable_retries=self.retries if self.retries_given else None)
+                                unreachable_retries=self.retries if self.retries_given else None,
+                                ollama_version=self.ollama_version)
 
     def check_plain_http(self, *refs) -> None:
         """``--plain-http`` applies only to registries the user named, never to the public
@@ -273,7 +275,7 @@ class Transport:
 
 
 _TRANSPORT_PARAMS = ("plain_http", "insecure", "ca_file", "cert_file", "key_file", "username", "password_stdin",
-                     "ollama_key", "concurrency", "retries")
+                     "ollama_key", "concurrency", "retries", "ollama_version")
 
 
 def transport_options(f):
@@ -296,6 +298,9 @@ def transport_options(f):
         click.option("--ollama-key", type=click.Path(dir_okay=False, exists=True),
                      help="Sign token requests with this ollama Ed25519 key (default for registry.ollama.ai: "
                           "~/.ollama/id_ed25519)."),
+        click.option("--ollama-version", metavar="X.Y.Z",
+                     help="The Ollama version claimed to registry.ollama.ai, which refuses clients too old for a "
+                          "model (412); default $OLLAMA_OCI_OLLAMA_VERSION, else a recent release."),
         click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Connections at once: blobs and the byte ranges of large blobs together."),
         click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True,

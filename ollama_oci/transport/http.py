@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -109,6 +110,9 @@ class TransportOptions:
     #: seconds one request may spend retrying (waits included) before it gives up
     retry_budget: float = 300.0
     user_agent: Optional[str] = None    #: default: ollama-oci/<version>; Ollama-style for Ollama's hosts
+    #: the Ollama version claimed to Ollama's own hosts (they answer 412 to clients too old for a
+    #: model); default: ``$OLLAMA_OCI_OLLAMA_VERSION``, else :data:`OLLAMA_CLIENT_VERSION`
+    ollama_version: Optional[str] = None
 
     def __post_init__(self):
         if self.max_retries < 0 or self.backoff < 0:
@@ -135,7 +139,7 @@ class RegistryClient:
         if self.opts.cert_file:
             cert = (self.opts.cert_file, self.opts.key_file) if self.opts.key_file else self.opts.cert_file
         self.http = HTTP(verify=not self.opts.insecure, cafiles=cafiles, cert=cert)
-        self.user_agent = self.opts.user_agent or default_user_agent(registry)
+        self.user_agent = self.opts.user_agent or default_user_agent(registry, self.opts.ollama_version)
         self._sleep = sleep
         self._lock = threading.Lock()
         self._init_lock = threading.RLock()
@@ -474,13 +478,22 @@ def _retry_after(value: str) -> Optional[float]:
         return None
 
 
-def default_user_agent(registry: str) -> str:
+#: the Ollama release claimed to Ollama's own hosts unless told otherwise
+OLLAMA_CLIENT_VERSION = "0.33.0"
+
+
+def default_user_agent(registry: str, ollama_version: Optional[str] = None) -> str:
     """registry.ollama.ai refuses clients whose User-Agent says they are too old (412), so for
-    Ollama's own hosts we send the form Ollama's client sends, naming ourselves after it."""
+    Ollama's own hosts we send the form Ollama's client sends, naming ourselves after it, with the
+    version from ``ollama_version``, ``$OLLAMA_OCI_OLLAMA_VERSION`` or :data:`OLLAMA_CLIENT_VERSION`."""
     if registry.lower() in ("registry.ollama.ai", "ollama.com", "registry.ollama.com"):
         import platform
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-        return f"ollama/0.33.0 ({arch} linux) Go/go1.24.4 ollama-oci/{__version__}"
+        version = (ollama_version or os.environ.get("OLLAMA_OCI_OLLAMA_VERSION") or OLLAMA_CLIENT_VERSION).lstrip("v")
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+){1,2}(-[0-9A-Za-z.]+)?", version):
+            raise RegistryError(f"{version!r} is not an Ollama version like 0.33.0 (--ollama-version, "
+                                "OLLAMA_OCI_OLLAMA_VERSION)")
+        return f"ollama/{version} ({arch} linux) Go/go1.24.4 ollama-oci/{__version__}"
     return f"ollama-oci/{__version__}"
 
 
@@ -505,6 +518,9 @@ def error_from(resp: Response, what: str) -> RegistryError:
     if detail:
         msg += f" ({printable(detail, 300)})"  # a server's words: no control characters reach the terminal
     cls = AuthError if resp.status_code in (401, 403) else RegistryError
+    if resp.status_code == 412:
+        msg += ("; the registry wants a newer Ollama client for this model: claim a recent Ollama release "
+                "with --ollama-version or OLLAMA_OCI_OLLAMA_VERSION")
     if cls is AuthError:
         msg += "; check your login or your access to this repository"
     elif resp.status_code == 407:
