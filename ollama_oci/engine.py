@@ -57,6 +57,9 @@ class CopyOptions:
     manifest_format: str = "keep"      #: "oci": send the manifest as an OCI image manifest
     link_mode: str = "auto"            #: how a local destination takes a local file (auto/reflink/hardlink/copy)
     cancel: Optional[CancelToken] = None   #: set it to stop the copy (it raises Cancelled)
+    #: re-hash blobs the destination already has (where it can: local stores) and fetch damaged
+    #: ones again, instead of trusting their presence (a kept volume after a disk fault)
+    verify_existing: bool = False
 
     def __post_init__(self):
         if self.manifest_format not in ("keep", "oci"):
@@ -70,7 +73,7 @@ class BlobResult:
     digest: Digest
     size: int
     media_type: str
-    action: str          # exists, mounted, uploaded, downloaded, linked, copied
+    action: str          # exists, verified, mounted, uploaded, downloaded, linked, copied
     transferred: int = 0  # bytes that crossed the network or were written
 
     def to_json(self) -> dict:
@@ -133,7 +136,7 @@ def copy_manifest(src: Any, data: bytes, media_type: str, dst: Any, dst_ref: Any
         data, media_type = as_oci_manifest(manifest)
     report = CopyReport(source or src.describe(), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
     blobs = list(dict.fromkeys(manifest.blobs))  # a blob listed twice moves once
-    if _already_there(dst, dst_ref, report.manifest_digest, blobs):
+    if not opts.verify_existing and _already_there(dst, dst_ref, report.manifest_digest, blobs):
         # the same manifest is already in place, so are its blobs: one check instead of a HEAD per blob
         report.blobs = [BlobResult(d.digest, d.size, d.media_type, "exists") for d in blobs]
         report.unchanged = True
@@ -184,7 +187,8 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
         budget.acquire()
         try:
             tick(0)
-            source = BlobSource(src, desc, budget=budget, cancel=cancel, link_mode=opts.link_mode)
+            source = BlobSource(src, desc, budget=budget, cancel=cancel, link_mode=opts.link_mode,
+                                verify_existing=opts.verify_existing)
             action = dst.push(desc, source, progress=tick)
         finally:
             budget.release()

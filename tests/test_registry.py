@@ -541,3 +541,26 @@ def test_pull_by_digest_takes_the_name_given(tmp_path, registry_factory):
     run_cli("pull", f"{reg.host}/team/tiny:1@{digest}", "--plain-http", "--models-dir", models, check=0)
     names = sorted(e.name.display for e in OllamaStore(str(models)).list())
     assert names == [f"{reg.host}/team/tiny:1", "pinned:1"]
+
+
+def test_pull_verify_refetches_a_damaged_blob_a_plain_pull_trusts(tmp_path, registry_factory):
+    """A kept volume whose blob was damaged (same size): a plain pull trusts its presence; --verify
+    re-hashes what is there and fetches the damaged blob again."""
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    models = tmp_path / "kept"
+    run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", models, check=0)
+    store = OllamaStore(str(models))
+    blob = store.find_blob(res.manifest.layers[0].digest)
+    data = bytearray(open(blob, "rb").read())
+    data[100] ^= 0xFF
+    open(blob, "wb").write(bytes(data))
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", models, "--json", check=0)
+    assert json.loads(cp.stdout)["unchanged"] and store.verify()[1] != []
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", models, "--verify", "--json",
+                 check=0)
+    actions = {b["digest"]: b["action"] for b in json.loads(cp.stdout)["blobs"]}
+    assert actions[str(res.manifest.layers[0].digest)] == "downloaded"
+    assert set(actions.values()) == {"downloaded", "verified"}
+    assert store.verify()[1] == []

@@ -105,12 +105,15 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transpo
 @cli.command(context_settings=CONTEXT)
 @click.argument("ref")
 @click.option("-n", "--name", help="Local model name (default: from REF, e.g. localhost:5000/team/model:tag).")
+@click.option("--verify", "verify_existing", is_flag=True,
+              help="Re-hash the blobs already here and fetch damaged ones again (a kept volume after a disk "
+                   "fault), instead of trusting their presence.")
 @models_dir_option
 @oci_option
 @transport_options
 @quiet_option
 @json_option
-def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
+def pull(ref, name, verify_existing, models_dir, oci_layout, transport, quiet, as_json) -> None:
     """Pull a model from a registry into the Ollama store (or an OCI layout).
 
     Blobs already present are skipped; large blobs come in parallel byte ranges;
@@ -135,5 +138,6 @@ def pull(ref, name, models_dir, oci_layout, transport, quiet, as_json) -> None:
     store = local_store(models_dir, oci_layout)
     reg = transport.registry(src.registry)
     with Progress(not quiet and not as_json) as prog:
-        report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog))
+        report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog,
+                                                          verify_existing=verify_existing))
     copy_report(report, as_json, "pulled", quiet)

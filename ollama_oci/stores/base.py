@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterable, Optional
 
 from ..digest import Digest, digest_bytes, hash_file, parse_digest
 from ..errors import InvalidInput, NotFound, StoreError, VerificationError
-from ..fsutil import Staged, commit_staged, in_use, stage_file, write_blob_bytes
+from ..fsutil import Staged, commit_staged, in_use, stage_file, unlink_quiet, write_blob_bytes
 from ..names import ModelName, parse_name
 from ..spec import MAX_CONFIG_BYTES, Config, Descriptor, Manifest, parse_manifest
 from ..progress import ProgressCallback, ProgressEvent
@@ -137,9 +137,20 @@ class LocalStore:
 
     def push(self, desc: Descriptor, source: BlobSource, *, progress=None) -> str:
         """Put a blob in: linked or copied from a local file (checked in the same pass), or fetched
-        from a stream into a resumable partial file, verified, then renamed into place."""
+        from a stream into a resumable partial file, verified, then renamed into place. With
+        ``source.verify_existing`` a blob already here is re-hashed first, and fetched again if damaged."""
         if self.exists(desc):
-            return "exists"
+            if not source.verify_existing:
+                return "exists"
+            got, _ = hash_file(self.find_blob(desc.digest), progress=progress)
+            if got == desc.digest:
+                return "verified"
+            log.warning("blob %s is damaged here (it hashes to %s); fetching it again", desc.digest.short, got.short)
+            if progress is not None:
+                progress(-desc.size)
+            for p in (self.find_blob(desc.digest), self.blob_path(desc.digest)):
+                if p:
+                    unlink_quiet(p)
         path = source.local_path
         if path is not None:
             last = [0]

@@ -98,12 +98,14 @@ class BlobSource:
     """
 
     def __init__(self, store: Any, desc: Descriptor, *, budget: Optional[Budget] = None,
-                 cancel: Optional[CancelToken] = None, link_mode: str = "auto"):
+                 cancel: Optional[CancelToken] = None, link_mode: str = "auto",
+                 verify_existing: bool = False):
         self.store = store
         self.desc = desc
         self.budget = budget
         self.cancel = cancel
         self.link_mode = link_mode   # how a local destination takes a local file (auto/reflink/hardlink/copy)
+        self.verify_existing = verify_existing  # re-hash a blob the destination has before trusting it
 
     def open(self, offset: int = 0, length: Optional[int] = None) -> BinaryIO:
         if self.cancel is not None:
