@@ -136,6 +136,12 @@ def copy_manifest(src: Any, data: bytes, media_type: str, dst: Any, dst_ref: Any
         data, media_type = as_oci_manifest(manifest)
     report = CopyReport(source or src.describe(), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
     blobs = list(dict.fromkeys(manifest.blobs))  # a blob listed twice moves once
+    if source and source == report.destination:
+        # a model copied onto itself: nothing to do, and its manifest must not be rewritten (an
+        # Ollama store would get the pushed form of it, and the model a new ID)
+        report.blobs = [BlobResult(d.digest, d.size, d.media_type, "exists") for d in blobs]
+        report.unchanged = True
+        return report
     if not opts.verify_existing and _already_there(dst, dst_ref, report.manifest_digest, blobs):
         # the same manifest is already in place, so are its blobs: one check instead of a HEAD per blob
         report.blobs = [BlobResult(d.digest, d.size, d.media_type, "exists") for d in blobs]

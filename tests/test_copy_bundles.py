@@ -364,3 +364,16 @@ def test_copy_to_a_bundle_written_as_a_relative_path(tmp_path):
                         cwd=tmp_path / "sub", env={**env, "PYTHONPATH": REPO}, capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
     assert (tmp_path / "x.tar.zst").exists() and json.loads(cp.stdout)["models"][0]["name"] == "m:1"
+
+
+def test_a_copy_never_modifies_its_source(tmp_path):
+    """`copy ollama:m:1 ollama:` (the destination defaults to the source's name, in the same store)
+    used to rewrite the model's manifest in its pushed form, changing its ID."""
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY]), "m:1", [store])
+    before = store.resolve(parse_name("m:1")).digest
+    path = store.manifest_path(parse_name("m:1"))
+    raw = open(path, "rb").read()
+    cp = run_cli("copy", "ollama:m:1", "ollama:", "--models-dir", store.root, "--json", check=0)
+    assert json.loads(cp.stdout)["unchanged"]
+    assert store.resolve(parse_name("m:1")).digest == before and open(path, "rb").read() == raw
