@@ -122,7 +122,14 @@ def copy(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyO
     """
     opts = dataclasses.replace(options, **kw) if options is not None else CopyOptions(**kw)
     src, src_ref = bind(src, src_ref)
-    data, media_type = src.fetch_manifest(src_ref)
+    dst, dst_ref = bind(dst, dst_ref)
+    stored = getattr(src, "fetch_stored_manifest", None)
+    if stored is not None and getattr(dst, "keeps_stored_manifests", False) and opts.manifest_format == "keep":
+        # between two Ollama model stores the manifest file is copied as it is, so the model keeps
+        # its ID (as `ollama cp` does); everywhere else the form a registry holds is sent
+        data, media_type = stored(src_ref)
+    else:
+        data, media_type = src.fetch_manifest(src_ref)
     return copy_manifest(src, data, media_type, dst, dst_ref, opts, source=src.describe_ref(src_ref))
 
 

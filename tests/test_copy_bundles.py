@@ -377,3 +377,18 @@ def test_a_copy_never_modifies_its_source(tmp_path):
     cp = run_cli("copy", "ollama:m:1", "ollama:", "--models-dir", store.root, "--json", check=0)
     assert json.loads(cp.stdout)["unchanged"]
     assert store.resolve(parse_name("m:1")).digest == before and open(path, "rb").read() == raw
+
+
+def test_a_copy_between_model_stores_keeps_the_id(tmp_path):
+    """As `ollama cp` does: the manifest file is copied as it is, so `list` shows the same ID for
+    the copy, in the same store or another; a registry still gets the pushed form."""
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY]), "m:1", [store])
+    src_id = store.resolve(parse_name("m:1")).digest
+    run_cli("copy", "ollama:m:1", "ollama:n:1", "--models-dir", store.root, check=0)
+    assert store.resolve(parse_name("n:1")).digest == src_id
+    other = OllamaStore(str(tmp_path / "other"))
+    from ollama_oci import copy
+    copy(store, parse_name("m:1"), other, parse_name("m:1"))
+    assert other.resolve(parse_name("m:1")).digest == src_id
+    assert [e.manifest_digest for e in other.list()] == [src_id]

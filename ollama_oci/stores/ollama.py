@@ -39,10 +39,18 @@ class OllamaStore(LocalStore):
         self.blobs_dir = os.path.join(self.root, "blobs")
         self.manifests_dir = os.path.join(self.root, "manifests")
 
+    #: capability: a copy from another Ollama store brings the manifest file as it is (the ID stays)
+    keeps_stored_manifests = True
+
     def fetch_manifest(self, ref) -> tuple[bytes, str]:
         """What ``ollama push`` sends: Go's ``json.Marshal`` of the manifest (no trailing newline)."""
         m, _ = self.get_manifest(self._name(ref))
         return m.to_bytes(newline=False), m.media_type
+
+    def fetch_stored_manifest(self, ref) -> tuple[bytes, str]:
+        """Capability: the manifest file's bytes as stored (what ``ollama cp`` copies)."""
+        m, raw = self.get_manifest(self._name(ref))
+        return raw, m.media_type
 
     def prepare(self) -> None:
         try:
