@@ -28,7 +28,13 @@ Optional capabilities are found by asking (``getattr``), never by the store's cl
 * ``mount_origin() -> (registry, repository) | None``: where a blob of this store can be mounted from
   without moving its bytes (a destination in the same registry mounts it);
 * ``checks_blobs_cheaply``: ``exists`` costs a ``stat``, not a request, so a copy may check every blob
-  of an unchanged manifest.
+  of an unchanged manifest;
+* ``push_stream(chunks)``: take content whose digest is known only at its end (a volume layer);
+* ``stage_stream(f, desc)``: take a blob out of sight, to commit later (all-or-nothing imports);
+* ``sequential``: take one blob at a time (a tar being written);
+* ``resolve_for_push(ref)``: resolve with push rights (one registry token serves a whole push);
+* ``fetch_stored_manifest(ref)`` with ``keeps_stored_manifests``: between two Ollama model stores the
+  manifest file is copied as it is, so the model keeps its ID.
 
 Resumable partial writes belong to the stores that write files (:mod:`.partial`), not to the engine.
 """
