@@ -338,7 +338,9 @@ class PackResult:
         return {
             "name": self.name.display,
             "full_name": str(self.name),
-            "manifest_digest": str(self.manifest_digest),
+            "manifest_digest": str(self.manifest_digest),   # the ID `ollama list` shows
+            # what a registry will hold after a push (Go's json.Marshal of the manifest: no newline)
+            "registry_digest": str(digest_bytes(self.manifest.to_bytes(newline=False))),
             "size": self.manifest.size,
             "config": self.config.to_go(),
             "layers": [{"kind": l.kind, "mediaType": l.media_type, "digest": str(l.digest), "size": l.size}

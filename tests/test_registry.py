@@ -564,3 +564,16 @@ def test_pull_verify_refetches_a_damaged_blob_a_plain_pull_trusts(tmp_path, regi
     assert actions[str(res.manifest.layers[0].digest)] == "downloaded"
     assert set(actions.values()) == {"downloaded", "verified"}
     assert store.verify()[1] == []
+
+
+def test_pack_names_the_id_and_the_registry_digest(tmp_path, registry_factory):
+    """The ID (`list`) and the digest a registry will hold differ by the manifest's trailing
+    newline; pack --json names both, and a pull pinned to the registry digest works."""
+    reg = registry_factory("plain")
+    models = tmp_path / "m"
+    doc = json.loads(run_cli("pack", TINY, "--name", "t:1", "--models-dir", models, "--json", check=0).stdout)
+    assert doc["manifest_digest"] != doc["registry_digest"]
+    cp = run_cli("push", "t:1", f"{reg.host}/team/t:1", "--plain-http", "--models-dir", models, "--json", check=0)
+    assert json.loads(cp.stdout)["manifest_digest"] == doc["registry_digest"]
+    run_cli("pull", f"{reg.host}/team/t@{doc['registry_digest']}", "--name", "pinned:1", "--plain-http",
+            "--models-dir", tmp_path / "p", check=0)
