@@ -158,6 +158,9 @@ def parse_destination(s: str) -> Reference:
             raise InvalidName(f"{s!r} names a registry but no repository: add /NAMESPACE/MODEL[:TAG] "
                               f"(e.g. {rest}/team/model:1)")
     ref = parse_reference(s)
+    if ref.repository != ref.repository.lower():
+        raise InvalidName(f"{s!r}: registries take repository names in lower case only (the OCI distribution "
+                          f"grammar); push to {ref.registry}/{ref.repository.lower()}:{ref.tag or DEFAULT_TAG}")
     if not ref.explicit_registry:
         raise InvalidName(f"{s!r} does not name a registry, so it would go to the public {DEFAULT_HOST}: write "
                           f"the destination in full, HOST[:PORT]/NAMESPACE/MODEL[:TAG] (for Ollama's registry "

@@ -250,3 +250,11 @@ def test_modelfile_errors_name_the_file_and_line(tmp_path, text, says):
     mf.write_text(text.format(gguf=TINY))
     cp = run_cli("pack", "-f", mf, "--name", "x", "--models-dir", tmp_path / "m")
     assert cp.returncode == 3 and says in cp.stderr, cp.stderr
+
+
+def test_mixed_case_names_are_flagged_at_pack_and_refused_as_push_destinations(tmp_path):
+    models = tmp_path / "m"
+    cp = run_cli("pack", TINY, "--name", "localhost:5000/Team/MyModel:1", "--models-dir", models, check=0)
+    assert "lower case" in cp.stderr
+    cp = run_cli("push", "localhost:5000/Team/MyModel:1", "--models-dir", models, "--plain-http")
+    assert cp.returncode == 2 and "localhost:5000/team/mymodel:1" in cp.stderr, cp.stderr

@@ -59,6 +59,9 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
                         params=params, messages=messages, adapters=adapters, requires=requires,
                         auto_template=not no_auto_template, warn=warn)
     mname = model_name(name) if name else default_name(recipe)
+    if mname.namespace != mname.namespace.lower() or mname.model != mname.model.lower():
+        warn(f"{mname.display}: Ollama matches names in any case, but registries take repository names in "
+             "lower case only: push it under a lower-case REF")
     stores = []
     if given("models_dir") or not oci_layouts:
         stores.append(OllamaStore(models_dir or default_models_dir()))
