@@ -118,6 +118,7 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
     small_total = 0
     seen: set[str] = set()
     wanted: Optional[set[str]] = None   # digests the index and the manifests so far name
+    manifests: set[str] = set()         # the manifests the index lists
 
     def note_manifest(data: bytes) -> None:
         try:
@@ -137,10 +138,11 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
                 except (ValueError, RecursionError) as e:
                     raise InvalidInput(f"{path}: index.json is not JSON: {printable(str(e), 100)}") from None
                 listed = index.get("manifests") if isinstance(index, dict) else None
-                wanted = {e["digest"] for e in listed if isinstance(e, dict) and isinstance(e.get("digest"), str)} \
+                manifests = {e["digest"] for e in listed if isinstance(e, dict) and isinstance(e.get("digest"), str)} \
                     if isinstance(listed, list) else set()
+                wanted = set(manifests)
                 for k, data in small.items():
-                    if k in wanted:
+                    if k in manifests:
                         note_manifest(data)
                 continue
             if name == "oci-layout" or not name.startswith("blobs/"):
@@ -161,7 +163,7 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
                                             "imported", expected=digest, actual=got)
                 small[key] = data
                 small_total += len(data)
-                if wanted is not None and index is not None and _is_listed(index, key):
+                if key in manifests:
                     note_manifest(data)
             elif on_large is not None:
                 on_large(digest, member.size, member, index, small)
@@ -176,11 +178,6 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
     if index is None:
         raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
     return index, small
-
-
-def _is_listed(index: dict, digest: str) -> bool:
-    listed = index.get("manifests") if isinstance(index, dict) else None
-    return isinstance(listed, list) and any(isinstance(e, dict) and e.get("digest") == digest for e in listed)
 
 
 def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,

@@ -138,11 +138,8 @@ def copy_manifest(src: Any, data: bytes, media_type: str, dst: Any, dst_ref: Any
     """:func:`copy` of an artifact whose manifest bytes the caller already read from ``src``."""
     opts = options or CopyOptions()
     dst, dst_ref = bind(dst, dst_ref)
-    manifest = parse_manifest(data)
-    if opts.manifest_format == "oci":
-        data, media_type = as_oci_manifest(manifest)
-    report = CopyReport(source or src.describe(), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
-    blobs = list(dict.fromkeys(manifest.blobs))  # a blob listed twice moves once
+    data, media_type, report, blobs = _start(data, media_type, opts.manifest_format, source or src.describe(),
+                                             dst.describe_ref(dst_ref))
     if source and source == report.destination:
         # a model copied onto itself: nothing to do, and its manifest must not be rewritten (an
         # Ollama store would get the pushed form of it, and the model a new ID)
@@ -166,11 +163,7 @@ def plan_copy(src: Any, src_ref: Any, dst: Any, dst_ref: Any, *, manifest_format
     src, src_ref = bind(src, src_ref)
     dst, dst_ref = bind(dst, dst_ref)
     data, media_type = src.fetch_manifest(src_ref)
-    manifest = parse_manifest(data)
-    if manifest_format == "oci":
-        data, media_type = as_oci_manifest(manifest)
-    report = CopyReport(src.describe_ref(src_ref), dst.describe_ref(dst_ref), digest_bytes(data), media_type)
-    blobs = list(dict.fromkeys(manifest.blobs))
+    _, _, report, blobs = _start(data, media_type, manifest_format, src.describe_ref(src_ref), dst.describe_ref(dst_ref))
     report.unchanged = _already_there(dst, dst_ref, report.manifest_digest, blobs)
     report.blobs = [BlobResult(d.digest, d.size, d.media_type,
                                "exists" if report.unchanged or dst.exists(d) else "missing") for d in blobs]
@@ -232,6 +225,16 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
         raise
     ex.shutdown(wait=True)
     return results
+
+
+def _start(data: bytes, media_type: str, manifest_format: str, source: str, destination: str):
+    """The manifest bytes to write (re-encoded for ``manifest_format="oci"``), their media type, an
+    empty report, and the blobs to move (a blob listed twice moves once)."""
+    manifest = parse_manifest(data)
+    if manifest_format == "oci":
+        data, media_type = as_oci_manifest(manifest)
+    report = CopyReport(source, destination, digest_bytes(data), media_type)
+    return data, media_type, report, list(dict.fromkeys(manifest.blobs))
 
 
 def _already_there(dst: Any, dst_ref: Any, digest: Digest, blobs: list[Descriptor]) -> bool:

@@ -161,7 +161,7 @@ def _model_jobs(plan: MirrorPlan, src_store, m: dict) -> list[Job]:
     return jobs
 
 
-def _store_for(ep: Endpoint, retries: int, concurrency: int):
+def _store_for(ep: Endpoint, retries: int):
     from .stores.registry import RegistryStore
     from .transport import TransportOptions
     return RegistryStore(ep.registry, TransportOptions(
@@ -174,8 +174,8 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
              on_result: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Run every job of the plan; returns one report dict per model:tag (never raises for one model)."""
     from .engine import copy, plan_copy
-    src = _store_for(plan.source, retries, plan.blob_concurrency)
-    dst = _store_for(plan.target, retries, plan.blob_concurrency)
+    src = _store_for(plan.source, retries)
+    dst = _store_for(plan.target, retries)
     jobs = _jobs(plan, src)
 
     def one(job) -> dict:

@@ -54,8 +54,8 @@ def _read(kind, tmp_path, reg, tag):
         from ollama_oci import parse_manifest
         out = {}
         for d in parse_manifest(raw).blobs:
-            with remote.open_blob(ref.repository, d.digest) as resp:
-                out[str(d.digest)] = resp.read()
+            with remote.repository(ref.repository).fetch(d) as f:
+                out[str(d.digest)] = f.read()
         return raw, out
     import zstandard
     with open(tmp_path / f"bundle-{tag}.tar.zst", "rb") as f:

@@ -41,9 +41,11 @@ def _only_ours(fn, *a):
 @FUZZ
 @given(documents)
 def test_manifests_and_configs(data):
-    from ollama_oci.spec import Config, parse_manifest
-    _only_ours(parse_manifest, data)
-    _only_ours(Config.from_json, data)
+    from ollama_oci.spec import Config, Manifest, parse_manifest
+    m = _only_ours(parse_manifest, data)
+    assert m is None or (isinstance(m, Manifest) and all(isinstance(d.size, int) and d.size >= 0 for d in m.blobs))
+    c = _only_ours(Config.from_json, data)
+    assert c is None or isinstance(c, Config)
 
 
 @FUZZ
@@ -61,17 +63,21 @@ def test_oci_layout_index(tmp_path_factory, data):
     d = tmp_path_factory.mktemp("layout")
     (d / "index.json").write_bytes(data)
     lay = OCILayout(str(d))
-    _only_ours(lay.list)
-    _only_ours(lay.names)
-    _only_ours(lay.prune)
+    entries = _only_ours(lay.list)
+    assert entries is None or isinstance(entries, list)
+    names = _only_ours(lay.names)
+    assert names is None or isinstance(names, list)
+    pruned = _only_ours(lay.prune)
+    assert pruned is None or pruned == ([], 0)  # nothing in the layout's blobs to prune
 
 
 @FUZZ
 @given(values)
 def test_bundle_index(index):
     from ollama_oci.bundle import _select
-    _only_ours(_select, index, None, "x.tar")
-    _only_ours(_select, index, ["a:1"], "x.tar")
+    for names in (None, ["a:1"]):
+        chosen = _only_ours(_select, index, names, "x.tar")
+        assert chosen is None or (chosen and all(isinstance(r, str) and isinstance(d, str) for r, d in chosen))
 
 
 @FUZZ

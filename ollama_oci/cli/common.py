@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 import click
@@ -234,11 +234,12 @@ class Transport:
     retries: int
     ollama_version: Optional[str] = None
     retries_given: bool = False
+    _creds: Any = field(default=False, init=False, repr=False)   # False: stdin not read yet
 
     def credentials(self):
         """``-u`` and the password from stdin (read once), or None: stored logins apply."""
         from ..transport import Credentials
-        if not hasattr(self, "_creds"):
+        if self._creds is False:
             pw = None
             if self.password_stdin:
                 pw = sys.stdin.readline().rstrip("\r\n")

@@ -128,9 +128,6 @@ class BlobSource:
         fn = getattr(self.store, "mount_origin", None)
         return fn() if fn is not None else None
 
-    def describe(self) -> str:
-        return f"{self.desc.digest} of {self.store.describe()}"
-
 
 def bind(store: Any, ref: Any) -> tuple[Any, Any]:
     """The store a reference lives in, and the reference as that store takes it (a registry gives

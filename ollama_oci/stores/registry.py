@@ -377,19 +377,6 @@ class RegistryStore:
             tick(n)
         self._commit_upload(repository, loc, desc)
 
-    # -- blobs: download ---------------------------------------------------------------------
-    def open_blob(self, repository: str, digest: Digest, start: int = 0):
-        """A streaming response for a blob from ``start`` (Authorization never leaves the registry host)."""
-        headers = {"Range": f"bytes={start}-"} if start else {}
-        resp = self.client.request("GET", f"/v2/{repository}/blobs/{digest}", scope=_pull(repository),
-                                   headers=headers)
-        if resp.status_code == 404:
-            resp.close()
-            raise NotFound(f"blob {digest} not found in {self.registry}/{repository}")
-        if resp.status_code not in (200, 206):
-            raise error_from(resp, f"GET blob {digest}")
-        return resp
-
 
 class Registries:
     """One :class:`RegistryStore` per registry host, made on first use with the same transport options.

@@ -133,13 +133,6 @@ class Response:
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise NetworkError(f"reading the response from {_where(self.url)} failed: {_reason(e)}") from None
 
-    def iter_content(self, size: int = BLOCK):
-        while True:
-            b = self.read(size)
-            if not b:
-                return
-            yield b
-
     def json(self, limit: int = 4 << 20) -> Any:
         """The body as JSON; ValueError if it is larger than ``limit`` bytes or not JSON."""
         data = self.read(limit + 1)
