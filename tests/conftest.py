@@ -83,7 +83,8 @@ def registry_factory(tmp_path):
         pytest.skip("docker-registry (Debian package docker-registry) is not installed")
     started = []
 
-    def make(variant: str = "plain", *, front: bool = False, ed25519_keys=None, bind: str = "127.0.0.1"):
+    def make(variant: str = "plain", *, front: bool = False, ed25519_keys=None, bind: str = "127.0.0.1",
+             access_log: bool = False):
         n = len(started)
         wd = str(tmp_path / f"registry-{n}-{variant}")
         if variant == "token":
@@ -96,7 +97,7 @@ def registry_factory(tmp_path):
             started.append(reg)
             started.append(fr)
             return reg, fr
-        reg = Registry(wd, variant, bind=bind).start()
+        reg = Registry(wd, variant, bind=bind, access_log=access_log).start()
         started.append(reg)
         if front:
             fr = Front(reg)

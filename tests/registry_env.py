@@ -171,6 +171,7 @@ class Registry:
     port: int = 0
     proc: Optional[subprocess.Popen] = None
     bind: str = "127.0.0.1"          # or "::1"
+    access_log: bool = False         # distribution's own access log (registry.log), to count requests
 
     def __post_init__(self):
         os.makedirs(self.workdir, exist_ok=True)
@@ -197,7 +198,8 @@ class Registry:
         return "https" if self.variant in ("tls", "mtls") else "http"
 
     def config(self) -> str:
-        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
+        lines = ["version: 0.1", "log:", "  level: error", "  accesslog:",
+                 f"    disabled: {'false' if self.access_log else 'true'}", "storage:",
                  "  filesystem:", f"    rootdirectory: {self.storage}", "  delete:", "    enabled: true",
                  "  maintenance:", "    uploadpurging:", "      enabled: false", "http:",
                  f"  addr: \"{self.host}\"", "  secret: ollama-oci-test-secret"]
@@ -231,6 +233,10 @@ class Registry:
         self.proc = None
 
     stop = kill
+
+    def log_lines(self) -> list[str]:
+        with open(os.path.join(self.workdir, "registry.log"), errors="replace") as f:
+            return f.read().splitlines()
 
     def blob_data_path(self, digest: str) -> str:
         h = digest.split(":", 1)[1]

@@ -29,6 +29,9 @@ LAYERS = [
     # the copy engine, then what is built on it
     "engine", "gotemplate", "chat_template", "build", "describe", "endpoints", "bundle", "volume", "mirror",
     "places",
+    # the registry gateway (aiohttp): its own package, on top of the stores and the copy engine
+    "gateway.config", "gateway.auth", "gateway.metrics", "gateway.sources", "gateway.cache", "gateway.server",
+    "gateway",
     # the command line: its modules import each other freely, and anything below
     "cli",
 ]

@@ -19,7 +19,7 @@ from typing import Optional
 import click
 
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, OllamaOCIError
-from . import local, pack, places, registry  # noqa: F401  (each registers its commands)
+from . import local, pack, places, registry, serve  # noqa: F401  (each registers its commands)
 from .app import cli, log
 
 __all__ = ["cli", "main", "console_main"]
