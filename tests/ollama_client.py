@@ -224,6 +224,15 @@ class StockOllama:
                          body=manifest_bytes)
         r.close()
 
+    @staticmethod
+    def _upload_url(resp) -> str:
+        """upload.go takes the next session URL with url.Parse(Docker-Upload-Location or Location), not
+        resolved against the request: a relative URL has no scheme, and the next request fails."""
+        loc = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location") or ""
+        if not urllib.parse.urlsplit(loc).scheme:
+            raise OllamaError(f'unsupported protocol scheme "" (upload location {loc!r})')
+        return loc
+
     def _upload(self, repo: str, digest: str, path: str, from_: Optional[str]) -> None:
         url = f"{self.base}/v2/{repo}/blobs/uploads/"
         if from_:
@@ -232,8 +241,7 @@ class StockOllama:
         r.close()
         if r.status == 201:
             return                            # mounted
-        loc = r.headers.get("Docker-Upload-Location") or r.headers.get("Location")
-        loc = urllib.parse.urljoin(url, loc)
+        loc = self._upload_url(r)
         total = os.path.getsize(path)
         size = self.part_size_override or part_size(total)
         md5s = b""
@@ -247,8 +255,7 @@ class StockOllama:
                 r.close()
                 if r.status == 307:
                     raise OllamaError("this client does not do redirected uploads")
-                nxt = r.headers.get("Docker-Upload-Location") or r.headers.get("Location")
-                loc = urllib.parse.urljoin(loc, nxt) if nxt else loc
+                loc = self._upload_url(r)
         n = max(1, -(-total // size))
         etag = hashlib.md5(md5s).hexdigest() + f"-{n}"
         u = urllib.parse.urlsplit(loc)

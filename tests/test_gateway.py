@@ -349,10 +349,11 @@ def test_gemma_through_a_pull_through_cache_single_flight(tmp_path, registry_fac
     weights = m.layers[0]
     gw = gateways("--from", reg.host, "--plain-http", "--cache-size", "2GB")
     errors = []
+    pushed = OllamaStore(str(packed)).get_manifest(parse_name("gemma3:270m"))[0].to_bytes(newline=False)
 
     def one(i):
         try:
-            StockOllama(gw.host).pull("library/gemma3", "270m", str(tmp_path / f"c{i}"))
+            assert StockOllama(gw.host).pull("library/gemma3", "270m", str(tmp_path / f"c{i}")) == pushed
         except Exception as e:  # reported below
             errors.append(e)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
@@ -426,12 +427,12 @@ def test_stock_push_into_a_layout_and_into_the_upstream_registry(tmp_path, regis
     r = http.request("POST", f"http://{gw.host}/v2/team/bad/blobs/uploads/")
     assert r.status == 202
     loc = r.headers["Location"]
-    r = http.request("PATCH", f"http://{gw.host}{loc}", body=b"hello", headers={"Content-Range": "0-4"})
+    r = http.request("PATCH", loc, body=b"hello", headers={"Content-Range": "0-4"})
     assert r.status == 202 and r.headers["Range"] == "0-4"
-    r = http.request("PATCH", f"http://{gw.host}{loc}", body=b"x", headers={"Content-Range": "2-2"})
+    r = http.request("PATCH", loc, body=b"x", headers={"Content-Range": "2-2"})
     assert r.status == 416                                  # out of order
     wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
-    r = http.request("PUT", f"http://{gw.host}{loc}?digest={wrong}")
+    r = http.request("PUT", f"{loc}?digest={wrong}")
     assert r.status == 400 and b"DIGEST_INVALID" in r.data
     assert not os.path.exists(os.path.join(str(tmp_path / "layout"), "blobs", "sha256", wrong[7:]))
     assert os.listdir(os.path.join(gw.data_dir, "uploads")) == []
@@ -475,3 +476,48 @@ def _quiet(fn, *args):
         fn(*args)
     except Exception:
         pass
+
+
+def test_the_cache_keeps_under_its_cap_least_recently_used_first(tmp_path, registry_factory, gateways):
+    reg = registry_factory("plain", access_log=True)
+    store = OllamaStore(str(tmp_path / "packed"))
+    results = {}
+    for i in range(3):   # three models, different weights (a different system prompt is not enough)
+        gguf = tmp_path / f"m{i}.gguf"
+        gguf.write_bytes(open(TINY, "rb").read() + bytes([i]) * 4096)   # tensor data padding differs
+        results[i] = pack(Recipe(files=[str(gguf)]), f"team/m{i}:1", [store], link_mode="copy")
+        run_cli("push", f"team/m{i}:1", f"{reg.host}/team/m{i}:1", "--plain-http", "--models-dir", store.root,
+                check=0)
+    sizes = {i: r.manifest.layers[0].size for i, r in results.items()}
+    cap = sizes[0] + sizes[1] + 6000          # room for two models' weights, not three
+    gw = gateways("--from", reg.host, "--plain-http", "--cache-size", str(cap))
+    c = StockOllama(gw.host)
+    for i in (0, 1, 0, 2):                     # 0 is used again after 1, so 1 is the least recent
+        c.pull(f"team/m{i}", "1", str(tmp_path / f"p{i}-{time.monotonic_ns()}"))
+    cached = set(os.listdir(os.path.join(gw.data_dir, "cache", "blobs")))
+    w = {i: r.manifest.layers[0].digest.filename for i, r in results.items()}
+    assert w[0] in cached and w[2] in cached and w[1] not in cached
+    total = sum(os.path.getsize(os.path.join(gw.data_dir, "cache", "blobs", f)) for f in cached)
+    assert total <= cap
+    # model 0's weights came from upstream once: its second pull was a cache hit
+    gets = [ln for ln in reg.log_lines() if f"GET /v2/team/m0/blobs/{results[0].manifest.layers[0].digest}" in ln]
+    assert len(gets) == 1
+
+
+def test_a_stalled_client_is_cut_off(tmp_path, gateways):
+    import socket
+    cfg = tmp_path / "gw.toml"
+    layout = tmp_path / "layout"
+    cfg.write_text(f'client_timeout = 1\n[[source]]\nfrom = "oci:{layout}"\nwritable = true\n'
+                   f'[auth]\nanonymous = "write"\n')
+    gw = gateways("--config", cfg)
+    http = urllib3.PoolManager(retries=False)
+    loc = http.request("POST", f"http://{gw.host}/v2/team/x/blobs/uploads/").headers["Location"]
+    path = loc.split(gw.host, 1)[1]
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.sendall(f"PATCH {path} HTTP/1.1\r\nHost: {gw.host}\r\nContent-Length: 1000\r\n\r\n".encode() + b"x" * 10)
+    s.settimeout(10)
+    t0 = time.monotonic()
+    answer = s.recv(4096)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 8

@@ -77,9 +77,8 @@ class Fill:
         try:
             return os.open(self.tmp, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            if self.done and self.error is None:
-                return os.open(self.cache.path_of(self.digest), os.O_RDONLY | os.O_NOFOLLOW)
-            raise
+            # verified and renamed into the cache (its completion may not be published yet)
+            return os.open(self.cache.path_of(self.digest), os.O_RDONLY | os.O_NOFOLLOW)
 
     # -- the writer side (a worker thread) ----------------------------------------------------------
     def run(self, opener: Callable[[int], object]) -> None:

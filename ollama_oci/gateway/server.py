@@ -397,7 +397,7 @@ class Gateway:
             return _error(400, "DIGEST_INVALID", f"the manifest hashes to {d}, not {ref}")
         await self.run(src.put_manifest, repo, ref, request.host, data, mt)
         return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": d,
-                                                 "Location": f"/v2/{repo}/manifests/{d}"})
+                                                 "Location": f"{self._base(request)}/v2/{repo}/manifests/{d}"})
 
     async def tags(self, request: web.Request, repo: str) -> web.Response:
         denied = self._check(request, repo, "pull")
@@ -425,7 +425,7 @@ class Gateway:
         src = self._source(repo)
         if src is None:
             raise NotFound(f"no source serves {repo}")
-        location = f"/v2/{repo}/blobs/{digest}"
+        location = f"{self._base(request)}/v2/{repo}/blobs/{digest}"
         if self.cfg.auth_enabled:
             location += "?" + (self.auth.sign_blob(repo, digest))
         headers = {**API_HEADERS, "Docker-Content-Digest": str(digest), "Location": location,
@@ -479,6 +479,13 @@ class Gateway:
             request["aborted"] = 502 if isinstance(e, UpstreamBroke) else 499
             if isinstance(e, UpstreamBroke):
                 log.error("%s %s: %s", request.method, request.path, e)
+            if request.transport is not None:
+                request.transport.abort()
+        except Exception:
+            if not resp.prepared:
+                raise
+            log.exception("%s %s failed mid-response", request.method, request.path)
+            request["aborted"] = 500
             if request.transport is not None:
                 request.transport.abort()
         return resp
@@ -568,18 +575,18 @@ class Gateway:
                     have = None
                 if have is not None:
                     return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": str(d),
-                                                             "Location": f"/v2/{repo}/blobs/{d}"})
+                                                             "Location": f"{self._base(request)}/v2/{repo}/blobs/{d}"})
             sid = str(uuid.uuid4())
             up = self.uploads[sid] = Upload(repo, os.path.join(self.upload_dir, sid))
             if "digest" in request.query:   # monolithic: POST with the blob and its digest
                 return await self._finish(request, src, repo, sid, up, request.query["digest"])
-            return self._session_response(202, repo, sid, up)
+            return self._session_response(request, 202, repo, sid, up)
         up = self.uploads.get(sid)
         if up is None or up.repo != repo:
             return _error(404, "BLOB_UPLOAD_UNKNOWN", "no such upload session (it may have expired)")
         up.touched = time.monotonic()
         if method == "GET":
-            return self._session_response(204, repo, sid, up)
+            return self._session_response(request, 204, repo, sid, up)
         if method == "DELETE":
             up.discard()
             self.uploads.pop(sid, None)
@@ -591,18 +598,20 @@ class Gateway:
                     m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", cr.strip())
                     if not m or int(m.group(1)) != up.size:
                         return _error(416, "BLOB_UPLOAD_INVALID", f"expected the chunk at offset {up.size}",
-                                      {"Range": f"0-{max(up.size - 1, 0)}", "Location": f"/v2/{repo}/blobs/uploads/{sid}"})
+                                      {"Range": f"0-{max(up.size - 1, 0)}",
+                                       "Location": f"{self._base(request)}/v2/{repo}/blobs/uploads/{sid}"})
                 err = await self._receive(request, up)
                 if err is not None:
                     return err
-            return self._session_response(202, repo, sid, up)
+            return self._session_response(request, 202, repo, sid, up)
         if method == "PUT":
             return await self._finish(request, src, repo, sid, up, request.query.get("digest", ""))
         return _error(405, "UNSUPPORTED", f"{method} is not supported on an upload")
 
-    def _session_response(self, status: int, repo: str, sid: str, up: Upload) -> web.Response:
+    def _session_response(self, request: web.Request, status: int, repo: str, sid: str, up: Upload) -> web.Response:
+        # absolute: ollama's upload.go takes it with url.Parse, unresolved against the request
         return web.Response(status=status, headers={
-            **API_HEADERS, "Location": f"/v2/{repo}/blobs/uploads/{sid}", "Docker-Upload-UUID": sid,
+            **API_HEADERS, "Location": f"{self._base(request)}/v2/{repo}/blobs/uploads/{sid}", "Docker-Upload-UUID": sid,
             "Range": f"0-{max(up.size - 1, 0)}", "Content-Length": "0"})
 
     async def _receive(self, request: web.Request, up: Upload) -> Optional[web.Response]:
@@ -643,7 +652,8 @@ class Gateway:
                 up.discard()
                 self.uploads.pop(sid, None)
         return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": str(d),
-                                                 "Location": f"/v2/{repo}/blobs/{d}", "Content-Length": "0"})
+                                                 "Location": f"{self._base(request)}/v2/{repo}/blobs/{d}",
+                                                 "Content-Length": "0"})
 
     async def _read_body(self, request: web.Request, limit: int) -> Optional[bytes]:
         buf = bytearray()
