@@ -20,6 +20,7 @@ import collections
 import hashlib
 import logging
 import os
+import queue
 import threading
 from typing import Callable, Optional
 
@@ -36,6 +37,8 @@ CHUNK = 1 << 20
 #: the fill wakes its readers after this many new bytes (and at the end)
 NOTIFY_EVERY = 1 << 20
 FILL_TRIES = 3
+#: chunks received but not yet hashed (memory per fill: this many CHUNKs at most)
+HASH_QUEUE = 8
 
 
 class Fill:
@@ -49,6 +52,7 @@ class Fill:
         self.tmp = tmp_name(cache.tmp_dir)
         self.written = 0
         self.done = False
+        self.verified = False
         self.error: Optional[BaseException] = None
         self.cancel = CancelToken()
         self._waiters: list[asyncio.Future] = []
@@ -56,8 +60,8 @@ class Fill:
 
     # -- the reader side (event loop) ------------------------------------------------------------
     def readable(self) -> int:
-        """Bytes a reader may send: everything once verified, else all but the last byte."""
-        if self.done and self.error is None:
+        """Bytes a reader may send: everything once the digest checked out, else all but the last."""
+        if self.verified and self.error is None:
             return self.size
         return min(self.written, max(self.size - 1, 0))
 
@@ -80,56 +84,36 @@ class Fill:
             # verified and renamed into the cache (its completion may not be published yet)
             return os.open(self.cache.path_of(self.digest), os.O_RDONLY | os.O_NOFOLLOW)
 
-    # -- the writer side (a worker thread) ----------------------------------------------------------
+    # -- the writer side (worker threads) -----------------------------------------------------------
     def run(self, opener: Callable[[int], object]) -> None:
+        """Stream the blob into the temp file. Hashing runs in a second thread, so receiving, writing
+        and hashing overlap (each releases the GIL); readers are released the last byte as soon as the
+        digest checks out, before the fsync and the rename into the cache."""
         h = hashlib.sha256()
+        chunks: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=HASH_QUEUE)
+
+        def hasher() -> None:
+            while True:
+                b = chunks.get()
+                if b is None:
+                    return
+                h.update(b)
+        hashing = threading.Thread(target=hasher, name="gateway-hash", daemon=True)
+        hashing.start()
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            tries = 0
-            last_note = 0
-            while self.written < self.size:
-                self.cancel.check()
-                try:
-                    stream = opener(self.written)
-                except Exception:
-                    tries += 1
-                    if tries >= FILL_TRIES:
-                        raise
-                    continue
-                try:
-                    while self.written < self.size:
-                        self.cancel.check()
-                        data = stream.read(min(CHUNK, self.size - self.written))
-                        if not data:
-                            break
-                        view = memoryview(data)
-                        while view:
-                            n = os.write(fd, view)
-                            view = view[n:]
-                        h.update(data)
-                        self.written += len(data)
-                        if self.written - last_note >= NOTIFY_EVERY:
-                            last_note = self.written
-                            self.loop.call_soon_threadsafe(self._wake)
-                except Cancelled:
-                    raise
-                except Exception as e:   # a broken upstream stream: resume where it stopped
-                    tries += 1
-                    log.warning("upstream stream of %s broke at %d of %d bytes (%s)", self.digest, self.written,
-                                self.size, e)
-                    if tries >= FILL_TRIES:
-                        raise
-                finally:
-                    close = getattr(stream, "close", None)
-                    if close:
-                        close()
-                if self.written < self.size and tries >= FILL_TRIES:
-                    break
+            try:
+                self._receive(fd, opener, chunks)
+            finally:
+                chunks.put(None)
+                hashing.join()
             got = "sha256:" + h.hexdigest()
             if self.written != self.size or got != str(self.digest):
                 raise VerificationError(f"upstream sent {self.written} bytes hashing to {got} for {self.digest} "
                                         f"({self.size} bytes); not cached, not served",
                                         expected=self.digest, actual=got)
+            self.verified = True
+            self.loop.call_soon_threadsafe(self._wake)
             os.fsync(fd)
             os.close(fd)
             fd = -1
@@ -138,6 +122,46 @@ class Fill:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _receive(self, fd: int, opener: Callable[[int], object], chunks: "queue.Queue") -> None:
+        tries = 0
+        last_note = 0
+        while self.written < self.size:
+            self.cancel.check()
+            try:
+                stream = opener(self.written)
+            except Exception:
+                tries += 1
+                if tries >= FILL_TRIES:
+                    raise
+                continue
+            try:
+                while self.written < self.size:
+                    self.cancel.check()
+                    data = stream.read(min(CHUNK, self.size - self.written))
+                    if not data:
+                        break
+                    view = memoryview(data)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                    chunks.put(data)
+                    self.written += len(data)
+                    if self.written - last_note >= NOTIFY_EVERY:
+                        last_note = self.written
+                        self.loop.call_soon_threadsafe(self._wake)
+            except Cancelled:
+                raise
+            except Exception as e:   # a broken upstream stream: resume where it stopped
+                tries += 1
+                log.warning("upstream stream of %s broke at %d of %d bytes (%s)", self.digest, self.written,
+                            self.size, e)
+                if tries >= FILL_TRIES:
+                    raise
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
 
     def finish(self, error: Optional[BaseException]) -> None:
         """On the loop, after ``run``: publish the result and wake every reader."""

@@ -49,6 +49,8 @@ log = logging.getLogger("ollama_oci.gateway")
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 SERVICE = "ollama-oci"
 CHUNK = 1 << 20
+#: the most one sendfile call sends (each has the client timeout)
+SENDFILE_STRETCH = 64 << 20
 SESSION_IDLE = 3600.0
 MAX_CONVERTED = 1024
 
@@ -228,7 +230,10 @@ class Gateway:
             status = 500
             return _error(500, "UNKNOWN", f"internal error: {type(e).__name__}")
         finally:
-            sent = getattr(resp, "body_length", 0) if resp is not None else 0
+            sent = max(getattr(resp, "body_length", 0) if resp is not None else 0, request.get("sent", 0))
+            if (resp is not None and request.method == "GET" and not request.get("aborted")
+                    and isinstance(resp, web.FileResponse)):
+                sent = resp.content_length or 0   # sendfile: aiohttp does not count these bytes
             if request.get("aborted"):
                 status = request["aborted"]
             self.metrics.request(request.method, status, sent)
@@ -469,7 +474,7 @@ class Gateway:
                 self.metrics.inc("cache_misses_total")
                 fill = self.cache.start_fill(digest, blob.size, lambda off: src.open(repo, blob, off), self.executor)
                 await resp.prepare(request)
-                await self._send_fill(resp, fill, rng)
+                await self._send_fill(request, fill, rng)
             else:
                 await self._send_upstream(request, resp, src, repo, blob, rng)
             await resp.write_eof()
@@ -494,9 +499,12 @@ class Gateway:
         await asyncio.wait_for(resp.write(data), self.cfg.client_timeout)
         self.metrics.add("bytes_sent_total", len(data))
 
-    async def _send_fill(self, resp: web.StreamResponse, fill, rng: tuple[int, int]) -> None:
+    async def _send_fill(self, request: web.Request, fill, rng: tuple[int, int]) -> None:
+        """Serve a byte range of a blob that is still arriving: each stretch as soon as the fill has
+        written it, with sendfile from the fill's file (no copy through Python)."""
         pos, end = rng
-        fd = -1
+        f = None
+        loop = asyncio.get_running_loop()
         try:
             while pos <= end:
                 if fill.error is not None:
@@ -505,17 +513,20 @@ class Gateway:
                 if pos >= limit:
                     await fill.changed()
                     continue
-                if fd < 0:
-                    fd = await self.run(fill.open)
-                n = min(end + 1, limit, pos + CHUNK) - pos
-                data = await self.run(os.pread, fd, n, pos)
-                if not data:
+                if f is None:
+                    f = os.fdopen(await self.run(fill.open), "rb", buffering=0)
+                n = min(end + 1, limit, pos + SENDFILE_STRETCH) - pos
+                if request.transport is None:
+                    raise ConnectionResetError("client gone")
+                sent = await asyncio.wait_for(loop.sendfile(request.transport, f, pos, n), self.cfg.client_timeout)
+                if sent != n:
                     raise UpstreamBroke("cache file shorter than its progress")
-                await self._write(resp, data)
-                pos += len(data)
+                self.metrics.add("bytes_sent_total", n)
+                request["sent"] = request.get("sent", 0) + n
+                pos += n
         finally:
-            if fd >= 0:
-                os.close(fd)
+            if f is not None:
+                f.close()
 
     async def _send_upstream(self, request, resp, src, repo: str, blob: Blob, rng: tuple[int, int]) -> None:
         """Stream straight from upstream (no cache, or a blob bigger than the cache); a whole blob is
