@@ -70,9 +70,9 @@ def test_recipes_use_real_commands():
             with open(p) as fh:
                 text = fh.read()
             if f.endswith((".yaml", ".yml")):
-                yaml.safe_load(text)  # valid YAML
+                list(yaml.safe_load_all(text))  # valid YAML (one document or several)
             texts.append(text)
-    calls = re.findall(r"ollama-oci (pull|push|volume|copy|mirror) ([^\"'\n;&]*)", "\n".join(texts))
+    calls = re.findall(r"ollama-oci (pull|push|volume|copy|mirror|serve) ([^\"'\n;&]*)", "\n".join(texts))
     assert calls
     for cmd, rest in calls:
         cp = run_cli(cmd, "--help", check=0)
@@ -96,3 +96,34 @@ def test_recipes_install_ollama_oci_from_this_source():
     assert "pip" not in " ".join(init["command"]) and init["command"][:2] == ["ollama-oci", "pull"]
     helptext = run_cli("pull", "--help", check=0).stdout
     assert all(o in helptext for o in init["command"] if o.startswith("-"))
+
+
+def test_gateway_recipes(tmp_path):
+    """deploy/Dockerfile.gateway installs `ollama-oci[serve]` from this source; the Kubernetes and
+    compose recipes pass options `serve` has, and the ConfigMap's gateway.toml loads."""
+    import yaml
+
+    from ollama_oci.gateway.config import load_config
+    dockerfile = open(os.path.join(REPO, "deploy", "Dockerfile.gateway")).read()
+    assert "pip install --no-cache-dir '/src[serve]'" in dockerfile
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for src in line.split()[1:-1]:
+                assert os.path.exists(os.path.join(REPO, src)), src
+    helptext = run_cli("serve", "--help", check=0).stdout
+    docs = list(yaml.safe_load_all(open(os.path.join(REPO, "deploy", "k8s", "gateway.yaml"))))
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ollama-oci-gateway")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    compose = yaml.safe_load(open(os.path.join(REPO, "deploy", "compose.gateway.yaml")))
+    for opt in [a for a in args + compose["services"]["gateway"]["command"] if a.startswith("--")]:
+        assert opt in helptext, opt
+    keys = tmp_path / "authorized_keys"
+    keys.write_text(cm["data"]["authorized_keys"])
+    (tmp_path / "secret").write_text("x" * 32)
+    toml = (cm["data"]["gateway.toml"].replace("/etc/ollama-oci/keys/authorized_keys", str(keys))
+            .replace("/etc/ollama-oci/secret/secret", str(tmp_path / "secret")))
+    (tmp_path / "gateway.toml").write_text(toml)
+    cfg = load_config(str(tmp_path / "gateway.toml"))
+    assert cfg.sources[0].kind == "registry" and cfg.anonymous == "none" and len(cfg.keys) == 1
+    assert cfg.shutdown_timeout < dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]

@@ -51,6 +51,8 @@ SERVICE = "ollama-oci"
 CHUNK = 1 << 20
 #: the most one sendfile call sends (each has the client timeout)
 SENDFILE_STRETCH = 64 << 20
+#: the block an upstream stream is read and written in (memory per stream: about three of these)
+STREAM_CHUNK = 256 << 10
 SESSION_IDLE = 3600.0
 MAX_CONVERTED = 1024
 
@@ -167,6 +169,13 @@ class Gateway:
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gateway")
         self.access = _access_logger(cfg.access_log)
         self.stopping = False
+        self._stop: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def shutdown(self) -> None:
+        """Stop a gateway that ``serve`` runs (from any thread), as SIGTERM does."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -546,7 +555,7 @@ class Gateway:
         want = end - start + 1
         try:
             while sent + len(held) < want:
-                data = await self.run(stream.read, min(CHUNK, want - sent - len(held)))
+                data = await self.run(stream.read, min(STREAM_CHUNK, want - sent - len(held)))
                 if not data:
                     break
                 if h is not None:
@@ -713,6 +722,7 @@ async def _serve(gw: Gateway, ready=None) -> None:
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    gw._stop, gw._loop = stop, loop
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
