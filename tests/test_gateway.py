@@ -411,14 +411,29 @@ def test_stock_push_into_a_layout_and_into_the_upstream_registry(tmp_path, regis
     _assert_pulled(tmp_path / "back1", res.manifest)
     layout = OCILayout(str(tmp_path / "layout"))
     assert layout.verify()[1] == []
-    # into the upstream registry, through the gateway
-    reg = registry_factory("plain")
+    # into the upstream registry, through the gateway: each PATCH part goes on to the upstream session
+    # as it arrives (nothing spooled)
+    reg = registry_factory("plain", access_log=True)
     gw2 = gateways("--from", reg.host, "--plain-http", "--writable", "--anonymous", "write")
-    StockOllama(gw2.host).push("team/tiny", "2", raw, path)
+    StockOllama(gw2.host, part_size_override=4000).push("team/tiny", "2", raw, path)
+    model = res.manifest.layers[0]
+    patches = [ln for ln in reg.log_lines() if '"PATCH /v2/team/tiny/blobs/uploads/' in ln]
+    parts = sum(-(-d.size // 4000) for d in res.manifest.blobs)
+    assert len(patches) == parts and model.size > 4000
+    assert os.listdir(os.path.join(gw2.data_dir, "uploads")) == []
     run_cli("pull", f"{reg.host}/team/tiny:2", "--plain-http", "--models-dir", tmp_path / "back2", check=0)
     store = OllamaStore(str(tmp_path / "back2"))
     m, got = store.get_manifest(parse_name(f"{reg.host}/team/tiny:2"))
     assert got == raw and store.verify()[1] == []
+    http = urllib3.PoolManager(retries=False)
+    loc = http.request("POST", f"http://{gw2.host}/v2/team/bad/blobs/uploads/").headers["Location"]
+    r = http.request("PATCH", loc, body=b"hello", headers={"Content-Range": "0-4"})
+    assert r.status == 202
+    wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
+    assert http.request("PUT", f"{r.headers['Location']}?digest={wrong}").status == 400
+    right = "sha256:" + hashlib.sha256(b"hello").hexdigest()
+    for d in (wrong, right):
+        assert http.request("HEAD", f"http://{reg.host}/v2/team/bad/blobs/{d}").status == 404
     # ollama-oci push through the gateway too
     run_cli("push", "team/tiny:1", f"{gw2.host}/team/tiny:3", "--plain-http", "--models-dir", src.root, check=0)
     run_cli("pull", f"{reg.host}/team/tiny:3", "--plain-http", "--models-dir", tmp_path / "back3", check=0)

@@ -22,9 +22,11 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -139,6 +141,69 @@ class Upload:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+class PassUpload:
+    """An upload passed straight through to an upstream registry's own session: each PATCH body
+    streams into an upstream PATCH as it arrives (never spooled, never held whole), hashed on the
+    way; the final PUT is refused unless the digest matches, and upstream checks it again."""
+
+    def __init__(self, repo: str, src, loc: str, executor):
+        self.repo = repo
+        self.src = src
+        self.loc = loc
+        self.executor = executor
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.touched = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        """Abandon the upstream session (best effort, in the background)."""
+        try:
+            self.executor.submit(_quietly, self.src.cancel_upload, self.repo, self.loc)
+        except RuntimeError:   # the pool is shut down: upstream expires the session itself
+            pass
+
+
+class _QueueReader:
+    """The body of an upstream PATCH, fed block by block from the event loop through a small queue;
+    hashes what it hands on (in order, in the sending thread)."""
+
+    def __init__(self, q: "queue.Queue", h, timeout: float):
+        self.q, self.h, self.timeout = q, h, timeout
+        self.buf = b""
+        self.eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.buf:
+            if self.eof:
+                return b""
+            try:
+                item = self.q.get(timeout=self.timeout)
+            except queue.Empty:
+                raise RegistryError("the client stopped sending the upload", temporary=False) from None
+            if item is None:
+                self.eof = True
+                return b""
+            self.buf = item
+        take = self.buf if n is None or n < 0 or n >= len(self.buf) else self.buf[:n]
+        self.buf = self.buf[len(take):]
+        self.h.update(take)
+        return take
+
+    def close(self) -> None:
+        pass
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - best effort clean-up
+        pass
 
 
 class Gateway:
@@ -597,7 +662,19 @@ class Gateway:
                     return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": str(d),
                                                              "Location": f"{self._base(request)}/v2/{repo}/blobs/{d}"})
             sid = str(uuid.uuid4())
-            up = self.uploads[sid] = Upload(repo, os.path.join(self.upload_dir, sid))
+            if getattr(src, "start_upload", None) is not None:     # an upstream registry: pass through
+                from_repo = request.query.get("from", "")
+                try:
+                    mnt = (parse_digest(mount), src.upstream(from_repo)) if mount and from_repo else None
+                except InvalidInput:
+                    mnt = None
+                loc = await self.run(src.start_upload, repo, mnt)
+                if loc is None:
+                    return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": mount,
+                                                             "Location": f"{self._base(request)}/v2/{repo}/blobs/{mount}"})
+                up = self.uploads[sid] = PassUpload(repo, src, loc, self.executor)
+            else:
+                up = self.uploads[sid] = Upload(repo, os.path.join(self.upload_dir, sid))
             if "digest" in request.query:   # monolithic: POST with the blob and its digest
                 return await self._finish(request, src, repo, sid, up, request.query["digest"])
             return self._session_response(request, 202, repo, sid, up)
@@ -634,7 +711,9 @@ class Gateway:
             **API_HEADERS, "Location": f"{self._base(request)}/v2/{repo}/blobs/uploads/{sid}", "Docker-Upload-UUID": sid,
             "Range": f"0-{max(up.size - 1, 0)}", "Content-Length": "0"})
 
-    async def _receive(self, request: web.Request, up: Upload) -> Optional[web.Response]:
+    async def _receive(self, request: web.Request, up) -> Optional[web.Response]:
+        if isinstance(up, PassUpload):
+            return await self._forward(request, up)
         buf = bytearray()
         while True:
             try:
@@ -653,7 +732,65 @@ class Gateway:
             await self.run(up.write, bytes(buf))
         return None
 
-    async def _finish(self, request, src, repo: str, sid: str, up: Upload, digest: str) -> web.Response:
+    async def _forward(self, request: web.Request, up: PassUpload) -> Optional[web.Response]:
+        """One PATCH (or the body of the final PUT) streamed into an upstream PATCH."""
+        n = request.content_length
+        if n is None and request.body_exists:
+            return _error(411, "SIZE_INVALID", "send upload chunks with a Content-Length")
+        if not n:
+            return None
+        if up.size + n > self.cfg.max_upload_size:
+            return _error(413, "SIZE_INVALID", f"a blob is at most {self.cfg.max_upload_size} bytes here")
+        q: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=4)
+        reader = _QueueReader(q, up.hash, self.cfg.client_timeout)
+        finished = threading.Event()
+
+        def send() -> str:
+            try:
+                return up.src.patch_upload(up.repo, up.loc, up.size, n, reader)
+            finally:
+                finished.set()
+
+        def put(item) -> bool:
+            while not finished.is_set():
+                try:
+                    q.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        fut = asyncio.get_running_loop().run_in_executor(self.executor, send)
+        got = 0
+        problem = None
+        try:
+            while got < n:
+                try:
+                    data = await asyncio.wait_for(request.content.readany(), self.cfg.client_timeout)
+                except asyncio.TimeoutError:
+                    problem = _error(408, "BLOB_UPLOAD_INVALID", "the client stalled")
+                    break
+                if not data:
+                    break
+                got += len(data)
+                if got > n or not await self.run(put, data):
+                    break
+        finally:
+            await self.run(put, None)
+        try:
+            up.loc = await fut
+        except (RegistryError, InvalidInput) as e:
+            self.metrics.inc("upstream_errors_total")
+            problem = problem or _error(502 if isinstance(e, RegistryError) else 400, "BLOB_UPLOAD_INVALID",
+                                        f"upstream refused the chunk: {e}")
+        if problem is None and got != n:
+            problem = _error(400, "BLOB_UPLOAD_INVALID", f"the chunk had {got} bytes, not the {n} announced")
+        if problem is not None:
+            return problem
+        up.size += n
+        return None
+
+    async def _finish(self, request, src, repo: str, sid: str, up, digest: str) -> web.Response:
         async with up.lock:
             try:
                 d = parse_digest(digest)
@@ -667,7 +804,12 @@ class Gateway:
                 got = "sha256:" + up.hash.hexdigest()
                 if got != d:
                     return _error(400, "DIGEST_INVALID", f"the upload hashes to {got}, not {d}")
-                await self.run(src.push_blob, repo, Descriptor("application/octet-stream", d, up.size), up.path)
+                desc = Descriptor("application/octet-stream", d, up.size)
+                if isinstance(up, PassUpload):
+                    await self.run(src.commit_upload, repo, up.loc, desc)
+                    up.loc = ""      # committed: nothing to cancel
+                else:
+                    await self.run(src.push_blob, repo, desc, up.path)
             finally:
                 up.discard()
                 self.uploads.pop(sid, None)

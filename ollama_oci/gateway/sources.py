@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Optional
 
 from ..digest import Digest, digest_bytes, parse_digest
-from ..errors import InvalidInput, NotFound, Unsupported
+from ..errors import InvalidInput, NotFound, RegistryError, Unsupported
 from ..names import DEFAULT_HOST, ModelName, name_from_parts, part_problem
 from ..spec import Descriptor, parse_manifest
 from ..stores.contract import BlobSource
@@ -219,6 +219,34 @@ class RegistrySource:
 
     def put_manifest(self, repository: str, reference: str, host: str, data: bytes, media_type: str) -> Digest:
         return self.repo(repository).tag(reference, data, media_type)
+
+    # -- uploads passed through to the upstream's own session (the gateway holds no copy) ------------
+    def start_upload(self, repository: str, mount: Optional[tuple] = None) -> Optional[str]:
+        """An upstream upload session, or None when ``mount`` (digest, upstream repository) mounted it."""
+        loc, mounted = self.store.start_upload(self.upstream(repository), mount)
+        return None if mounted else loc
+
+    def patch_upload(self, repository: str, loc: str, start: int, n: int, stream) -> str:
+        """Send ``n`` bytes read from ``stream`` at ``start``; returns the next session URL."""
+        from ..transport.session import FileBody
+        used = []
+
+        def body():
+            if used:   # a stream cannot be replayed: a retry would send a short body
+                raise RegistryError("the upstream registry asked for a chunk again; push the blob again")
+            used.append(True)
+            return FileBody(lambda: stream, 0, n)
+        status, nxt = self.store.patch_upload(self.upstream(repository), loc, start, n, body)
+        if status == 416:
+            raise RegistryError(f"{self.describe()} refused the chunk at {start} (416)")
+        return nxt
+
+    def commit_upload(self, repository: str, loc: str, desc: Descriptor) -> None:
+        self.store.commit_upload(self.upstream(repository), loc, desc)
+
+    def cancel_upload(self, repository: str, loc: str) -> None:
+        if loc:
+            self.store.cancel_upload(self.upstream(repository), loc)
 
 
 def open_source(spec: SourceSpec, *, registries: Any, data_dir: str) -> Any:

@@ -175,7 +175,8 @@ class RegistryStore:
         return got is not None and (size is None or got < 0 or got == size)
 
     # -- blobs: upload -----------------------------------------------------------------------
-    def _start_upload(self, repository: str, mount: Optional[tuple[Digest, str]] = None) -> tuple[str, bool]:
+    def start_upload(self, repository: str, mount: Optional[tuple[Digest, str]] = None) -> tuple[str, bool]:
+        """Open an upload session (or mount ``(digest, from_repository)``): (session URL, mounted)."""
         path = f"/v2/{repository}/blobs/uploads/"
         scope = _push(repository)
         if mount is not None:
@@ -235,12 +236,12 @@ class RegistryStore:
         if self.has_blob(repository, desc.digest, desc.size, for_push=True):
             return "exists"
         if mount_from and mount_from != repository:
-            loc, mounted = self._start_upload(repository, (desc.digest, mount_from))
+            loc, mounted = self.start_upload(repository, (desc.digest, mount_from))
             if mounted:
                 log.info("mounted %s from %s", desc.digest, mount_from)
                 return "mounted"
         else:
-            loc, _ = self._start_upload(repository)
+            loc, _ = self.start_upload(repository)
         sent = [0]
 
         def tick(n: int) -> None:
@@ -269,7 +270,7 @@ class RegistryStore:
                 rollback()
                 log.info("%s refused a %d-byte upload (413); retrying in %d-byte chunks", self.registry,
                          desc.size, FALLBACK_CHUNK)
-                loc, _ = self._start_upload(repository)
+                loc, _ = self.start_upload(repository)
                 self._chunked(repository, loc, desc, opener, FALLBACK_CHUNK, tick, rollback)
                 return "uploaded"
             if resp.status_code != 201:
@@ -297,13 +298,13 @@ class RegistryStore:
         """
         import hashlib
         h = hashlib.sha256()
-        loc, _ = self._start_upload(repository)
+        loc, _ = self.start_upload(repository)
         buf = bytearray()
         offset = 0
 
         def flush(data: bytes) -> None:
             nonlocal loc, offset
-            status, loc = self._patch_chunk(repository, loc, offset, len(data), bytes(data))
+            status, loc = self.patch_upload(repository, loc, offset, len(data), bytes(data))
             if status == 416:
                 raise RegistryError(f"{self.registry} refused upload chunk at {offset} (416)")
             offset += len(data)
@@ -319,11 +320,13 @@ class RegistryStore:
         if buf:
             flush(buf)
         digest = Digest("sha256:" + h.hexdigest())
-        self._commit_upload(repository, loc, Descriptor("application/octet-stream", digest, offset))
+        self.commit_upload(repository, loc, Descriptor("application/octet-stream", digest, offset))
         return digest, offset
 
-    def _patch_chunk(self, repository: str, loc: str, start: int, n: int, body) -> tuple[int, str]:
-        """One PATCH of ``n`` bytes at ``start`` to an upload session: (status, next session URL)."""
+    def patch_upload(self, repository: str, loc: str, start: int, n: int, body) -> tuple[int, str]:
+        """One PATCH of ``n`` bytes at ``start`` to an upload session: (status, next session URL).
+        ``body``: bytes, or a callable giving a fresh body for each try (a one-shot stream raises on
+        a second call)."""
         resp = self.client.request(
             "PATCH", loc, scope=_push(repository),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
@@ -337,13 +340,18 @@ class RegistryStore:
         resp.close()
         return resp.status_code, urllib.parse.urljoin(loc, new) if new else loc  # relative to the session URL
 
-    def _commit_upload(self, repository: str, loc: str, desc: Descriptor) -> None:
-        """The final empty PUT of an upload session, naming the digest."""
+    def commit_upload(self, repository: str, loc: str, desc: Descriptor) -> None:
+        """The final empty PUT of an upload session, naming the digest (the registry verifies it)."""
         resp = self.client.request("PUT", self._with_query(loc, digest=str(desc.digest)), scope=_push(repository),
                                    headers={"Content-Type": "application/octet-stream", "Content-Length": "0"},
                                    body=b"", timeout=self._commit_timeout())
         if resp.status_code != 201:
             raise self._upload_error(resp, desc)
+        resp.close()
+
+    def cancel_upload(self, repository: str, loc: str) -> None:
+        """Abandon an upload session (DELETE; a registry that does not take it expires the session)."""
+        resp = self.client.request("DELETE", loc, scope=_push(repository))
         resp.close()
 
     def _upload_status(self, loc: str, repository: str) -> tuple[str, int]:
@@ -365,7 +373,7 @@ class RegistryStore:
         while offset < desc.size:
             n = min(chunk_size, desc.size - offset)
             start = offset
-            status, loc = self._patch_chunk(repository, loc, start, n,
+            status, loc = self.patch_upload(repository, loc, start, n,
                                             lambda s=start, k=n: FileBody(lambda: opener(s), 0, k, None))
             if status == 416:
                 if stalls >= 3:
@@ -375,7 +383,7 @@ class RegistryStore:
                 continue
             offset += n
             tick(n)
-        self._commit_upload(repository, loc, desc)
+        self.commit_upload(repository, loc, desc)
 
 
 class Registries:
