@@ -275,6 +275,10 @@ def test_auth_ed25519_keys_signed_urls_and_permissions(tmp_path, gateways):
         StockOllama(gw.host, key=stranger).pull("team/tiny", "1", str(tmp_path / "p2"))
     with pytest.raises(OllamaError, match="no id_ed25519"):
         StockOllama(gw.host).pull("team/tiny", "1", str(tmp_path / "p3"))
+    # a signed token request is good once: the same URL and signature again is a replay
+    url, authz = ro.token_request(f"http://{gw.host}/token", "ollama-oci", ["repository:team/tiny:pull"])
+    assert http.request("GET", url, headers={"Authorization": authz}).status == 200
+    assert http.request("GET", url, headers={"Authorization": authz}).status == 401
     # the blob URL: signed, works without Authorization, refuses tampering and expiry
     model = res.manifest.layers[0]
     direct = c.direct_url(f"http://{gw.host}/v2/team/tiny/blobs/{model.digest}")
@@ -332,6 +336,15 @@ read = ["team/"]
     cp = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", "--creds", "ci:wrong",
                          f"docker://{gw.host}/team/tiny:1"], capture_output=True, text=True)
     assert cp.returncode != 0
+    # Basic on each request works too (docker-style clients that skip the token flow)
+    import base64
+    http = urllib3.PoolManager(retries=False)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"ci:s3cret").decode()}
+    r = http.request("GET", f"http://{gw.host}/v2/team/tiny/manifests/1", headers=basic)
+    assert r.status == 200 and r.data == res.manifest.to_bytes(newline=False)
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"ci:nope").decode()}
+    assert http.request("GET", f"http://{gw.host}/v2/team/tiny/manifests/1", headers=wrong).status == 401
+    assert http.request("GET", f"http://{gw.host}/v2/library/x/manifests/1", headers=basic).status == 403
     assert "s3cret" not in open(gw.access_log).read() + gw.log()
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
 import json
+import threading
 import time
 import urllib.parse
 from typing import Optional
@@ -35,6 +37,8 @@ EMPTY_BODY_Z = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode
 #: how far a token request's ``ts`` may be from the gateway's clock (replays older than this fail)
 MAX_CLOCK_SKEW = 300
 MAX_TOKEN_CHARS = 4096
+#: nonces remembered at once (token requests accepted within twice the clock window)
+MAX_NONCES = 100_000
 
 ANONYMOUS = Principal("anonymous", read=[], write=[])
 
@@ -53,6 +57,9 @@ class Authenticator:
     def __init__(self, cfg: GatewayConfig):
         self.cfg = cfg
         self._pub = {blob: ed25519_from_blob(blob) for blob in cfg.keys}
+        # nonces of accepted token requests -> when to forget them (in order of arrival)
+        self._nonces: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     # -- HMAC ----------------------------------------------------------------------------------
     def _mac(self, *parts: str) -> str:
@@ -105,8 +112,16 @@ class Authenticator:
             ts = int(q.get("ts", ["0"])[0])
         except ValueError:
             return None
-        if abs(time.time() - ts) > MAX_CLOCK_SKEW:
+        now = time.time()
+        if abs(now - ts) > MAX_CLOCK_SKEW:
             return None
+        nonce = q.get("nonce", [""])[0]
+        with self._lock:    # a signed request is good once: a replay inside the clock window is refused
+            while self._nonces and next(iter(self._nonces.values())) < now:
+                self._nonces.popitem(last=False)
+            if not nonce or len(nonce) > 64 or nonce in self._nonces or len(self._nonces) >= MAX_NONCES:
+                return None
+            self._nonces[nonce] = now + 2 * MAX_CLOCK_SKEW
         return blob, self.cfg.keys[blob]
 
     def principal(self, authorization: str) -> Optional[Principal]:

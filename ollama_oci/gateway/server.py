@@ -56,6 +56,8 @@ SENDFILE_STRETCH = 64 << 20
 #: the block an upstream stream is read and written in (memory per stream: about three of these)
 STREAM_CHUNK = 256 << 10
 SESSION_IDLE = 3600.0
+#: upload sessions open at once (each holds a file descriptor or an upstream session)
+MAX_UPLOADS = 256
 MAX_CONVERTED = 1024
 
 _NAME = r"[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*"
@@ -235,6 +237,8 @@ class Gateway:
         self.access = _access_logger(cfg.access_log)
         self.stopping = False
         self._stop: Optional[asyncio.Event] = None
+        self._basic_seen: dict[bytes, tuple[float, object]] = {}
+        self._basic_slots = asyncio.Semaphore(4)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def shutdown(self) -> None:
@@ -326,9 +330,26 @@ class Gateway:
         h = f'Bearer realm="{self._base(request)}/token",service="{SERVICE}"' + (f',scope="{scope}"' if scope else "")
         return _error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": h})
 
-    def _check(self, request: web.Request, repo: str, action: str) -> Optional[web.Response]:
+    async def _principal(self, header: str):
+        """Whoever an Authorization header names. Basic passwords cost a slow hash (PBKDF2), so they
+        are checked in the thread pool, a few at a time, and the answer is remembered for a minute."""
+        if header[:6].lower() != "basic ":
+            return self.auth.principal(header)
+        key = hashlib.sha256(header.encode()).digest()
+        hit = self._basic_seen.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._basic_slots:
+            who = await self.run(self.auth.basic, header)
+        if len(self._basic_seen) >= 4096:
+            self._basic_seen.clear()
+        self._basic_seen[key] = (now + 60, who)
+        return who
+
+    async def _check(self, request: web.Request, repo: str, action: str) -> Optional[web.Response]:
         """None if the request may do ``action`` on ``repo``; else the 401/403 to send."""
-        who = self.auth.principal(request.headers.get("Authorization", ""))
+        who = await self._principal(request.headers.get("Authorization", ""))
         request["who"] = who
         if self.auth.may(who, action, repo):
             return None
@@ -361,7 +382,7 @@ class Gateway:
         header = request.headers.get("Authorization", "")
         who, kind = None, ""
         if header[:6].lower() == "basic ":
-            who, kind = self.auth.basic(header), "user"
+            who, kind = await self._principal(header), "user"
         elif header and header[:7].lower() != "bearer ":
             url = self._base(request) + request.raw_path
             got = await self.run(self.auth.ollama_signature, header, url)
@@ -384,7 +405,7 @@ class Gateway:
         path = request.path
         if path in ("/v2", "/v2/"):
             if self.cfg.auth_enabled and self.cfg.anonymous == "none":
-                if self.auth.principal(request.headers.get("Authorization", "")) is None:
+                if await self._principal(request.headers.get("Authorization", "")) is None:
                     return self._challenge(request, "", "pull")
             return web.json_response({}, headers=API_HEADERS)
         m = _ROUTE.match(path)
@@ -426,7 +447,7 @@ class Gateway:
 
     # -- manifests ------------------------------------------------------------------------------------
     async def get_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
-        denied = self._check(request, repo, "pull")
+        denied = await self._check(request, repo, "pull")
         if denied:
             return denied
         src = self._source(repo)
@@ -460,7 +481,7 @@ class Gateway:
         return web.Response(body=data, headers=headers)
 
     async def put_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
-        denied = self._check(request, repo, "push")
+        denied = await self._check(request, repo, "push")
         if denied:
             return denied
         src = self._source(repo)
@@ -479,7 +500,7 @@ class Gateway:
                                                  "Location": f"{self._base(request)}/v2/{repo}/manifests/{d}"})
 
     async def tags(self, request: web.Request, repo: str) -> web.Response:
-        denied = self._check(request, repo, "pull")
+        denied = await self._check(request, repo, "pull")
         if denied:
             return denied
         src = self._source(repo)
@@ -498,7 +519,7 @@ class Gateway:
     async def get_blob(self, request: web.Request, repo: str, digest: Digest) -> web.StreamResponse:
         signed = self.cfg.auth_enabled and self.auth.blob_signature_ok(repo, digest, request.query)
         if not signed:
-            denied = self._check(request, repo, "pull")
+            denied = await self._check(request, repo, "pull")
             if denied:
                 return denied
         src = self._source(repo)
@@ -641,7 +662,7 @@ class Gateway:
 
     # -- uploads (push through the gateway) --------------------------------------------------------------
     async def upload(self, request: web.Request, repo: str, sid: str) -> web.Response:
-        denied = self._check(request, repo, "push")
+        denied = await self._check(request, repo, "push")
         if denied:
             return denied
         src = self._source(repo)
@@ -661,6 +682,9 @@ class Gateway:
                 if have is not None:
                     return web.Response(status=201, headers={**API_HEADERS, "Docker-Content-Digest": str(d),
                                                              "Location": f"{self._base(request)}/v2/{repo}/blobs/{d}"})
+            if len(self.uploads) >= MAX_UPLOADS:
+                return _error(429, "TOOMANYREQUESTS", f"{MAX_UPLOADS} uploads are in progress; try again later",
+                              {"Retry-After": "10"})
             sid = str(uuid.uuid4())
             if getattr(src, "start_upload", None) is not None:     # an upstream registry: pass through
                 from_repo = request.query.get("from", "")
