@@ -182,6 +182,9 @@ def test_bundle_source_serves_the_models_it_holds(tmp_path, gateways):
     gw.stop()
     gw = gateways("--from", tmp_path / "b.tar", data_dir=tmp_path / "gw3-data")
     assert stamp[0].stat().st_mtime_ns == before
+    # one data directory, one gateway: a second one is refused (exit 6) instead of wiping its work
+    cp = run_cli("serve", "--from", tmp_path / "b.tar", "--listen", "127.0.0.1:1", "--data-dir", tmp_path / "gw3-data")
+    assert cp.returncode == 6 and "in use by another gateway" in cp.stderr
     StockOllama(gw.host).pull("team/tiny", "1", str(tmp_path / "p-again"))
 
 

@@ -35,7 +35,7 @@ from typing import Optional
 from aiohttp import web
 
 from ..digest import Digest, digest_bytes, parse_digest
-from ..errors import InvalidInput, NotFound, OllamaOCIError, RegistryError, Unsupported, VerificationError
+from ..errors import InvalidInput, NotFound, OllamaOCIError, RegistryError, StoreError, Unsupported, VerificationError
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
 from ..stores.contract import RangeNotSupported
 from .auth import Authenticator
@@ -219,6 +219,7 @@ class Gateway:
         if not cfg.data_dir:
             cfg.data_dir = os.path.join(os.path.expanduser("~"), ".cache", "ollama-oci", "gateway")
         os.makedirs(cfg.data_dir, exist_ok=True)
+        self._lock_fd = _lock_data_dir(cfg.data_dir)
         if not cfg.secret:
             cfg.secret = os.urandom(32)   # one replica: fine; several replicas share --secret-file
         self.cfg = cfg
@@ -238,7 +239,7 @@ class Gateway:
         self.stopping = False
         self._stop: Optional[asyncio.Event] = None
         self._basic_seen: dict[bytes, tuple[float, object]] = {}
-        self._basic_slots = asyncio.Semaphore(4)
+        self._basic_slots: Optional[asyncio.Semaphore] = None   # made in the loop (Python 3.9)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def shutdown(self) -> None:
@@ -264,6 +265,7 @@ class Gateway:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _on_startup(self, app) -> None:
+        self._basic_slots = asyncio.Semaphore(4)
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def _on_shutdown(self, app) -> None:
@@ -340,7 +342,7 @@ class Gateway:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self._basic_slots:
+        async with self._basic_slots or asyncio.Semaphore(4):
             who = await self.run(self.auth.basic, header)
         if len(self._basic_seen) >= 4096:
             self._basic_seen.clear()
@@ -850,6 +852,19 @@ class Gateway:
             buf += data
             if len(buf) > limit:
                 return None
+
+
+def _lock_data_dir(path: str) -> int:
+    """Hold the data directory for this process: a second gateway on it would delete the first one's
+    uploads and cache fills when it starts."""
+    import fcntl
+    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"{path} is in use by another gateway; give each gateway its own --data-dir") from None
+    return fd
 
 
 def _skip(stream, n: int) -> None:
