@@ -215,7 +215,9 @@ def test_generic_clients_read_through_the_gateway(tmp_path, registry_factory, ga
     reg = registry_factory("plain")
     src, res = _packed(tmp_path)
     run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
-    gw = gateways("--from", reg.host, "--plain-http", "--cache-size", "1GB")
+    cfg = tmp_path / "gw.toml"     # the same as --from HOST --plain-http --cache-size 1GB, as a file
+    cfg.write_text(f'[[source]]\nfrom = "{reg.host}"\n[upstream]\nplain_http = true\n[cache]\nmax_size = "1GB"\n')
+    gw = gateways("--config", cfg)
     http = urllib3.PoolManager()
     r = http.request("GET", f"http://{gw.host}/v2/")
     assert r.status == 200 and r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
@@ -552,3 +554,52 @@ def test_a_stalled_client_is_cut_off(tmp_path, gateways):
     answer = s.recv(4096)
     s.close()
     assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 8
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+def test_config_values_and_their_errors(tmp_path):
+    from ollama_oci.errors import InvalidInput, NotFound
+    from ollama_oci.gateway.config import (check_password, config_from_dict, hash_password, parse_authorized_keys,
+                                           parse_listen, parse_size, parse_source)
+    assert parse_size("200GB") == 200 * 10**9 and parse_size("1.5GiB") == 3 << 29 and parse_size(7) == 7
+    with pytest.raises(InvalidInput, match="size like"):
+        parse_size("lots")
+    assert parse_listen("0.0.0.0:5000") == ("0.0.0.0", 5000) and parse_listen(":80") == ("0.0.0.0", 80)
+    assert parse_listen("[::1]:5000") == ("::1", 5000)
+    with pytest.raises(InvalidInput, match="HOST:PORT"):
+        parse_listen("nowhere")
+    s = parse_source("registry.internal:5000/ml/team")
+    assert (s.kind, s.location, s.path) == ("registry", "registry.internal:5000", "ml/team")
+    assert parse_source("oci:layout", base_dir="/x").location == "/x/layout"
+    assert parse_source("m.tar.zst").kind == "bundle"
+    with pytest.raises(InvalidInput, match="oci: or ollama:"):
+        parse_source("/srv/layout")
+    with pytest.raises(InvalidInput, match="read-only"):
+        parse_source("m.tar", writable=True)
+    zero = "AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    keys = parse_authorized_keys(f'read="a/,b/",write="b/" ssh-ed25519 {zero} builder\n# c\n')
+    p = keys[zero]
+    assert p.name == "builder" and p.may("pull", "a/x") and p.may("push", "b/y") and not p.may("push", "a/x")
+    with pytest.raises(InvalidInput, match=":1: unknown key options"):
+        parse_authorized_keys(f'admin="yes" ssh-ed25519 {zero}')
+    with pytest.raises(InvalidInput, match="not an ssh-ed25519 public key"):
+        parse_authorized_keys("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ==")
+    h = hash_password("pw", rounds=1000)
+    assert check_password("pw", h) and not check_password("px", h) and not check_password("pw", "plain")
+    with pytest.raises(InvalidInput, match="unknown keys"):
+        config_from_dict({"source": [{"from": "r.example.com"}], "lisen": ":5000"})
+    with pytest.raises(InvalidInput, match="at least one"):
+        config_from_dict({})
+    with pytest.raises(InvalidInput, match="never the password itself"):
+        config_from_dict({"source": {"from": "r.example.com"}, "auth": {"users": [{"name": "a", "password": "pw"}]}})
+    with pytest.raises(InvalidInput, match="two sources have the prefix"):
+        config_from_dict({"source": [{"from": "r.example.com"}, {"from": "s.example.com"}]})
+    with pytest.raises(NotFound, match="authorized_keys"):
+        config_from_dict({"source": {"from": "r.example.com"}, "auth": {"authorized_keys": str(tmp_path / "no")}})
+    cfg = config_from_dict({"source": {"from": "r.example.com"}, "auth": {"users": [{"name": "a", "password": h}]}})
+    assert cfg.anonymous == "none"    # users configured: no anonymous access unless asked for
+    cp = run_cli("serve", "--config", tmp_path / "missing.toml")
+    assert cp.returncode == 4 and "no such gateway config file" in cp.stderr
+    cp = run_cli("serve")
+    assert cp.returncode == 2 and "--from" in cp.stderr

@@ -91,8 +91,12 @@ def serve(sources, config_path, listen, data_dir, cache_size, writable, authoriz
         if v is not None:
             setattr(cfg, k, v)
     if plain_http or ca_file:
+        import dataclasses
+
         from ..transport import TransportOptions
-        cfg.transport = TransportOptions(plain_http=plain_http, ca_file=ca_file)
+        cfg.transport = dataclasses.replace(cfg.transport or TransportOptions(), plain_http=plain_http or
+                                            (cfg.transport.plain_http if cfg.transport else False),
+                                            ca_file=ca_file or (cfg.transport.ca_file if cfg.transport else None))
     try:
         from ..gateway.server import serve as run
     except ImportError as e:

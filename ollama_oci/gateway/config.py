@@ -8,6 +8,10 @@ A TOML file (``ollama-oci serve --config gateway.toml``)::
     [cache]
     max_size = "200GB"                  # pull-through blob cache; 0 turns it off
 
+    [upstream]                          # how to reach registry sources (all optional)
+    plain_http = false
+    ca_file = "/etc/ssl/internal-ca.pem"
+
     [[source]]
     prefix = "team/"                    # names starting with team/ ...
     from = "oci:/srv/layout"            # ... come from (and are pushed into) this OCI layout
@@ -269,7 +273,8 @@ def ed25519_from_blob(blob_b64: str, where: str = "key"):
 # -- the file ---------------------------------------------------------------------------------------
 
 _TOP = {"listen", "data_dir", "cache", "source", "auth", "public_url", "token_ttl", "url_ttl", "max_upload_size",
-        "client_timeout", "shutdown_timeout", "access_log", "tls_cert", "tls_key"}
+        "client_timeout", "shutdown_timeout", "access_log", "tls_cert", "tls_key", "upstream"}
+_UPSTREAM = {"plain_http", "insecure", "ca_file", "cert_file", "key_file", "retries"}
 
 
 def load_config(path: str) -> GatewayConfig:
@@ -317,6 +322,28 @@ def config_from_dict(obj: dict, where: str = "config") -> GatewayConfig:
             setattr(cfg, k, float(obj[k]))
     if "max_upload_size" in obj:
         cfg.max_upload_size = parse_size(obj["max_upload_size"], f"{where}: max_upload_size")
+    up = obj.get("upstream", {})
+    if not isinstance(up, dict) or set(up) - _UPSTREAM:
+        raise InvalidInput(f"{where}: [upstream] takes {sorted(_UPSTREAM)} (how to reach registry sources)")
+    if up:
+        from ..transport import TransportOptions
+        kw = {}
+        for k in ("plain_http", "insecure"):
+            if k in up:
+                if not isinstance(up[k], bool):
+                    raise InvalidInput(f"{where}: upstream.{k} must be true or false")
+                kw[k] = up[k]
+        for k in ("ca_file", "cert_file", "key_file"):
+            if k in up:
+                v = up[k]
+                if not isinstance(v, str):
+                    raise InvalidInput(f"{where}: upstream.{k} must be a path")
+                kw[k] = v if os.path.isabs(v) else os.path.join(base, v)
+        if "retries" in up:
+            if not isinstance(up["retries"], int) or not 0 <= up["retries"] <= 100:
+                raise InvalidInput(f"{where}: upstream.retries must be an integer from 0 to 100")
+            kw["max_retries"] = up["retries"]
+        cfg.transport = TransportOptions(**kw)
     cache = obj.get("cache", {})
     if not isinstance(cache, dict) or set(cache) - {"max_size"}:
         raise InvalidInput(f"{where}: [cache] takes max_size = \"200GB\"")
