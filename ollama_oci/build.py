@@ -349,18 +349,49 @@ class PackResult:
         }
 
 
-def _gguf_info(path: str, what: str, want_template: bool = False) -> tuple[ModelInfo, Optional[tuple]]:
+def _group_splits(paths: list[str]) -> tuple[list[str], dict]:
+    """Paths with each split set reduced to its first shard, and {first shard: SplitSet}. One shard
+    names its set (siblings by llama.cpp's naming rule); shards named otherwise must all be given."""
+    from .gguf_split import is_split, open_split_set
+    from .modelinfo import SHARD_NAME
+    out: list[str] = []
+    splits: dict = {}
+    loose: list[str] = []
+    for p in paths:
+        if not is_split(p):
+            out.append(p)
+        elif SHARD_NAME.match(os.path.basename(p)):
+            ss = open_split_set([p])
+            if ss.first not in splits:
+                splits[ss.first] = ss
+                out.append(ss.first)
+        else:
+            loose.append(p)
+    if loose:
+        ss = open_split_set(loose)
+        splits[ss.first] = ss
+        out.append(ss.first)
+    return out, splits
+
+
+def _gguf_info(path: str, what: str, want_template: bool = False, split=None) -> tuple[ModelInfo, Optional[tuple]]:
     """The header facts of one GGUF, and (if asked and it has one) what deriving its chat template
-    needs: the header is parsed once for both."""
+    needs: the header is parsed once for both. ``split``: the set ``path`` starts, whose merged
+    header is read instead."""
     from .modelinfo import shard_siblings
+    if split is not None:
+        with split.merged_header() as g:
+            info = model_info(g)
+            inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
+        return info, inputs
     with read_gguf(path) as g:
         info = model_info(g)
         inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
     siblings = shard_siblings(path)
     if (info.split is not None and info.split.count > 1) or (siblings and len(siblings) > 1):
         raise Unsupported(
-            f"{path}: is one shard of a split GGUF ({what}); merge the shards first "
-            "(llama-gguf-split --merge FIRST-SHARD OUT.gguf) and pack the merged file")
+            f"{path}: is one shard of a split GGUF given as {what}; split sets are models (FROM), not "
+            "adapters or projectors")
     return info, inputs
 
 
@@ -464,9 +495,10 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         return _pack_from_model(recipe, name, stores, legacy_rootfs, link_mode, warn)
 
     order = [p for _, p in sorted(zip(_request_names(recipe.files), recipe.files), key=lambda t: t[0])]
-    paths = order + list(recipe.adapters)
-    for p in paths:
+    for p in order + list(recipe.adapters):
         _check_magic(p)
+    order, splits = _group_splits(order)      # a split set is one model blob, merged as ollama create merges it
+    paths = order + list(recipe.adapters)
 
     def cb_for(path):
         if progress is None:
@@ -492,7 +524,12 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
                         raise _Cancelled()
                     if _cb is not None:
                         _cb(done, total)
-                staged.append(first.stage_file(p, link_mode=link_mode, progress=tick))
+                if p in splits:
+                    from .gguf_split import stage_merged
+                    first.prepare()
+                    staged.append(stage_merged(splits[p], first.tmp_dir(), progress=tick))
+                else:
+                    staged.append(first.stage_file(p, link_mode=link_mode, progress=tick))
         except BaseException:
             for st in staged:
                 discard_staged(st)
@@ -503,7 +540,7 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     with ThreadPoolExecutor(max_workers=1) as ex:
         fut = ex.submit(stage_all)
         try:
-            base = [_gguf_info(p, "FROM", want_template) for p in order]
+            base = [_gguf_info(p, "FROM", want_template, splits.get(p)) for p in order]
             base_infos = [i for i, _ in base]
             adapter_infos = [_gguf_info(p, "ADAPTER")[0] for p in recipe.adapters]
             if "model" not in [i.kind for i in base_infos]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import printable
+from ..errors import OllamaOCIError, printable
 from .app import CONTEXT, cli
 from .common import (Progress, ago, emit_json, existing_store, human_size, json_option, local_store, model_name,
                      models_dir_option, oci_option, warn)
@@ -62,13 +62,24 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
     The --json schema is documented in docs/cli.md ("ollama-oci.inspect/v1").
     """
     from ..gguf_header import read_gguf
+    from ..gguf_split import is_split, open_split_set
     from ..modelinfo import model_info
-    with read_gguf(gguf) as g:
+    split_set, split_problem = None, None
+    if is_split(gguf):   # one shard stands for its set: show the model the set makes
+        try:
+            split_set = open_split_set([gguf])
+        except OllamaOCIError as e:
+            split_problem = str(e)
+    with (split_set.merged_header() if split_set is not None else read_gguf(gguf)) as g:
         info = model_info(g)
         if as_json:
             doc = {
                 "schema": "ollama-oci.inspect/v1",
                 "path": gguf,
+                "split_set": None if split_set is None else {
+                    "shards": split_set.paths, "merged_size": split_set.size,
+                    "note": "the model the whole set makes, merged as ollama create merges it"},
+                "split_problem": split_problem,
                 "size": g.file_size,
                 "gguf_version": g.version,
                 "byte_order": g.byte_order,
@@ -96,8 +107,12 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
                 " (" + ", ".join(f"{k} {v}" for k, v in info.tensor_types.items()) + ")" if info.tensor_types else "")),
             ("chat template", f"yes ({len(info.chat_template)} chars)" if info.chat_template else "no"),
         ]
-        if info.split:
-            rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}"))
+        if split_set is not None:
+            rows.insert(1, ("split set", f"{len(split_set.paths)} shards, merged into one {split_set.size:,}-byte "
+                                         f"model blob by pack (as ollama create merges them)"))
+        elif info.split:
+            rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}" +
+                         (f": {split_problem}" if split_problem else "")))
         for k, v in rows:
             click.echo(f"{k:<15} {printable(v, 4000)}")
         click.echo(f"\nmetadata ({len(g.kv)} keys):")
