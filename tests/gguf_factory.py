@@ -59,11 +59,15 @@ def split_like_llama_cpp(src: str, prefix: str, n_split: int) -> list[str]:
             head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), n_kv) + keys + infos
             head += b"\0" * (-len(head) % 32)
             path = f"{prefix}-{i + 1:05d}-of-{n_split:05d}.gguf"
-            with open(path, "wb") as f:
+            with open(path, "wb") as f, open(src, "rb") as fin:
                 f.write(head)
-                for t in tensors:
-                    start = g.data_offset + t.offset
-                    f.write(raw[start:start + t.n_bytes])
+                for t in tensors:   # copied in blocks, not through the map: memory stays small
+                    fin.seek(g.data_offset + t.offset)
+                    left = t.n_bytes
+                    while left:
+                        block = fin.read(min(left, 1 << 20))
+                        f.write(block)
+                        left -= len(block)
                     f.write(b"\0" * (-t.n_bytes % 32))
             out.append(path)
     return out
