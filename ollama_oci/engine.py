@@ -151,6 +151,9 @@ def copy_manifest(src: Any, data: bytes, media_type: str, dst: Any, dst_ref: Any
         report.blobs = [BlobResult(d.digest, d.size, d.media_type, "exists") for d in blobs]
         report.unchanged = True
         return report
+    check = getattr(dst, "check_blobs", None)
+    if check is not None:
+        check(blobs)      # a destination's known limits (a registry's largest layer), before any byte moves
     report.blobs = move_blobs(src, dst, blobs, opts)
     # the manifest last: everything it names is now in place and verified
     dst.tag(dst_ref, data, media_type)

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import http.client
 import http.server
+import io
 import json
 import os
 import shutil
@@ -296,6 +297,13 @@ class Front:
         self.cdn_log: list[tuple[str, Optional[str], Optional[str]]] = []   # (path, Authorization, Range)
         self.throttle: Optional[float] = None    # bytes per second for blob bodies
         self.ignore_ranges = False               # drop Range headers on the way to the registry
+        # a cloud registry's upload limits (GHCR refuses PATCH bodies over 4 MiB with 416)
+        self.max_patch_body: Optional[int] = None
+        self.upload_bytes = 0                    # request body bytes forwarded to upload sessions
+        self.upload_requests: list[tuple[str, int, int]] = []   # (method, body length, status)
+        # store-and-forward upload bodies, as nginx (proxy_request_buffering, its default) and cloud load
+        # balancers do: a chunk whose client died half-way never reaches the registry
+        self.buffer_uploads = False
         self.blob_bytes_served = 0
         self.blob_gets_inflight = 0              # blob GETs being answered right now, and the most at once
         self.max_blob_gets_inflight = 0
@@ -407,8 +415,9 @@ class Front:
 
     # -- proxy -----------------------------------------------------------------------------------
     def _forward(self, h, target_host: str, path: str, strip_auth: bool = False, count_blob: bool = False,
-                 rewrite: bool = True) -> None:
+                 rewrite: bool = True, body: Optional[bytes] = None) -> None:
         length = int(h.headers.get("Content-Length") or 0)
+        pending = io.BytesIO(body) if body is not None else None
         conn = http.client.HTTPConnection(target_host, timeout=120)
         try:
             conn.putrequest(h.command, path, skip_host=True, skip_accept_encoding=True)
@@ -423,13 +432,17 @@ class Front:
             conn.putheader("Host", target_host)
             conn.endheaders()
             left = length
+            counting = "/blobs/uploads/" in path
             while left > 0:
-                chunk = h.rfile.read(min(1 << 20, left))
+                chunk = (pending or h.rfile).read(min(1 << 20, left))
                 if not chunk:
                     break
                 conn.send(chunk)
                 left -= len(chunk)
-                if self.throttle:
+                if counting:
+                    with self.lock:
+                        self.upload_bytes += len(chunk)
+                if self.throttle and pending is None:
                     time.sleep(len(chunk) / self.throttle)
             resp = conn.getresponse()
         except (ConnectionError, OSError):
@@ -511,13 +524,45 @@ class Front:
                     if fault.action == "redirect":
                         loc = f"http://{front.cdn_host}:{front.cdn_port}/cdn{self.path}?X-Amz-Signature=secret"
                         return front._send(self, 307, b"", headers={"Location": loc})
+                length = int(self.headers.get("Content-Length") or 0)
+                is_upload = "/blobs/uploads/" in self.path and self.command in ("PATCH", "PUT", "POST")
+                if is_upload and front.max_patch_body is not None and self.command == "PATCH" \
+                        and length > front.max_patch_body:
+                    left = length
+                    while left > 0:
+                        c = self.rfile.read(min(1 << 20, left))
+                        if not c:
+                            break
+                        left -= len(c)
+                    with front.lock:
+                        front.upload_requests.append((self.command, length, 416))
+                    return front._send(self, 416, b'{"errors":[{"code":"BLOB_UPLOAD_INVALID"}]}')
+                if is_upload:
+                    with front.lock:
+                        front.upload_requests.append((self.command, length, 0))
+                body = None
+                if is_upload and front.buffer_uploads and length:
+                    parts, left = [], length
+                    while left > 0:
+                        c = self.rfile.read(min(1 << 20, left))
+                        if not c:
+                            break
+                        parts.append(c)
+                        left -= len(c)
+                        if front.throttle:
+                            time.sleep(len(c) / front.throttle)
+                    if left:            # the client went away mid-chunk: nothing is forwarded
+                        self.close_connection = True
+                        return
+                    body = b"".join(parts)
                 is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
                 if is_blob:
                     with front.lock:
                         front.blob_gets_inflight += 1
                         front.max_blob_gets_inflight = max(front.max_blob_gets_inflight, front.blob_gets_inflight)
                 try:
-                    front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy)
+                    front._forward(self, front.upstream.host, self.path, count_blob=is_blob, rewrite=not as_proxy,
+                                   body=body)
                 finally:
                     if is_blob:
                         with front.lock:

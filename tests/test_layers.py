@@ -23,7 +23,7 @@ LAYERS = [
     # HTTP
     "transport.proxy", "transport.session", "transport.auth", "transport.http", "transport",
     # stores
-    "stores.contract", "stores.partial", "stores.memory", "stores.bundle", "stores.base", "stores.ollama",
+    "stores.contract", "stores.upload_policy", "stores.partial", "stores.memory", "stores.bundle", "stores.base", "stores.ollama",
     "stores.oci_layout",
     "stores", "stores.registry",
     # the copy engine, then what is built on it

@@ -33,6 +33,8 @@ Optional capabilities are found by asking (``getattr``), never by the store's cl
 * ``stage_stream(f, desc)``: take a blob out of sight, to commit later (all-or-nothing imports);
 * ``sequential``: take one blob at a time (a tar being written);
 * ``resolve_for_push(ref)``: resolve with push rights (one registry token serves a whole push);
+* ``check_blobs(descriptors)``: refuse, before anything moves, blobs the store cannot take (a
+  registry's largest layer);
 * ``fetch_stored_manifest(ref)`` with ``keeps_stored_manifests``: between two Ollama model stores the
   manifest file is copied as it is, so the model keeps its ID.
 

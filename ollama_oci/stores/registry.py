@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import urllib.parse
 from typing import BinaryIO, Callable, Optional, Union
@@ -25,6 +26,7 @@ from ..digest import Digest, check, digest_bytes, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
 from ..reference import Reference
 from .contract import BlobSource, RangeNotSupported
+from .upload_policy import UploadState, policy_for
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from
 from ..transport.session import FileBody, NetworkError
@@ -60,6 +62,7 @@ class RegistryStore:
         self.registry = registry
         self.client = client or RegistryClient(registry, options)
         self.chunk_size = chunk_size
+        self.policy = policy_for(registry)    # how this registry takes uploads (stores/upload_policy.py)
         # uploads under way, per (repository, digest): a second copy of the same blob (two tags
         # sharing weights in one mirror run) waits for the first instead of sending it again
         self._uploading: dict[tuple[str, Digest], threading.Event] = {}
@@ -233,14 +236,29 @@ class RegistryStore:
 
     def _push_blob(self, repository: str, desc: Descriptor, opener: Callable[..., BinaryIO],
                    progress: ProgressFn, mount_from: Optional[str]) -> str:
+        self.policy.check_layer(desc.size, f"blob {desc.digest}")
         if self.has_blob(repository, desc.digest, desc.size, for_push=True):
             return "exists"
+        chunk = self.policy.plan(desc.size, self.chunk_size)
+        state = UploadState(self.registry, repository, desc.digest) if chunk is not None else None
+        loc, offset = None, 0
         if mount_from and mount_from != repository:
             loc, mounted = self.start_upload(repository, (desc.digest, mount_from))
             if mounted:
                 log.info("mounted %s from %s", desc.digest, mount_from)
                 return "mounted"
-        else:
+        saved = state.load() if state is not None and loc is None else None
+        if saved is not None:
+            try:   # an earlier run's session: ask the registry how much it has
+                loc, offset = self._upload_status(saved[0], repository)
+                log.info("resuming the upload of %s at byte %d of %d", desc.digest, offset, desc.size)
+            except RegistryError:
+                log.info("the registry forgot the earlier upload session of %s; starting over", desc.digest)
+                state.clear()
+                loc, offset = None, 0
+            if offset > desc.size:
+                loc, offset = None, 0
+        if loc is None:
             loc, _ = self.start_upload(repository)
         sent = [0]
 
@@ -254,7 +272,7 @@ class RegistryStore:
                 progress(-sent[0])
             sent[0] = 0
 
-        if self.chunk_size is None:
+        if chunk is None:
             # The registry checks the digest of what it receives and refuses a mismatch
             # (DIGEST_INVALID), so we do not hash again on the sending thread.
             def body():
@@ -265,7 +283,7 @@ class RegistryStore:
                                        headers={"Content-Type": "application/octet-stream",
                                                 "Content-Length": str(desc.size)}, body=body,
                                        timeout=self._commit_timeout())
-            if resp.status_code == 413:  # the registry caps request bodies: go chunked
+            if resp.status_code == 413 and not self.policy.monolithic_only:  # the registry caps bodies: chunk
                 resp.close()
                 rollback()
                 log.info("%s refused a %d-byte upload (413); retrying in %d-byte chunks", self.registry,
@@ -277,7 +295,12 @@ class RegistryStore:
                 raise self._upload_error(resp, desc)
             resp.close()
             return "uploaded"
-        self._chunked(repository, loc, desc, opener, self.chunk_size, tick, rollback)
+        if offset and progress is not None:
+            progress(offset)   # what the registry already had counts as moved
+        self._chunked(repository, loc, desc, opener, chunk, tick, rollback, start=offset,
+                      save=state.save if state is not None else None)
+        if state is not None:
+            state.clear()
         return "uploaded"
 
     @staticmethod
@@ -360,21 +383,25 @@ class RegistryStore:
         resp.close()
         if resp.status_code not in (200, 204):
             raise error_from(resp, "upload status")
-        rng = resp.headers.get("Range", "")
+        rng = resp.headers.get("Range", "").strip()
         new = resp.headers.get("Docker-Upload-Location") or resp.headers.get("Location") or loc
-        end = int(rng.split("-")[-1]) + 1 if "-" in rng else 0
+        m = re.match(r"^(?:bytes=)?0-(-?\d+)$", rng)
+        end = max(int(m.group(1)) + 1, 0) if m else 0    # "0-N": bytes 0..N are there ("0--1": none)
         return urllib.parse.urljoin(loc, new), end
 
-    def _chunked(self, repository: str, loc: str, desc: Descriptor, opener, chunk_size: int, tick, rollback) -> None:
+    def _chunked(self, repository: str, loc: str, desc: Descriptor, opener, chunk_size: int, tick, rollback, *,
+                 start: int = 0, save: Optional[Callable[[str, int], None]] = None) -> None:
+        """PATCH ``chunk_size`` pieces from ``start``, then commit; ``save(location, offset)`` is told
+        where the session stands after each piece (a later run resumes there)."""
         if chunk_size <= 0:
             raise InvalidInput("chunk size must be positive")
-        offset = 0
+        offset = start
         stalls = 0
         while offset < desc.size:
             n = min(chunk_size, desc.size - offset)
-            start = offset
-            status, loc = self.patch_upload(repository, loc, start, n,
-                                            lambda s=start, k=n: FileBody(lambda: opener(s), 0, k, None))
+            at = offset
+            status, loc = self.patch_upload(repository, loc, at, n,
+                                            lambda s=at, k=n: FileBody(lambda: opener(s), 0, k, None))
             if status == 416:
                 if stalls >= 3:
                     raise RegistryError(f"{self.registry} keeps refusing chunks of {desc.digest} (416)")
@@ -383,6 +410,8 @@ class RegistryStore:
                 continue
             offset += n
             tick(n)
+            if save is not None:
+                save(loc, offset)
         self.commit_upload(repository, loc, desc)
 
 
@@ -556,6 +585,11 @@ class Repository:
     def push_stream(self, chunks, *, progress: ProgressFn = None) -> tuple[Digest, int]:
         """Upload content whose digest is known only at its end (a tar built on the fly)."""
         return self.registry.push_stream(self.name, chunks, progress=progress)
+
+    def check_blobs(self, blobs) -> None:
+        """Capability: refuse, before anything is sent, a blob larger than the registry stores."""
+        for d in blobs:
+            self.registry.policy.check_layer(d.size, f"blob {d.digest} ({d.kind})")
 
     def mount_origin(self) -> tuple[str, str]:
         """A destination in the same registry mounts blobs from here instead of moving them."""
