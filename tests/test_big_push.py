@@ -77,7 +77,10 @@ def test_a_killed_push_resumes_where_the_registry_stands(tmp_path, registry_fact
     env = dict(os.environ, OLLAMA_OCI_STATE_DIR=str(tmp_path / "state"))
     env.pop("OLLAMA_MODELS", None)
     # the proxy stores and forwards upload bodies, as nginx in front of Harbor and cloud load balancers
-    # do (Docker distribution itself cancels a session whose last chunk arrived only in part)
+    # do (Docker distribution itself cancels a session whose last chunk arrived only in part). The kill
+    # lands while a chunk is still on its way to the proxy (the client's uplink is the slow part); one
+    # that lands after the proxy has passed a whole chunk on but before the client heard back loses
+    # the session on distribution and the re-run starts over (docs/design.md; bench_resume.py counts it)
     front.buffer_uploads = True
     front.throttle = 400e6                   # bytes/s: time to stop it half-way
     cmd = [sys.executable, "-m", "ollama_oci.cli", "push", "big:1", f"{front.addr}/team/big:1", "--plain-http",
