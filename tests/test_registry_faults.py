@@ -423,8 +423,9 @@ def test_a_long_pull_without_a_terminal_reports_progress_lines(tmp_path, registr
     _push_gemma(tmp_path, gemma_path, reg.host)
     front.throttle = 80e6
     env = {"OLLAMA_OCI_PROGRESS_INTERVAL": "0.5"}
+    # one connection: the throttle is then the whole rate (~3 s), whatever the machine's load
     cp = run_cli("pull", f"{front.addr}/library/gemma3:270m", "--plain-http", "--models-dir", tmp_path / "a",
-                 env=env, check=0)
+                 "--concurrency", "1", env=env, check=0)
     lines = [x for x in cp.stderr.splitlines() if x.startswith("progress: ")]
     assert len(lines) >= 2, cp.stderr
     assert all(" of 253.1 MB (" in x and "/s" in x for x in lines[1:]), lines

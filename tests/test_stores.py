@@ -178,14 +178,6 @@ def test_not_a_gguf_touches_nothing(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_split_models_are_refused_with_a_fix(tmp_path):
-    from conftest import shared_path
-    from ollama_oci import Unsupported
-    p = shared_path("derived/gguf-py-sharded/tiny-00001-of-00003.gguf")
-    with pytest.raises(Unsupported, match="merge"):
-        pack(Recipe(files=[p]), "m", [OllamaStore(str(tmp_path / "models"))])
-
-
 def test_oci_layout(tmp_path):
     layout = OCILayout(str(tmp_path / "oci"))
     res = pack(Recipe(files=[TINY], licenses=["MIT"]), "team/tiny:1.0", [layout])
