@@ -104,3 +104,12 @@ def test_a_killed_push_resumes_where_the_registry_stands(tmp_path, registry_fact
     assert os.listdir(tmp_path / "state") == []
     run_cli("pull", f"{reg.host}/team/big:1", "--plain-http", "--models-dir", tmp_path / "back", "--verify", check=0)
     assert os.path.getsize(tmp_path / "back" / "blobs" / weights["digest"].replace(":", "-")) == weights["size"]
+
+
+def test_a_monolithic_only_registry_says_a_big_blob_restarts(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    models, weights = _packed(tmp_path, 300 << 20)
+    env = _policies(tmp_path, f'[[registry]]\nhost = "{reg.host}"\nlike = "public.ecr.aws"\n')
+    cp = run_cli("push", "big:1", f"{reg.host}/team/big:1", "--plain-http", "--models-dir", models, env=env, check=0)
+    assert "takes only whole-blob uploads" in cp.stderr and weights["digest"][7:19] in cp.stderr
+    assert not os.path.exists(tmp_path / "state") or os.listdir(tmp_path / "state") == []

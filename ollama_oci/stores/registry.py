@@ -26,7 +26,7 @@ from ..digest import Digest, check, digest_bytes, parse_digest
 from ..errors import InvalidInput, NotFound, RegistryError, VerificationError
 from ..reference import Reference
 from .contract import BlobSource, RangeNotSupported
-from .upload_policy import UploadState, policy_for
+from .upload_policy import RESUMABLE_ABOVE, UploadState, policy_for
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor
 from ..transport.http import RegistryClient, TransportOptions, error_from
 from ..transport.session import FileBody, NetworkError
@@ -272,6 +272,9 @@ class RegistryStore:
                 progress(-sent[0])
             sent[0] = 0
 
+        if chunk is None and self.policy.monolithic_only and desc.size >= RESUMABLE_ABOVE:
+            log.warning("%s takes only whole-blob uploads (%s): an interrupted push starts %s over",
+                        self.policy.name, self.policy.source, desc.digest.short)
         if chunk is None:
             # The registry checks the digest of what it receives and refuses a mismatch
             # (DIGEST_INVALID), so we do not hash again on the sending thread.
