@@ -84,14 +84,8 @@ def load_plan(path: str) -> MirrorPlan:
         except yaml.YAMLError as e:
             raise InvalidInput(f"{path}: not valid YAML: {e}") from None
     else:
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            obj = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"{path}: not valid TOML: {e}") from None
+        from .configfile import parse_toml
+        obj = parse_toml(raw, path)
     if not isinstance(obj, dict):
         raise InvalidInput(f"{path}: a plan is a table with [source], [target] and [[models]]")
     base = os.path.dirname(os.path.abspath(path))

@@ -53,6 +53,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..configfile import parse_size, read_toml
 from ..errors import InvalidInput, NotFound
 
 __all__ = ["GatewayConfig", "SourceSpec", "Principal", "load_config", "hash_password", "check_password",
@@ -127,26 +128,6 @@ class GatewayConfig:
 
 
 # -- values ----------------------------------------------------------------------------------------
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
-
-
-def parse_size(v: Any, what: str = "size") -> int:
-    """``"200GB"``, ``"1.5GiB"``, ``"500M"`` or a number of bytes."""
-    if isinstance(v, bool):
-        raise InvalidInput(f"{what}: expected a size like \"200GB\", got {v!r}")
-    if isinstance(v, int):
-        if v < 0:
-            raise InvalidInput(f"{what}: a size cannot be negative")
-        return v
-    m = _SIZE.match(str(v))
-    if not m:
-        raise InvalidInput(f"{what}: expected a size like \"200GB\" or \"500MiB\", got {v!r}")
-    unit = (m.group(2) or "b").lower()
-    base = 1024 if "i" in unit else 1000
-    power = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[0]]
-    return int(float(m.group(1)) * base ** power)
-
 
 def parse_listen(v: str) -> tuple[str, int]:
     """``0.0.0.0:5000``, ``:5000``, ``[::]:5000`` or a port."""
@@ -278,20 +259,7 @@ _UPSTREAM = {"plain_http", "insecure", "ca_file", "cert_file", "key_file", "retr
 
 
 def load_config(path: str) -> GatewayConfig:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1 << 20)
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such gateway config file") from None
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        obj = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: not valid TOML: {e}") from None
-    return config_from_dict(obj, path)
+    return config_from_dict(read_toml(path, "gateway config file"), path)
 
 
 def config_from_dict(obj: dict, where: str = "config") -> GatewayConfig:

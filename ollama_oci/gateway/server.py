@@ -482,13 +482,20 @@ class Gateway:
             return web.Response(headers={**headers, "Content-Length": str(len(data))})
         return web.Response(body=data, headers=headers)
 
-    async def put_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
+    async def _push_target(self, request: web.Request, repo: str):
+        """(writable source, None) for a push to ``repo``, or (None, the 401/403/405 to send)."""
         denied = await self._check(request, repo, "push")
         if denied:
-            return denied
+            return None, denied
         src = self._source(repo)
         if src is None or not src.writable:
-            return _error(405, "UNSUPPORTED", f"the source for {repo} is read-only")
+            return None, _error(405, "UNSUPPORTED", f"the source for {repo} is read-only; mark it writable to push")
+        return src, None
+
+    async def put_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
+        src, refused = await self._push_target(request, repo)
+        if refused:
+            return refused
         data = await self._read_body(request, MAX_MANIFEST_BYTES)
         if data is None:
             return _error(413, "SIZE_INVALID", f"a manifest is at most {MAX_MANIFEST_BYTES} bytes")
@@ -664,12 +671,9 @@ class Gateway:
 
     # -- uploads (push through the gateway) --------------------------------------------------------------
     async def upload(self, request: web.Request, repo: str, sid: str) -> web.Response:
-        denied = await self._check(request, repo, "push")
-        if denied:
-            return denied
-        src = self._source(repo)
-        if src is None or not src.writable:
-            return _error(405, "UNSUPPORTED", f"the source for {repo} is read-only; mark it writable to push")
+        src, refused = await self._push_target(request, repo)
+        if refused:
+            return refused
         method = request.method
         if not sid:
             if method != "POST":

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from ..configfile import parse_size, read_toml
 from ..errors import InvalidInput
 from ..fsutil import atomic_write, unlink_quiet
 
@@ -95,34 +96,13 @@ BUILTIN: list[tuple[tuple[str, ...], UploadPolicy]] = [
 ]
 
 
-def _parse_size(v, where: str) -> int:
-    import re
-    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-        return v
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", str(v), re.I)
-    if not m:
-        raise InvalidInput(f"{where}: expected a size like \"4MiB\" or \"10GB\", got {v!r}")
-    unit = (m.group(2) or "b").lower()
-    return int(float(m.group(1)) * (1024 if "i" in unit else 1000) ** {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[0]])
-
-
 def _overrides() -> list[tuple[tuple[str, ...], UploadPolicy]]:
     path = os.environ.get("OLLAMA_OCI_REGISTRIES") or os.path.join(
         os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config"), "ollama-oci",
         "registries.toml")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1 << 20)
-    except OSError:
+    if not os.path.exists(path):
         return []
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        doc = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: not valid TOML: {e}") from None
+    doc = read_toml(path, "registries file")
     out = []
     fields = {f.name for f in dataclasses.fields(UploadPolicy)} - {"name", "source"}
     for i, entry in enumerate(doc.get("registry", [])):
@@ -144,7 +124,7 @@ def _overrides() -> list[tuple[tuple[str, ...], UploadPolicy]]:
                     raise InvalidInput(f"{where}: {k} must be true or false")
                 kw[k] = v
             else:
-                kw[k] = _parse_size(v, f"{where}: {k}")
+                kw[k] = parse_size(v, f"{where}: {k}")
         out.append(((entry["host"].lower(),), dataclasses.replace(base, **kw)))
     return out
 
