@@ -448,13 +448,22 @@ class Gateway:
             return _error(500, "UNKNOWN", str(e))
 
     # -- manifests ------------------------------------------------------------------------------------
-    async def get_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
-        denied = await self._check(request, repo, "pull")
-        if denied:
-            return denied
+    async def _pull_source(self, request: web.Request, repo: str, *, checked: bool = False):
+        """(source, None) for a read of ``repo``, or (None, the 401/403 to send); NotFound if no source
+        serves the name. ``checked``: the request is already allowed (a signed blob URL)."""
+        if not checked:
+            denied = await self._check(request, repo, "pull")
+            if denied:
+                return None, denied
         src = self._source(repo)
         if src is None:
             raise NotFound(f"no source serves {repo}")
+        return src, None
+
+    async def get_manifest(self, request: web.Request, repo: str, ref: str) -> web.Response:
+        src, refused = await self._pull_source(request, repo)
+        if refused:
+            return refused
         try:
             data = await self.run(src.manifest, repo, ref)
         except NotFound:
@@ -509,12 +518,9 @@ class Gateway:
                                                  "Location": f"{self._base(request)}/v2/{repo}/manifests/{d}"})
 
     async def tags(self, request: web.Request, repo: str) -> web.Response:
-        denied = await self._check(request, repo, "pull")
-        if denied:
-            return denied
-        src = self._source(repo)
-        if src is None:
-            raise NotFound(f"no source serves {repo}")
+        src, refused = await self._pull_source(request, repo)
+        if refused:
+            return refused
         tags = sorted(await self.run(src.tags, repo))
         last = request.query.get("last")
         if last:
@@ -527,13 +533,9 @@ class Gateway:
     # -- blobs ------------------------------------------------------------------------------------------
     async def get_blob(self, request: web.Request, repo: str, digest: Digest) -> web.StreamResponse:
         signed = self.cfg.auth_enabled and self.auth.blob_signature_ok(repo, digest, request.query)
-        if not signed:
-            denied = await self._check(request, repo, "pull")
-            if denied:
-                return denied
-        src = self._source(repo)
-        if src is None:
-            raise NotFound(f"no source serves {repo}")
+        src, refused = await self._pull_source(request, repo, checked=signed)
+        if refused:
+            return refused
         location = f"{self._base(request)}/v2/{repo}/blobs/{digest}"
         if self.cfg.auth_enabled:
             location += "?" + (self.auth.sign_blob(repo, digest))
