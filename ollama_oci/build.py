@@ -38,9 +38,11 @@ from .spec import MT, Config, Descriptor, Manifest
 __all__ = ["Recipe", "Blob", "text_layer", "params_layer", "messages_layer", "build_config",
            "build_manifest", "recipe_from_modelfile", "pack", "PackResult", "ModelFacts"]
 
-_SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+#: golang.org/x/mod/semver's IsValid (what ollama checks REQUIRES with): vMAJOR and vMAJOR.MINOR are
+#: shorthands (no pre-release or build suffix on them)
+_SEMVER = re.compile(r"^v(0|[1-9]\d*)(?:\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*)"
                      r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-                     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
+                     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?)?)?$")
 
 #: ollama attaches these to models of some architectures (v0.20+, v0.22.1+)
 _ARCH_RENDERER = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",

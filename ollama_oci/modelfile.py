@@ -10,10 +10,11 @@ missing ``FROM`` is an error.  Errors carry ollama's own wording.
 
 from __future__ import annotations
 
+import bisect
 import codecs
-import unicodedata
 from dataclasses import dataclass, field
 
+from . import go_printable
 from .errors import ModelfileError
 
 __all__ = ["Command", "Modelfile", "parse_modelfile", "quote_value"]
@@ -69,11 +70,19 @@ def quote_value(s: str) -> str:
     return s
 
 
+_PRINT_STARTS = go_printable.RANGES[0::2]
+_PRINT_ENDS = go_printable.RANGES[1::2]
+
+
 def _is_print(c: str) -> bool:
-    """Go's ``strconv.IsPrint``: letters, marks, numbers, punctuation, symbols and ASCII space."""
-    if c == " ":
-        return True
-    return unicodedata.category(c)[0] in "LMNPS"
+    """Go's ``strconv.IsPrint`` (letters, marks, numbers, punctuation, symbols, ASCII space) by Go's
+    own Unicode tables (15.0.0), not this Python's: characters newer than the interpreter's Unicode
+    (🩵, 🛜 on Python 3.11) are kept, as Ollama keeps them."""
+    cp = ord(c)
+    if cp < 0x7F:
+        return cp >= 0x20
+    i = bisect.bisect_right(_PRINT_STARTS, cp) - 1
+    return i >= 0 and cp <= _PRINT_ENDS[i]
 
 
 def _alpha(c: str) -> bool:

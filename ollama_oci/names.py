@@ -89,7 +89,7 @@ class ModelName:
     def display(self) -> str:
         """ollama's ``DisplayShortest``: what ``ollama list`` prints."""
         if self.host.lower() == DEFAULT_HOST:
-            if self.namespace == DEFAULT_NAMESPACE:
+            if self.namespace.lower() == DEFAULT_NAMESPACE:   # strings.EqualFold, as for the host
                 return f"{self.model}:{self.tag}"
             return f"{self.namespace}/{self.model}:{self.tag}"
         return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"

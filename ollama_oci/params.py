@@ -78,9 +78,37 @@ def _round_to_f32(exact: Fraction) -> float:
     return -best if neg else best
 
 
+def _underscore_ok(s: str) -> bool:
+    """Go's ``strconv.underscoreOK``: an underscore only between digits (a base prefix counts as one)."""
+    saw = "^"
+    i = 0
+    if s[:1] in ("-", "+"):
+        s = s[1:]
+    hexa = False
+    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
+        i, saw, hexa = 2, "0", s[1].lower() == "x"
+    for c in s[i:]:
+        if "0" <= c <= "9" or (hexa and "a" <= c.lower() <= "f"):
+            saw = "0"
+        elif c == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
 def parse_float32(s: str) -> float:
-    """Go ``strconv.ParseFloat(s, 32)``: the float32 value (as a Python float), or ValueError."""
+    """Go ``strconv.ParseFloat(s, 32)``: the float32 value (as a Python float), or ValueError.
+    Like Go it takes digit-separating underscores (``1_0.5`` is 10.5) and keeps the sign of zero."""
     t = s
+    if "_" in t:
+        if not _underscore_ok(t):
+            raise ValueError("syntax")
+        t = t.replace("_", "")
     low = t.lower().lstrip("+-")
     if low in ("inf", "infinity", "nan"):
         raise ValueError("not finite")  # Go parses them, but JSON cannot carry them: create fails
@@ -91,9 +119,10 @@ def parse_float32(s: str) -> float:
     else:
         raise ValueError("syntax")
     try:
-        return _round_to_f32(exact)
+        v = _round_to_f32(exact)
     except OverflowError:
         raise ValueError("out of range") from None
+    return -0.0 if v == 0 and t.startswith("-") else v
 
 
 def _frac_exp(t: str) -> Fraction:
@@ -121,7 +150,7 @@ def _frac_hex(t: str) -> Fraction:
 def float32_shortest(x: float) -> str:
     """Shortest decimal that reads back as the same float32 (Go ``FormatFloat(x, 'g', -1, 32)`` digits)."""
     if x == 0:
-        return "0"
+        return "-0" if math.copysign(1.0, x) < 0 else "0"
     for p in range(1, 10):
         s = f"{x:.{p}g}"
         try:

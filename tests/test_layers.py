@@ -19,7 +19,7 @@ LAYERS = [
     # leaves
     "_version", "errors", "configfile", "cancel", "progress", "gojson", "digest", "ggml_tables",
     # formats
-    "gguf_header", "modelinfo", "names", "params", "modelfile", "spec", "fsutil", "gguf_split", "reference",
+    "gguf_header", "modelinfo", "names", "params", "go_printable", "modelfile", "spec", "fsutil", "gguf_split", "reference",
     # HTTP
     "transport.proxy", "transport.session", "transport.auth", "transport.http", "transport",
     # stores

@@ -143,3 +143,51 @@ def test_recipe_params_from_the_library_are_checked_as_ollama_checks_them(tmp_pa
     assert not (tmp_path / "m").exists()
     pack(Recipe(files=[TINY], params={"temperature": 0.5, "stop": ["<|im_end|>"], "num_ctx": 2048}), "m",
          [OllamaStore(str(tmp_path / "ok"))])
+
+
+# -- disagreements with Ollama's own code, closed (issue 15, items 10 and 11) ------------------------
+
+def test_library_is_dropped_from_short_names_in_any_case():
+    """types/model/name.go DisplayShortest compares host and namespace with strings.EqualFold."""
+    from ollama_oci.names import parse_name
+    assert parse_name("LIBRARY/gemma3:1b").display == "gemma3:1b"
+    assert parse_name("Registry.Ollama.AI/Library/gemma3:1b").display == "gemma3:1b"
+    assert parse_name("team/gemma3:1b").display == "team/gemma3:1b"
+
+
+def test_float_parameters_parse_as_go_does():
+    """strconv.ParseFloat keeps the sign of zero and takes underscores between digits (underscoreOK);
+    strconv.ParseInt with base 10 takes none."""
+    from ollama_oci.build import params_layer
+    from ollama_oci.errors import InvalidParameter
+    from ollama_oci.params import format_params
+    p = format_params([("temperature", "-0"), ("top_p", "1_0.5"), ("min_p", "0x_1p-2")])
+    assert p == {"temperature": 0.0, "top_p": 10.5, "min_p": 0.25}
+    assert params_layer(p).data == b'{"min_p":0.25,"temperature":-0,"top_p":10.5}\n'
+    for bad in ("_1", "1_", "1_.5", "1__0", "1._5"):
+        with pytest.raises(InvalidParameter, match=r"invalid float value"):
+            format_params([("temperature", bad)])
+    with pytest.raises(InvalidParameter, match=r"invalid int value \[1_0\]"):
+        format_params([("num_ctx", "1_0")])
+
+
+def test_requires_takes_semver_shorthands_as_ollama_does():
+    """x/mod/semver.IsValid: v0.14 and v1 are valid; pre-release only on a full version."""
+    from ollama_oci.build import Recipe
+    from ollama_oci.errors import InvalidInput
+    from ollama_oci.modelfile import parse_modelfile
+    for ok in ("0.14", "1", "0.14.0", "0.14.0-rc1+build.5"):
+        Recipe(files=["x.gguf"], requires=ok).check()
+    for bad in ("0.14-rc1", "01.2", "0.14.", "v"):
+        with pytest.raises(InvalidInput, match="semver"):
+            Recipe(files=["x.gguf"], requires=bad).check()
+    mf = parse_modelfile("FROM x.gguf\nREQUIRES 0.14\n")
+    assert [c.args for c in mf.commands if c.name == "requires"] == ["0.14"]
+
+
+def test_characters_newer_than_pythons_unicode_are_kept():
+    """Go 1.21+ has Unicode 15.0 in strconv.IsPrint; Python 3.11 has 14.0. 🩵 (U+1FA75) and 🛜
+    (U+1F6DC) are printable to Ollama and stay; NO-BREAK SPACE and ZERO WIDTH SPACE are not."""
+    from ollama_oci.modelfile import parse_modelfile
+    mf = parse_modelfile('FROM x.gguf\nSYSTEM """wifi \U0001F6DC heart \U0001FA75 nb\u00a0zw\u200b."""\n')
+    assert [c.args for c in mf.commands if c.name == "system"] == ["wifi \U0001F6DC heart \U0001FA75 nbzw."]
