@@ -476,8 +476,11 @@ class _Cancelled(Exception):
 
 def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy_rootfs: bool = False,
          link_mode: str = "auto", progress: ProgressCallback = None,
-         warn: Optional[Callable[[str], None]] = None) -> PackResult:
+         warn: Optional[Callable[[str], None]] = None, strict: bool = False) -> PackResult:
     """Build the model described by ``recipe`` into every store in ``stores``.
+
+    A GGUF that Ollama's own decoder refuses (:func:`~ollama_oci.modelinfo.load_problems`) is
+    packed with a ``warn`` message, or refused (``Unsupported``, nothing written) when ``strict``.
 
     Each GGUF is read once: linked (or reflinked) into the first store when it is
     on the same filesystem and hashed there, else copied and hashed in the same
@@ -547,6 +550,12 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             adapter_infos = [_gguf_info(p, "ADAPTER")[0] for p in recipe.adapters]
             if "model" not in [i.kind for i in base_infos]:
                 raise InvalidInput("no model GGUF among the FROM files (only adapters or projectors)")
+            for p, info in zip(order + list(recipe.adapters), base_infos + adapter_infos):
+                for problem in info.load_problems:
+                    if strict:
+                        raise Unsupported(f"{p}: Ollama cannot load this file: {problem} (--strict refuses it)")
+                    if warn is not None:
+                        warn(f"{p}: Ollama will not load this model: {problem}")
         except BaseException:
             cancel.set()
             try:

@@ -14,9 +14,9 @@ from typing import Optional
 
 from . import ggml_tables
 from .errors import GGUFError
-from .gguf_header import UINT32, GGUFFile
+from .gguf_header import ARRAY, UINT32, GGUFFile
 
-__all__ = ["ModelInfo", "human_number", "model_info", "layer_kind", "SplitInfo", "split_info",
+__all__ = ["load_problems", "ModelInfo", "human_number", "model_info", "layer_kind", "SplitInfo", "split_info",
            "SHARD_NAME"]
 
 #: llama.cpp's shard file name pattern (1-based index), as ollama groups them
@@ -105,12 +105,31 @@ class ModelInfo:
     split: Optional[SplitInfo]
     tensor_count: int
     tensor_types: dict             # type name -> count
+    load_problems: tuple = ()      # what Ollama's decoder refuses in this file (load_problems)
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["load_problems"] = list(self.load_problems)
         d["split"] = None if self.split is None else {
             "index": self.split.index, "count": self.split.count, "tensors_total": self.split.tensors_total}
         return d
+
+
+def load_problems(g: GGUFFile) -> tuple[str, ...]:
+    """What in this header Ollama's own GGUF decoder (fs/ggml) refuses, though llama.cpp's tools or
+    gguf-py wrote it: a big-endian file, GGUF v1, an array of arrays (checked against Ollama's code:
+    `invalid array type: 9`, `GGUF string length ... exceeds maximum`)."""
+    out = []
+    if g.byte_order != "little":
+        out.append("it is big-endian; Ollama reads only little-endian GGUF (convert it on a little-endian "
+                   "machine with llama.cpp's gguf tools)")
+    if g.version == 1:
+        out.append("it is GGUF v1; Ollama reads v2 and v3 (re-save it with llama.cpp's gguf tools)")
+    nested = [kv.key for kv in g.kv.values() if kv.type == ARRAY and getattr(kv.value, "elem_type", None) == ARRAY]
+    if nested:
+        out.append(f"key {nested[0]!r} is an array of arrays, which Ollama's decoder refuses "
+                   f"('invalid array type: 9')" + (f" ({len(nested) - 1} more such keys)" if len(nested) > 1 else ""))
+    return tuple(out)
 
 
 def model_info(g: GGUFFile) -> ModelInfo:
@@ -139,6 +158,7 @@ def model_info(g: GGUFFile) -> ModelInfo:
         split=split_info(g),
         tensor_count=len(g.tensors),
         tensor_types=dict(sorted(types.items())),
+        load_problems=load_problems(g),
     )
 
 

@@ -191,3 +191,24 @@ def test_characters_newer_than_pythons_unicode_are_kept():
     from ollama_oci.modelfile import parse_modelfile
     mf = parse_modelfile('FROM x.gguf\nSYSTEM """wifi \U0001F6DC heart \U0001FA75 nb\u00a0zw\u200b."""\n')
     assert [c.args for c in mf.commands if c.name == "system"] == ["wifi \U0001F6DC heart \U0001FA75 nbzw."]
+
+
+@pytest.mark.parametrize("name, says", [("be-ggml-vocab-llama-spm.gguf", "big-endian"),
+                                        ("v1-ggml-vocab-llama.gguf", "GGUF v1"),
+                                        ("derived/gguf-py-nested-array.gguf", "array of arrays")])
+def test_ggufs_ollama_cannot_load_are_flagged_and_refused_with_strict(tmp_path, name, says):
+    """Ollama's decoder fails on these (issue 15 item 9, checked with its own code): inspect says so,
+    pack warns, pack --strict refuses and writes nothing."""
+    from conftest import run_cli, shared_path
+    path = shared_path(name)
+    cp = run_cli("inspect", path, check=0)
+    assert "cannot load this file" in cp.stdout and says in cp.stdout
+    doc = __import__("json").loads(run_cli("inspect", path, "--json", check=0).stdout)
+    assert any(says in p for p in doc["load_problems"])
+    cp = run_cli("pack", path, "--name", "x:1", "--models-dir", tmp_path / "m")
+    assert cp.returncode == 0 and "Ollama will not load this model" in cp.stderr and says in cp.stderr
+    cp = run_cli("pack", path, "--name", "y:1", "--models-dir", tmp_path / "s", "--strict")
+    assert cp.returncode == 3 and "--strict refuses it" in cp.stderr
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file()]   # no blob, no manifest, no leftover
+    ok = run_cli("inspect", shared_path("ggml-vocab-gpt-2.gguf"), "--json", check=0)
+    assert __import__("json").loads(ok.stdout)["load_problems"] == []

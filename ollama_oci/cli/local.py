@@ -113,6 +113,8 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
         elif info.split:
             rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}" +
                          (f": {split_problem}" if split_problem else "")))
+        for problem in info.load_problems:
+            rows.append(("ollama", f"cannot load this file: {problem}"))
         for k, v in rows:
             click.echo(f"{k:<15} {printable(v, 4000)}")
         click.echo(f"\nmetadata ({len(g.kv)} keys):")

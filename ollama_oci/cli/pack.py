@@ -29,6 +29,9 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
               help="Also (or only) write into this OCI image layout; repeatable.")
 @click.option("--link-mode", type=click.Choice(["auto", "reflink", "hardlink", "copy"]), default="auto",
               show_default=True, help="How the GGUF enters a store on the same filesystem.")
+@click.option("--strict", is_flag=True,
+              help="Refuse a GGUF that Ollama's loader cannot read (big-endian, GGUF v1, arrays of arrays) "
+                   "instead of packing it with a warning.")
 @click.option("--no-auto-template", is_flag=True,
               help="Do not derive a template from the GGUF's Jinja chat template when none is given.")
 @click.option("--legacy-rootfs", is_flag=True,
@@ -37,7 +40,7 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
               help="Print nothing on success (warnings and errors still go to stderr).")
 @json_option
 def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
-         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, quiet, as_json) -> None:
+         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, quiet, as_json, strict) -> None:
     """Build an Ollama model from a GGUF file (and optionally a Modelfile).
 
     Writes the GGUF, template, system, params, messages and license layers, the
@@ -68,7 +71,7 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
     stores.extend(OCILayout(d) for d in oci_layouts)
     with Progress(not quiet and not as_json) as prog:
         result = build_pack(recipe, mname, stores, legacy_rootfs=legacy_rootfs, link_mode=link_mode,
-                            progress=prog, warn=warn)
+                            progress=prog, warn=warn, strict=strict)
     if as_json:
         emit_json(result.to_json())
         return
