@@ -99,7 +99,8 @@ def describe_model(store: Any, name: ModelName, *, template_source: bool = True)
                     source = "derived"
             except InvalidInput:
                 pass
-    return ModelDescription(name, store.describe(), manifest, digest_bytes(raw), config, texts, details, source)
+    ident = getattr(store, "manifest_id", digest_bytes)(raw)   # the ID `list` shows
+    return ModelDescription(name, store.describe(), manifest, ident, config, texts, details, source)
 
 
 def modelfile_text(store: Any, name: ModelName) -> str:

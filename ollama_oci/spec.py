@@ -15,7 +15,7 @@ from .digest import Digest, digest_bytes, parse_digest
 from .errors import InvalidInput
 
 __all__ = [
-    "MT", "Descriptor", "Config", "Manifest", "parse_manifest", "MAX_MANIFEST_BYTES",
+    "MT", "Descriptor", "Config", "Manifest", "parse_manifest", "MAX_MANIFEST_BYTES", "ollama_manifest_id",
 ]
 
 
@@ -260,3 +260,34 @@ def parse_manifest(data: bytes) -> Manifest:
         media_type=mt if isinstance(mt, str) else MT.MANIFEST,
         schema_version=2,
     )
+
+
+def go_decoder_consumed(data: bytes) -> int:
+    """How many bytes of a file holding ``data`` Go's ``json.Decoder`` reads to decode its first value.
+
+    The decoder reads into a buffer that starts at 512 bytes and grows to ``2*cap + 512`` (512, 1536,
+    3584, 7680, ...), each read filling it; it stops as soon as the value's closing brace is in.
+    So a value that ends exactly on one of those sizes leaves the rest (the newline ``ollama create``
+    writes) unread."""
+    import json as _json
+    size = len(data)
+    try:
+        text = data.decode("utf-8")
+        start = len(text) - len(text.lstrip(" \t\r\n"))
+        _, end_char = _json.JSONDecoder().raw_decode(text, start)
+        end = len(text[:end_char].encode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return size
+    total = cap = 0
+    while total < end and total < size:
+        if cap - total < 512:
+            cap = 2 * cap + 512
+        total = min(cap, size)
+    return total
+
+
+def ollama_manifest_id(data: bytes) -> Digest:
+    """The ID ``ollama list`` shows for a manifest file: the sha256 of the bytes its JSON decoder read
+    (server/manifest.go hashes through a TeeReader), which is the whole file except when the JSON ends
+    exactly where a read of the decoder's growing buffer ends (512, 1536, 3584, ... bytes)."""
+    return digest_bytes(data[:go_decoder_consumed(data)])

@@ -133,3 +133,40 @@ def test_arch_defaults_like_ollama(tmp_path):
     cfg = build_config([ModelFacts("gemma4", "1B", "Q4_K_M")])
     assert (cfg.renderer, cfg.parser) == ("gemma4", "gemma4")
     assert b'"renderer":"gemma4","parser":"gemma4"' in cfg.to_bytes()
+
+
+def test_the_id_is_the_hash_of_what_ollamas_decoder_read(tmp_path):
+    """server/manifest.go hashes a manifest file through a TeeReader while json.Decoder reads it:
+    the decoder's buffer grows 512 -> 1536 -> 3584 -> ..., and it stops once the value is complete. A
+    manifest whose JSON ends exactly at one of those sizes leaves its trailing newline unread, so the
+    ID is the hash of the file without it (issue 15 item 2)."""
+    import hashlib
+    import json
+
+    from ollama_oci import OllamaStore
+    from ollama_oci.spec import go_decoder_consumed, ollama_manifest_id
+    for size in (511, 512, 513, 1535, 1536, 3584, 7680):
+        body = json.dumps({"schemaVersion": 2, "pad": ""}, separators=(",", ":"))
+        body = body.replace('"pad":""', '"pad":"' + "x" * (size - len(body)) + '"')
+        data = body.encode() + b"\n"
+        assert len(data) == size + 1
+        full, short = hashlib.sha256(data).hexdigest(), hashlib.sha256(data[:-1]).hexdigest()
+        expect = short if size in (512, 1536, 3584, 7680) else full
+        assert ollama_manifest_id(data) == "sha256:" + expect, size
+        assert go_decoder_consumed(data) == (size if expect == short else size + 1)
+    # a real store: pack a model whose manifest is padded to 1536 bytes of JSON; list shows Ollama's ID
+    from conftest import TINY
+    from ollama_oci import Recipe, pack
+    store = OllamaStore(str(tmp_path / "m"))
+    res = pack(Recipe(files=[TINY]), "edge:1", [store], link_mode="copy")
+    path = store.manifest_path(res.name)
+    raw = open(path, "rb").read()
+    assert store.list()[0].manifest_digest == "sha256:" + hashlib.sha256(raw).hexdigest()   # the common case
+    doc = json.loads(raw)
+    doc["layers"][0]["annotations"] = {"pad": ""}
+    text = json.dumps(doc, separators=(",", ":"))
+    doc["layers"][0]["annotations"]["pad"] = "x" * (1536 - len(text))
+    edge = json.dumps(doc, separators=(",", ":")).encode()
+    assert len(edge) == 1536
+    open(path, "wb").write(edge + b"\n")
+    assert store.list()[0].manifest_digest == "sha256:" + hashlib.sha256(edge).hexdigest()

@@ -33,7 +33,7 @@ class ModelEntry:
     """One model in a store."""
 
     name: ModelName
-    manifest_digest: Digest       # sha256 of the manifest bytes as stored (ollama's model ID)
+    manifest_digest: Digest       # the model ID: what ollama list shows (LocalStore.manifest_id)
     size: int                     # sum of blob sizes, as the manifest claims
     modified: float               # mtime (seconds since the epoch)
 
@@ -65,6 +65,11 @@ class LocalStore:
 
     #: whether stored manifests end with a newline (ollama's local form) or not (registry form)
     manifest_newline = True
+
+    def manifest_id(self, data: bytes) -> Digest:
+        """What identifies a stored manifest to users (``list``'s ID): its digest here; the Ollama
+        store has Ollama's own rule."""
+        return digest_bytes(data)
     kind = "store"
     #: ``exists`` is a stat, so a copy may check every blob of an unchanged manifest
     checks_blobs_cheaply = True
@@ -311,7 +316,7 @@ class LocalStore:
                                         f"{os.path.getsize(p)} bytes, the manifest says {d.size}")
         self.prepare()
         self._write_manifest(name, data)
-        return digest_bytes(data)
+        return self.manifest_id(data)
 
     def get_manifest(self, name: ModelName) -> tuple[Manifest, bytes]:
         data, _ = self.read_manifest_bytes(name)
@@ -333,7 +338,7 @@ class LocalStore:
                 m = parse_manifest(data)
             except (InvalidInput, NotFound, OSError):
                 continue
-            out.append(ModelEntry(n, digest_bytes(data), m.size, mtime))
+            out.append(ModelEntry(n, self.manifest_id(data), m.size, mtime))
         out.sort(key=lambda e: e.modified, reverse=True)
         return out
 
@@ -440,7 +445,7 @@ class LocalStore:
             except (InvalidInput, OSError) as e:
                 problems.append(Problem(n.display, "", "manifest", str(e)))
                 continue
-            entries.append(ModelEntry(n, digest_bytes(data), m.size, mtime))
+            entries.append(ModelEntry(n, self.manifest_id(data), m.size, mtime))
             for d in m.blobs:
                 key = str(d.digest)
                 if key not in checked:

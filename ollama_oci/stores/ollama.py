@@ -16,7 +16,7 @@ from ..digest import Digest, parse_digest
 from ..errors import InvalidName, NotFound, StoreError
 from ..fsutil import atomic_write, fsync_dir
 from ..names import ModelName, name_from_parts
-from ..spec import MAX_MANIFEST_BYTES
+from ..spec import MAX_MANIFEST_BYTES, ollama_manifest_id
 from .base import LocalStore, is_regular
 
 __all__ = ["OllamaStore", "default_models_dir"]
@@ -32,6 +32,10 @@ def default_models_dir() -> str:
 
 class OllamaStore(LocalStore):
     manifest_newline = True  # what `ollama create` writes
+
+    def manifest_id(self, data: bytes) -> Digest:
+        """Ollama's ID: the sha256 of the bytes its JSON decoder read (spec.ollama_manifest_id)."""
+        return ollama_manifest_id(data)
     kind = "ollama"
 
     def __init__(self, root: Optional[str] = None):
