@@ -577,3 +577,28 @@ def test_pack_names_the_id_and_the_registry_digest(tmp_path, registry_factory):
     assert json.loads(cp.stdout)["manifest_digest"] == doc["registry_digest"]
     run_cli("pull", f"{reg.host}/team/t@{doc['registry_digest']}", "--name", "pinned:1", "--plain-http",
             "--models-dir", tmp_path / "p", check=0)
+
+
+def test_dry_runs_tags_aliases_version_and_completion(tmp_path, registry_factory):
+    """The conventions of docker, oras, crane and ollama: --dry-run, tags, cp/ls, version, completion."""
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root,
+                 "--dry-run", "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["dry_run"] and {b["action"] for b in doc["blobs"]} == {"missing"}
+    assert doc["bytes_to_transfer"] == res.manifest.size
+    assert run_cli("tags", f"{reg.host}/team/tiny", "--plain-http").returncode == 4   # nothing was pushed
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:2", "--plain-http", "--models-dir", src.root, check=0)
+    assert run_cli("tags", f"{reg.host}/team/tiny", "--plain-http", check=0).stdout.split() == ["1", "2"]
+    cp = run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", tmp_path / "p", "--dry-run",
+                 check=0)
+    assert "would move" in cp.stdout and not (tmp_path / "p" / "manifests").exists()
+    cp = run_cli("cp", f"{reg.host}/team/tiny:1", f"ollama:team/tiny:1", "--plain-http", "--models-dir", src.root,
+                 "--dry-run", check=0)
+    assert "unchanged" in cp.stdout or "0 of" in cp.stdout
+    assert "team/tiny:1" in run_cli("ls", "--models-dir", src.root, check=0).stdout
+    ver = json.loads(run_cli("version", "--json", check=0).stdout)
+    assert ver["version"] and "urllib3" in ver["libraries"]
+    assert "_OLLAMA_OCI_COMPLETE" in run_cli("completion", "bash", check=0).stdout

@@ -22,6 +22,10 @@ from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, Ollam
 from . import local, pack, places, registry, serve  # noqa: F401  (each registers its commands)
 from .app import cli, log
 
+# the short names people type after using docker, oras and ollama
+cli.add_command(places.copy_cmd, "cp")
+cli.add_command(local.list_cmd, "ls")
+
 __all__ = ["cli", "main", "console_main"]
 
 

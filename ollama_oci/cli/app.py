@@ -46,3 +46,40 @@ def cli(ctx: click.Context, verbose: int) -> None:
     log.setLevel(level)
     # urllib3's debug lines carry full URLs, and presigned object-storage URLs carry signatures
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def version(as_json: bool) -> None:
+    """Print the version of ollama-oci, Python and the libraries it runs on."""
+    import platform
+    from importlib import metadata
+    deps = {}
+    for d in ("click", "urllib3", "zstandard", "cryptography", "jinja2", "gguf", "aiohttp"):
+        try:
+            deps[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            deps[d] = None
+    if as_json:
+        import json
+        click.echo(json.dumps({"version": __version__, "python": platform.python_version(), "libraries": deps}))
+        return
+    click.echo(f"ollama-oci {__version__} (Python {platform.python_version()})")
+    for k, v in deps.items():
+        click.echo(f"  {k} {v or 'not installed'}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    Examples:
+      ollama-oci completion bash > ~/.local/share/bash-completion/completions/ollama-oci
+      ollama-oci completion zsh > "${fpath[1]}/_ollama-oci"
+      ollama-oci completion fish > ~/.config/fish/completions/ollama-oci.fish
+    """
+    from click.shell_completion import get_completion_class
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "ollama-oci", "_OLLAMA_OCI_COMPLETE").source())

@@ -138,6 +138,27 @@ def copy_report(report, as_json: bool, verb: str, quiet: bool = False) -> None:
     click.echo(f"  {len(moved)} of {len(report.blobs)} blobs moved, {human_size(report.bytes_transferred)}")
 
 
+def plan_report(report, as_json: bool, quiet: bool = False) -> None:
+    """What a --dry-run found: the blobs a copy would move (``missing``) and those already there."""
+    missing = [b for b in report.blobs if b.action == "missing"]
+    if as_json:
+        emit_json({**report.to_json(), "dry_run": True, "bytes_to_transfer": sum(b.size for b in missing)})
+        return
+    if quiet:
+        return
+    click.echo(f"dry run: {report.source} -> {report.destination} ({report.manifest_digest})")
+    for b in report.blobs:
+        click.echo(f"  {b.action:<10} {b.digest[7:19]}  {human_size(b.size)}")
+    what = "unchanged, nothing would move" if report.unchanged else \
+        f"{len(missing)} of {len(report.blobs)} blobs would move, {human_size(sum(b.size for b in missing))}"
+    click.echo(f"  {what}")
+
+
+def dry_run_option(f):
+    return click.option("--dry-run", is_flag=True,
+                        help="Resolve both sides and say which blobs would move; move nothing.")(f)
+
+
 # -- options --------------------------------------------------------------------------------------
 
 def models_dir_option(f):

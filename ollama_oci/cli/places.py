@@ -7,8 +7,9 @@ import sys
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, destination, emit_json, human_size, json_option, local_store,
-                     model_name, models_dir_option, oci_option, parse_size, quiet_option, transport_options)
+from .common import (Progress, copy_report, destination, dry_run_option, emit_json, human_size, json_option,
+                     local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
+                     transport_options)
 
 
 @cli.command("copy", context_settings=CONTEXT)
@@ -18,10 +19,11 @@ from .common import (Progress, copy_report, destination, emit_json, human_size, 
 @click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
               help="oci: write the manifest as an OCI image manifest.")
 @click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M).")
+@dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, transport, quiet, as_json) -> None:
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, dry_run, transport, quiet, as_json) -> None:
     """Copy a model between any two places, moving only what is missing.
 
     SRC and DST are each one of: a registry reference; oci:DIR[:NAME] (an OCI
@@ -46,6 +48,17 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, transport, quiet
     transport.check_plain_http(*(e.ref for e in (s, d) if e.kind == "registry"))
     login_for = d.ref.registry if d.kind == "registry" else s.ref.registry if s.kind == "registry" else None
     registries = transport.registries(credentials_for=login_for, chunk_size=parse_size(chunk_size))
+    if dry_run:
+        if "bundle" in (s.kind, d.kind):
+            raise click.UsageError("--dry-run compares two stores; for a bundle, list it with tar -tf")
+        from ..engine import plan_copy
+        from ..places import open_place, only_model
+        sstore, sref = open_place(s, models_dir=models_dir, registries=registries)
+        sref = sref if sref is not None else only_model(sstore, s)
+        dstore, dref = open_place(d, models_dir=models_dir, registries=registries)
+        dref = dref if dref is not None else d.name_or(s) if d.kind != "registry" else dref
+        return plan_report(plan_copy(sstore, sref, dstore, dref if dref is not None else sref,
+                                     manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
         report = copy_places(src, dst, models_dir=models_dir, registries=registries,
                              options=CopyOptions(concurrency=transport.concurrency, progress=prog,

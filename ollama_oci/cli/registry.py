@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, destination, json_option, local_store, model_name, models_dir_option,
-                     oci_option, parse_size, quiet_option, transport_options)
+from .common import (Progress, copy_report, destination, dry_run_option, emit_json, json_option, local_store,
+                     model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
+                     transport_options)
 
 
 def _registry_host(text: str) -> str:
@@ -71,10 +72,11 @@ def logout(registry) -> None:
 @click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
               help="oci: send the manifest as an OCI image manifest, for tools that refuse Docker schema 2 "
                    "(`ollama pull` cannot fetch that form from Docker distribution; keep the default for it).")
+@dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transport, quiet, as_json) -> None:
+def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, dry_run, transport, quiet, as_json) -> None:
     """Push a model from the Ollama store (or an OCI layout) to a registry.
 
     NAME is a model in the store; REF the destination, e.g.
@@ -96,6 +98,9 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transpo
                                                            "registry host")
     transport.check_plain_http(dest)
     reg = transport.registry(dest.registry, chunk_size=parse_size(chunk_size))
+    if dry_run:
+        from ..engine import plan_copy
+        return plan_report(plan_copy(store, n, reg, dest, manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
         report = copy(store, n, reg, dest, CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                        manifest_format=manifest_format))
@@ -110,10 +115,11 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, transpo
                    "fault), instead of trusting their presence.")
 @models_dir_option
 @oci_option
+@dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def pull(ref, name, verify_existing, models_dir, oci_layout, transport, quiet, as_json) -> None:
+def pull(ref, name, verify_existing, models_dir, oci_layout, dry_run, transport, quiet, as_json) -> None:
     """Pull a model from a registry into the Ollama store (or an OCI layout).
 
     Blobs already present are skipped; large blobs come in parallel byte ranges;
@@ -137,7 +143,36 @@ def pull(ref, name, verify_existing, models_dir, oci_layout, transport, quiet, a
     local = model_name(name) if name else src.to_model_name()
     store = local_store(models_dir, oci_layout)
     reg = transport.registry(src.registry)
+    if dry_run:
+        from ..engine import plan_copy
+        return plan_report(plan_copy(reg, src, store, local), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
         report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                           verify_existing=verify_existing))
     copy_report(report, as_json, "pulled", quiet)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("repository")
+@transport_options
+@json_option
+def tags(repository, transport, as_json) -> None:
+    """List the tags of a repository in a registry.
+
+    \b
+    Examples:
+      ollama-oci tags registry.example.com/ml/gemma3
+      ollama-oci tags localhost:5000/team/model --plain-http --json
+    """
+    from ..reference import parse_reference
+    ref = parse_reference(repository if ":" in repository.rsplit("/", 1)[-1] or "@" in repository
+                          else repository + ":latest")
+    if not ref.explicit_registry:
+        raise click.UsageError(f"{repository}: name the registry (registry.example.com/{repository})")
+    transport.check_plain_http(ref)
+    names = sorted(transport.registry(ref.registry).list_tags(ref.repository))
+    if as_json:
+        emit_json({"registry": ref.registry, "repository": ref.repository, "tags": names})
+        return
+    for t in names:
+        click.echo(t)
