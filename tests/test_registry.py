@@ -602,3 +602,23 @@ def test_dry_runs_tags_aliases_version_and_completion(tmp_path, registry_factory
     ver = json.loads(run_cli("version", "--json", check=0).stdout)
     assert ver["version"] and "urllib3" in ver["libraries"]
     assert "_OLLAMA_OCI_COMPLETE" in run_cli("completion", "bash", check=0).stdout
+
+
+def test_authfile_option_and_the_username_prompt(tmp_path, registry_factory):
+    reg = registry_factory("tls")
+    src, res = _packed(tmp_path)
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "REGISTRY_AUTH_FILE": str(tmp_path / "default.json"),
+           "OLLAMA_MODELS": src.root}
+    auth = tmp_path / "ci-auth.json"
+    common = ["--ca-file", reg.ca]
+    # without a terminal, login cannot ask for the user name: a usage error that says -u
+    cp = run_cli("login", reg.host, "--password-stdin", *common, env=env, input="s3cret-pass\n")
+    assert cp.returncode == 2 and "-u" in cp.stderr
+    run_cli("login", reg.host, "-u", "alice", "--password-stdin", "--authfile", auth, *common, env=env,
+            input="s3cret-pass\n", check=0)
+    assert reg.host in json.loads(auth.read_text())["auths"] and not (tmp_path / "default.json").exists()
+    cp = run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, env=env)
+    assert cp.returncode == 8                               # the default places hold no login
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, "--authfile", auth, env=env, check=0)
+    run_cli("logout", reg.host, "--authfile", auth, env=env, check=0)
+    assert reg.host not in json.loads(auth.read_text()).get("auths", {})

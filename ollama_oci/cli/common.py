@@ -154,6 +154,15 @@ def plan_report(report, as_json: bool, quiet: bool = False) -> None:
     click.echo(f"  {what}")
 
 
+def authfile_option(f):
+    """``--authfile FILE``: the containers auth file to read and write logins in, as podman and skopeo
+    take it (it stands for $REGISTRY_AUTH_FILE for this command)."""
+    return click.option("--authfile", metavar="FILE", expose_value=False, is_eager=True,
+                        callback=lambda ctx, param, value: _set_authfile(value),
+                        help="Registry logins file (containers-auth.json format); default $REGISTRY_AUTH_FILE, "
+                             "then the Docker config.")(f)
+
+
 def dry_run_option(f):
     return click.option("--dry-run", is_flag=True,
                         help="Resolve both sides and say which blobs would move; move nothing.")(f)
@@ -300,6 +309,13 @@ _TRANSPORT_PARAMS = ("plain_http", "insecure", "ca_file", "cert_file", "key_file
                      "ollama_key", "concurrency", "retries", "ollama_version")
 
 
+def _set_authfile(value):
+    if value:
+        import os
+        os.environ["REGISTRY_AUTH_FILE"] = os.path.abspath(value)
+    return value
+
+
 def transport_options(f):
     """Add the registry options to a command; it receives them as one ``transport`` argument."""
     @functools.wraps(f)
@@ -307,6 +323,10 @@ def transport_options(f):
         t = Transport(**{n: kw.pop(n) for n in _TRANSPORT_PARAMS}, retries_given=given("retries"))
         return f(*args, transport=t, **kw)
     opts = [
+        click.option("--authfile", metavar="FILE", expose_value=False, is_eager=True,
+                     callback=lambda ctx, param, value: _set_authfile(value),
+                     help="Registry logins file (containers-auth.json format); default $REGISTRY_AUTH_FILE, then "
+                          "the Docker config."),
         click.option("--plain-http", is_flag=True, help="Talk to the registry over http:// (no TLS)."),
         click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (still https)."),
         click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),

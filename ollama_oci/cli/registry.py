@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, destination, dry_run_option, emit_json, json_option, local_store,
+from .common import (Progress, authfile_option, copy_report, destination, dry_run_option, emit_json, json_option, local_store,
                      model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
                      transport_options)
 
@@ -23,22 +23,28 @@ def _registry_host(text: str) -> str:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("registry")
-@click.option("-u", "--username", required=True, help="User name.")
+@click.option("-u", "--username", help="User name (asked for on a terminal when not given).")
 @click.option("-p", "--password", help="Password (prefer --password-stdin: this one shows in `ps`).")
 @click.option("--password-stdin", is_flag=True, help="Read the password (or token) from stdin.")
 @click.option("--plain-http", is_flag=True, help="The registry speaks http://.")
 @click.option("--insecure", is_flag=True, help="Skip TLS certificate verification.")
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True), help="Also trust this CA bundle (PEM).")
+@authfile_option
 def login(registry, username, password, password_stdin, plain_http, insecure, ca_file) -> None:
     """Check credentials against a registry and store them like `docker login`.
 
-    They go to the Docker config ($DOCKER_CONFIG/config.json, or its credsStore
-    helper), where docker, podman, oras and skopeo find them too.
+    They go to $REGISTRY_AUTH_FILE (or --authfile) when set, else the Docker config
+    ($DOCKER_CONFIG/config.json, or its credsStore helper), where docker, podman,
+    oras and skopeo find them too.
     """
     import sys
 
     from ..transport import TransportOptions, login as do_login
     registry = _registry_host(registry)
+    if not username:
+        if password_stdin or not sys.stdin.isatty():
+            raise click.UsageError("give the user name with -u (standard input is not a terminal to ask on)")
+        username = click.prompt("Username")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -52,6 +58,7 @@ def login(registry, username, password, password_stdin, plain_http, insecure, ca
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("registry")
+@authfile_option
 def logout(registry) -> None:
     """Remove stored credentials for a registry."""
     from ..errors import NotFound
