@@ -622,3 +622,22 @@ def test_authfile_option_and_the_username_prompt(tmp_path, registry_factory):
     run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", *common, "--authfile", auth, env=env, check=0)
     run_cli("logout", reg.host, "--authfile", auth, env=env, check=0)
     assert reg.host not in json.loads(auth.read_text()).get("auths", {})
+
+
+def test_verify_repair_fetches_only_the_damaged_blob(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    model = res.manifest.layers[0]
+    path = src.blob_path(model.digest)
+    data = bytearray(open(path, "rb").read())
+    data[200] ^= 0xFF
+    os.chmod(path, 0o644)
+    open(path, "wb").write(bytes(data))             # same size: only a re-hash sees it
+    assert run_cli("verify", "--models-dir", src.root).returncode == 5
+    cp = run_cli("verify", "team/tiny:1", "--repair", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir",
+                 src.root, "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["ok"] and doc["repaired"] == [str(model.digest)]
+    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == model.digest.hex
+    run_cli("verify", "--models-dir", src.root, check=0)

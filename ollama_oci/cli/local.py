@@ -12,7 +12,7 @@ import click
 from ..errors import OllamaOCIError, printable
 from .app import CONTEXT, cli
 from .common import (Progress, ago, emit_json, existing_store, human_size, json_option, local_store, model_name,
-                     models_dir_option, oci_option, warn)
+                     models_dir_option, oci_option, transport_options, warn)
 
 
 def _kv_json(kv, full_arrays: bool) -> dict:
@@ -227,24 +227,52 @@ def rm(names, models_dir, oci_layout, as_json) -> None:
 @models_dir_option
 @oci_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when all is well (problems still go to stderr).")
+@click.option("--repair", "repair_from", metavar="REF",
+              help="Fetch the damaged or missing blobs of the model again from this registry reference, then "
+                   "check again (one model: give its NAME, or let REF name it).")
+@transport_options
 @json_option
-def verify(names, quick, models_dir, oci_layout, quiet, as_json) -> None:
+def verify(names, quick, models_dir, oci_layout, quiet, repair_from, transport, as_json) -> None:
     """Check that every blob of every model (or of NAMES) is present and intact.
 
     Re-hashes each blob once, even when several models share it. Exits with 5
-    when something is wrong, listing each problem.
+    when something is wrong, listing each problem. With --repair REF, a damaged
+    model's blobs are fetched again from REF (only those that fail the check).
+
+    \b
+    Examples:
+      ollama-oci verify
+      ollama-oci verify gemma3:270m --repair registry.internal/ml/gemma3:270m
     """
     store = existing_store(models_dir, oci_layout)
     targets = [model_name(n) for n in names] if names else None
+    repaired = []
+    if repair_from:
+        from ..engine import CopyOptions, copy
+        from ..reference import parse_reference
+        src = parse_reference(repair_from)
+        transport.check_plain_http(src)
+        if targets is None:
+            targets = [src.to_model_name()]
+        if len(targets) != 1:
+            raise click.UsageError("--repair mends one model: give one NAME")
+        _, found = store.verify(targets, rehash=not quick)
+        if found:
+            with Progress(not quiet and not as_json) as prog:
+                report = copy(transport.registry(src.registry), src, store, targets[0],
+                              CopyOptions(concurrency=transport.concurrency, progress=prog, verify_existing=True))
+            repaired = [str(b.digest) for b in report.blobs if b.transferred]
     prog = Progress(not quiet and not as_json)
     try:
         entries, problems = store.verify(targets, rehash=not quick,
                                          progress=prog)
     finally:
         prog.close()
+    if repaired and not as_json and not quiet:
+        click.echo(f"repaired {len(repaired)} blob{'s' if len(repaired) != 1 else ''} from {repair_from}")
     if as_json:
         emit_json({"store": store.describe(), "checked": [e.name.display for e in entries],
-                    "ok": not problems, "problems": [p.to_json() for p in problems]})
+                    "ok": not problems, "problems": [p.to_json() for p in problems], "repaired": repaired})
     else:
         for p in problems:
             click.echo(f"{p.model}: {p.kind}: {p.digest} {p.detail}", err=True)
