@@ -134,3 +134,31 @@ def modelfile_text(store: Any, name: ModelName) -> str:
             continue
         lines.append(f"MESSAGE {m.get('role')} {quote_value(str(m.get('content', '')))}")
     return "\n".join(lines) + "\n"
+
+
+#: what runs each model artifact format (../shared/docs/model-formats.md)
+_RUNTIMES = {
+    "Ollama model": ["ollama", "ollama-oci"],
+    "CNCF ModelPack": ["modctl", "KitOps", "Harbor", "KServe", "Docker Model Runner (ai/*)"],
+    "Docker model artifact": ["Docker Model Runner"],
+}
+
+
+def artifact_format(manifest: dict) -> tuple[str, list[str]]:
+    """The model format of a manifest (decoded JSON) and the runtimes that can use it, from the config
+    media type, ``artifactType`` and the layer media types."""
+    if not isinstance(manifest, dict):
+        return "not a manifest", []
+    cfg = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    types = [str(layer.get("mediaType", "")) for layer in manifest.get("layers") or [] if isinstance(layer, dict)]
+    art = str(manifest.get("artifactType") or "")
+    cmt = str(cfg.get("mediaType") or "")
+    if any(t.startswith("application/vnd.ollama.image.") for t in types):
+        name = "Ollama model"
+    elif "cncf.model" in cmt or "cncf.model" in art or any(t.startswith("application/vnd.cncf.model.") for t in types):
+        name = "CNCF ModelPack"
+    elif "docker.ai" in cmt or "docker.ai" in art or any(t.startswith("application/vnd.docker.ai.") for t in types):
+        name = "Docker model artifact"
+    else:
+        return f"an OCI artifact ({cmt or 'no config'})", []
+    return name, _RUNTIMES[name]

@@ -641,3 +641,18 @@ def test_verify_repair_fetches_only_the_damaged_blob(tmp_path, registry_factory)
     assert doc["ok"] and doc["repaired"] == [str(model.digest)]
     assert hashlib.sha256(open(path, "rb").read()).hexdigest() == model.digest.hex
     run_cli("verify", "--models-dir", src.root, check=0)
+
+
+def test_inspect_and_rm_a_remote_model(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    src, res = _packed(tmp_path)
+    run_cli("push", "team/tiny:1", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", src.root, check=0)
+    doc = json.loads(run_cli("inspect", f"{reg.host}/team/tiny:1", "--plain-http", "--json", check=0).stdout)
+    assert doc["format"] == "Ollama model" and "ollama" in doc["runtimes"]
+    assert doc["digest"] == str(res.manifest.digest(newline=False))
+    assert [layer["digest"] for layer in doc["layers"]] == [str(d.digest) for d in res.manifest.layers]
+    assert doc["config"]["model_family"] == "llama"
+    text = run_cli("inspect", f"{reg.host}/team/tiny:1", "--plain-http", check=0).stdout
+    assert "Ollama model" in text and "application/vnd.ollama.image.model" in text
+    run_cli("rm", "--remote", f"{reg.host}/team/tiny:1", "--plain-http", check=0)
+    assert run_cli("pull", f"{reg.host}/team/tiny:1", "--plain-http", "--models-dir", tmp_path / "x").returncode == 4

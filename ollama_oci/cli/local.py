@@ -50,17 +50,80 @@ def _kv_text(kv, width: int = 100) -> str:
     return s if len(s) <= width else s[: width - 3] + "..."
 
 
+def _looks_remote(text: str) -> bool:
+    import os
+    if os.path.exists(text) or "/" not in text:
+        return False
+    host = text.split("/", 1)[0]
+    return host == "localhost" or "." in host or ":" in host
+
+
+def _inspect_remote(text: str, transport, as_json: bool) -> None:
+    """A registry artifact: its manifest, its layers, and which runtimes can use it."""
+    import json as _json
+
+    from ..describe import artifact_format
+    from ..reference import parse_reference
+    from ..spec import parse_manifest
+    ref = parse_reference(text)
+    transport.check_plain_http(ref)
+    repo, r = transport.registry(ref.registry).bind(ref)
+    data, mt = repo.fetch_manifest(r)
+    try:
+        raw = _json.loads(data)
+    except ValueError:
+        raw = {}
+    fmt, runtimes = artifact_format(raw)
+    config = None
+    try:
+        m = parse_manifest(data)
+        if m.config.size <= (1 << 20):
+            with repo.fetch(m.config) as f:
+                config = _json.loads(f.read(m.config.size + 1))
+    except (OllamaOCIError, ValueError):
+        m = None
+    from ..digest import digest_bytes
+    doc = {"reference": str(ref), "mediaType": mt, "digest": str(digest_bytes(data)), "format": fmt,
+           "runtimes": runtimes, "layers": raw.get("layers") if isinstance(raw, dict) else None,
+           "config": config}
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(f"reference       {ref}")
+    click.echo(f"digest          {doc['digest']}")
+    click.echo(f"media type      {mt}")
+    click.echo(f"format          {fmt}")
+    click.echo(f"runtimes        {', '.join(runtimes) or '-'}")
+    if isinstance(config, dict):
+        for k in ("model_format", "model_family", "model_type", "file_type"):
+            if config.get(k):
+                click.echo(f"{k.replace('_', ' '):<15} {printable(str(config[k]), 200)}")
+    for layer in doc["layers"] or []:
+        if isinstance(layer, dict):
+            click.echo(f"  {printable(str(layer.get('mediaType')), 80):<48} {str(layer.get('digest'))[7:19]}  "
+                       f"{human_size(int(layer.get('size') or 0))}")
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("gguf", type=click.Path(dir_okay=False))
+@click.argument("gguf", metavar="GGUF|REF", type=click.Path(dir_okay=False))
 @click.option("--tensors", is_flag=True, help="List every tensor (name, type, shape, offset, bytes).")
 @click.option("--full-arrays", is_flag=True, help="With --json: include every array element (large!).")
+@transport_options
 @json_option
-def inspect(gguf: str, tensors: bool, full_arrays: bool, as_json: bool) -> None:
-    """Show what a GGUF header says, and what Ollama will make of it.
+def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: bool) -> None:
+    """Show what a GGUF header says, and what Ollama will make of it; or, for a registry reference,
+    what the artifact there is and which runtimes can use it.
 
     Reads only the header (no tensor data), so it is fast on any size of model.
     The --json schema is documented in docs/cli.md ("ollama-oci.inspect/v1").
+
+    \b
+    Examples:
+      ollama-oci inspect model.gguf
+      ollama-oci inspect registry.example.com/ml/gemma3:270m
     """
+    if _looks_remote(gguf):
+        return _inspect_remote(gguf, transport, as_json)
     from ..gguf_header import read_gguf
     from ..gguf_split import is_split, open_split_set
     from ..modelinfo import model_info
@@ -206,9 +269,33 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
 @click.argument("names", nargs=-1, required=True)
 @models_dir_option
 @oci_option
+@click.option("--remote", is_flag=True,
+              help="NAMES are registry references: delete those manifests in the registry (where it allows "
+                   "deletes; its blobs are left to its garbage collection).")
+@transport_options
 @json_option
-def rm(names, models_dir, oci_layout, as_json) -> None:
-    """Remove models. Blobs still used by another model are kept."""
+def rm(names, models_dir, oci_layout, remote, transport, as_json) -> None:
+    """Remove models. Blobs still used by another model are kept.
+
+    \b
+    Examples:
+      ollama-oci rm mymodel:q4
+      ollama-oci rm --remote registry.example.com/team/model:old
+    """
+    if remote:
+        from ..reference import parse_destination
+        done = []
+        for name in names:
+            ref = parse_destination(name)
+            transport.check_plain_http(ref)
+            repo, r = transport.registry(ref.registry).bind(ref)
+            repo.delete(r)
+            done.append(str(ref))
+            if not as_json:
+                click.echo(f"deleted {ref} in the registry")
+        if as_json:
+            emit_json({"removed": [{"reference": d} for d in done]})
+        return
     store = local_store(models_dir, oci_layout)
     report = []
     for name in names:
