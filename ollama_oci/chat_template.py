@@ -31,6 +31,7 @@ __all__ = ["DerivedTemplate", "TemplateDerivationError", "derive_template", "ren
 MAX_OUTPUT = 1 << 20          # characters one rendering may produce
 MAX_REPEAT = 1 << 20          # size of a string or list made with "*"
 TIMEOUT = 5.0                 # seconds for all renderings of one template
+MAX_MEMORY = 192 << 20        # bytes the rendering child may allocate beyond what it was forked with
 
 _M = {"sys": "@@SYS_7a1@@", "u1": "@@USR1_7a1@@", "a1": "@@AST1_7a1@@", "u2": "@@USR2_7a1@@"}
 
@@ -103,15 +104,34 @@ def _render_all(src: str, jobs: list[tuple[list[dict], bool]], extra: dict) -> l
             out.append("".join(pieces))
         except RecursionError:
             out.append(("error", "recursion too deep"))
+        except MemoryError:
+            out.append(("error", f"memory limit ({MAX_MEMORY >> 20} MiB) reached: a string or list grows without bound"))
         except Exception as e:
             out.append(("error", f"{type(e).__name__}: {str(e)[:200]}"))
     return out
+
+
+def _vm_kib(field: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _child(conn, src, jobs, extra):
     try:
         import resource
         resource.setrlimit(resource.RLIMIT_CPU, (int(TIMEOUT) + 2, int(TIMEOUT) + 3))
+        # memory: what the forked child already has, plus MAX_MEMORY. RLIMIT_DATA counts the heap and
+        # private anonymous mappings (Linux 4.7+), so a string grown by ljust/center/format/% fails
+        # with MemoryError at once instead of taking gigabytes; mapped model files do not count.
+        data = _vm_kib("VmData") * 1024
+        if data:
+            resource.setrlimit(resource.RLIMIT_DATA, (data + MAX_MEMORY, data + MAX_MEMORY))
     except (ImportError, ValueError, OSError):
         pass
     try:

@@ -179,3 +179,31 @@ def test_go_template_parser_and_renderer_never_crash_on_garbage():
         except TemplateError:
             pass
     run()
+
+
+def test_string_growth_is_bounded_in_memory_as_well_as_time():
+    """ljust, center, %-widths and str.format slip past the repetition and output caps; the sandbox's
+    memory limit stops them at once (issue 14 item 6). Measured in a fresh process: the rendering
+    child's peak RSS stays far under 256 MB, and each fails in well under 6 s."""
+    import subprocess
+    import sys
+    code = r'''
+import resource, time
+from ollama_oci.chat_template import derive_template, TemplateDerivationError
+for src in ["{{ 'x'.ljust(4000000000)|length }}", "{{ 'x'.center(3000000000) }}", "{{ '%4000000000s' % 'x' }}",
+            "{{ '{:>4000000000}'.format('x') }}", "{{ ('x' * 1000000).ljust(900000000) }}"]:
+    t = time.time()
+    try:
+        derive_template(src)
+        print("derived", src)
+    except TemplateDerivationError as e:
+        print("refused", round(time.time() - t, 2), "memory limit" in str(e))
+print("rss", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+'''
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = cp.stdout.split("\n")
+    refused = [ln.split() for ln in lines if ln.startswith("refused")]
+    assert len(refused) == 5, cp.stdout + cp.stderr
+    assert all(float(r[1]) < 6 and r[2] == "True" for r in refused), refused
+    rss = int(next(ln.split()[1] for ln in lines if ln.startswith("rss")))
+    assert rss < 256, rss
