@@ -97,6 +97,21 @@ class If(Node):
 
 
 @dataclass
+class Break(Node):
+    """``{{break}}`` (Go 1.18+): leave the innermost ``range``."""
+
+
+@dataclass
+class Continue(Node):
+    """``{{continue}}`` (Go 1.18+): next iteration of the innermost ``range``."""
+
+
+class _LoopJump(Exception):
+    def __init__(self, node):
+        self.node = node
+
+
+@dataclass
 class Range(Node):
     pipe: Pipe
     body: list[Node]
@@ -113,6 +128,8 @@ class With(Node):
 # -- parsing -----------------------------------------------------------------------------------
 
 class _Parser:
+    range_depth = 0   # {{break}} and {{continue}} are allowed only inside a range body
+
     def __init__(self, text: str):
         self.items = self._split(text)
         self.pos = 0
@@ -204,11 +221,23 @@ class _Parser:
                 if word not in stops:
                     raise TemplateError(f"template: :{line}: unexpected {{{{{word}}}}}")
                 return nodes, (word, toks, line)
-            if word == "if":
+            if word in ("break", "continue"):
+                if self.range_depth <= 0:
+                    raise TemplateError(f"template: :{line}: {{{{{word}}}}} outside {{{{range}}}}")
+                if len(toks) > 1:
+                    raise TemplateError(f"template: :{line}: unexpected {toks[1][1]!r} in {{{{{word}}}}}")
+                nodes.append(Break() if word == "break" else Continue())
+            elif word == "if":
                 nodes.append(self._if(toks[1:], line))
             elif word in ("range", "with"):
                 pipe = self._pipe(toks[1:], line, allow_decl=True)
-                body_nodes, stop = self._list(("end", "else"))
+                if word == "range":
+                    self.range_depth += 1
+                try:
+                    body_nodes, stop = self._list(("end", "else"))
+                finally:
+                    if word == "range":
+                        self.range_depth -= 1
                 other: list[Node] = []
                 if stop is None:
                     raise TemplateError(f"template: :{line}: unexpected EOF")
@@ -530,8 +559,15 @@ class _Renderer:
                         self.scope.set(n.pipe.decl[1], item, True)
                     elif n.pipe.decl:
                         self.scope.set(n.pipe.decl[0], item, True)
-                    self.run(n.body, item)
-                    self.scope.vars.pop()
+                    try:
+                        self.run(n.body, item)
+                    except _LoopJump as jump:
+                        if isinstance(jump.node, Break):
+                            break
+                    finally:
+                        self.scope.vars.pop()
+            elif isinstance(n, (Break, Continue)):
+                raise _LoopJump(n)
 
 
 def render(template: str | list[Node], data: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -118,9 +119,25 @@ def test_invalid_explicit_template_is_refused_like_ollama(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("name", ["llama3.1", "gemma3", "mistral"])
+@pytest.mark.parametrize("name", ["llama3.1", "gemma3", "mistral", "command-r", "solar-instruct", "gemma-instruct"])
 def test_ollamas_own_templates_pass_the_check(name):
     check_ollama_template(DATA["ollama_gotmpl"][name])
+
+
+def test_break_and_continue_as_go_has_them():
+    """Go 1.18+ text/template: {{break}} and {{continue}} inside a range body only (Ollama's
+    command-r template skips system messages with {{continue}})."""
+    from ollama_oci.gotemplate import TemplateError, parse, render
+    t = "{{ range $i, $m := .M }}{{ if eq $i 1 }}{{ continue }}{{ end }}{{ if eq $i 3 }}{{ break }}{{ end }}{{ $m }},{{ end }}"
+    assert render(t, {"M": ["a", "b", "c", "d", "e"]}) == "a,c,"
+    out = render(DATA["ollama_gotmpl"]["command-r"], {"Messages": [{"Role": "system", "Content": "sys-xyz"},
+                                                                   {"Role": "user", "Content": "hi"}]})
+    assert "sys-xyz" not in out and "<|USER_TOKEN|>hi" in out
+    for bad, msg in (("{{ break }}", "{{break}} outside {{range}}"),
+                     ("{{ range .M }}{{ else }}{{ continue }}{{ end }}", "{{continue}} outside {{range}}"),
+                     ("{{ range .M }}{{ break 1 }}{{ end }}", "in {{break}}")):
+        with pytest.raises(TemplateError, match=re.escape(msg)):
+            parse(bad)
 
 
 @pytest.mark.parametrize("src,why", [
