@@ -31,6 +31,7 @@ __all__ = ["DerivedTemplate", "TemplateDerivationError", "derive_template", "ren
 MAX_OUTPUT = 1 << 20          # characters one rendering may produce
 MAX_REPEAT = 1 << 20          # size of a string or list made with "*"
 TIMEOUT = 5.0                 # seconds for all renderings of one template
+DATE_OPEN, DATE_CLOSE = "\ue000", "\ue001"   # private-use characters around strftime_now's format
 MAX_MEMORY = 192 << 20        # bytes the rendering child may allocate beyond what it was forked with
 
 _M = {"sys": "@@SYS_7a1@@", "u1": "@@USR1_7a1@@", "a1": "@@AST1_7a1@@", "u2": "@@USR2_7a1@@"}
@@ -80,7 +81,9 @@ def _make_env():
         return _json.dumps(x, indent=indent, ensure_ascii=ensure_ascii, separators=separators, sort_keys=sort_keys)
 
     env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
+    # never a date baked into a template: a marker that names the format, turned into Ollama's
+    # currentDate (or a Go expression built from it) by the derivation
+    env.globals["strftime_now"] = lambda fmt: f"{DATE_OPEN}{str(fmt)[:40]}{DATE_CLOSE}"
     env.filters["tojson"] = tojson
     return env
 
@@ -327,24 +330,85 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
                            timeout=timeout)
     r = dict(zip(probes, results))
     p = _solve(r)
-    go = _go_template(p)
+    go = _dates_to_go(_go_template(p))
     nodes = check_ollama_template(go)
     agreed = 0
-    for conv, want in zip(_CHECKS, results[len(probes):]):
-        if isinstance(want, tuple):
-            continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
-        data = {"Messages": [{"Role": role, "Content": c} for role, c in conv],
-                "System": "\n\n".join(c for role, c in conv if role == "system")}
-        if p["system"] == "unsupported":
-            data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
-        got = render(nodes, data)
-        if got != want:
-            _fail(f"the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
-        agreed += 1
+    import datetime
+
+    from . import gotemplate
+    # two clocks: a date must come from Ollama's currentDate at chat time, never from the pack's clock
+    for day in (datetime.date(2031, 2, 3), datetime.date(2029, 11, 28)):
+        for conv, want in zip(_CHECKS, results[len(probes):]):
+            if isinstance(want, tuple):
+                continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
+            want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
+            data = {"Messages": [{"Role": role, "Content": c} for role, c in conv],
+                    "System": "\n\n".join(c for role, c in conv if role == "system")}
+            if p["system"] == "unsupported":
+                data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
+            gotemplate.TODAY = lambda d=day: d
+            try:
+                got = render(nodes, data)
+            finally:
+                gotemplate.TODAY = None
+            if got != want:
+                _fail(f"the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
+            agreed += 1
+    agreed //= 2
     if agreed < 2:
         _fail("too few test conversations render with the chat template to check a derived one")
     vocab_set = set(vocab) if vocab is not None else None
     return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p)
+
+
+_DATE_MARK = re.compile(DATE_OPEN + "([^" + DATE_CLOSE + "]*)" + DATE_CLOSE)
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+def _month(names: list[str]) -> str:
+    parts = [f'{{{{ {"if" if i == 0 else "else if"} eq (slice currentDate 5 7) "{i + 1:02d}" }}}}{n}'
+             for i, n in enumerate(names)]
+    return "".join(parts) + "{{ end }}"
+
+
+def _unpadded(a: int, b: int) -> str:
+    return (f'{{{{ if eq (slice currentDate {a} {a + 1}) "0" }}}}{{{{ slice currentDate {a + 1} {b} }}}}'
+            f'{{{{ else }}}}{{{{ slice currentDate {a} {b} }}}}{{{{ end }}}}')
+
+
+_STRFTIME = {
+    "Y": "{{ slice currentDate 0 4 }}", "y": "{{ slice currentDate 2 4 }}", "m": "{{ slice currentDate 5 7 }}",
+    "d": "{{ slice currentDate 8 10 }}", "-d": _unpadded(8, 10), "-m": _unpadded(5, 7),
+    "b": _month([m[:3] for m in _MONTHS]), "h": _month([m[:3] for m in _MONTHS]), "B": _month(_MONTHS),
+    "F": "{{ currentDate }}", "%": "%",
+}
+
+
+def _strftime_to_go(fmt: str) -> str:
+    """A strftime format as Go template text built from Ollama's ``currentDate`` (YYYY-MM-DD)."""
+    if fmt in ("%Y-%m-%d", "%F"):
+        return "{{ currentDate }}"
+    out, i = [], 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c != "%":
+            out.append(_go_lit(c))
+            i += 1
+            continue
+        code = fmt[i + 1:i + 3] if fmt[i + 1:i + 2] == "-" else fmt[i + 1:i + 2]
+        if code not in _STRFTIME:
+            _fail(f"the chat template writes today's date as strftime_now({fmt!r}); '%{code}' cannot be built "
+                  "from Ollama's currentDate (YYYY-MM-DD), and a date is never baked into a template: pass a "
+                  "TEMPLATE, or pack with --no-auto-template")
+        out.append(_STRFTIME[code])
+        i += 1 + len(code)
+    return "".join(out)
+
+
+def _dates_to_go(go: str) -> str:
+    """Replace each strftime_now marker in a derived template with Ollama's date at chat time."""
+    return _DATE_MARK.sub(lambda m: _strftime_to_go(m.group(1)), go)
 
 
 def special_tokens(tokens: Sequence[str], types: Optional[Sequence[int]]) -> list[str]:

@@ -26,6 +26,8 @@ __all__ = ["TemplateError", "parse", "render", "check_ollama_template", "OLLAMA_
 BUILTINS = {"and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println",
             "urlquery", "eq", "ge", "gt", "le", "lt", "ne"}
 OLLAMA_FUNCS = {"json", "currentDate", "yesterdayDate", "toTypeScriptType"}
+#: the date ``currentDate`` renders (None: today); checks set it to compare two clocks
+TODAY = None
 #: what Ollama passes to a template at the top level
 TOP_FIELDS = {"System", "Prompt", "Suffix", "Response", "Messages", "Tools", "Think", "ThinkLevel", "IsThinkSet"}
 
@@ -486,6 +488,10 @@ def _call(name: str, args: list) -> Any:
         return " ".join(_go_str(a) for a in args) + "\n"
     if name == "json":
         return json.dumps(args[0], separators=(",", ":"))
+    if name in ("currentDate", "yesterdayDate"):   # Ollama's: time.Now() formatted as 2006-01-02
+        import datetime
+        today = TODAY() if TODAY is not None else datetime.date.today()
+        return (today - datetime.timedelta(days=1 if name == "yesterdayDate" else 0)).isoformat()
     raise TemplateError(f'template: function "{name}" is not supported by this renderer')
 
 
@@ -510,6 +516,8 @@ class _Renderer:
             return v
         if kind == "pipe":
             return self.pipe(val, dot)
+        if kind == "func":   # a function as an argument is called with none (slice currentDate 0 4)
+            return _call(val, [])
         raise TemplateError(f"template: cannot evaluate {val!r}")
 
     def pipe(self, p: Pipe, dot: Any) -> Any:

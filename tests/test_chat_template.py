@@ -224,3 +224,35 @@ print("rss", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
     assert all(float(r[1]) < 6 and r[2] == "True" for r in refused), refused
     rss = int(next(ln.split()[1] for ln in lines if ln.startswith("rss")))
     assert rss < 256, rss
+
+
+GRANITE_LIKE = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
+    "{%- set loop_messages = messages[1:] %}{%- else %}{%- set system_message = \"Knowledge Cutoff Date: April 2024."
+    "\\nToday's Date: \" + strftime_now('%B %d, %Y') + \".\\nYou are Granite.\" %}{%- set loop_messages = messages %}"
+    "{%- endif %}{{- '<|start_of_role|>system<|end_of_role|>' + system_message + '<|end_of_text|>\\n' }}"
+    "{%- for message in loop_messages %}{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + "
+    "message['content'] + '<|end_of_text|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_of_role|>assistant<|end_of_role|>' }}{%- endif %}")
+
+
+def test_no_date_is_baked_into_a_derived_template():
+    """strftime_now becomes Ollama's currentDate at chat time (issue 14 item 1): the derived template
+    holds no date, and rendering it on two clocks gives each clock's date in the template's format."""
+    import datetime
+
+    from ollama_oci import gotemplate
+    d = derive_template(GRANITE_LIKE)
+    assert "Today's Date: {{" in d.template and "2026" not in d.template and "\ue000" not in d.template
+    for day in (datetime.date(2030, 1, 5), datetime.date(2041, 12, 31)):
+        gotemplate.TODAY = lambda day=day: day
+        try:
+            out = gotemplate.render(d.template, {"Messages": [{"Role": "user", "Content": "hi"}], "System": ""})
+        finally:
+            gotemplate.TODAY = None
+        assert f"Today's Date: {day.strftime('%B %d, %Y')}." in out
+    iso = derive_template("{{ 'Date: ' + strftime_now('%Y-%m-%d') }}{% for m in messages %}[{{ m['role'] }}]"
+                          "{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}")
+    assert iso.template.startswith("Date: {{ currentDate }}")
+    with pytest.raises(TemplateDerivationError, match=r"strftime_now\('%A'\).*'%A' cannot be built"):
+        derive_template("{{ strftime_now('%A') }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
