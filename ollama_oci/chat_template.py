@@ -36,7 +36,10 @@ MAX_MEMORY = 192 << 20        # bytes the rendering child may allocate beyond wh
 
 _M = {"sys": "@@SYS_7a1@@", "u1": "@@USR1_7a1@@", "a1": "@@AST1_7a1@@", "u2": "@@USR2_7a1@@"}
 
-_SPECIAL = re.compile(r"<\|[^<>|\s]{1,40}\|>|<(?:start|end)_of_[a-z]+>|<[a-z_]{2,30}>|</s>|<s>|\[/?[A-Z][A-Z_]{1,15}\]")
+#: turn markers: <|im_start|>, full-width <｜User｜> (DeepSeek), [|endofturn|] (EXAONE), <start_of_turn>,
+#: <extra_id_1> (Nemotron), </s>, [INST]
+_SPECIAL = re.compile(r"<\|[^<>|\s]{1,40}\|>|<\uff5c[^<>\uff5c\s]{1,40}\uff5c>|\[\|[^\[\]|\s]{1,40}\|\]"
+                      r"|<(?:start|end)_of_[a-z]+>|<[a-z_][a-z0-9_]{1,30}>|</s>|<s>|\[/?[A-Z][A-Z_]{1,15}\]")
 
 
 class TemplateDerivationError(InvalidInput):
@@ -70,7 +73,7 @@ def _make_env():
                 raise SecurityError("power too large")
             return super().call_binop(context, operator, left, right)
 
-    env = Sandbox(trim_blocks=True, lstrip_blocks=True)
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])  # as transformers
 
     def raise_exception(msg):
         raise ValueError(f"template raised: {msg}")
@@ -294,7 +297,9 @@ _CHECKS = [
 
 
 def _stop_words(p: dict, vocab: Optional[set], bos: str) -> list[str]:
-    texts = [p.get(k, "") for k in ("u_pre", "u_post", "a_pre", "a_post", "gen", "s_pre", "s_post", "sep", "pre")]
+    # not the generation prompt's own additions: the model writes after them, not them (DeepSeek-R1's
+    # "<think>" would otherwise stop every answer before it starts)
+    texts = [p.get(k, "") for k in ("u_pre", "u_post", "a_pre", "a_post", "s_pre", "s_post", "sep", "pre")]
     seen: list[str] = []
     for t in texts:
         for m in _SPECIAL.findall(t):

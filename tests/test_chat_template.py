@@ -256,3 +256,29 @@ def test_no_date_is_baked_into_a_derived_template():
     assert iso.template.startswith("Date: {{ currentDate }}")
     with pytest.raises(TemplateDerivationError, match=r"strftime_now\('%A'\).*'%A' cannot be built"):
         derive_template("{{ strftime_now('%A') }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+@pytest.mark.parametrize("src, vocab, stops", [
+    ("{% for m in messages %}{% if m['role'] == 'user' %}<｜User｜>{{ m['content'] }}{% elif m['role'] == 'assistant' %}"
+     "<｜Assistant｜>{{ m['content'] }}<｜end▁of▁sentence｜>{% endif %}{% endfor %}"
+     "{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}",
+     ["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>", "<think>"],
+     ["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"]),          # DeepSeek-R1 distills: never "<think>"
+    ("{% for m in messages %}{% if m['role'] == 'user' %}[|user|]{{ m['content'] }}\n{% elif m['role'] == 'assistant' %}"
+     "[|assistant|]{{ m['content'] }}[|endofturn|]\n{% endif %}{% endfor %}{% if add_generation_prompt %}[|assistant|]"
+     "{% endif %}", ["[|user|]", "[|assistant|]", "[|endofturn|]"], ["[|user|]", "[|assistant|]", "[|endofturn|]"]),
+    ("{% for m in messages %}{% if m['role'] == 'user' %}<extra_id_1>User\n{{ m['content'] }}\n"
+     "{% elif m['role'] == 'assistant' %}<extra_id_1>Assistant\n{{ m['content'] }}\n{% endif %}{% endfor %}"
+     "{% if add_generation_prompt %}<extra_id_1>Assistant\n{% endif %}", ["<extra_id_1>"], ["<extra_id_1>"]),
+])
+def test_stop_words_in_every_bracket_style(src, vocab, stops):
+    """Turn markers as full-width <｜…｜> (DeepSeek), [|…|] (EXAONE) and <extra_id_N> (Nemotron) are stop
+    words; what only the generation prompt adds (DeepSeek-R1's <think>) is not (issue 14 item 5)."""
+    assert derive_template(src, vocab=vocab).stop == stops
+
+
+def test_jinja_loop_controls_as_transformers_enables_them():
+    src = ("{% for m in messages %}{% if m['role'] == 'system' %}{% continue %}{% endif %}<|{{ m['role'] }}|>"
+           "{{ m['content'] }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    d = derive_template(src)
+    assert "<|user|>" in d.template
