@@ -266,20 +266,23 @@ def _go_template(p: dict) -> str:
     L = _go_lit
     out = []
     if p["system"] == "first-user":
-        out.append('{{ $system := "" }}')
+        out.append('{{ $system := "" }}{{ $hasSystem := false }}')
     if p["system"] == "default":
-        out.append(f'{{{{ if not $.System }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}{{{{ end }}}}')
+        # the default system prompt stands in only when the conversation has no system message at all:
+        # an empty one is a system turn of its own, as in the Jinja template (never two system turns)
+        out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
+        out.append(f'{{{{ if not $sys }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}{{{{ end }}}}')
     out.append(L(p["pre"]))
     out.append("{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     if p["system"] in ("turn", "default"):
         out.append(f'{{{{ if eq .Role "system" }}}}{L(p["s_pre"])}{{{{ .Content }}}}{L(p["s_post"])}{{{{ else if eq .Role "user" }}}}')
     elif p["system"] == "first-user":
-        out.append('{{ if eq .Role "system" }}{{ $system = .Content }}{{ else if eq .Role "user" }}')
+        out.append('{{ if eq .Role "system" }}{{ $system = .Content }}{{ $hasSystem = true }}{{ else if eq .Role "user" }}')
     else:
         out.append('{{ if eq .Role "user" }}')
     out.append(L(p["u_pre"]))
     if p["system"] == "first-user":
-        out.append(f'{{{{ if $system }}}}{{{{ $system }}}}{L(p["sep"])}{{{{ $system = "" }}}}{{{{ end }}}}')
+        out.append(f'{{{{ if $hasSystem }}}}{{{{ $system }}}}{L(p["sep"])}{{{{ $hasSystem = false }}}}{{{{ end }}}}')
     out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
     if p["gen"]:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
@@ -293,6 +296,7 @@ _CHECKS = [
     [("system", "You are a terse assistant."), ("user", "Name a prime.")],
     [("system", "Be kind."), ("user", "Hi."), ("assistant", "Hello there."), ("user", "Tell me a joke.")],
     [("user", "One"), ("assistant", "Two"), ("user", "Three"), ("assistant", "Four"), ("user", "Five")],
+    [("system", ""), ("user", "Hi.")],        # an empty system message is still a system turn
 ]
 
 

@@ -282,3 +282,18 @@ def test_jinja_loop_controls_as_transformers_enables_them():
            "{{ m['content'] }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
     d = derive_template(src)
     assert "<|user|>" in d.template
+
+
+def test_an_empty_system_message_is_one_system_turn():
+    """A template with a default system prompt: an empty system message replaces the default, it does
+    not come after it (issue 14 item 2: Qwen2.5, Llama 3.x, SmolLM2 ... gave two system turns)."""
+    from ollama_oci.gotemplate import render
+    src = DATA["jinja"]["qwen-chatml-default-system"]
+    src = src if isinstance(src, str) else src.get("template") or src.get("jinja")
+    d = derive_template(src, eos_token="</s>")
+    out = render(d.template, {"Messages": [{"Role": "system", "Content": ""}, {"Role": "user", "Content": "Hi."}],
+                              "System": ""})
+    assert out.count("<|im_start|>system") == 1
+    want = render_jinja(src, [([{"role": "system", "content": ""}, {"role": "user", "content": "Hi."}], True)],
+                        eos_token="</s>")[0]
+    assert out == want
