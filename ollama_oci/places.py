@@ -39,7 +39,7 @@ def only_model(store: Any, ep: Endpoint) -> Any:
 
 
 def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registries: Optional[Registries] = None,
-                options: Optional[CopyOptions] = None):
+                options: Optional[CopyOptions] = None, warn=None):
     """Copy a model from the place ``src`` to the place ``dst``: a :class:`~ollama_oci.engine.CopyReport`,
     or a :class:`~ollama_oci.bundle.BundleReport` when one side is a bundle file.
 
@@ -73,6 +73,9 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     sref = sref if sref is not None else only_model(sstore, s)
     if dref is None:
         dref = _as_name(sref)
+    if d.kind == "ollama" and s.kind == "registry":
+        from .bridge import pull_any   # a ModelPack or Docker model artifact becomes an Ollama model
+        return pull_any(sstore, sref, dstore, dref, opts, warn=warn)
     return copy(sstore, sref, dstore, dref, opts)
 
 

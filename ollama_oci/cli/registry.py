@@ -7,7 +7,7 @@ import click
 from .app import CONTEXT, cli
 from .common import (Progress, authfile_option, copy_report, destination, dry_run_option, emit_json, json_option, local_store,
                      model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
-                     transport_options)
+                     transport_options, warn)
 
 
 def _registry_host(text: str) -> str:
@@ -140,7 +140,7 @@ def pull(ref, name, verify_existing, models_dir, oci_layout, dry_run, transport,
       OLLAMA_MODELS=/models ollama-oci pull registry.internal:5000/team/model:1
       ollama-oci pull gemma3:270m          # registry.ollama.ai/library/gemma3:270m
     """
-    from ..engine import CopyOptions, copy
+    from ..engine import CopyOptions
     from ..reference import parse_reference
     src = parse_reference(ref)
     transport.check_plain_http(src)
@@ -153,9 +153,11 @@ def pull(ref, name, verify_existing, models_dir, oci_layout, dry_run, transport,
     if dry_run:
         from ..engine import plan_copy
         return plan_report(plan_copy(reg, src, store, local), as_json, quiet)
+    from ..bridge import pull_any
     with Progress(not quiet and not as_json) as prog:
-        report = copy(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog,
-                                                          verify_existing=verify_existing))
+        # an Ollama model is copied; a ModelPack or Docker model artifact becomes one (weights shared)
+        report = pull_any(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog,
+                                                              verify_existing=verify_existing), warn=warn)
     copy_report(report, as_json, "pulled", quiet)
 
 

@@ -1,0 +1,248 @@
+"""Other OCI model formats into Ollama's: CNCF ModelPack and Docker model artifacts, weights shared.
+
+A raw GGUF is the same bytes, under the same digest, in all three formats (../shared/docs/
+model-formats.md §3.1), so turning a ModelPack or Docker-model artifact into an Ollama model is a new
+config blob and manifest around the same weight blob: copied only if the destination lacks it, and
+mounted inside one registry. What Ollama's config says comes from the GGUF header (read with a range
+request of its first megabytes), never from the other format's strings (§3.4, pitfall: they vary by
+tool); the Jinja chat template (a layer of its own, else the GGUF's) becomes an Ollama Go template and
+stop words through :mod:`.chat_template`; licenses become license layers, an ``mmproj`` a projector.
+
+    from ollama_oci.bridge import to_ollama
+    to_ollama(registry_store, ref, OllamaStore(), parse_name("gemma3:270m"))
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .build import build_config, build_manifest, params_layer, text_layer
+from .describe import artifact_format
+from .engine import CopyOptions, CopyReport, move_blobs
+from .errors import GGUFError, InvalidInput, Unsupported
+from .gguf_header import parse_gguf
+from .modelinfo import model_info
+from .spec import MT, Descriptor
+from .stores.contract import bind
+from .stores.memory import MemoryStore
+
+__all__ = ["to_ollama", "Conversion", "MODELPACK", "DOCKER"]
+
+MODELPACK = "CNCF ModelPack"
+DOCKER = "Docker model artifact"
+#: how much of a weight blob is read for its GGUF header, at most (a 262k-token vocabulary is ~6.5 MB)
+MAX_HEADER = 64 << 20
+#: small layers (templates, licenses) are read whole, up to this
+MAX_TEXT = 1 << 20
+
+_MP = "application/vnd.cncf.model."
+_MP_FILEPATH = "org.cncf.model.filepath"
+
+
+@dataclass
+class Conversion:
+    """What an artifact of another format becomes: the Ollama layers, and what was left out."""
+
+    source_format: str
+    weights: list = field(default_factory=list)      # (Descriptor, role) for model/projector layers
+    licenses: list = field(default_factory=list)     # Descriptors of license files
+    template: Optional[Descriptor] = None            # a Jinja chat template layer
+    skipped: list = field(default_factory=list)      # (media type, path or digest, why)
+
+
+def _filepath(layer: dict) -> str:
+    ann = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+    p = ann.get(_MP_FILEPATH, "")
+    if not isinstance(p, str):
+        return ""
+    if p.startswith("/") or ".." in p.split("/") or "\\" in p or len(p) > 4096:
+        raise InvalidInput(f"layer {layer.get('digest')} has a file path that leaves the model ({p!r}); refusing "
+                           f"the artifact")
+    return p
+
+
+def classify(manifest: dict) -> Conversion:
+    """Sort another format's layers into Ollama's kinds (model-formats.md §3.3)."""
+    fmt, _ = artifact_format(manifest)
+    if fmt not in (MODELPACK, DOCKER):
+        raise Unsupported(f"not a ModelPack or Docker model artifact ({fmt})")
+    conv = Conversion(fmt)
+    seen_paths = set()
+    for layer in manifest.get("layers") or []:
+        if not isinstance(layer, dict):
+            raise InvalidInput("a layer of the manifest is not an object")
+        desc = Descriptor(str(layer.get("mediaType", "")), layer.get("digest", ""), layer.get("size", -1))
+        mt, path = desc.media_type, _filepath(layer)
+        if path:
+            if path in seen_paths:
+                raise InvalidInput(f"two layers claim the file path {path!r}; refusing the artifact")
+            seen_paths.add(path)
+        name = posixpath.basename(path).lower()
+        if mt in (f"{_MP}weight.v1.raw", "application/vnd.docker.ai.gguf.v3", "application/vnd.docker.ai.mmproj"):
+            if mt == f"{_MP}weight.v1.raw" and name and not name.endswith(".gguf"):
+                conv.skipped.append((mt, path, "not a GGUF file"))
+                continue
+            role = "projector" if mt.endswith(".mmproj") or "mmproj" in name else "model"
+            conv.weights.append((desc, role))
+        elif mt.startswith(f"{_MP}weight.v1.tar") or mt.startswith(f"{_MP}weight."):
+            if mt == f"{_MP}weight.config.v1.raw" and name.endswith(".jinja"):
+                conv.template = desc
+            elif mt.startswith(f"{_MP}weight.v1.tar"):
+                raise Unsupported(f"the weights of this artifact are in a tar layer ({mt}); tar-wrapped weights "
+                                  f"are not unpacked yet: push the raw GGUF (weight.v1.raw)")
+            else:
+                conv.skipped.append((mt, path, "model configuration file, not used by Ollama"))
+        elif mt == "application/vnd.docker.ai.chat.template.jinja":
+            conv.template = desc
+        elif mt == "application/vnd.docker.ai.license" or (mt == f"{_MP}doc.v1.raw" and name.startswith(("license",
+                                                                                                            "copying"))):
+            conv.licenses.append(desc)
+        else:
+            conv.skipped.append((mt, path or str(desc.digest), "no Ollama layer holds it"))
+    models = [d for d, role in conv.weights if role == "model"]
+    if not models:
+        raise Unsupported(f"this {fmt} artifact has no raw GGUF weight layer for Ollama to run")
+    if len(models) > 1:
+        raise Unsupported(f"this {fmt} artifact has {len(models)} GGUF weight layers (a split model?); merge the "
+                          f"shards into one GGUF (ollama-oci pack SHARD) and push that")
+    return conv
+
+
+def _read(store: Any, desc: Descriptor, limit: int) -> bytes:
+    if desc.size > limit:
+        raise InvalidInput(f"blob {desc.digest} is {desc.size} bytes; more than the {limit} a config or text "
+                           f"layer may have; refusing it")
+    with store.fetch(desc) as f:
+        data = f.read(desc.size + 1)
+    from .digest import check, digest_bytes
+    check(desc.digest, digest_bytes(data), what=f"layer {desc.digest}")
+    return data
+
+
+def _header(store: Any, desc: Descriptor):
+    """The GGUF header of a weight blob, read with growing range requests."""
+    n = min(8 << 20, desc.size)
+    while True:
+        with store.fetch(desc, 0, n) as f:
+            data = f.read(n)
+        try:
+            return parse_gguf(data, file_size=desc.size)
+        except GGUFError as e:
+            if n >= min(MAX_HEADER, desc.size) or "truncated file" in str(e) and n >= desc.size:
+                raise
+            n = min(n * 4, MAX_HEADER, desc.size)
+
+
+def plan(src: Any, manifest: dict, *, warn=None) -> tuple[list[Descriptor], list, Any, Conversion]:
+    """(layers of the Ollama manifest, small blobs to write, config, conversion) for an artifact."""
+    from .chat_template import TemplateDerivationError, derive_template, special_tokens
+    conv = classify(manifest)
+    infos, layers = [], []
+    template_src, vocab, eos = None, None, ""
+    for desc, role in conv.weights:
+        g = _header(src, desc)
+        info = model_info(g)
+        if role == "model":
+            infos.append(info)
+            template_src = info.chat_template
+            toks = g.get("tokenizer.ggml.tokens")
+            if toks is not None:
+                types = g.get("tokenizer.ggml.token_type")
+                vocab = special_tokens(list(toks), list(types) if types is not None else None)
+                eos_id = g.get_int("tokenizer.ggml.eos_token_id")
+                eos = toks[eos_id] if eos_id is not None and 0 <= eos_id < len(toks) else ""
+        layers.append(Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, desc.digest, desc.size))
+    small = []
+    if conv.template is not None:
+        template_src = _read(src, conv.template, MAX_TEXT).decode("utf-8", "replace")
+    params = {}
+    if template_src:
+        try:
+            d = derive_template(template_src, vocab=vocab, eos_token=eos)
+            small.append(text_layer(MT.TEMPLATE, d.template))
+            if d.stop:
+                params["stop"] = list(d.stop)
+        except TemplateDerivationError as e:
+            if warn is not None:
+                warn(f"no template layer: {e}")
+    for lic in conv.licenses:
+        data = _read(src, lic, MAX_TEXT)
+        small.append(text_layer(MT.LICENSE, data.decode("utf-8", "surrogateescape")))
+    if params:
+        small.append(params_layer(params))
+    layers += [b.descriptor for b in small]
+    config = build_config(infos, layers)
+    return layers, small, config, conv
+
+
+def to_ollama(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyOptions] = None, *,
+              warn=None) -> CopyReport:
+    """Copy a ModelPack or Docker model artifact into ``dst`` as an Ollama model: the weight blobs move
+    (or are mounted) as they are; template, license, params and config blobs are written; the manifest
+    (Docker schema 2, what ``ollama pull`` asks for) goes last."""
+    opts = options or CopyOptions()
+    src, src_ref = bind(src, src_ref)
+    dst, dst_ref = bind(dst, dst_ref)
+    data, _ = src.fetch_manifest(src_ref)
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest is not JSON") from None
+    if not isinstance(manifest, dict):
+        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest is not a JSON object")
+    cfg = manifest.get("config")
+    if not isinstance(cfg, dict):
+        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest has no config")
+    cdesc = Descriptor(str(cfg.get("mediaType", "")), cfg.get("digest", ""), cfg.get("size", -1))
+    try:     # the other format's config is checked (JSON, bounded), though Ollama's comes from the GGUF
+        if not isinstance(json.loads(_read(src, cdesc, MAX_TEXT)), dict):
+            raise ValueError("not an object")
+    except ValueError as e:
+        raise InvalidInput(f"{src.describe_ref(src_ref)}: its config is not a JSON object ({e}); refusing it") from None
+    layers, small, config, conv = plan(src, manifest, warn=warn)
+    for mt, what, why in conv.skipped:
+        if warn is not None:
+            warn(f"left out {what} ({mt}): {why}")
+    m, cblob = build_manifest(layers, config)
+    mem = MemoryStore(name="converted")
+    for b in small + [cblob]:
+        mem.add_blob(b.data, b.descriptor.media_type)
+    from .digest import digest_bytes
+    report = CopyReport(src.describe_ref(src_ref), dst.describe_ref(dst_ref), digest_bytes(m.to_bytes(newline=False)),
+                        MT.MANIFEST)
+    check = getattr(dst, "check_blobs", None)
+    if check is not None:
+        check(m.blobs)
+    weights = [Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, d.digest, d.size) for d, role in conv.weights]
+    report.blobs = move_blobs(src, dst, weights, opts) + move_blobs(mem, dst, [b.descriptor for b in small] +
+                                                                     [cblob.descriptor], opts)
+    put = getattr(dst, "put_manifest", None)
+    if put is not None:
+        report.manifest_digest = put(dst_ref, m)       # a local store writes its own form (and says its ID)
+    else:
+        dst.tag(dst_ref, m.to_bytes(newline=False), MT.MANIFEST)   # the bytes `ollama push` would send
+    return report
+
+
+def is_foreign(manifest_bytes: bytes) -> bool:
+    """Whether a manifest is a ModelPack or Docker model artifact (one :func:`to_ollama` converts)."""
+    try:
+        doc = json.loads(manifest_bytes)
+    except ValueError:
+        return False
+    return artifact_format(doc)[0] in (MODELPACK, DOCKER)
+
+
+def pull_any(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyOptions] = None, *,
+             warn=None) -> CopyReport:
+    """:func:`~ollama_oci.engine.copy` for an Ollama model, :func:`to_ollama` for a ModelPack or Docker
+    model artifact: what ``pull`` does with whatever a reference names."""
+    from .engine import copy
+    s, r = bind(src, src_ref)
+    data, _ = s.fetch_manifest(r)
+    if is_foreign(data):
+        return to_ollama(src, src_ref, dst, dst_ref, options, warn=warn)
+    return copy(src, src_ref, dst, dst_ref, options)

@@ -1,0 +1,114 @@
+"""ModelPack and Docker model artifacts pulled as Ollama models, the weight blob shared (issue 13).
+
+The artifacts are built here, in a real Docker distribution, as ../shared/docs/model-formats.md §1.7
+and §2.9 describe them (ModelPack: OCI manifest, artifactType, weight/doc/weight.config layers with
+org.cncf.model.filepath; Docker v0.1: gguf.v3 and license layers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from conftest import TINY, run_cli
+from ollama_oci import OllamaStore, parse_name
+from ollama_oci.digest import digest_bytes
+from ollama_oci.reference import parse_reference
+from ollama_oci.spec import Descriptor
+from ollama_oci.stores.registry import RegistryStore
+from ollama_oci.transport import TransportOptions
+
+LICENSE = b"Apache License 2.0 (test)\n"
+JINJA = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def _blob(store, repo, data: bytes, mt="application/octet-stream") -> dict:
+    d = Descriptor(mt, digest_bytes(data), len(data))
+    import io
+    store.push_blob(repo, d, lambda offset=0: io.BytesIO(data[offset:]))
+    return {"mediaType": mt, "digest": str(d.digest), "size": d.size}
+
+
+def _weight(store, repo, mt) -> dict:
+    data = open(TINY, "rb").read()
+    return _blob(store, repo, data, mt)
+
+
+def _modelpack(store, repo, tag="1", *, paths=("tiny.gguf", "LICENSE", "chat_template.jinja"), config=None):
+    w = _weight(store, repo, "application/vnd.cncf.model.weight.v1.raw")
+    lic = _blob(store, repo, LICENSE, "application/vnd.cncf.model.doc.v1.raw")
+    tpl = _blob(store, repo, JINJA.encode(), "application/vnd.cncf.model.weight.config.v1.raw")
+    for layer, p in zip((w, lic, tpl), paths):
+        layer["annotations"] = {"org.cncf.model.filepath": p}
+    cfg = config if config is not None else json.dumps(
+        {"descriptor": {"name": "tiny", "createdAt": "2026-01-01T00:00:00Z"}, "config": {"format": "gguf"},
+         "modelfs": {"type": "layers", "diffIds": [w["digest"], lic["digest"], tpl["digest"]]}}).encode()
+    c = _blob(store, repo, cfg, "application/vnd.cncf.model.config.v1+json")
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "artifactType": "application/vnd.cncf.model.manifest.v1+json", "config": c, "layers": [w, lic, tpl]}
+    store.put_manifest_raw(parse_reference(f"{store.registry}/{repo}:{tag}"), json.dumps(m).encode(),
+                           "application/vnd.oci.image.manifest.v1+json")
+    return w, lic, tpl
+
+
+def _docker_v01(store, repo, tag="1"):
+    w = _weight(store, repo, "application/vnd.docker.ai.gguf.v3")
+    lic = _blob(store, repo, LICENSE, "application/vnd.docker.ai.license")
+    cfg = json.dumps({"config": {"format": "gguf"}, "descriptor": {},
+                      "rootfs": {"type": "rootfs", "diff_ids": [w["digest"], lic["digest"]]}}).encode()
+    c = _blob(store, repo, cfg, "application/vnd.docker.ai.model.config.v0.1+json")
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": c,
+         "layers": [w, lic]}
+    store.put_manifest_raw(parse_reference(f"{store.registry}/{repo}:{tag}"), json.dumps(m).encode(),
+                           "application/vnd.oci.image.manifest.v1+json")
+    return w, lic
+
+
+def test_modelpack_and_docker_artifacts_pull_as_ollama_models(tmp_path, registry_factory):
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    w, lic, tpl = _modelpack(store, "mp/tiny")
+    dw, dlic = _docker_v01(store, "dmr/tiny")
+    doc = json.loads(run_cli("inspect", f"{reg.host}/mp/tiny:1", "--plain-http", "--json", check=0).stdout)
+    assert doc["format"] == "CNCF ModelPack"
+    for ref, name in ((f"{reg.host}/mp/tiny:1", "tiny:mp"), (f"{reg.host}/dmr/tiny:1", "tiny:dmr")):
+        cp = run_cli("pull", ref, "--name", name, "--plain-http", "--models-dir", tmp_path / "m", "--json", check=0)
+        report = json.loads(cp.stdout)
+        assert report["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    ollama = OllamaStore(str(tmp_path / "m"))
+    assert ollama.verify()[1] == []
+    hexdigest = hashlib.sha256(open(TINY, "rb").read()).hexdigest()
+    for name in ("tiny:mp", "tiny:dmr"):
+        m, _ = ollama.get_manifest(parse_name(name))
+        kinds = [layer.kind for layer in m.layers]
+        assert kinds[0] == "model" and str(m.layers[0].digest) == "sha256:" + hexdigest   # the same weight blob
+        assert "license" in kinds and "template" in kinds and "params" in kinds
+        lic_layer = next(layer for layer in m.layers if layer.kind == "license")
+        assert str(lic_layer.digest) == lic["digest"] == dlic["digest"]                     # the same license blob
+        cfg = ollama.get_config(m)
+        assert cfg.model_format == "gguf" and cfg.model_family == "llama"                  # from the GGUF header
+    # the ModelPack's own Jinja template became the Go template
+    m, _ = ollama.get_manifest(parse_name("tiny:mp"))
+    tmpl = open(ollama.blob_path(next(layer for layer in m.layers if layer.kind == "template").digest)).read()
+    assert "<|user|>" in tmpl and "{{ .Content }}" in tmpl
+
+
+@pytest.mark.parametrize("case, error", [
+    ("escape", "leaves the model"), ("absolute", "leaves the model"), ("duplicate", "two layers claim"),
+    ("config-not-json", "config is not a JSON object"), ("config-too-big", "more than the"),
+])
+def test_hostile_artifacts_are_refused_and_nothing_is_visible(tmp_path, registry_factory, case, error):
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    kw = {"escape": {"paths": ("../tiny.gguf", "LICENSE", "t.jinja")},
+          "absolute": {"paths": ("/etc/tiny.gguf", "LICENSE", "t.jinja")},
+          "duplicate": {"paths": ("tiny.gguf", "tiny.gguf", "t.jinja")},
+          "config-not-json": {"config": b"not json"},
+          "config-too-big": {"config": b"{" + b" " * (1 << 20) + b"}"}}[case]
+    _modelpack(store, "mp/bad", **kw)
+    cp = run_cli("pull", f"{reg.host}/mp/bad:1", "--name", "bad:1", "--plain-http", "--models-dir", tmp_path / "m")
+    assert cp.returncode == 3 and error in cp.stderr, cp.stderr
+    assert not (tmp_path / "m").exists() or not [p for p in (tmp_path / "m").rglob("*") if p.is_file()]
