@@ -33,7 +33,9 @@ __all__ = ["to_ollama", "Conversion", "MODELPACK", "DOCKER"]
 
 MODELPACK = "CNCF ModelPack"
 DOCKER = "Docker model artifact"
-#: how much of a weight blob is read for its GGUF header, at most (a 262k-token vocabulary is ~6.5 MB)
+#: how much of a weight blob is read for its GGUF header: first, and at most (a 262k-token vocabulary
+#: is ~6.5 MB); the read grows fourfold until the header parses
+HEADER_START = 8 << 20
 MAX_HEADER = 64 << 20
 #: small layers (templates, licenses) are read whole, up to this
 MAX_TEXT = 1 << 20
@@ -111,27 +113,45 @@ def classify(manifest: dict) -> Conversion:
     return conv
 
 
+def _read_up_to(f, n: int) -> bytes:
+    """``n`` bytes of a stream (fewer only at its end): a registry stream hands out what has arrived."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
 def _read(store: Any, desc: Descriptor, limit: int) -> bytes:
     if desc.size > limit:
         raise InvalidInput(f"blob {desc.digest} is {desc.size} bytes; more than the {limit} a config or text "
                            f"layer may have; refusing it")
     with store.fetch(desc) as f:
-        data = f.read(desc.size + 1)
+        data = _read_up_to(f, desc.size + 1)
     from .digest import check, digest_bytes
     check(desc.digest, digest_bytes(data), what=f"layer {desc.digest}")
     return data
 
 
 def _header(store: Any, desc: Descriptor):
-    """The GGUF header of a weight blob, read with growing range requests."""
-    n = min(8 << 20, desc.size)
+    """The GGUF header of a weight blob, read with growing range requests (the whole stream's start
+    where a registry ignores ranges)."""
+    from .stores.contract import RangeNotSupported
+    n = min(HEADER_START, desc.size)
     while True:
-        with store.fetch(desc, 0, n) as f:
-            data = f.read(n)
+        try:
+            f = store.fetch(desc, 0, n)
+        except RangeNotSupported:
+            f = store.fetch(desc)
+        with f:
+            data = _read_up_to(f, n)
         try:
             return parse_gguf(data, file_size=desc.size)
-        except GGUFError as e:
-            if n >= min(MAX_HEADER, desc.size) or "truncated file" in str(e) and n >= desc.size:
+        except GGUFError:
+            if n >= min(MAX_HEADER, desc.size):
                 raise
             n = min(n * 4, MAX_HEADER, desc.size)
 

@@ -112,3 +112,25 @@ def test_hostile_artifacts_are_refused_and_nothing_is_visible(tmp_path, registry
     cp = run_cli("pull", f"{reg.host}/mp/bad:1", "--name", "bad:1", "--plain-http", "--models-dir", tmp_path / "m")
     assert cp.returncode == 3 and error in cp.stderr, cp.stderr
     assert not (tmp_path / "m").exists() or not [p for p in (tmp_path / "m").rglob("*") if p.is_file()]
+
+
+def test_the_header_read_grows_until_the_gguf_header_parses(tmp_path, registry_factory, monkeypatch):
+    """The library call, with a first read far smaller than the header: range reads grow fourfold."""
+    from ollama_oci import bridge
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    w, _, _ = _modelpack(store, "mp/tiny")
+    monkeypatch.setattr(bridge, "HEADER_START", 512)
+    reads = []
+    from ollama_oci.stores.registry import Repository
+    real = Repository.fetch
+
+    def counted(self, desc, offset=0, length=None):
+        if str(desc.digest) == w["digest"] and length is not None:
+            reads.append(length)
+        return real(self, desc, offset, length)
+    monkeypatch.setattr(Repository, "fetch", counted)
+    ollama = OllamaStore(str(tmp_path / "m"))
+    bridge.pull_any(store, parse_reference(f"{reg.host}/mp/tiny:1"), ollama, parse_name("tiny:1"))
+    assert reads[:3] == [512, 2048, 8192]
+    assert ollama.verify()[1] == []
