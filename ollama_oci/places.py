@@ -39,12 +39,14 @@ def only_model(store: Any, ep: Endpoint) -> Any:
 
 
 def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registries: Optional[Registries] = None,
-                options: Optional[CopyOptions] = None, warn=None):
+                options: Optional[CopyOptions] = None, warn=None, to_ollama: bool = False):
     """Copy a model from the place ``src`` to the place ``dst``: a :class:`~ollama_oci.engine.CopyReport`,
     or a :class:`~ollama_oci.bundle.BundleReport` when one side is a bundle file.
 
     A destination without a name takes the source's name (a registry destination always names
-    its repository). Only missing blobs move, each verified; the manifest goes last.
+    its repository). Only missing blobs move, each verified; the manifest goes last. A ModelPack or
+    Docker model artifact becomes an Ollama model when the destination is the Ollama store, or
+    anywhere with ``to_ollama`` (inside one registry its weights are mounted, not uploaded).
     """
     s, d = parse_endpoint(src), parse_endpoint(dst)
     if d.kind == "registry":
@@ -73,7 +75,7 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     sref = sref if sref is not None else only_model(sstore, s)
     if dref is None:
         dref = _as_name(sref)
-    if d.kind == "ollama" and s.kind == "registry":
+    if to_ollama or (d.kind == "ollama" and s.kind == "registry"):
         from .bridge import pull_any   # a ModelPack or Docker model artifact becomes an Ollama model
         return pull_any(sstore, sref, dstore, dref, opts, warn=warn)
     return copy(sstore, sref, dstore, dref, opts)

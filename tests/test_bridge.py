@@ -133,3 +133,20 @@ def test_the_header_read_grows_until_the_gguf_header_parses(tmp_path, registry_f
     bridge.pull_any(store, parse_reference(f"{reg.host}/mp/tiny:1"), ollama, parse_name("tiny:1"))
     assert reads[:3] == [512, 2048, 8192]
     assert ollama.verify()[1] == []
+
+
+def test_registry_to_registry_conversion_mounts_the_weight(tmp_path, registry_factory):
+    """copy --to-ollama inside one registry: the Ollama model's weight is mounted from the ModelPack's
+    repository, no weight byte uploaded (counted at a loopback proxy in front of the registry)."""
+    reg, front = registry_factory("plain", front=True)
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    w, _, _ = _modelpack(store, "mp/tiny")
+    cp = run_cli("copy", f"{front.addr}/mp/tiny:1", f"{front.addr}/ollama/tiny:1", "--to-ollama", "--plain-http",
+                 "--json", check=0)
+    doc = json.loads(cp.stdout)
+    weight = next(b for b in doc["blobs"] if b["digest"] == w["digest"])
+    assert weight["action"] == "mounted" and front.upload_bytes < w["size"]
+    run_cli("pull", f"{reg.host}/ollama/tiny:1", "--plain-http", "--models-dir", tmp_path / "m", check=0)
+    m, raw = OllamaStore(str(tmp_path / "m")).get_manifest(parse_name(f"{reg.host}/ollama/tiny:1"))
+    assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert str(m.layers[0].digest) == w["digest"]

@@ -9,7 +9,7 @@ import click
 from .app import CONTEXT, cli
 from .common import (Progress, copy_report, destination, dry_run_option, emit_json, human_size, json_option,
                      local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
-                     transport_options)
+                     transport_options, warn)
 
 
 @cli.command("copy", context_settings=CONTEXT)
@@ -19,11 +19,15 @@ from .common import (Progress, copy_report, destination, dry_run_option, emit_js
 @click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
               help="oci: write the manifest as an OCI image manifest.")
 @click.option("--chunk-size", help="Upload in PATCH chunks of this size (e.g. 4M).")
+@click.option("--to-ollama", is_flag=True,
+              help="Turn a ModelPack or Docker model artifact into an Ollama model at DST (automatic when DST is "
+                   "ollama:); inside one registry the weights are mounted, not uploaded.")
 @dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, dry_run, transport, quiet, as_json) -> None:
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, dry_run, transport, quiet,
+             as_json) -> None:
     """Copy a model between any two places, moving only what is missing.
 
     SRC and DST are each one of: a registry reference; oci:DIR[:NAME] (an OCI
@@ -60,7 +64,7 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, dry_run, transpo
         return plan_report(plan_copy(sstore, sref, dstore, dref if dref is not None else sref,
                                      manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
-        report = copy_places(src, dst, models_dir=models_dir, registries=registries,
+        report = copy_places(src, dst, models_dir=models_dir, registries=registries, warn=warn, to_ollama=to_ollama,
                              options=CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                  manifest_format=manifest_format))
     if hasattr(report, "manifest_digest"):
