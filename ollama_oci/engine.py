@@ -202,10 +202,17 @@ def move_blobs(src: Any, dst: Any, blobs: list[Descriptor], opts: CopyOptions) -
         finally:
             budget.release()
         moved = desc.size if action in ("uploaded", "downloaded", "copied") else 0
+        if not moved and opts.progress is not None:
+            with lock:   # nothing moved (already there, mounted, linked): out of the totals
+                opts.progress(ProgressEvent("transfer", str(desc.digest), 0, 0))
         return BlobResult(desc.digest, desc.size, desc.media_type, action, moved)
 
     if not blobs:
         return []
+    if opts.progress is not None:
+        # the whole plan up front: a total that grows as blobs start makes every early ETA too short
+        for d in blobs:
+            opts.progress(ProgressEvent("transfer", str(d.digest), 0, d.size))
     ex = ThreadPoolExecutor(max_workers=min(concurrency, len(blobs)), thread_name_prefix="ollama-oci-blob")
     futures = [ex.submit(one, d) for d in blobs]
     results: list[BlobResult] = []

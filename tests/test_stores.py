@@ -322,3 +322,22 @@ def test_a_registry_store_refuses_a_reference_to_another_registry():
         bind(store, parse_reference("registry-b.example/team/m:1"))
     repo, ref = bind(store, parse_reference("registry-a.example/team/m:1"))
     assert repo.describe() == "registry-a.example/team/m"
+
+
+def test_progress_knows_the_whole_plan_before_the_first_byte(tmp_path):
+    """Every blob's size is announced before any moves (an ETA from a total that grows as blobs start
+    is too short), and a blob that needs no move leaves the totals."""
+    from ollama_oci.engine import CopyOptions, move_blobs
+    from ollama_oci.stores.memory import MemoryStore
+    src = MemoryStore()
+    descs = [src.add_blob(bytes([i]) * (1000 * (i + 1))) for i in range(3)]
+    dst = OllamaStore(str(tmp_path / "m"))
+    dst.put_blob_bytes(bytes([0]) * 1000)             # the first is already there
+    events = []
+    move_blobs(src, dst, descs, CopyOptions(progress=events.append, concurrency=1))
+    assert [(e.done, e.total) for e in events[:3]] == [(0, 1000), (0, 2000), (0, 3000)]
+    last = {}
+    for e in events:
+        last[e.digest] = (e.done, e.total)
+    assert last[str(descs[0].digest)] == (0, 0)
+    assert last[str(descs[1].digest)] == (2000, 2000) and last[str(descs[2].digest)] == (3000, 3000)
