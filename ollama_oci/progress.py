@@ -19,6 +19,10 @@ class ProgressEvent:
 
     ``phase`` says what is happening: ``transfer`` (bytes moving: upload, download, copy into a
     store or a bundle), ``hash`` (reading to verify or to learn a digest).
+
+    A copy announces each blob with ``done=0`` before the first byte moves (the whole plan), and a
+    blob that turns out to need no move (already there, mounted, linked) gets ``done=0, total=0``:
+    keep the latest event per digest and sum them.
     """
 
     phase: str
