@@ -29,7 +29,7 @@ from .stores.bundle import REF_ANNOTATION, BundleWriter, TarFormatError, compres
 from .stores.contract import BlobSource, bind
 from .stores.memory import MemoryStore
 
-__all__ = ["export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
+__all__ = ["plan_import", "export_bundle", "import_bundle", "is_bundle_path", "BundleReport"]
 
 _MAX_INDEX = 64 << 20
 
@@ -103,7 +103,7 @@ def _open_tar(path: str):
     return raw
 
 
-def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dict[str, bytes]]:
+def _walk(path: str, on_large: Optional[Callable[..., None]], *, head_only: bool = False) -> tuple[dict, dict[str, bytes]]:
     """One pass over a bundle, in constant memory (:func:`~ollama_oci.stores.bundle.iter_tar`).
 
     Returns ``index.json`` and the small blobs (manifests, configs, text layers), each
@@ -111,7 +111,9 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
     size, stream, index, small)`` with what was read so far (``index`` None if it comes
     later), or is skipped when ``on_large`` is None. Once the index is known, a blob that
     neither it nor a manifest read so far names is skipped unread; a blob that appears twice
-    is taken once. A damaged or truncated archive is a VerificationError.
+    is taken once. A damaged or truncated archive is a VerificationError. ``head_only`` stops as
+    soon as the index and every manifest it lists have been read (a bundle this project wrote has
+    them first), for plans that need no blob.
     """
     stream = _open_tar(path)
     index, small = None, {}
@@ -165,6 +167,8 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
                 small_total += len(data)
                 if key in manifests:
                     note_manifest(data)
+                if head_only and index is not None and manifests <= set(small):
+                    break
             elif on_large is not None:
                 on_large(digest, member.size, member, index, small)
     except TarFormatError as e:
@@ -178,6 +182,27 @@ def _walk(path: str, on_large: Optional[Callable[..., None]]) -> tuple[dict, dic
     if index is None:
         raise InvalidInput(f"{path}: no index.json; this is not an OCI image layout archive")
     return index, small
+
+
+def plan_import(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,
+                dst_ref_for: Optional[Callable[[ModelName], Any]] = None) -> list[dict]:
+    """What :func:`import_bundle` would do, moving nothing: per model, its blobs and whether ``dst`` has
+    each (``exists``) or would receive it (``missing``). Reads the bundle's head only when the index
+    and manifests lead it (as ``export`` writes them)."""
+    from .stores.contract import bind
+    index, small = _walk(path, None, head_only=True)
+    out = []
+    for ename, edigest in _select(index, names, path):
+        m = parse_manifest(small[edigest]) if edigest in small else None
+        if m is None:
+            raise InvalidInput(f"{path}: the manifest of {ename} is missing")
+        name = _dest_name(ename, rename)
+        store, _ = bind(dst, dst_ref_for(name)) if dst_ref_for is not None else (dst, name)
+        blobs = [{"digest": str(d.digest), "size": d.size, "action": "exists" if store.exists(d) else "missing"}
+                 for d in m.blobs]
+        out.append({"name": ename, "destination": name.display if dst_ref_for is None else str(dst_ref_for(name)),
+                    "manifest_digest": edigest, "blobs": blobs})
+    return out
 
 
 def import_bundle(path: str, dst: Any, *, names: Optional[list[str]] = None, rename: Optional[dict] = None,

@@ -392,3 +392,23 @@ def test_a_copy_between_model_stores_keeps_the_id(tmp_path):
     copy(store, parse_name("m:1"), other, parse_name("m:1"))
     assert other.resolve(parse_name("m:1")).digest == src_id
     assert [e.manifest_digest for e in other.list()] == [src_id]
+
+
+def test_import_dry_run_says_what_would_move_and_moves_nothing(tmp_path, registry_factory):
+    from ollama_oci import OllamaStore, Recipe, pack
+    store = OllamaStore(str(tmp_path / "src"))
+    res = pack(Recipe(files=[TINY]), "team/tiny:1", [store], link_mode="copy")
+    run_cli("export", "team/tiny:1", "-o", tmp_path / "b.tar.zst", "--models-dir", store.root, check=0)
+    cp = run_cli("import", tmp_path / "b.tar.zst", "--dry-run", "--json", "--models-dir", tmp_path / "dst", check=0)
+    doc = json.loads(cp.stdout)
+    assert doc["dry_run"] and doc["bytes_to_transfer"] == res.manifest.size
+    assert {b["action"] for b in doc["models"][0]["blobs"]} == {"missing"}
+    assert not (tmp_path / "dst").exists() or not any(p.is_file() for p in (tmp_path / "dst").rglob("*"))
+    run_cli("import", tmp_path / "b.tar.zst", "--models-dir", tmp_path / "dst", check=0)
+    doc = json.loads(run_cli("import", tmp_path / "b.tar.zst", "--dry-run", "--json", "--models-dir",
+                             tmp_path / "dst", check=0).stdout)
+    assert doc["bytes_to_transfer"] == 0
+    reg = registry_factory("plain")
+    doc = json.loads(run_cli("import", tmp_path / "b.tar.zst", "--to", reg.host, "--plain-http", "--dry-run",
+                             "--json", check=0).stdout)
+    assert doc["models"][0]["destination"] == f"{reg.host}/team/tiny:1" and doc["bytes_to_transfer"] > 0

@@ -114,19 +114,37 @@ def export_cmd(names, output, level, models_dir, oci_layout, quiet, as_json) -> 
                    "replaces theirs).")
 @models_dir_option
 @oci_option
+@dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def import_cmd(bundle, names, to_registry, models_dir, oci_layout, transport, quiet, as_json) -> None:
+def import_cmd(bundle, names, to_registry, models_dir, oci_layout, dry_run, transport, quiet, as_json) -> None:
     """Import models (all, or NAMES) from a bundle into the store, an OCI layout or a registry.
 
     Every blob is checked against its digest while it streams; if anything is
     wrong nothing becomes visible (no blob, no model).
     """
     from ..bundle import import_bundle
+    from ..reference import Reference
+    if dry_run:
+        from ..bundle import plan_import
+        if to_registry:
+            registry, _, ns = to_registry.partition("/")
+            plan = plan_import(bundle, transport.registry(registry), names=list(names) or None,
+                               dst_ref_for=lambda n: Reference(registry, f"{ns or n.namespace}/{n.model}", n.tag))
+        else:
+            plan = plan_import(bundle, local_store(models_dir, oci_layout), names=list(names) or None)
+        missing = sum(b["size"] for m in plan for b in m["blobs"] if b["action"] == "missing")
+        if as_json:
+            emit_json({"dry_run": True, "bundle": bundle, "models": plan, "bytes_to_transfer": missing})
+        elif not quiet:
+            for m in plan:
+                n = sum(1 for b in m["blobs"] if b["action"] == "missing")
+                click.echo(f"dry run: {m['name']} -> {m['destination']}: {n} of {len(m['blobs'])} blobs would move")
+            click.echo(f"  {human_size(missing)} in all")
+        return
     with Progress(not quiet and not as_json) as prog:
         if to_registry:
-            from ..reference import Reference
             registry, _, ns = to_registry.partition("/")
             dst = transport.registry(registry)
 
