@@ -19,7 +19,9 @@ from .app import CONTEXT, cli
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Cache, spooled uploads and unpacked bundles (default ~/.cache/ollama-oci/gateway).")
 @click.option("--cache-size", metavar="SIZE", help="Pull-through cache cap, e.g. 200GB (default: no cache).")
-@click.option("--writable", is_flag=True, help="Accept pushes into the --from source (an OCI layout or a registry).")
+@click.option("--writable", is_flag=True,
+              help="Accept pushes into the --from source (an OCI layout or a registry), from keys allowed to "
+                   "write (authorized_keys write=\"...\") or, with --anonymous write, from anyone.")
 @click.option("--authorized-keys", type=click.Path(dir_okay=False, exists=True),
               help="Ollama servers' ssh-ed25519 public keys (~/.ollama/id_ed25519.pub), one per line; turns auth on.")
 @click.option("--anonymous", type=click.Choice(["none", "read", "write"]),
