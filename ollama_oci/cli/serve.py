@@ -49,7 +49,7 @@ def serve(sources, config_path, listen, data_dir, cache_size, writable, authoriz
     Examples:
       ollama-oci serve --from registry.internal/ml --listen 0.0.0.0:5000 --cache-size 200GB
       ollama pull --insecure gateway:5000/library/phi3:latest      # on each Ollama server
-      ollama-oci serve --from oci:/srv/layout --writable --authorized-keys keys.pub
+      ollama-oci serve --from oci:/srv/layout --writable --authorized-keys keys.pub   # write="team/" on a key's line
       ollama-oci serve --config gateway.toml
       echo -n s3cret | ollama-oci serve --hash-password
 
