@@ -53,6 +53,14 @@ def _io_error(what: str, path: str, e: OSError) -> StoreError:
     return StoreError(f"cannot {what} {path}: {e.strerror or e}{hint}")
 
 
+def write_all(fd: int, data) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -63,10 +71,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, *, durable: bool = T
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             os.fchmod(fd, mode & ~_umask())
             if durable:
                 os.fsync(fd)

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
-from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet
+from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet, write_all
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
 from .modelinfo import SHARD_NAME, shard_siblings, split_info
 
@@ -111,11 +111,8 @@ class SplitSet:
 
         def emit(b) -> None:
             nonlocal done
-            view = memoryview(b)
-            h.update(view)
-            while view:
-                n = os.write(out_fd, view)
-                view = view[n:]
+            h.update(b)
+            write_all(out_fd, b)
             done += len(b)
             if progress is not None:
                 progress(done, self.size)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from ..cancel import CancelToken
 from ..digest import Digest
 from ..errors import Cancelled, VerificationError
-from ..fsutil import fsync_dir, tmp_name, unlink_quiet
+from ..fsutil import fsync_dir, tmp_name, unlink_quiet, write_all
 
 __all__ = ["BlobCache", "Fill"]
 
@@ -141,10 +141,7 @@ class Fill:
                     data = stream.read(min(CHUNK, self.size - self.written))
                     if not data:
                         break
-                    view = memoryview(data)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+                    write_all(fd, data)
                     chunks.put(data)
                     self.written += len(data)
                     if self.written - last_note >= NOTIFY_EVERY:

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..digest import Digest, digest_bytes, parse_digest
 from ..errors import InvalidInput, NotFound, OllamaOCIError, RegistryError, StoreError, Unsupported, VerificationError
+from ..fsutil import write_all
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
 from ..stores.contract import RangeNotSupported
 from .auth import Authenticator
@@ -125,10 +126,7 @@ class Upload:
         self.lock = asyncio.Lock()
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
+        write_all(self.fd, data)
         self.hash.update(data)
         self.size += len(data)
 
