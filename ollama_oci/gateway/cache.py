@@ -51,7 +51,6 @@ class Fill:
         self.loop = loop
         self.tmp = tmp_name(cache.tmp_dir)
         self.written = 0
-        self.done = False
         self.verified = False
         self.error: Optional[BaseException] = None
         self.cancel = CancelToken()
@@ -139,8 +138,8 @@ class Fill:
                 while self.written < self.size:
                     self.cancel.check()
                     data = stream.read(min(CHUNK, self.size - self.written))
-                    if not data:
-                        break
+                    if not data:   # ended early: a try like a broken stream, or it would reopen forever
+                        raise EOFError(f"the stream ended at byte {self.written}")
                     write_all(fd, data)
                     chunks.put(data)
                     self.written += len(data)
@@ -163,7 +162,6 @@ class Fill:
     def finish(self, error: Optional[BaseException]) -> None:
         """On the loop, after ``run``: publish the result and wake every reader."""
         self.error = error
-        self.done = True
         if error is not None:
             unlink_quiet(self.tmp)
         self._wake()
