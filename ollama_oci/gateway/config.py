@@ -51,7 +51,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..configfile import parse_size, read_toml
 from ..errors import InvalidInput, NotFound
@@ -118,13 +118,6 @@ class GatewayConfig:
     @property
     def auth_enabled(self) -> bool:
         return bool(self.keys or self.users) or self.anonymous == "none"
-
-    def source_for(self, repository: str) -> Optional[SourceSpec]:
-        best = None
-        for s in self.sources:
-            if repository.startswith(s.prefix) and (best is None or len(s.prefix) > len(best.prefix)):
-                best = s
-        return best
 
 
 # -- values ----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..digest import Digest, digest_bytes, parse_digest
 from ..errors import InvalidInput, NotFound, OllamaOCIError, RegistryError, StoreError, Unsupported, VerificationError
+from ..engine import as_oci_manifest
 from ..fsutil import write_all
 from ..spec import MAX_MANIFEST_BYTES, MT, Descriptor, Manifest, parse_manifest
 from ..stores.contract import RangeNotSupported
@@ -231,7 +232,7 @@ class Gateway:
         shutil.rmtree(self.upload_dir, ignore_errors=True)   # sessions do not outlive the process
         os.makedirs(self.upload_dir, exist_ok=True)
         self.uploads: dict[str, Upload] = {}
-        self.converted: dict[str, tuple[str, bytes, str]] = {}   # digest -> (repository, bytes, media type)
+        self.converted: dict[str, tuple[str, bytes]] = {}   # digest -> (repository, manifest bytes) re-encoded
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gateway")
         self.access = _access_logger(cfg.access_log)
         self.stopping = False
@@ -471,19 +472,19 @@ class Gateway:
             data = hit[1]
         mt = _media_type(data)
         accept = _accepts(",".join(request.headers.getall("Accept", [])))  # one header or several
-        if accept and mt not in accept and "*/*" not in accept:
+        converted = accept and mt not in accept and "*/*" not in accept
+        if converted:
             if mt == MT.OCI_MANIFEST and MT.MANIFEST in accept:
                 data, mt = as_docker_manifest(data), MT.MANIFEST
             elif mt == MT.MANIFEST and MT.OCI_MANIFEST in accept:
-                m = parse_manifest(data)
-                data, mt = Manifest(m.config, m.layers, MT.OCI_MANIFEST, 2).to_bytes(newline=False), MT.OCI_MANIFEST
+                data, mt = as_oci_manifest(parse_manifest(data))
             else:
                 raise NotFound(f"{repo}:{ref} is a {mt}, which the client does not accept")
-            d = str(digest_bytes(data))
+        d = str(digest_bytes(data))
+        if converted:   # a GET by the digest of the form served must find it again
             if len(self.converted) >= MAX_CONVERTED:
                 self.converted.pop(next(iter(self.converted)))
-            self.converted[d] = (repo, data, mt)
-        d = str(digest_bytes(data))
+            self.converted[d] = (repo, data)
         headers = {**API_HEADERS, "Docker-Content-Digest": d, "ETag": f'"{d}"', "Content-Type": mt}
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(data))})

@@ -139,7 +139,7 @@ class LocalSource:
         """The blob if a manifest of this repository names it (a digest alone opens nothing else)."""
         if str(digest) not in self._blob_set(repository):
             return None
-        path = self.store.find_blob(digest) if hasattr(self.store, "find_blob") else None
+        path = self.store.find_blob(digest)
         if path is None:
             return None
         try:
