@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 from .build import build_config, build_manifest, params_layer, text_layer
 from .describe import artifact_format
-from .engine import CopyOptions, CopyReport, move_blobs
+from .digest import check, digest_bytes
+from .engine import CopyOptions, CopyReport, copy, copy_manifest, move_blobs
 from .errors import GGUFError, InvalidInput, Unsupported
 from .gguf_header import parse_gguf
 from .modelinfo import model_info
@@ -131,7 +132,6 @@ def _read(store: Any, desc: Descriptor, limit: int) -> bytes:
                            f"layer may have; refusing it")
     with store.fetch(desc) as f:
         data = _read_up_to(f, desc.size + 1)
-    from .digest import check, digest_bytes
     check(desc.digest, digest_bytes(data), what=f"layer {desc.digest}")
     return data
 
@@ -203,25 +203,36 @@ def to_ollama(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[
     """Copy a ModelPack or Docker model artifact into ``dst`` as an Ollama model: the weight blobs move
     (or are mounted) as they are; template, license, params and config blobs are written; the manifest
     (Docker schema 2, what ``ollama pull`` asks for) goes last."""
-    opts = options or CopyOptions()
     src, src_ref = bind(src, src_ref)
-    dst, dst_ref = bind(dst, dst_ref)
     data, _ = src.fetch_manifest(src_ref)
+    return _convert(src, src_ref, _manifest_doc(data, src.describe_ref(src_ref)), dst, dst_ref, options, warn)
+
+
+def _manifest_doc(data: bytes, where: str) -> dict:
     try:
         manifest = json.loads(data)
-    except ValueError:
-        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest is not JSON") from None
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"{where}: the manifest is not JSON") from None
     if not isinstance(manifest, dict):
-        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest is not a JSON object")
+        raise InvalidInput(f"{where}: the manifest is not a JSON object")
+    return manifest
+
+
+def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, options: Optional[CopyOptions],
+             warn) -> CopyReport:
+    """:func:`to_ollama` of a manifest already read from ``src`` (``src`` bound to its repository)."""
+    opts = options or CopyOptions()
+    dst, dst_ref = bind(dst, dst_ref)
+    where = src.describe_ref(src_ref)
     cfg = manifest.get("config")
     if not isinstance(cfg, dict):
-        raise InvalidInput(f"{src.describe_ref(src_ref)}: the manifest has no config")
+        raise InvalidInput(f"{where}: the manifest has no config")
     cdesc = Descriptor(str(cfg.get("mediaType", "")), cfg.get("digest", ""), cfg.get("size", -1))
     try:     # the other format's config is checked (JSON, bounded), though Ollama's comes from the GGUF
         if not isinstance(json.loads(_read(src, cdesc, MAX_TEXT)), dict):
             raise ValueError("not an object")
     except ValueError as e:
-        raise InvalidInput(f"{src.describe_ref(src_ref)}: its config is not a JSON object ({e}); refusing it") from None
+        raise InvalidInput(f"{where}: its config is not a JSON object ({e}); refusing it") from None
     layers, small, config, conv = plan(src, manifest, warn=warn)
     for mt, what, why in conv.skipped:
         if warn is not None:
@@ -230,9 +241,7 @@ def to_ollama(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[
     mem = MemoryStore(name="converted")
     for b in small + [cblob]:
         mem.add_blob(b.data, b.descriptor.media_type)
-    from .digest import digest_bytes
-    report = CopyReport(src.describe_ref(src_ref), dst.describe_ref(dst_ref), digest_bytes(m.to_bytes(newline=False)),
-                        MT.MANIFEST)
+    report = CopyReport(where, dst.describe_ref(dst_ref), digest_bytes(m.to_bytes(newline=False)), MT.MANIFEST)
     check = getattr(dst, "check_blobs", None)
     if check is not None:
         check(m.blobs)
@@ -247,22 +256,22 @@ def to_ollama(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[
     return report
 
 
-def is_foreign(manifest_bytes: bytes) -> bool:
-    """Whether a manifest is a ModelPack or Docker model artifact (one :func:`to_ollama` converts)."""
-    try:
-        doc = json.loads(manifest_bytes)
-    except ValueError:
-        return False
-    return artifact_format(doc)[0] in (MODELPACK, DOCKER)
+def is_foreign(manifest: dict) -> bool:
+    """Whether a manifest (decoded) is a ModelPack or Docker model artifact, which :func:`to_ollama`
+    converts."""
+    return artifact_format(manifest)[0] in (MODELPACK, DOCKER)
 
 
 def pull_any(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyOptions] = None, *,
              warn=None) -> CopyReport:
     """:func:`~ollama_oci.engine.copy` for an Ollama model, :func:`to_ollama` for a ModelPack or Docker
-    model artifact: what ``pull`` does with whatever a reference names."""
-    from .engine import copy
-    s, r = bind(src, src_ref)
-    data, _ = s.fetch_manifest(r)
-    if is_foreign(data):
-        return to_ollama(src, src_ref, dst, dst_ref, options, warn=warn)
-    return copy(src, src_ref, dst, dst_ref, options)
+    model artifact: what ``pull`` does with whatever a reference names. The manifest is read once."""
+    src, src_ref = bind(src, src_ref)
+    if getattr(src, "fetch_stored_manifest", None) is not None:   # an Ollama store holds only Ollama models
+        return copy(src, src_ref, dst, dst_ref, options)
+    data, media_type = src.fetch_manifest(src_ref)
+    where = src.describe_ref(src_ref)
+    manifest = _manifest_doc(data, where)
+    if is_foreign(manifest):
+        return _convert(src, src_ref, manifest, dst, dst_ref, options, warn)
+    return copy_manifest(src, data, media_type, dst, dst_ref, options, source=where)
