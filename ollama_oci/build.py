@@ -353,22 +353,23 @@ class PackResult:
 
 def _group_splits(paths: list[str]) -> tuple[list[str], dict]:
     """Paths with each split set reduced to its first shard, and {first shard: SplitSet}. One shard
-    names its set (siblings by llama.cpp's naming rule); shards named otherwise must all be given."""
-    from .gguf_split import is_split, open_split_set
-    from .modelinfo import SHARD_NAME
+    names its set (siblings by llama.cpp's naming rule); shards named otherwise must all be given.
+    Only the names are looked at, unless several files are given: then a header may tell a shard
+    (the one FROM file's header is parsed once, later, by ``_gguf_info``)."""
+    from .gguf_split import is_split, names_a_set, open_split_set
     out: list[str] = []
     splits: dict = {}
     loose: list[str] = []
     for p in paths:
-        if not is_split(p):
-            out.append(p)
-        elif SHARD_NAME.match(os.path.basename(p)):
+        if names_a_set(p):
             ss = open_split_set([p])
             if ss.first not in splits:
                 splits[ss.first] = ss
                 out.append(ss.first)
-        else:
+        elif len(paths) > 1 and is_split(p):
             loose.append(p)
+        else:
+            out.append(p)
     if loose:
         ss = open_split_set(loose)
         splits[ss.first] = ss
@@ -391,6 +392,9 @@ def _gguf_info(path: str, what: str, want_template: bool = False, split=None) ->
         inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
     siblings = shard_siblings(path)
     if (info.split is not None and info.split.count > 1) or (siblings and len(siblings) > 1):
+        if what == "FROM":   # a lone shard named otherwise than NAME-00001-of-0000N.gguf
+            raise InvalidInput(f"{path}: is a shard of a split GGUF, but its name does not follow llama.cpp's "
+                               f"NAME-00001-of-0000N.gguf rule; give every shard")
         raise Unsupported(
             f"{path}: is one shard of a split GGUF given as {what}; split sets are models (FROM), not "
             "adapters or projectors")

@@ -35,7 +35,7 @@ from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet, write_all
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
 from .modelinfo import SHARD_NAME, shard_siblings, split_info
 
-__all__ = ["SplitSet", "open_split_set", "is_split", "stage_merged"]
+__all__ = ["SplitSet", "open_split_set", "is_split", "names_a_set", "stage_merged"]
 
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 MOVED_KEYS = ("general.quantization_version", "general.file_type")
@@ -63,11 +63,18 @@ def _loader_order(name: str) -> tuple[int, bytes]:
     return layer, b
 
 
+def names_a_set(path: str) -> bool:
+    """Whether ``path`` is named as a shard of a set of two or more (``NAME-00002-of-00003.gguf``):
+    decided without opening the file."""
+    m = SHARD_NAME.match(os.path.basename(path))
+    return m is not None and int(m.group(3)) > 1
+
+
 def is_split(path: str) -> bool:
-    """Whether ``path`` is one shard of a split set (by its name or its ``split.count``)."""
+    """Whether ``path`` is one shard of a split set, by its name or else its header's ``split.count``
+    (which costs a header parse)."""
     if SHARD_NAME.match(os.path.basename(path)):
-        m = SHARD_NAME.match(os.path.basename(path))
-        return int(m.group(3)) > 1
+        return names_a_set(path)
     try:
         with read_gguf(path) as g:
             info = split_info(g)

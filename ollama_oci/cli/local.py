@@ -125,15 +125,19 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
     if _looks_remote(gguf):
         return _inspect_remote(gguf, transport, as_json)
     from ..gguf_header import read_gguf
-    from ..gguf_split import is_split, open_split_set
-    from ..modelinfo import model_info
+    from ..gguf_split import names_a_set, open_split_set
+    from ..modelinfo import model_info, split_info
     split_set, split_problem = None, None
-    if is_split(gguf):   # one shard stands for its set: show the model the set makes
-        try:
+    g = read_gguf(gguf)
+    shard = split_info(g)
+    if names_a_set(gguf) or (shard is not None and shard.count > 1):
+        try:   # one shard stands for its set: show the model the set makes
             split_set = open_split_set([gguf])
+            g.close()
+            g = split_set.merged_header()
         except OllamaOCIError as e:
             split_problem = str(e)
-    with (split_set.merged_header() if split_set is not None else read_gguf(gguf)) as g:
+    with g:
         info = model_info(g)
         if as_json:
             doc = {
