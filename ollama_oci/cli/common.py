@@ -157,8 +157,11 @@ def plan_report(report, as_json: bool, quiet: bool = False) -> None:
 def authfile_option(f):
     """``--authfile FILE``: the containers auth file to read and write logins in, as podman and skopeo
     take it (it stands for $REGISTRY_AUTH_FILE for this command)."""
-    return click.option("--authfile", metavar="FILE", expose_value=False, is_eager=True,
-                        callback=lambda ctx, param, value: _set_authfile(value),
+    def set_authfile(ctx, param, value):
+        if value:
+            os.environ["REGISTRY_AUTH_FILE"] = os.path.abspath(value)
+        return value
+    return click.option("--authfile", metavar="FILE", expose_value=False, is_eager=True, callback=set_authfile,
                         help="Registry logins file (containers-auth.json format); default $REGISTRY_AUTH_FILE, "
                              "then the Docker config.")(f)
 
@@ -309,13 +312,6 @@ _TRANSPORT_PARAMS = ("plain_http", "insecure", "ca_file", "cert_file", "key_file
                      "ollama_key", "concurrency", "retries", "ollama_version")
 
 
-def _set_authfile(value):
-    if value:
-        import os
-        os.environ["REGISTRY_AUTH_FILE"] = os.path.abspath(value)
-    return value
-
-
 def transport_options(f):
     """Add the registry options to a command; it receives them as one ``transport`` argument."""
     @functools.wraps(f)
@@ -323,10 +319,7 @@ def transport_options(f):
         t = Transport(**{n: kw.pop(n) for n in _TRANSPORT_PARAMS}, retries_given=given("retries"))
         return f(*args, transport=t, **kw)
     opts = [
-        click.option("--authfile", metavar="FILE", expose_value=False, is_eager=True,
-                     callback=lambda ctx, param, value: _set_authfile(value),
-                     help="Registry logins file (containers-auth.json format); default $REGISTRY_AUTH_FILE, then "
-                          "the Docker config."),
+        authfile_option,
         click.option("--plain-http", is_flag=True, help="Talk to the registry over http:// (no TLS)."),
         click.option("--insecure", is_flag=True, help="Skip TLS certificate verification (still https)."),
         click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),
