@@ -222,6 +222,14 @@ class BlobCache:
         with self._lock:
             return str(digest) in self._lru
 
+    def filling(self, digest: Digest, repository: str) -> Optional[Fill]:
+        """The fill under way for this blob, if the blob is known to belong to ``repository``."""
+        key = str(digest)
+        fill = self.fills.get(key)
+        with self._lock:
+            known = repository in self._repos.get(key, ())
+        return fill if fill is not None and known else None
+
     def note_repository(self, digest: Digest, repository: str) -> None:
         with self._lock:
             s = self._repos.setdefault(str(digest), set())

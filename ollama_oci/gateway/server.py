@@ -543,23 +543,27 @@ class Gateway:
         if request.method == "GET":
             self.metrics.inc("blob_gets_total")
 
+        def send_file(path: str, hit: bool) -> web.FileResponse:
+            if hit:
+                self.metrics.inc("cache_hits_total")
+            return web.FileResponse(path, chunk_size=CHUNK, headers={**headers, "Content-Type": "application/octet-stream"})
+
         path = self.cache.lookup(digest, repo) if self.cache is not None else None
         if path is not None:
-            self.metrics.inc("cache_hits_total")
-            return web.FileResponse(path, chunk_size=CHUNK, headers={**headers, "Content-Type": "application/octet-stream"})
-        blob: Optional[Blob] = await self.run(src.blob, repo, digest)
+            return send_file(path, True)
+        # a blob still arriving for this repository needs no upstream HEAD for each of a pull's parts
+        fill = self.cache.filling(digest, repo) if self.cache is not None else None
+        blob: Optional[Blob] = Blob(digest, fill.size) if fill is not None else await self.run(src.blob, repo, digest)
         if blob is None:
             raise NotFound(f"blob {digest} not found in {repo}")
         if blob.path is not None:
-            return web.FileResponse(blob.path, chunk_size=CHUNK,
-                                    headers={**headers, "Content-Type": "application/octet-stream"})
+            return send_file(blob.path, False)
         # an upstream registry's blob
         if self.cache is not None:
             self.cache.note_repository(digest, repo)
             path = self.cache.lookup(digest, repo)
             if path is not None:
-                self.metrics.inc("cache_hits_total")
-                return web.FileResponse(path, chunk_size=CHUNK, headers={**headers, "Content-Type": "application/octet-stream"})
+                return send_file(path, True)
         rng = (0, blob.size - 1)
         status = 200
         if request.headers.get("Range"):
