@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .build import build_config, build_manifest, params_layer, text_layer
-from .describe import artifact_format
+from .describe import DOCKER_MODEL, MODELPACK, artifact_format
 from .digest import check, digest_bytes
 from .engine import CopyOptions, CopyReport, copy, copy_manifest, move_blobs
 from .errors import GGUFError, InvalidInput, Unsupported
@@ -32,8 +32,7 @@ from .stores.memory import MemoryStore
 
 __all__ = ["to_ollama", "Conversion", "MODELPACK", "DOCKER"]
 
-MODELPACK = "CNCF ModelPack"
-DOCKER = "Docker model artifact"
+DOCKER = DOCKER_MODEL
 #: how much of a weight blob is read for its GGUF header: first, and at most (a 262k-token vocabulary
 #: is ~6.5 MB); the read grows fourfold until the header parses
 HEADER_START = 8 << 20

@@ -136,11 +136,12 @@ def modelfile_text(store: Any, name: ModelName) -> str:
     return "\n".join(lines) + "\n"
 
 
+OLLAMA_FORMAT, MODELPACK, DOCKER_MODEL = "Ollama model", "CNCF ModelPack", "Docker model artifact"
 #: what runs each model artifact format (../shared/docs/model-formats.md)
 _RUNTIMES = {
-    "Ollama model": ["ollama", "ollama-oci"],
-    "CNCF ModelPack": ["modctl", "KitOps", "Harbor", "KServe", "Docker Model Runner (ai/*)"],
-    "Docker model artifact": ["Docker Model Runner"],
+    OLLAMA_FORMAT: ["ollama", "ollama-oci"],
+    MODELPACK: ["modctl", "KitOps", "Harbor", "KServe", "Docker Model Runner (ai/*)"],
+    DOCKER_MODEL: ["Docker Model Runner"],
 }
 
 
@@ -154,11 +155,11 @@ def artifact_format(manifest: dict) -> tuple[str, list[str]]:
     art = str(manifest.get("artifactType") or "")
     cmt = str(cfg.get("mediaType") or "")
     if any(t.startswith("application/vnd.ollama.image.") for t in types):
-        name = "Ollama model"
+        name = OLLAMA_FORMAT
     elif "cncf.model" in cmt or "cncf.model" in art or any(t.startswith("application/vnd.cncf.model.") for t in types):
-        name = "CNCF ModelPack"
+        name = MODELPACK
     elif "docker.ai" in cmt or "docker.ai" in art or any(t.startswith("application/vnd.docker.ai.") for t in types):
-        name = "Docker model artifact"
+        name = DOCKER_MODEL
     else:
         return f"an OCI artifact ({cmt or 'no config'})", []
     return name, _RUNTIMES[name]
