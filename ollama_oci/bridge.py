@@ -30,7 +30,7 @@ from .spec import MT, Descriptor
 from .stores.contract import bind
 from .stores.memory import MemoryStore
 
-__all__ = ["to_ollama", "Conversion", "MODELPACK", "DOCKER"]
+__all__ = ["to_ollama", "pull_any", "read_small", "Conversion", "MODELPACK", "DOCKER"]
 
 DOCKER = DOCKER_MODEL
 #: how much of a weight blob is read for its GGUF header: first, and at most (a 262k-token vocabulary
@@ -125,7 +125,8 @@ def _read_up_to(f, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read(store: Any, desc: Descriptor, limit: int) -> bytes:
+def read_small(store: Any, desc: Descriptor, limit: int = MAX_TEXT) -> bytes:
+    """A small blob (a config, a text layer) whole and verified; InvalidInput above ``limit`` bytes."""
     if desc.size > limit:
         raise InvalidInput(f"blob {desc.digest} is {desc.size} bytes; more than the {limit} a config or text "
                            f"layer may have; refusing it")
@@ -176,7 +177,7 @@ def plan(src: Any, manifest: dict, *, warn=None) -> tuple[list[Descriptor], list
         layers.append(Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, desc.digest, desc.size))
     small = []
     if conv.template is not None:
-        template_src = _read(src, conv.template, MAX_TEXT).decode("utf-8", "replace")
+        template_src = read_small(src, conv.template, MAX_TEXT).decode("utf-8", "replace")
     params = {}
     if template_src:
         try:
@@ -188,7 +189,7 @@ def plan(src: Any, manifest: dict, *, warn=None) -> tuple[list[Descriptor], list
             if warn is not None:
                 warn(f"no template layer: {e}")
     for lic in conv.licenses:
-        data = _read(src, lic, MAX_TEXT)
+        data = read_small(src, lic, MAX_TEXT)
         small.append(text_layer(MT.LICENSE, data.decode("utf-8", "surrogateescape")))
     if params:
         small.append(params_layer(params))
@@ -228,7 +229,7 @@ def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, opt
         raise InvalidInput(f"{where}: the manifest has no config")
     cdesc = Descriptor(str(cfg.get("mediaType", "")), cfg.get("digest", ""), cfg.get("size", -1))
     try:     # the other format's config is checked (JSON, bounded), though Ollama's comes from the GGUF
-        if not isinstance(json.loads(_read(src, cdesc, MAX_TEXT)), dict):
+        if not isinstance(json.loads(read_small(src, cdesc, MAX_TEXT)), dict):
             raise ValueError("not an object")
     except ValueError as e:
         raise InvalidInput(f"{where}: its config is not a JSON object ({e}); refusing it") from None

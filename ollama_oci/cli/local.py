@@ -60,9 +60,9 @@ def _looks_remote(text: str) -> bool:
 
 def _inspect_remote(text: str, transport, as_json: bool) -> None:
     """A registry artifact: its manifest, its layers, and which runtimes can use it."""
-    import json as _json
-
+    from ..bridge import read_small
     from ..describe import artifact_format
+    from ..digest import digest_bytes
     from ..reference import parse_reference
     from ..spec import parse_manifest
     ref = parse_reference(text)
@@ -70,19 +70,15 @@ def _inspect_remote(text: str, transport, as_json: bool) -> None:
     repo, r = transport.registry(ref.registry).bind(ref)
     data, mt = repo.fetch_manifest(r)
     try:
-        raw = _json.loads(data)
+        raw = json.loads(data)
     except ValueError:
         raw = {}
     fmt, runtimes = artifact_format(raw)
     config = None
     try:
-        m = parse_manifest(data)
-        if m.config.size <= (1 << 20):
-            with repo.fetch(m.config) as f:
-                config = _json.loads(f.read(m.config.size + 1))
+        config = json.loads(read_small(repo, parse_manifest(data).config))
     except (OllamaOCIError, ValueError):
-        m = None
-    from ..digest import digest_bytes
+        pass      # not an image-style manifest, or a config too big or not JSON: shown without it
     doc = {"reference": str(ref), "mediaType": mt, "digest": str(digest_bytes(data)), "format": fmt,
            "runtimes": runtimes, "layers": raw.get("layers") if isinstance(raw, dict) else None,
            "config": config}
