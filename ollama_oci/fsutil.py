@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
+from .copyhash import Range, copy_pieces
 from .digest import Digest, check, hash_stream
 from .errors import InvalidInput, StoreError, VerificationError
 
@@ -255,11 +256,14 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
             method = "copy"
             ensure_room(tmp_dir, total, src)
             with open(src, "rb", buffering=0) as fin:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 lock = hold(tmp)
-                with os.fdopen(fd, "wb", buffering=0) as fout:
-                    digest, size = hash_stream(fin, progress=tick, sink=fout)
-                    os.fsync(fout.fileno())
+                try:
+                    # the kernel copies, this thread hashes what was written (copyhash.py)
+                    digest, size = copy_pieces(fd, [Range(fin.fileno(), 0, total, src)], progress=tick)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             if known is not None:
                 check(known[0], digest, expected_size=known[1], actual_size=size, what=src)
         return Staged(tmp, digest, size, method, lock)

@@ -22,16 +22,16 @@ written into the store's temp area and hashed on the way; memory holds only the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import struct
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .copyhash import Range, ShortSource, copy_pieces
 from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
-from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet, write_all
+from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
 from .modelinfo import SHARD_NAME, shard_siblings, split_info
 
@@ -41,7 +41,6 @@ SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 MOVED_KEYS = ("general.quantization_version", "general.file_type")
 GGML_QNT_VERSION = 2
 UINT32 = 4
-BLOCK = 1 << 20
 LLAMA_FTYPE_GUESSED = 1024
 #: the llama_ftype llama.cpp's loader guesses from the most common tensor type (ggml type -> ftype)
 _FTYPE_OF_TYPE = {0: 0, 1: 1, 30: 32, 2: 2, 3: 3, 6: 8, 7: 9, 8: 7, 10: 10, 11: 12, 12: 15, 13: 17, 14: 18,
@@ -112,51 +111,43 @@ class SplitSet:
         return parse_gguf(self.header, path=self.first, file_size=self.size)
 
     def write(self, out_fd: int, progress: Optional[Callable[[int, int], None]] = None) -> tuple[Digest, int]:
-        """Write the merged file to ``out_fd`` in one pass, hashing it: (digest, size)."""
-        h = hashlib.sha256()
+        """Write the merged file to ``out_fd`` (open for reading and writing) in one pass: the
+        tensor data is copied by the kernel while the written file is hashed behind it
+        (:mod:`ollama_oci.copyhash`). Returns (digest, size)."""
         done = 0
 
-        def emit(b) -> None:
+        def tick(n: int) -> None:
             nonlocal done
-            h.update(b)
-            write_all(out_fd, b)
-            done += len(b)
+            done += n
             if progress is not None:
                 progress(done, self.size)
 
-        emit(self.header)
-        buf = bytearray(BLOCK)
-        fds = [os.open(p, os.O_RDONLY) for p in self.paths]
+        fds: list[int] = []
         try:
-            sizes = [os.fstat(fd).st_size for fd in fds]
+            for p in self.paths:
+                fds.append(os.open(p, os.O_RDONLY))
             for pc in self.pieces:
-                if pc.start + pc.size > sizes[pc.shard]:
+                if pc.start + pc.size > os.fstat(fds[pc.shard]).st_size:
                     raise GGUFError(f"{self.paths[pc.shard]} changed while being merged (it is shorter now)",
                                     None, self.paths[pc.shard])
-                pos, left = pc.start, pc.size
-                while left:
-                    n = os.preadv(fds[pc.shard], [memoryview(buf)[:min(BLOCK, left)]], pos) \
-                        if hasattr(os, "preadv") else _pread_into(fds[pc.shard], buf, min(BLOCK, left), pos)
-                    if n <= 0:
-                        raise GGUFError(f"{self.paths[pc.shard]} ended early while being merged", None,
-                                        self.paths[pc.shard])
-                    emit(memoryview(buf)[:n])
-                    pos += n
-                    left -= n
-                if pc.pad:
-                    emit(b"\0" * pc.pad)
+
+            def pieces():
+                yield self.header
+                for pc in self.pieces:
+                    yield Range(fds[pc.shard], pc.start, pc.size, self.paths[pc.shard])
+                    if pc.pad:
+                        yield b"\0" * pc.pad
+
+            try:
+                digest, size = copy_pieces(out_fd, pieces(), progress=tick)
+            except ShortSource as e:
+                raise GGUFError(f"{e.name} ended early while being merged (it changed)", None, e.name) from None
         finally:
             for fd in fds:
                 os.close(fd)
-        if done != self.size:
-            raise GGUFError(f"merged {done} bytes, expected {self.size}", None, self.first)
-        return Digest("sha256:" + h.hexdigest()), done
-
-
-def _pread_into(fd: int, buf: bytearray, n: int, pos: int) -> int:
-    data = os.pread(fd, n, pos)
-    buf[:len(data)] = data
-    return len(data)
+        if size != self.size:
+            raise GGUFError(f"merged {size} bytes, expected {self.size}", None, self.first)
+        return digest, size
 
 
 def _shard_paths(paths: list[str]) -> list[str]:
@@ -294,7 +285,7 @@ def stage_merged(ss: SplitSet, tmp_dir: str, *, progress: Optional[Callable[[int
     os.makedirs(tmp_dir, exist_ok=True)
     ensure_room(tmp_dir, ss.size, ss.describe())
     tmp = tmp_name(tmp_dir)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     lock = -1
     try:
         lock = hold(tmp)

@@ -24,7 +24,7 @@ def wrap(mod, name):
     setattr(mod, name, f)
 
 
-for name in ("open", "write", "fsync", "replace", "rename", "link", "unlink", "makedirs", "mkdir", "utime",
+for name in ("open", "write", "pwrite", "copy_file_range", "fsync", "replace", "rename", "link", "unlink", "makedirs", "mkdir", "utime",
              "chmod", "fchmod"):
     wrap(os, name)
 

@@ -412,3 +412,41 @@ def test_import_dry_run_says_what_would_move_and_moves_nothing(tmp_path, registr
     doc = json.loads(run_cli("import", tmp_path / "b.tar.zst", "--to", reg.host, "--plain-http", "--dry-run",
                              "--json", check=0).stdout)
     assert doc["models"][0]["destination"] == f"{reg.host}/team/tiny:1" and doc["bytes_to_transfer"] > 0
+
+
+def test_plain_tar_import_copies_ranges_and_refuses_a_truncated_archive(tmp_path, monkeypatch):
+    """A `.tar` member is copied by the kernel straight out of the archive (copyhash), hashed as it is
+    written; an archive cut short inside that member is refused and nothing becomes visible."""
+    from gguf_factory import make_big_gguf
+    import ollama_oci.copyhash as copyhash
+    big = tmp_path / "big.gguf"
+    make_big_gguf(str(big), 9 << 20)
+    store = OllamaStore(str(tmp_path / "models"))
+    res = pack(Recipe(files=[str(big)]), "big:1", [store])
+    tar = tmp_path / "big.tar"
+    run_cli("export", "big:1", "-o", tar, "--models-dir", store.root, check=0)
+    ranges = []
+    real = copyhash.copy_pieces
+
+    def spy(fd, pieces, **kw):
+        pieces = list(pieces)
+        ranges.extend(p for p in pieces if isinstance(p, copyhash.Range))
+        return real(fd, pieces, **kw)
+    monkeypatch.setattr(copyhash, "copy_pieces", spy)
+    target = OllamaStore(str(tmp_path / "target"))
+    from ollama_oci.bundle import import_bundle
+    import_bundle(str(tar), target)
+    model = res.manifest.layers_of("application/vnd.ollama.image.model")[0]
+    assert [r.length for r in ranges] == [model.size]
+    with open(target.find_blob(model.digest), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == model.digest.hex
+    assert target.verify()[1] == []
+    # cut inside the model blob: refused, nothing installed, no temp file left
+    data = tar.read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[:data.find(b"GGUF") + (4 << 20)])
+    cp = run_cli("import", cut, "--models-dir", tmp_path / "t2")
+    assert cp.returncode == 5, cp.stderr
+    assert "truncated" in cp.stderr and len(cp.stderr.strip().splitlines()) == 1
+    t2 = OllamaStore(str(tmp_path / "t2"))
+    assert t2.list() == [] and not [n for n in os.listdir(tmp_path / "t2" / "blobs") if n != ".tmp"]

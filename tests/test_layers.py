@@ -17,7 +17,7 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 #: lowest first; a module may import only modules before it
 LAYERS = [
     # leaves
-    "_version", "errors", "configfile", "cancel", "progress", "gojson", "digest", "ggml_tables",
+    "_version", "errors", "configfile", "cancel", "progress", "gojson", "digest", "copyhash", "ggml_tables",
     # formats
     "gguf_header", "modelinfo", "names", "params", "go_printable", "modelfile", "spec", "fsutil", "gguf_split", "reference",
     # HTTP

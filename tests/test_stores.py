@@ -213,6 +213,14 @@ def test_pack_into_both_reads_the_gguf_once(tmp_path, monkeypatch):
             calls.append(name)
         return real(f, **kw)
     monkeypatch.setattr(fsutil, "hash_stream", counting)
+    real_copy = fsutil.copy_pieces
+
+    def counting_copy(fd, pieces, **kw):  # a copy: the kernel writes, the copy is hashed as written
+        pieces = list(pieces)
+        if sum(p.length for p in pieces) == src.stat().st_size:
+            calls.append(pieces[0].name)
+        return real_copy(fd, pieces, **kw)
+    monkeypatch.setattr(fsutil, "copy_pieces", counting_copy)
     pack(Recipe(files=[str(src)]), "m", [OllamaStore(str(tmp_path / "a")), OCILayout(str(tmp_path / "b"))],
          link_mode="hardlink")
     assert len(calls) == 1

@@ -191,10 +191,20 @@ class LocalStore:
         ensure_room(self.tmp_dir(), desc.size, f"blob {desc.digest}")
         tmp = tmp_name(self.tmp_dir())
         lock = -1
+        take_range = getattr(f, "take_range", None)
         try:
-            with open(tmp, "xb", buffering=0) as out:
+            with open(tmp, "xb+", buffering=0) as out:
                 lock = hold(tmp)  # held until committed or discarded: prune leaves it alone
-                got, n = hash_stream(_Counted(f, progress), sink=out, limit=desc.size)
+                rng = take_range() if take_range is not None and getattr(f, "size", None) == desc.size else None
+                if rng is not None:  # a plain file's range: the kernel copies, we hash what it wrote
+                    from ..copyhash import ShortSource, copy_pieces
+                    try:
+                        got, n = copy_pieces(out.fileno(), [rng], progress=progress)
+                    except ShortSource:
+                        raise VerificationError(f"blob {desc.digest} is cut short (the archive is truncated); "
+                                                "nothing was imported", expected=desc.digest) from None
+                else:
+                    got, n = hash_stream(_Counted(f, progress), sink=out, limit=desc.size)
                 os.fsync(out.fileno())
             if got != desc.digest or n != desc.size:
                 raise VerificationError(f"blob {desc.digest} is damaged (it hashes to {got}); nothing was "

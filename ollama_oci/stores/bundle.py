@@ -19,6 +19,7 @@ import tarfile
 import threading
 from typing import Any, BinaryIO, Optional
 
+from ..copyhash import Range
 from ..digest import CHUNK, Digest, digest_bytes
 from ..errors import InvalidInput, NotFound, StoreError, Unsupported, VerificationError
 from ..fsutil import fsync_dir, tmp_name, unlink_quiet
@@ -259,8 +260,19 @@ class TarFormatError(Exception):
 class _Member:
     """One regular file's data in the stream; reads stop at its end."""
 
-    def __init__(self, stream: BinaryIO, size: int):
+    def __init__(self, stream: BinaryIO, size: int, at: Optional[int] = None):
         self.stream, self.size, self.left = stream, size, size
+        self.at = at  # where the data starts in the file behind ``stream``, if it is a plain file
+
+    def take_range(self) -> Optional[Range]:
+        """Capability: the member's bytes as a range of the archive file, for an in-kernel copy
+        (:mod:`ollama_oci.copyhash`); the stream moves past them. None for a compressed archive,
+        or once reading has begun."""
+        if self.at is None or self.left != self.size:
+            return None
+        self.stream.seek(self.at + self.size)
+        self.left = 0
+        return Range(self.stream.fileno(), self.at, self.size, "the archive")
 
     def read(self, n: int = -1) -> bytes:
         if self.left <= 0:
@@ -339,6 +351,10 @@ def iter_tar(stream: BinaryIO):
     pax: dict[str, str] = {}
     long_name: Optional[str] = None
     count = 0
+    try:
+        direct = stream.seekable() and stream.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        direct = False
     while True:
         head = _read_exact(stream, 512)
         if len(head) < 512:
@@ -377,6 +393,8 @@ def iter_tar(stream: BinaryIO):
             except ValueError:
                 raise TarFormatError("bad PAX size") from None
             member = _Member(stream, size)
+        if direct and kind in (b"0", b"\0", b"7"):
+            member.at = stream.tell()
         text = pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
         pax, long_name = {}, None
         if size < 0:

@@ -1,0 +1,163 @@
+"""Assemble one file from byte ranges of others, with in-kernel copies, hashing what was written.
+
+Used where a blob is made from files already on disk: a split GGUF set merged into one model blob,
+a GGUF copied into a store on the same filesystem when it cannot be linked, a member of a ``.tar``
+bundle unpacked into a store.
+
+A writer thread moves the bytes with ``copy_file_range(2)`` (the kernel copies page to page; no
+trip through Python, and on filesystems that share extents it may share them) while the calling
+thread reads the output back from the page cache behind it and hashes it. The digest is thus of
+the bytes the file holds, not of what the sources held a moment before, and the two passes run on
+two cores: a merge costs about one hash pass (docs/benchmarks.md). Where the kernel or filesystem
+refuses ``copy_file_range`` (another filesystem, an old kernel, a pipe), the writer falls back to
+``pread``/``pwrite`` with one reusable buffer. Memory is two fixed buffers whatever the size.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Union
+
+from .digest import Digest
+
+__all__ = ["Range", "copy_pieces", "ShortSource"]
+
+CHUNK = 8 << 20
+# errors that mean "copy_file_range cannot do this pair of files", not "the copy failed"
+_NO_CFR = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM,
+           getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+@dataclass(frozen=True)
+class Range:
+    """``length`` bytes of the open file ``fd`` from ``offset``."""
+
+    fd: int
+    offset: int
+    length: int
+    name: str = ""
+
+
+Piece = Union[bytes, Range]
+
+
+class ShortSource(OSError):
+    """A source ended before the range asked of it (it shrank while being copied)."""
+
+    def __init__(self, name: str):
+        super().__init__(errno.EIO, f"{name or 'a source file'} ended early (it changed while being copied)")
+        self.name = name
+
+
+class _Writer(threading.Thread):
+    def __init__(self, out_fd: int, pieces: Iterable[Piece]):
+        super().__init__(name="ollama-oci-copy", daemon=True)
+        self.out_fd = out_fd
+        self.pieces = pieces
+        self.cond = threading.Condition()
+        self.written = 0
+        self.finished = False
+        self.error: Optional[BaseException] = None
+        self.stop = False
+        self.kernel = hasattr(os, "copy_file_range")
+        self.buf: Optional[bytearray] = None
+
+    def _advance(self, n: int) -> None:
+        with self.cond:
+            self.written += n
+            self.cond.notify()
+
+    def _literal(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.out_fd, view, self.written)
+            view = view[n:]
+            self._advance(n)
+
+    def _range(self, r: Range) -> None:
+        pos, left = r.offset, r.length
+        while left and not self.stop:
+            want = min(CHUNK, left)
+            n = -1
+            if self.kernel:
+                try:
+                    n = os.copy_file_range(r.fd, self.out_fd, want, pos, self.written)
+                except OSError as e:
+                    if e.errno not in _NO_CFR:
+                        raise
+                    self.kernel = False
+            if n < 0:
+                if self.buf is None:
+                    self.buf = bytearray(CHUNK)
+                view = memoryview(self.buf)[:want]
+                n = os.preadv(r.fd, [view], pos)
+                if n > 0:
+                    self._literal(view[:n])
+                    pos += n
+                    left -= n
+                    continue
+            if n <= 0:
+                raise ShortSource(r.name)
+            pos += n
+            left -= n
+            self._advance(n)
+
+    def run(self) -> None:
+        try:
+            for p in self.pieces:
+                if self.stop:
+                    break
+                if isinstance(p, Range):
+                    self._range(p)
+                elif p:
+                    self._literal(p)
+        except BaseException as e:  # handed to the caller's thread
+            self.error = e
+        finally:
+            with self.cond:
+                self.finished = True
+                self.cond.notify()
+
+
+def copy_pieces(out_fd: int, pieces: Iterable[Piece], *,
+                progress: Optional[Callable[[int], None]] = None) -> tuple[Digest, int]:
+    """Write ``pieces`` (literal bytes and :class:`Range`\\ s of open files) one after another into
+    ``out_fd`` from offset 0, and return the sha256 and size of what was written.
+
+    ``out_fd`` must be open for reading and writing (``O_RDWR``): the hash reads it back. The caller
+    fsyncs. ``progress(n)`` is told of each hashed block. A source that ends early raises
+    :class:`ShortSource`; any other I/O error is raised as it came.
+    """
+    w = _Writer(out_fd, pieces)
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    pos = 0
+    w.start()
+    try:
+        while True:
+            with w.cond:
+                while w.written <= pos and not w.finished:
+                    w.cond.wait()
+                upto, finished = w.written, w.finished
+            while pos < upto:
+                n = os.preadv(out_fd, [memoryview(buf)[:min(CHUNK, upto - pos)]], pos)
+                if n <= 0:
+                    raise OSError(errno.EIO, "the file being written ended early")
+                h.update(memoryview(buf)[:n])
+                pos += n
+                if progress is not None:
+                    progress(n)
+            if finished:
+                break
+    except BaseException:
+        w.stop = True
+        w.join(timeout=5)
+        raise
+    w.join()
+    if w.error is not None:
+        raise w.error
+    return Digest("sha256:" + h.hexdigest()), pos
