@@ -512,7 +512,7 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     def cb_for(path):
         if progress is None:
             return None
-        label = os.path.basename(path)
+        label = splits[path].describe() if path in splits else os.path.basename(path)  # a set is one bar
         return lambda done, total: progress(ProgressEvent("hash", label, done, total))
 
     from concurrent.futures import ThreadPoolExecutor

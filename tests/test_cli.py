@@ -258,3 +258,46 @@ def test_mixed_case_names_are_flagged_at_pack_and_refused_as_push_destinations(t
     assert "lower case" in cp.stderr
     cp = run_cli("push", "localhost:5000/Team/MyModel:1", "--models-dir", models, "--plain-http")
     assert cp.returncode == 2 and "localhost:5000/team/mymodel:1" in cp.stderr, cp.stderr
+
+
+def test_progress_draws_a_bar_per_blob_and_a_total_on_a_terminal(monkeypatch):
+    """On a terminal: a bar per blob of 1 MiB and more with sizes, rate and time left, then a total
+    line, redrawn in place; off a terminal: a line per interval naming the blobs still moving."""
+    import io
+    import time as _time
+    from ollama_oci.cli.common import Progress
+    from ollama_oci.progress import ProgressEvent
+
+    class Term(io.StringIO):
+        def isatty(self):
+            return True
+    for tty in (True, False):
+        err = Term() if tty else io.StringIO()
+        monkeypatch.setattr("sys.stderr", err)
+        monkeypatch.setenv("OLLAMA_OCI_PROGRESS_INTERVAL", "0.1")
+        monkeypatch.setenv("TERM", "xterm")
+        p = Progress(True)
+        a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+        p(ProgressEvent("transfer", a, 0, 200 << 20))
+        p(ProgressEvent("transfer", b, 0, 100 << 20))
+        p(ProgressEvent("transfer", "sha256:" + "c" * 64, 0, 300))  # too small for a bar of its own
+        for i in range(1, 4):
+            _time.sleep(0.12)
+            p(ProgressEvent("transfer", a, i * (40 << 20), 200 << 20))
+            p(ProgressEvent("transfer", b, i * (20 << 20), 100 << 20))
+        p.close()
+        out = err.getvalue()
+        if tty:
+            last = out.rsplit("\x1b[", 3)  # the last redraw: cursor up, then the lines
+            screen = out[out.rfind("\x1b[2F"):]
+            lines = [x.replace("\x1b[K", "") for x in screen[len("\x1b[2F"):].splitlines()]
+            assert len(lines) == 3, (lines, last)
+            assert lines[0].startswith("aaaaaaaaaaaa") and "[############........] 125.8 MB of 209.7 MB (60%)" in lines[0]
+            assert lines[1].startswith("bbbbbbbbbbbb") and "62.9 MB of 104.9 MB (60%)" in lines[1]
+            assert "/s, " in lines[0] and " left" in lines[0]
+            assert lines[2].startswith("total: 188.7 MB of 314.6 MB (59%)")
+            assert "cccccccccccc" not in out
+        else:
+            rows = [x for x in out.splitlines() if x.startswith("progress: ")]
+            assert rows and "aaaaaaaaaaaa 60%" in rows[-1] and "bbbbbbbbbbbb " in rows[-1], rows
+            assert "\r" not in out and "\x1b" not in out

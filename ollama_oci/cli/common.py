@@ -48,11 +48,17 @@ class Progress:
     """Progress of a long operation on stderr, from the library's
     :class:`~ollama_oci.progress.ProgressEvent` (sent from any thread).
 
-    On a terminal: one line redrawn ten times a second, with bytes done and total, percent, the rate
-    over the last few seconds and the time left at that rate. Elsewhere (CI, container logs): a line
-    every 10 s (``OLLAMA_OCI_PROGRESS_INTERVAL`` seconds), so a long pull is not silent. Off with
-    ``-q`` or ``--json``.
+    On a terminal: a bar per blob of 1 MiB and more (as ``ollama pull`` draws them; at most
+    :attr:`MAX_BARS`, the ones moving first), then a total line, redrawn ten times a second, each
+    with bytes done and total, percent, the rate over the last few seconds and the time left at that
+    rate. Elsewhere (CI, container logs): a total line every 10 s (``OLLAMA_OCI_PROGRESS_INTERVAL``
+    seconds) naming the blobs still moving, so a long pull is not silent. Off with ``-q`` or
+    ``--json``.
     """
+
+    MAX_BARS = 8
+    BAR_MIN = 1 << 20
+    WINDOW = 5.0
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -65,10 +71,12 @@ class Progress:
         self.lock = threading.Lock()
         self.done: dict[str, int] = {}
         self.total: dict[str, int] = {}
+        self.labels: dict[str, str] = {}
         self.started = time.monotonic()
         self.last = self.started
-        self.samples: list[tuple[float, int]] = [(self.started, 0)]
+        self.samples: dict[str, list[tuple[float, int]]] = {"": [(self.started, 0)]}
         self.width = 0
+        self.drawn = 0   # lines on screen from the last redraw (terminal only)
 
     def __call__(self, ev) -> None:
         if not self.enabled:
@@ -76,33 +84,59 @@ class Progress:
         with self.lock:
             self.done[ev.digest] = max(ev.done, 0)
             self.total[ev.digest] = ev.total
+            self.labels[ev.digest] = ev.label
             now = time.monotonic()
+            if ev.digest not in self.samples:
+                self.samples[ev.digest] = [(now, max(ev.done, 0))]
             if now - self.last >= self.interval:
                 self._draw(now)
 
-    def _line(self, now: float) -> str:
-        done, total = sum(self.done.values()), sum(self.total.values())
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 5:
-            self.samples.pop(0)
-        t0, d0 = self.samples[0]
-        rate = (done - d0) / (now - t0) if now > t0 else 0.0
+    def _rate(self, key: str, now: float, done: int) -> float:
+        samples = self.samples[key]
+        samples.append((now, done))
+        while len(samples) > 2 and now - samples[0][0] > self.WINDOW:
+            samples.pop(0)
+        t0, d0 = samples[0]
+        return (done - d0) / (now - t0) if now > t0 else 0.0
+
+    def _stats(self, key: str, done: int, total: int, now: float) -> str:
+        rate = self._rate(key, now, done)
         pct = f" ({100 * done // total}%)" if total else ""
         line = f"{human_size(done)} of {human_size(total)}{pct}"
-        if rate > 0:
-            line += f", {human_size(int(rate))}/s"
-            if total > done:
-                line += f", {_duration((total - done) / rate)} left"
+        if rate > 0 and done < total:
+            line += f", {human_size(int(rate))}/s, {_duration((total - done) / rate)} left"
         return line
+
+    def _line(self, now: float) -> str:
+        return self._stats("", sum(self.done.values()), sum(self.total.values()), now)
+
+    def _bars(self, now: float) -> list[str]:
+        """One line per blob worth a bar: those moving first, then finished, then waiting."""
+        keys = [k for k in self.total if self.total[k] >= self.BAR_MIN]
+
+        def order(k: str) -> int:
+            d, t = self.done[k], self.total[k]
+            return 0 if 0 < d < t else (1 if d >= t else 2)
+        out = []
+        for k in sorted(keys, key=order)[:self.MAX_BARS]:
+            d, t = self.done[k], self.total[k]
+            filled = 20 * d // t if t else 0
+            out.append(f"{self.labels[k][:24]:<24} [{'#' * filled}{'.' * (20 - filled)}] {self._stats(k, d, t, now)}")
+        return out
 
     def _draw(self, now: float) -> None:
         self.last = now
-        line = self._line(now)
+        total = self._line(now)
         if self.tty:
-            self.width = max(self.width, len(line))
-            sys.stderr.write("\r" + line.ljust(self.width))
+            lines = self._bars(now) + [("total: " if len(self.total) > 1 else "") + total]
+            up = f"\x1b[{self.drawn - 1}F" if self.drawn > 1 else "\r"
+            sys.stderr.write(up + "\n".join(x + "\x1b[K" for x in lines))
+            self.drawn = len(lines)
+            self.width = 1
         else:
-            sys.stderr.write(f"progress: {line}\n")
+            moving = [f"{self.labels[k]} {100 * self.done[k] // self.total[k]}%" for k in self.total
+                      if self.total[k] >= self.BAR_MIN and 0 < self.done[k] < self.total[k]]
+            sys.stderr.write(f"progress: {total}" + (f" [{', '.join(moving[:self.MAX_BARS])}]" if moving else "") + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -112,6 +146,7 @@ class Progress:
                 sys.stderr.write("\n")
                 sys.stderr.flush()
             self.width = 0
+            self.drawn = 0
 
     def __enter__(self) -> "Progress":
         return self
