@@ -39,7 +39,8 @@ def only_model(store: Any, ep: Endpoint) -> Any:
 
 
 def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registries: Optional[Registries] = None,
-                options: Optional[CopyOptions] = None, warn=None, to_ollama: bool = False):
+                options: Optional[CopyOptions] = None, warn=None, to_ollama: bool = False,
+                as_format: Optional[str] = None):
     """Copy a model from the place ``src`` to the place ``dst``: a :class:`~ollama_oci.engine.CopyReport`,
     or a :class:`~ollama_oci.bundle.BundleReport` when one side is a bundle file.
 
@@ -47,8 +48,13 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     its repository). Only missing blobs move, each verified; the manifest goes last. A ModelPack or
     Docker model artifact becomes an Ollama model when the destination is the Ollama store, or
     anywhere with ``to_ollama`` (inside one registry its weights are mounted, not uploaded).
+    ``as_format`` (``modelpack`` or ``docker``) writes the Ollama model's twin in that format instead
+    (:mod:`ollama_oci.twin`; the weight blob shared).
     """
     s, d = parse_endpoint(src), parse_endpoint(dst)
+    if as_format is not None and (to_ollama or d.kind in ("ollama", "bundle") or s.kind == "bundle"):
+        raise InvalidInput(f"a {as_format} twin goes to a registry or an OCI layout (oci:DIR:NAME), from an Ollama "
+                           f"model in a store, layout or registry")
     if d.kind == "registry":
         parse_destination(dst)  # a registry destination must be named, never registry.ollama.ai by default
     opts = options or CopyOptions()
@@ -75,6 +81,13 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     sref = sref if sref is not None else only_model(sstore, s)
     if dref is None:
         dref = _as_name(sref)
+    if as_format is not None:
+        from .twin import copy_as
+        twin, report = copy_as(sstore, sref, dstore, dref, as_format, opts)
+        for kind, digest, why in twin.not_carried:
+            if warn is not None:
+                warn(f"not carried into the {as_format} twin: {kind} {digest[7:19]} ({why})")
+        return report
     if to_ollama or (d.kind == "ollama" and s.kind == "registry"):
         from .bridge import pull_any   # a ModelPack or Docker model artifact becomes an Ollama model
         return pull_any(sstore, sref, dstore, dref, opts, warn=warn)

@@ -22,11 +22,14 @@ from .common import (Progress, copy_report, destination, dry_run_option, emit_js
 @click.option("--to-ollama", is_flag=True,
               help="Turn a ModelPack or Docker model artifact into an Ollama model at DST (automatic when DST is "
                    "ollama:); inside one registry the weights are mounted, not uploaded.")
+@click.option("--as", "as_format", type=click.Choice(["modelpack", "docker"]),
+              help="Write a CNCF ModelPack or Docker Model Runner twin of the Ollama model SRC at DST (a registry "
+                   "or oci:DIR:NAME), sharing the weight blob; Ollama-only layers are not carried.")
 @dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, dry_run, transport, quiet,
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, as_format, dry_run, transport, quiet,
              as_json) -> None:
     """Copy a model between any two places, moving only what is missing.
 
@@ -42,6 +45,7 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, dry_r
       ollama-oci copy registry.example.com/ml/gemma3:270m oci:./layout
       ollama-oci copy oci:./layout:gemma3:270m ollama:
       ollama-oci copy ollama:gemma3:270m ./gemma3.tar.zst
+      ollama-oci copy ollama:gemma3:270m registry.example.com/ml/gemma3:270m-modelpack --as modelpack
     """
     from ..engine import CopyOptions
     from ..endpoints import parse_endpoint
@@ -53,6 +57,8 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, dry_r
     login_for = d.ref.registry if d.kind == "registry" else s.ref.registry if s.kind == "registry" else None
     registries = transport.registries(credentials_for=login_for, chunk_size=parse_size(chunk_size))
     if dry_run:
+        if as_format:
+            raise click.UsageError("--dry-run does not plan a --as twin yet; run without it (only missing blobs move)")
         if "bundle" in (s.kind, d.kind):
             raise click.UsageError("--dry-run compares two stores; for a bundle, list it with tar -tf")
         from ..engine import plan_copy
@@ -65,6 +71,7 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, dry_r
                                      manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
         report = copy_places(src, dst, models_dir=models_dir, registries=registries, warn=warn, to_ollama=to_ollama,
+                             as_format=as_format,
                              options=CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                  manifest_format=manifest_format))
     if hasattr(report, "manifest_digest"):

@@ -79,11 +79,18 @@ def logout(registry) -> None:
 @click.option("--format", "manifest_format", type=click.Choice(["keep", "oci"]), default="keep", show_default=True,
               help="oci: send the manifest as an OCI image manifest, for tools that refuse Docker schema 2 "
                    "(`ollama pull` cannot fetch that form from Docker distribution; keep the default for it).")
+@click.option("--also", "also", multiple=True, type=click.Choice(["modelpack", "docker"]),
+              help="Also publish a CNCF ModelPack (modelpack) or Docker Model Runner (docker) twin of the model, "
+                   "sharing its weight blob (never uploaded twice); repeatable. See --twin-name.")
+@click.option("--twin-name", default="{repository}:{tag}-{format}", show_default=True, metavar="PATTERN",
+              help="Where a twin goes: {repository} (host included), {tag}, {format}; e.g. "
+                   "'{repository}-{format}:{tag}' for a parallel repository. One manifest per tag.")
 @dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, dry_run, transport, quiet, as_json) -> None:
+def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, also, twin_name, dry_run, transport, quiet,
+         as_json) -> None:
     """Push a model from the Ollama store (or an OCI layout) to a registry.
 
     NAME is a model in the store; REF the destination, e.g.
@@ -92,12 +99,21 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, dry_run
     with the bytes `ollama push` would send.
 
     \b
+    With --also, the same weights are published as a ModelPack and/or Docker
+    model artifact too (for Docker Model Runner, llmman, KServe, modctl), each
+    under its own tag: by default NAME's tag plus -modelpack / -docker.
+    Ollama-only layers (params, system, messages, adapters, the Go template)
+    have no slot there and are listed as not carried.
+
+    \b
     Examples:
       ollama-oci push mymodel:q4 ghcr.io/acme/mymodel:q4
       ollama-oci push localhost:5000/team/model:1 --plain-http
       echo "$TOKEN" | ollama-oci push m registry.example.com/ns/m -u ci --password-stdin
+      ollama-oci push gemma3:270m ghcr.io/acme/gemma3:270m --also modelpack
     """
     from ..engine import CopyOptions, copy
+    from ..reference import parse_reference
     store = local_store(models_dir, oci_layout)
     n = model_name(name)
     # the destination must name its registry: never registry.ollama.ai by omission
@@ -105,13 +121,40 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, dry_run
                                                            "registry host")
     transport.check_plain_http(dest)
     reg = transport.registry(dest.registry, chunk_size=parse_size(chunk_size))
+    twins = []
+    if also:
+        from ..twin import twin_reference
+        twins = [(fmt, parse_reference(twin_reference(str(dest), fmt, twin_name))) for fmt in dict.fromkeys(also)]
+        for _, t in twins:
+            if t.registry != dest.registry:
+                raise click.UsageError(f"--twin-name puts a twin on another registry ({t.registry}); twins share "
+                                       f"the weight blob, so they go to {dest.registry}")
     if dry_run:
         from ..engine import plan_copy
         return plan_report(plan_copy(store, n, reg, dest, manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
-        report = copy(store, n, reg, dest, CopyOptions(concurrency=transport.concurrency, progress=prog,
-                                                       manifest_format=manifest_format))
+        opts = CopyOptions(concurrency=transport.concurrency, progress=prog, manifest_format=manifest_format)
+        report = copy(store, n, reg, dest, opts)
+        published = []
+        if twins:
+            from ..twin import make_twin, publish_twin
+            for fmt, t in twins:   # the blobs come from the model just pushed: present, or mounted
+                twin = make_twin(store, n, fmt, name=dest.repository.rsplit("/", 1)[-1])
+                published.append((t, twin, publish_twin(twin, reg, dest, reg, t, opts)))
+    if as_json:
+        doc = report.to_json()
+        if published:
+            doc["twins"] = [dict(tw.to_json(), destination=str(t), blobs=[b.to_json() for b in r.blobs])
+                            for t, tw, r in published]
+        return emit_json(doc)
     copy_report(report, as_json, "pushed", quiet)
+    if quiet:
+        return
+    for t, tw, r in published:
+        moved = sum(b.transferred for b in r.blobs)
+        click.echo(f"pushed {tw.format} twin {t} ({tw.manifest_digest}); {moved} bytes of blobs sent")
+        for kind, digest, why in tw.not_carried:
+            click.echo(f"  not carried: {kind} {digest[7:19]} ({why})")
 
 
 @cli.command(context_settings=CONTEXT)
