@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from .build import build_config, build_manifest, params_layer, text_layer
 from .describe import DOCKER_MODEL, MODELPACK, artifact_format
-from .digest import check, digest_bytes
+from .digest import Digest, check, digest_bytes
 from .engine import CopyOptions, CopyReport, copy, copy_manifest, move_blobs
 from .errors import GGUFError, InvalidInput, Unsupported
 from .gguf_header import parse_gguf
@@ -39,9 +39,13 @@ HEADER_START = 8 << 20
 MAX_HEADER = 64 << 20
 #: small layers (templates, licenses) are read whole, up to this
 MAX_TEXT = 1 << 20
+#: the largest file taken out of a tar weight layer
+MAX_UNWRAPPED = 1 << 42
 
 _MP = "application/vnd.cncf.model."
 _MP_FILEPATH = "org.cncf.model.filepath"
+#: ModelPack weight layers that wrap the file in a tar (llmman build writes these)
+_TAR_FORMS = (f"{_MP}weight.v1.tar", f"{_MP}weight.v1.tar+gzip", f"{_MP}weight.v1.tar+zstd")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Conversion:
     licenses: list = field(default_factory=list)     # Descriptors of license files
     template: Optional[Descriptor] = None            # a Jinja chat template layer
     skipped: list = field(default_factory=list)      # (media type, path or digest, why)
+    wrapped: dict = field(default_factory=dict)      # digest -> media type of weights inside a tar layer
 
 
 def _filepath(layer: dict) -> str:
@@ -92,9 +97,13 @@ def classify(manifest: dict) -> Conversion:
         elif mt.startswith(f"{_MP}weight.v1.tar") or mt.startswith(f"{_MP}weight."):
             if mt == f"{_MP}weight.config.v1.raw" and name.endswith(".jinja"):
                 conv.template = desc
-            elif mt.startswith(f"{_MP}weight.v1.tar"):
-                raise Unsupported(f"the weights of this artifact are in a tar layer ({mt}); tar-wrapped weights "
-                                  f"are not unpacked yet: push the raw GGUF (weight.v1.raw)")
+            elif mt in _TAR_FORMS:
+                if name and not name.endswith((".gguf", ".tar", ".tar.gz", ".tgz", ".tar.zst")):
+                    conv.skipped.append((mt, path, "not a GGUF file"))
+                    continue
+                role = "projector" if "mmproj" in name else "model"
+                conv.weights.append((desc, role))
+                conv.wrapped[str(desc.digest)] = mt
             else:
                 conv.skipped.append((mt, path, "model configuration file, not used by Ollama"))
         elif mt == "application/vnd.docker.ai.chat.template.jinja":
@@ -136,6 +145,80 @@ def read_small(store: Any, desc: Descriptor, limit: int = MAX_TEXT) -> bytes:
     return data
 
 
+class _Hashing:
+    """A stream that hashes what is read through it, and counts it."""
+
+    def __init__(self, f):
+        import hashlib
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.h.update(b)
+        self.n += len(b)
+        return b
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def unwrap_tar_weight(src: Any, desc: Descriptor, media_type: str, dst: Any, *, progress=None) -> Descriptor:
+    """The GGUF inside a tar weight layer (``.tar``, ``+gzip``, ``+zstd``), streamed into ``dst`` as a
+    blob of its own (``push_stream``: hashed as it goes; one chunk in memory at most). The tar layer's
+    own digest is checked too, before anything refers to the new blob. Returns its descriptor."""
+    from .stores.bundle import TarFormatError, iter_tar
+    push_stream = getattr(dst, "push_stream", None)
+    if push_stream is None:
+        raise Unsupported(f"{dst.describe()} cannot take a blob whose digest is known only at its end; unwrap "
+                          f"the tar weight into a registry, an OCI layout or the Ollama store")
+    damaged: tuple = (TarFormatError, EOFError)
+    with src.fetch(desc) as raw:
+        outer = _Hashing(raw)
+        stream: Any = outer
+        if media_type.endswith("+gzip"):
+            import gzip
+            stream = gzip.GzipFile(fileobj=outer, mode="rb")
+            damaged += (gzip.BadGzipFile, zlib_error())
+        elif media_type.endswith("+zstd"):
+            import zstandard
+            stream = zstandard.ZstdDecompressor().stream_reader(outer, read_across_frames=True)
+            damaged += (zstandard.ZstdError,)
+        got = None
+        try:
+            for name, member in iter_tar(stream):
+                if not posixpath.basename(name).lower().endswith(".gguf"):
+                    continue            # a README or licence beside the weight
+                if got is not None:
+                    raise Unsupported(f"the tar weight {desc.digest} holds more than one GGUF ({name!r}); push one "
+                                      f"GGUF per layer")
+                if member.size > MAX_UNWRAPPED:
+                    raise InvalidInput(f"the tar weight {desc.digest} claims a {member.size}-byte file; refusing it")
+
+                def chunks(m=member):
+                    while True:
+                        b = m.read(1 << 20)
+                        if not b:
+                            return
+                        yield b
+                digest, size = push_stream(chunks(), progress=progress)
+                got = Descriptor(MT.MODEL, digest, size)
+            outer.drain()
+        except damaged as e:
+            raise InvalidInput(f"the tar weight {desc.digest} is damaged or not a tar ({e}); nothing refers to "
+                               f"what was unpacked") from None
+    check(desc.digest, Digest("sha256:" + outer.h.hexdigest()), expected_size=desc.size, actual_size=outer.n,
+          what=f"tar weight layer {desc.digest}")
+    if got is None:
+        raise Unsupported(f"the tar weight {desc.digest} holds no .gguf file")
+    return got
+
+
+def zlib_error():
+    import zlib
+    return zlib.error
+
+
 def _header(store: Any, desc: Descriptor):
     """The GGUF header of a weight blob, read with growing range requests (the whole stream's start
     where a registry ignores ranges)."""
@@ -156,14 +239,23 @@ def _header(store: Any, desc: Descriptor):
             n = min(n * 4, MAX_HEADER, desc.size)
 
 
-def plan(src: Any, manifest: dict, *, warn=None) -> tuple[list[Descriptor], list, Any, Conversion]:
-    """(layers of the Ollama manifest, small blobs to write, config, conversion) for an artifact."""
+def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = None,
+         unwrapped: Optional[dict] = None) -> tuple[list[Descriptor], list, Any, Conversion]:
+    """(layers of the Ollama manifest, small blobs to write, config, conversion) for an artifact.
+    ``unwrapped`` maps a tar weight layer's digest to (store, descriptor) of the GGUF taken out of it."""
     from .chat_template import TemplateDerivationError, derive_template, special_tokens
-    conv = classify(manifest)
+    conv = conv if conv is not None else classify(manifest)
+    unwrapped = unwrapped or {}
     infos, layers = [], []
     template_src, vocab, eos = None, None, ""
     for desc, role in conv.weights:
-        g = _header(src, desc)
+        if str(desc.digest) in conv.wrapped:
+            if str(desc.digest) not in unwrapped:
+                raise Unsupported(f"layer {desc.digest} wraps its weight in a tar; unwrap it first (to_ollama does)")
+            hstore, desc = unwrapped[str(desc.digest)]
+        else:
+            hstore = src
+        g = _header(hstore, desc)
         info = model_info(g)
         if role == "model":
             infos.append(info)
@@ -233,7 +325,15 @@ def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, opt
             raise ValueError("not an object")
     except ValueError as e:
         raise InvalidInput(f"{where}: its config is not a JSON object ({e}); refusing it") from None
-    layers, small, config, conv = plan(src, manifest, warn=warn)
+    conv = classify(manifest)
+    check_blobs = getattr(dst, "check_blobs", None)
+    unwrapped = {}
+    for desc, _role in conv.weights:   # a tar-wrapped weight becomes a blob of its own, in dst, first
+        if str(desc.digest) in conv.wrapped:
+            if check_blobs is not None:
+                check_blobs([desc])
+            unwrapped[str(desc.digest)] = (dst, unwrap_tar_weight(src, desc, conv.wrapped[str(desc.digest)], dst))
+    layers, small, config, conv = plan(src, manifest, warn=warn, conv=conv, unwrapped=unwrapped)
     for mt, what, why in conv.skipped:
         if warn is not None:
             warn(f"left out {what} ({mt}): {why}")
@@ -245,7 +345,8 @@ def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, opt
     check = getattr(dst, "check_blobs", None)
     if check is not None:
         check(m.blobs)
-    weights = [Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, d.digest, d.size) for d, role in conv.weights]
+    weights = [Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, d.digest, d.size) for d, role in conv.weights
+               if str(d.digest) not in unwrapped]     # unwrapped ones are in dst already
     report.blobs = move_blobs(src, dst, weights, opts) + move_blobs(mem, dst, [b.descriptor for b in small] +
                                                                      [cblob.descriptor], opts)
     put = getattr(dst, "put_manifest", None)

@@ -150,3 +150,112 @@ def test_registry_to_registry_conversion_mounts_the_weight(tmp_path, registry_fa
     m, raw = OllamaStore(str(tmp_path / "m")).get_manifest(parse_name(f"{reg.host}/ollama/tiny:1"))
     assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert str(m.layers[0].digest) == w["digest"]
+
+
+def _single_file_tar(name: str, data: bytes) -> bytes:
+    """A one-file tar as llmman build writes one (mode, mtime, uid and gid set, as the spec asks)."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mode, ti.mtime, ti.uid, ti.gid = len(data), 0o644, 1767225600, 0, 0
+        tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("form", ["tar", "tar+gzip", "tar+zstd"])
+def test_a_tar_wrapped_weight_is_unpacked_into_a_blob_of_its_own(tmp_path, registry_factory, form):
+    """ModelPack weight.v1.tar (+gzip, +zstd), as llmman build writes: the GGUF inside becomes the model
+    layer under its own digest (streamed, verified); a damaged one is refused with no model visible."""
+    import gzip
+    import zstandard
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    gguf = open(TINY, "rb").read()
+    tar = _single_file_tar("tiny.gguf", gguf)
+    body = {"tar": tar, "tar+gzip": gzip.compress(tar, mtime=0),
+            "tar+zstd": zstandard.ZstdCompressor().compress(tar)}[form]
+    mt = f"application/vnd.cncf.model.weight.v1.{form}"
+
+    def artifact(repo, blob):
+        w = _blob(store, repo, blob, mt)
+        w["annotations"] = {"org.cncf.model.filepath": "tiny.gguf"}
+        cfg = json.dumps({"descriptor": {"createdAt": "2026-01-01T00:00:00Z"}, "config": {"format": "gguf"},
+                          "modelfs": {"type": "layers", "diffIds": [w["digest"]]}}).encode()
+        c = _blob(store, repo, cfg, "application/vnd.cncf.model.config.v1+json")
+        m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "artifactType": "application/vnd.cncf.model.manifest.v1+json", "config": c, "layers": [w]}
+        store.put_manifest_raw(parse_reference(f"{reg.host}/{repo}:1"), json.dumps(m).encode(),
+                               "application/vnd.oci.image.manifest.v1+json")
+
+    artifact("llmman/tiny", body)
+    run_cli("pull", f"{reg.host}/llmman/tiny:1", "--name", "tiny:1", "--plain-http", "--models-dir",
+            tmp_path / "m", check=0)
+    ollama = OllamaStore(str(tmp_path / "m"))
+    m, _ = ollama.get_manifest(parse_name("tiny:1"))
+    assert m.layers[0].kind == "model" and m.layers[0].digest.hex == hashlib.sha256(gguf).hexdigest()
+    assert ollama.verify()[1] == [] and ollama.get_config(m).model_family == "llama"
+    # registry to registry: the unwrapped GGUF is uploaded (a new blob), the model is complete there
+    run_cli("copy", f"{reg.host}/llmman/tiny:1", f"{reg.host}/ollama/tiny:1", "--to-ollama", "--plain-http", check=0)
+    run_cli("pull", f"{reg.host}/ollama/tiny:1", "--plain-http", "--models-dir", tmp_path / "m2", check=0)
+    assert OllamaStore(str(tmp_path / "m2")).verify()[1] == []
+    # a tar cut short inside the GGUF (a valid blob of a broken archive): refused, no model
+    cut = tar[:len(tar) // 2]
+    artifact("llmman/cut", {"tar": cut, "tar+gzip": gzip.compress(cut, mtime=0),
+                            "tar+zstd": zstandard.ZstdCompressor().compress(cut)}[form])
+    cp = run_cli("pull", f"{reg.host}/llmman/cut:1", "--name", "cut:1", "--plain-http", "--models-dir",
+                 tmp_path / "m3")
+    assert cp.returncode == 3 and "damaged or not a tar" in cp.stderr, cp.stderr
+    assert OllamaStore(str(tmp_path / "m3")).list() == []
+
+
+def test_docker_artifacts_with_a_projector_and_v02_annotations(tmp_path, registry_factory):
+    """Docker v0.1 with a GGUF and an mmproj (the projector layer), and a v0.2 artifact (layer per file,
+    org.cncf.model.filepath annotations, a Jinja template layer), each pulled as an Ollama model."""
+    import struct
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+
+    def kv(key: bytes, value: bytes) -> bytes:
+        return struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+    head = b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + kv(b"general.architecture", b"clip") + kv(b"general.type", b"mmproj")
+    mmproj = head + b"\0" * (-len(head) % 32)
+    w = _weight(store, "dmr/vision", "application/vnd.docker.ai.gguf.v3")
+    p = _blob(store, "dmr/vision", mmproj, "application/vnd.docker.ai.mmproj")
+    cfg = json.dumps({"config": {"format": "gguf"}, "descriptor": {},
+                      "rootfs": {"type": "rootfs", "diff_ids": [w["digest"], p["digest"]]}}).encode()
+    c = _blob(store, "dmr/vision", cfg, "application/vnd.docker.ai.model.config.v0.1+json")
+    store.put_manifest_raw(parse_reference(f"{reg.host}/dmr/vision:1"), json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": c,
+         "layers": [w, p]}).encode(), "application/vnd.oci.image.manifest.v1+json")
+    # v0.2: every layer annotated with its file path (model-formats.md §2.5)
+    meta = {"mode": 420, "uid": 0, "gid": 0, "mtime": "2026-01-01T00:00:00Z", "typeflag": 0}
+    w2 = _weight(store, "dmr/v2", "application/vnd.docker.ai.gguf.v3")
+    t2 = _blob(store, "dmr/v2", JINJA.encode(), "application/vnd.docker.ai.chat.template.jinja")
+    l2 = _blob(store, "dmr/v2", LICENSE, "application/vnd.docker.ai.license")
+    for layer, path in ((w2, "tiny.gguf"), (t2, "template.jinja"), (l2, "LICENSE")):
+        layer["annotations"] = {"org.cncf.model.filepath": path, "org.cncf.model.file.mediatype.untested": "false",
+                                "org.cncf.model.file.metadata+json": json.dumps(dict(meta, name=path,
+                                                                                     size=layer["size"]))}
+    cfg2 = json.dumps({"config": {"format": "gguf", "architecture": "llama", "parameters": "8.32K"},
+                       "descriptor": {"created": "2026-01-01T00:00:00Z"},
+                       "rootfs": {"type": "rootfs", "diff_ids": [w2["digest"], t2["digest"], l2["digest"]]}}).encode()
+    c2 = _blob(store, "dmr/v2", cfg2, "application/vnd.docker.ai.model.config.v0.2+json")
+    store.put_manifest_raw(parse_reference(f"{reg.host}/dmr/v2:1"), json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": c2,
+         "layers": [w2, t2, l2]}).encode(), "application/vnd.oci.image.manifest.v1+json")
+    doc = json.loads(run_cli("inspect", f"{reg.host}/dmr/v2:1", "--plain-http", "--json", check=0).stdout)
+    assert "Docker" in doc["format"]
+    for ref, name in ((f"{reg.host}/dmr/vision:1", "vision:1"), (f"{reg.host}/dmr/v2:1", "v2:1")):
+        run_cli("pull", ref, "--name", name, "--plain-http", "--models-dir", tmp_path / "m", check=0)
+    ollama = OllamaStore(str(tmp_path / "m"))
+    assert ollama.verify()[1] == []
+    m, _ = ollama.get_manifest(parse_name("vision:1"))
+    assert [(x.kind, str(x.digest)) for x in m.layers[:2]] == [("model", w["digest"]), ("projector", p["digest"])]
+    assert tuple(ollama.get_config(m).model_families) == ("llama",)   # v0.30+: model layers only, as pack writes
+    m2, _ = ollama.get_manifest(parse_name("v2:1"))
+    kinds = [x.kind for x in m2.layers]
+    assert str(m2.layers[0].digest) == w2["digest"] and "template" in kinds and "license" in kinds
+    tmpl = open(ollama.blob_path(next(x for x in m2.layers if x.kind == "template").digest)).read()
+    assert "<|user|>" in tmpl
