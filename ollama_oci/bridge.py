@@ -15,6 +15,7 @@ stop words through :mod:`.chat_template`; licenses become license layers, an ``m
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -116,9 +117,9 @@ def classify(manifest: dict) -> Conversion:
     models = [d for d, role in conv.weights if role == "model"]
     if not models:
         raise Unsupported(f"this {fmt} artifact has no raw GGUF weight layer for Ollama to run")
-    if len(models) > 1:
-        raise Unsupported(f"this {fmt} artifact has {len(models)} GGUF weight layers (a split model?); merge the "
-                          f"shards into one GGUF (ollama-oci pack SHARD) and push that")
+    if len(models) > 1 and any(str(d.digest) in conv.wrapped for d in models):
+        raise Unsupported(f"this {fmt} artifact has {len(models)} tar-wrapped weight layers; a split set must be "
+                          f"raw GGUF shards")
     return conv
 
 
@@ -217,6 +218,50 @@ def unwrap_tar_weight(src: Any, desc: Descriptor, media_type: str, dst: Any, *, 
 def zlib_error():
     import zlib
     return zlib.error
+
+
+def merge_split_weights(src: Any, shards: list[Descriptor], dst: Any, *, progress=None) -> tuple[Any, Descriptor]:
+    """Several GGUF weight layers of one model (a split set, shards in any order: their headers say
+    which is which) merged into one model blob, as ``ollama create`` merges them (:mod:`.gguf_split`).
+
+    The shards are fetched into a temporary directory (inside ``dst``'s temp area when ``dst`` is a
+    local store, so the merged blob is then linked, not copied), each verified; the merge is one
+    hashed pass. Returns (a temporary OCI layout holding the merged blob, its descriptor): the caller
+    moves it into ``dst`` and removes the layout's directory. Needs room for the shards and the merge.
+    """
+    import shutil
+    import tempfile
+
+    from .digest import hash_stream
+    from .fsutil import ensure_room
+    from .gguf_split import open_split_set, stage_merged
+    from .stores.oci_layout import OCILayout
+    tmp_root = None
+    if getattr(dst, "tmp_dir", None) is not None:
+        dst.prepare()
+        tmp_root = dst.tmp_dir()
+    work = tempfile.mkdtemp(prefix="ollama-oci-split-", dir=tmp_root)
+    try:
+        total = sum(d.size for d in shards)
+        ensure_room(work, 2 * total, "the split set and its merge")
+        paths = []
+        for i, d in enumerate(shards):
+            p = f"{work}/shard-{i}.gguf"
+            with src.fetch(d) as f, open(p, "xb") as out:
+                got, n = hash_stream(f, sink=out, limit=d.size + 1)
+            check(d.digest, got, expected_size=d.size, actual_size=n, what=f"shard layer {d.digest}")
+            paths.append(p)
+        ss = open_split_set(paths)
+        layout = OCILayout(f"{work}/layout")
+        layout.prepare()
+        staged = stage_merged(ss, layout.tmp_dir(), progress=progress)
+        digest, size = layout.commit(staged)
+        for p in paths:
+            os.unlink(p)
+        return layout, Descriptor(MT.MODEL, digest, size)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _header(store: Any, desc: Descriptor):
@@ -327,28 +372,45 @@ def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, opt
         raise InvalidInput(f"{where}: its config is not a JSON object ({e}); refusing it") from None
     conv = classify(manifest)
     check_blobs = getattr(dst, "check_blobs", None)
-    unwrapped = {}
-    for desc, _role in conv.weights:   # a tar-wrapped weight becomes a blob of its own, in dst, first
-        if str(desc.digest) in conv.wrapped:
+    unwrapped: dict = {}      # a weight layer's digest -> (store holding its GGUF, the GGUF's descriptor)
+    merged_from = None
+    try:
+        shards = [d for d, role in conv.weights if role == "model"]
+        if len(shards) > 1:    # a split set: merged into one model blob, as ollama create does
             if check_blobs is not None:
-                check_blobs([desc])
-            unwrapped[str(desc.digest)] = (dst, unwrap_tar_weight(src, desc, conv.wrapped[str(desc.digest)], dst))
-    layers, small, config, conv = plan(src, manifest, warn=warn, conv=conv, unwrapped=unwrapped)
-    for mt, what, why in conv.skipped:
-        if warn is not None:
-            warn(f"left out {what} ({mt}): {why}")
-    m, cblob = build_manifest(layers, config)
-    mem = MemoryStore(name="converted")
-    for b in small + [cblob]:
-        mem.add_blob(b.data, b.descriptor.media_type)
-    report = CopyReport(where, dst.describe_ref(dst_ref), digest_bytes(m.to_bytes(newline=False)), MT.MANIFEST)
-    check = getattr(dst, "check_blobs", None)
-    if check is not None:
-        check(m.blobs)
-    weights = [Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, d.digest, d.size) for d, role in conv.weights
-               if str(d.digest) not in unwrapped]     # unwrapped ones are in dst already
-    report.blobs = move_blobs(src, dst, weights, opts) + move_blobs(mem, dst, [b.descriptor for b in small] +
-                                                                     [cblob.descriptor], opts)
+                check_blobs([Descriptor(MT.MODEL, shards[0].digest, sum(d.size for d in shards))])
+            merged_from, merged = merge_split_weights(src, shards, dst)
+            for d in shards:
+                unwrapped[str(d.digest)] = (merged_from, merged)
+                conv.wrapped[str(d.digest)] = "split"
+            conv.weights = [(shards[0], "model")] + [(d, r) for d, r in conv.weights if r != "model"]
+        for desc, _role in conv.weights:   # a tar-wrapped weight becomes a blob of its own, in dst, first
+            if str(desc.digest) in conv.wrapped and str(desc.digest) not in unwrapped:
+                if check_blobs is not None:
+                    check_blobs([desc])
+                unwrapped[str(desc.digest)] = (dst, unwrap_tar_weight(src, desc, conv.wrapped[str(desc.digest)],
+                                                                      dst))
+        layers, small, config, conv = plan(src, manifest, warn=warn, conv=conv, unwrapped=unwrapped)
+        for mt, what, why in conv.skipped:
+            if warn is not None:
+                warn(f"left out {what} ({mt}): {why}")
+        m, cblob = build_manifest(layers, config)
+        mem = MemoryStore(name="converted")
+        for b in small + [cblob]:
+            mem.add_blob(b.data, b.descriptor.media_type)
+        report = CopyReport(where, dst.describe_ref(dst_ref), digest_bytes(m.to_bytes(newline=False)), MT.MANIFEST)
+        if check_blobs is not None:
+            check_blobs(m.blobs)
+        weights = [Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, d.digest, d.size)
+                   for d, role in conv.weights if str(d.digest) not in unwrapped]   # unwrapped ones: in dst already
+        report.blobs = move_blobs(src, dst, weights, opts)
+        if merged_from is not None:        # the merge, from its temporary layout (a link, for a local dst)
+            report.blobs += move_blobs(merged_from, dst, [layers[0]], opts)
+        report.blobs += move_blobs(mem, dst, [b.descriptor for b in small] + [cblob.descriptor], opts)
+    finally:
+        if merged_from is not None:
+            import shutil
+            shutil.rmtree(os.path.dirname(merged_from.root), ignore_errors=True)
     put = getattr(dst, "put_manifest", None)
     if put is not None:
         report.manifest_digest = put(dst_ref, m)       # a local store writes its own form (and says its ID)

@@ -259,3 +259,39 @@ def test_docker_artifacts_with_a_projector_and_v02_annotations(tmp_path, registr
     assert str(m2.layers[0].digest) == w2["digest"] and "template" in kinds and "license" in kinds
     tmpl = open(ollama.blob_path(next(x for x in m2.layers if x.kind == "template").digest)).read()
     assert "<|user|>" in tmpl
+
+
+def test_split_weights_are_merged_as_pack_merges_them(tmp_path, registry_factory):
+    """A ModelPack artifact whose weight is a split GGUF set (layers out of order: the headers decide):
+    pulled as one model blob, byte for byte what `pack` of the same shards writes."""
+    from gguf_factory import split_like_llama_cpp
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    shards = split_like_llama_cpp(TINY, str(tmp_path / "tiny"), 2)
+    local = OllamaStore(str(tmp_path / "local"))
+    run_cli("pack", shards[0], "--name", "tiny:split", "--models-dir", local.root, check=0)
+    want = local.get_manifest(parse_name("tiny:split"))[0].layers[0]
+    layers = []
+    for p in reversed(shards):
+        w = _blob(store, "mp/split", open(p, "rb").read(), "application/vnd.cncf.model.weight.v1.raw")
+        w["annotations"] = {"org.cncf.model.filepath": p.rsplit("/", 1)[1]}
+        layers.append(w)
+    cfg = json.dumps({"descriptor": {}, "config": {"format": "gguf"},
+                      "modelfs": {"type": "layers", "diffIds": [x["digest"] for x in layers]}}).encode()
+    c = _blob(store, "mp/split", cfg, "application/vnd.cncf.model.config.v1+json")
+    store.put_manifest_raw(parse_reference(f"{reg.host}/mp/split:1"), json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "artifactType": "application/vnd.cncf.model.manifest.v1+json", "config": c, "layers": layers}).encode(),
+        "application/vnd.oci.image.manifest.v1+json")
+    run_cli("pull", f"{reg.host}/mp/split:1", "--name", "tiny:1", "--plain-http", "--models-dir", tmp_path / "m",
+            check=0)
+    ollama = OllamaStore(str(tmp_path / "m"))
+    m, _ = ollama.get_manifest(parse_name("tiny:1"))
+    assert m.layers[0].kind == "model" and m.layers[0].digest == want.digest and m.layers[0].size == want.size
+    assert ollama.verify()[1] == [] and ollama.get_config(m).model_family == "llama"
+    assert not [p for p in (tmp_path / "m").rglob("*") if "split" in p.name]    # the work directory is gone
+    # registry to registry: the merged blob is uploaded once, the model is whole there
+    run_cli("copy", f"{reg.host}/mp/split:1", f"{reg.host}/ollama/split:1", "--to-ollama", "--plain-http", check=0)
+    run_cli("pull", f"{reg.host}/ollama/split:1", "--plain-http", "--models-dir", tmp_path / "m2", check=0)
+    m2, _ = OllamaStore(str(tmp_path / "m2")).get_manifest(parse_name(f"{reg.host}/ollama/split:1"))
+    assert m2.layers[0].digest == want.digest
