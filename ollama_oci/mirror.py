@@ -40,6 +40,7 @@ class Endpoint:
 class Job:
     source: Reference
     target: Reference
+    also: tuple = ()
 
 
 @dataclass
@@ -50,6 +51,8 @@ class MirrorPlan:
     concurrency: int = 2
     blob_concurrency: int = 4
     path: str = ""
+    also: tuple = ()                  # twin formats published beside every model (modelpack, docker)
+    twin_name: str = "{repository}:{tag}-{format}"
 
 
 def _endpoint(obj: Any, what: str, base_dir: str) -> Endpoint:
@@ -105,14 +108,28 @@ def load_plan(path: str) -> MirrorPlan:
             tags = [tags]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidInput(f"{path}: models[{i}].tags must be a list of strings")
-        unknown = set(m) - {"name", "tags", "target"}
+        unknown = set(m) - {"name", "tags", "target", "also"}
         if unknown:
             raise InvalidInput(f"{path}: models[{i}] has unknown keys {sorted(unknown)}")
-        norm.append({"name": m["name"], "tags": tags, "target": m.get("target")})
+        norm.append({"name": m["name"], "tags": tags, "target": m.get("target"),
+                     "also": _also(m["also"], f"{path}: models[{i}].also") if "also" in m else None})
     conc = obj.get("concurrency", 2)
     if not isinstance(conc, int) or not 1 <= conc <= 64:
         raise InvalidInput(f"{path}: concurrency must be an integer from 1 to 64")
-    return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path)
+    twin_name = obj.get("twin_name", MirrorPlan.twin_name)
+    if not isinstance(twin_name, str) or "{format}" not in twin_name:
+        raise InvalidInput(f"{path}: twin_name is a pattern with {{repository}}, {{tag}} and {{format}}")
+    return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path,
+                      _also(obj.get("also", []), f"{path}: also"), twin_name)
+
+
+def _also(value: Any, where: str) -> tuple:
+    """Twin formats: ``"modelpack"`` or a list of ``modelpack``/``docker``."""
+    from .twin import FORMATS
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) and x in FORMATS for x in items):
+        raise InvalidInput(f"{where} must list twin formats out of {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(items))
 
 
 def _jobs(plan: MirrorPlan, src_store) -> list:
@@ -149,9 +166,10 @@ def _model_jobs(plan: MirrorPlan, src_store, m: dict) -> list[Job]:
         trepo = f"{plan.target.namespace}/{repo.rsplit('/', 1)[-1]}"
     else:
         trepo = repo
+    also = m["also"] if m.get("also") is not None else plan.also
     for t in tags or ["latest"]:
         jobs.append(Job(parse_reference(f"{plan.source.registry}/{repo}:{t}"),
-                        parse_reference(f"{plan.target.registry}/{trepo}:{t}")))
+                        parse_reference(f"{plan.target.registry}/{trepo}:{t}"), also))
     return jobs
 
 
@@ -193,6 +211,18 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
                 r = copy(src, job.source, dst, job.target, concurrency=plan.blob_concurrency)
                 rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),
                            bytes_transferred=r.bytes_transferred, blobs=[b.to_json() for b in r.blobs])
+            if job.also:     # twins of the mirrored model, made from the target's copy: its blobs are there
+                from .twin import make_twin, publish_twin, twin_reference
+                twins = []
+                for fmt in job.also:
+                    tref = parse_reference(twin_reference(str(job.target), fmt, plan.twin_name))
+                    if dry_run:
+                        twins.append({"format": fmt, "target": str(tref), "status": "would-publish"})
+                        continue
+                    tw = make_twin(dst, job.target, fmt, name=job.target.repository.rsplit("/", 1)[-1])
+                    tr = publish_twin(tw, dst, job.target, dst, tref)
+                    twins.append(dict(tw.to_json(), target=str(tref), bytes_transferred=tr.bytes_transferred))
+                rep["twins"] = twins
         except OllamaOCIError as e:
             rep.update(status="failed", error=str(e), exit_code=e.exit_code)
         except Exception as e:  # one model's bug must not stop the others; reported as internal

@@ -225,3 +225,49 @@ def test_library_copy_as_returns_the_twin(tmp_path):
     assert report.manifest_digest == twin.manifest_digest
     raw, _ = dst.fetch_manifest(parse_name("team/tiny:1-docker"))
     assert raw == twin.manifest
+
+
+def test_mirror_plan_publishes_twins(tmp_path, registry_factory, validator):
+    """A mirror plan's `also` publishes a twin beside each mirrored model, from the target's copy."""
+    a = registry_factory("plain")
+    b, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "models"))
+    res = pack(Recipe(files=[TINY], system="one"), "tiny:1", [store])
+    run_cli("push", "tiny:1", f"{a.host}/team/tiny:1", "--plain-http", "--models-dir", store.root, check=0)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"""
+also = ["modelpack"]
+twin_name = "{{repository}}-{{format}}:{{tag}}"
+[source]
+registry = "{a.host}"
+plain_http = true
+[target]
+registry = "{front.addr}"
+plain_http = true
+[[models]]
+name = "team/tiny:1"
+also = ["modelpack", "docker"]
+""")
+    doc = json.loads(run_cli("mirror", plan, "--dry-run", "--json", check=0).stdout)
+    assert [t["status"] for t in doc["models"][0]["twins"]] == ["would-publish", "would-publish"]
+    doc = json.loads(run_cli("mirror", plan, "--json", check=0).stdout)
+    [m] = doc["models"]
+    assert [t["target"] for t in m["twins"]] == [f"{front.addr}/team/tiny-modelpack:1", f"{front.addr}/team/tiny-docker:1"]
+    model = res.manifest.layers_of("application/vnd.ollama.image.model")[0]
+    assert front.upload_bytes < 2 * model.size      # the weight went up once; the twins mounted it
+    from ollama_oci.stores.registry import RegistryStore
+    from ollama_oci.transport import TransportOptions
+    from ollama_oci.reference import parse_reference
+    remote = RegistryStore(b.host, TransportOptions(plain_http=True))
+    raw, _ = remote.get_manifest_raw(parse_reference(f"{b.host}/team/tiny-modelpack:1"))
+    tm = json.loads(raw)
+    assert tm["layers"][0]["digest"] == str(model.digest)
+    from ollama_oci.spec import Descriptor
+    cfg = Descriptor(tm["config"]["mediaType"], tm["config"]["digest"], tm["config"]["size"])
+    with remote.repository("team/tiny-modelpack").fetch(cfg) as f:
+        validator.validate(json.loads(f.read()))
+    with pytest.raises(InvalidInput):
+        from ollama_oci.mirror import load_plan
+        bad = tmp_path / "bad.toml"
+        bad.write_text(plan.read_text().replace('also = ["modelpack"]', 'also = ["safetensors"]'))
+        load_plan(str(bad))
