@@ -271,3 +271,20 @@ also = ["modelpack", "docker"]
         bad = tmp_path / "bad.toml"
         bad.write_text(plan.read_text().replace('also = ["modelpack"]', 'also = ["safetensors"]'))
         load_plan(str(bad))
+
+
+def test_pack_tags_twins_in_an_oci_layout(tmp_path, validator):
+    cp = run_cli("pack", TINY, "--name", "team/tiny:1", "--oci-layout", tmp_path / "lay", "--also", "modelpack",
+                 "--also", "docker", "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert [(t["name"], t["format"]) for t in doc["twins"]] == [("team/tiny:1-modelpack", "modelpack"),
+                                                                ("team/tiny:1-docker", "docker")]
+    lay = OCILayout(str(tmp_path / "lay"))
+    m, _ = lay.get_manifest(parse_name("team/tiny:1"))
+    raw, mt = lay.fetch_manifest(parse_name("team/tiny:1-modelpack"))
+    tm = json.loads(raw)
+    assert mt == "application/vnd.oci.image.manifest.v1+json" and tm["layers"][0]["digest"] == str(m.layers[0].digest)
+    with open(os.path.join(lay.root, "blobs", "sha256", tm["config"]["digest"][7:]), "rb") as f:
+        validator.validate(json.load(f))
+    cp = run_cli("pack", TINY, "--name", "x", "--models-dir", tmp_path / "m", "--also", "modelpack")
+    assert cp.returncode == 2 and "--oci-layout" in cp.stderr

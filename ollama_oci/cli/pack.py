@@ -36,11 +36,14 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
               help="Do not derive a template from the GGUF's Jinja chat template when none is given.")
 @click.option("--legacy-rootfs", is_flag=True,
               help="Write the config as ollama <= 0.32.6 did (with rootfs), as on registry.ollama.ai.")
+@click.option("--also", "also", multiple=True, type=click.Choice(["modelpack", "docker"]),
+              help="Also tag a CNCF ModelPack or Docker model twin in each --oci-layout, as NAME's tag plus "
+                   "-modelpack / -docker, sharing the blobs (docs/formats.md); repeatable.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print nothing on success (warnings and errors still go to stderr).")
 @json_option
 def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
-         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, quiet, as_json, strict) -> None:
+         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, also, quiet, as_json, strict) -> None:
     """Build an Ollama model from a GGUF file (and optionally a Modelfile).
 
     Writes the GGUF, template, system, params, messages and license layers, the
@@ -65,15 +68,32 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
     if mname.namespace != mname.namespace.lower() or mname.model != mname.model.lower():
         warn(f"{mname.display}: Ollama matches names in any case, but registries take repository names in "
              "lower case only: push it under a lower-case REF")
+    if also and not oci_layouts:
+        raise click.UsageError("--also tags twins in an OCI layout (--oci-layout DIR); the Ollama store holds only "
+                               "Ollama models (or use push --also)")
     stores = []
     if given("models_dir") or not oci_layouts:
         stores.append(OllamaStore(models_dir or default_models_dir()))
-    stores.extend(OCILayout(d) for d in oci_layouts)
+    layouts = [OCILayout(d) for d in oci_layouts]
+    stores.extend(layouts)
     with Progress(not quiet and not as_json) as prog:
         result = build_pack(recipe, mname, stores, legacy_rootfs=legacy_rootfs, link_mode=link_mode,
                             progress=prog, warn=warn, strict=strict)
+    twins = []
+    if also:
+        from ..twin import copy_as
+        for layout in layouts:
+            for fmt in dict.fromkeys(also):
+                dst = mname.with_tag(f"{mname.tag}-{fmt}")
+                twin, _ = copy_as(layout, mname, layout, dst, fmt, name=mname.model)
+                twins.append({"layout": layout.root, "name": dst.display, "format": fmt,
+                              "manifest_digest": str(twin.manifest_digest),
+                              "not_carried": [k for k, _, _ in twin.not_carried]})
     if as_json:
-        emit_json(result.to_json())
+        doc = result.to_json()
+        if twins:
+            doc["twins"] = twins
+        emit_json(doc)
         return
     if quiet:
         return
@@ -83,3 +103,6 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
         click.echo(f"  {l.kind:<10} {l.digest[7:19]}  {human_size(l.size)}")
     for s in result.stores:
         click.echo(f"  -> {s}")
+    for t in twins:
+        click.echo(f"  {t['format']} twin {t['name']} in {t['layout']} (not carried: "
+                   f"{', '.join(t['not_carried']) or 'nothing'})")
