@@ -111,3 +111,66 @@ def registry_factory(tmp_path):
             s.close() if hasattr(s, "close") else s.kill()
         except Exception:
             pass
+
+
+def assert_ollama_loads(models_dir, name: str) -> dict:
+    """What Ollama checks when it lists, shows and runs a model (../shared/docs/ollama-format.md §1, §8),
+    on the files of an Ollama models directory, read with nothing but json, hashlib and the GGUF reader:
+    the manifest at its 4-part path decodes (schemaVersion a number), every digest is a sha256 with a
+    blob file of its size and hash, the config decodes into ConfigV2's types, text layers are UTF-8,
+    the template parses as a Go template with Ollama's functions, params are a JSON object whose `stop`
+    is a list of strings and numbers numbers, messages an array of objects, and the model GGUF is one
+    Ollama's decoder reads. Returns the decoded config."""
+    import hashlib
+    import re as _re
+    from ollama_oci.gguf_header import read_gguf
+    from ollama_oci.gotemplate import check_ollama_template
+    from ollama_oci.modelinfo import load_problems
+    from ollama_oci.names import parse_name
+    n = parse_name(name)
+    path = os.path.join(str(models_dir), "manifests", n.host, n.namespace, n.model, n.tag)
+    with open(path, "rb") as f:
+        m = json.loads(f.read())
+    assert isinstance(m.get("schemaVersion"), int) and m["schemaVersion"] == 2, m
+
+    def blob(d: dict) -> bytes:
+        assert _re.fullmatch(r"sha256:[0-9a-f]{64}", d["digest"]), d
+        assert isinstance(d["size"], int)
+        p = os.path.join(str(models_dir), "blobs", d["digest"].replace(":", "-"))
+        assert os.path.getsize(p) == d["size"], (p, d)
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        assert "sha256:" + h.hexdigest() == d["digest"], d
+        return p
+    cfg = json.loads(open(blob(m["config"]), "rb").read())
+    for key in ("model_format", "model_family", "model_type", "file_type", "renderer", "parser", "requires"):
+        assert isinstance(cfg.get(key, ""), str), (key, cfg)
+    assert cfg.get("model_families") is None or all(isinstance(x, str) for x in cfg["model_families"]), cfg
+    kinds = []
+    for layer in m["layers"]:
+        p = blob(layer)
+        mt = layer["mediaType"]
+        kinds.append(mt.rsplit(".", 1)[-1])
+        if mt in ("application/vnd.ollama.image.template", "application/vnd.ollama.image.prompt"):
+            check_ollama_template(open(p, encoding="utf-8").read())
+        elif mt in ("application/vnd.ollama.image.system", "application/vnd.ollama.image.license"):
+            open(p, encoding="utf-8").read()
+        elif mt == "application/vnd.ollama.image.params":
+            params = json.loads(open(p, "rb").read())
+            assert isinstance(params, dict)
+            for k, v in params.items():
+                if k == "stop":
+                    assert isinstance(v, list) and all(isinstance(s, str) for s in v), params
+        elif mt == "application/vnd.ollama.image.messages":
+            msgs = json.loads(open(p, "rb").read())
+            assert isinstance(msgs, list) and all(isinstance(x, dict) for x in msgs)
+        elif mt in ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector"):
+            g = read_gguf(p)
+            try:
+                assert load_problems(g) == (), (p, load_problems(g))
+            finally:
+                g.close()
+    assert "model" in kinds, kinds   # show and run need a model layer
+    return cfg

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, assert_ollama_loads, run_cli
 from ollama_oci import OllamaStore, parse_name
 from ollama_oci.digest import digest_bytes
 from ollama_oci.reference import parse_reference
@@ -81,6 +81,7 @@ def test_modelpack_and_docker_artifacts_pull_as_ollama_models(tmp_path, registry
     assert ollama.verify()[1] == []
     hexdigest = hashlib.sha256(open(TINY, "rb").read()).hexdigest()
     for name in ("tiny:mp", "tiny:dmr"):
+        assert_ollama_loads(tmp_path / "m", name)
         m, _ = ollama.get_manifest(parse_name(name))
         kinds = [layer.kind for layer in m.layers]
         assert kinds[0] == "model" and str(m.layers[0].digest) == "sha256:" + hexdigest   # the same weight blob
@@ -196,6 +197,7 @@ def test_a_tar_wrapped_weight_is_unpacked_into_a_blob_of_its_own(tmp_path, regis
     m, _ = ollama.get_manifest(parse_name("tiny:1"))
     assert m.layers[0].kind == "model" and m.layers[0].digest.hex == hashlib.sha256(gguf).hexdigest()
     assert ollama.verify()[1] == [] and ollama.get_config(m).model_family == "llama"
+    assert_ollama_loads(tmp_path / "m", "tiny:1")
     # registry to registry: the unwrapped GGUF is uploaded (a new blob), the model is complete there
     run_cli("copy", f"{reg.host}/llmman/tiny:1", f"{reg.host}/ollama/tiny:1", "--to-ollama", "--plain-http", check=0)
     run_cli("pull", f"{reg.host}/ollama/tiny:1", "--plain-http", "--models-dir", tmp_path / "m2", check=0)
@@ -251,6 +253,8 @@ def test_docker_artifacts_with_a_projector_and_v02_annotations(tmp_path, registr
         run_cli("pull", ref, "--name", name, "--plain-http", "--models-dir", tmp_path / "m", check=0)
     ollama = OllamaStore(str(tmp_path / "m"))
     assert ollama.verify()[1] == []
+    assert_ollama_loads(tmp_path / "m", "vision:1")
+    assert_ollama_loads(tmp_path / "m", "v2:1")
     m, _ = ollama.get_manifest(parse_name("vision:1"))
     assert [(x.kind, str(x.digest)) for x in m.layers[:2]] == [("model", w["digest"]), ("projector", p["digest"])]
     assert tuple(ollama.get_config(m).model_families) == ("llama",)   # v0.30+: model layers only, as pack writes
@@ -289,6 +293,7 @@ def test_split_weights_are_merged_as_pack_merges_them(tmp_path, registry_factory
     m, _ = ollama.get_manifest(parse_name("tiny:1"))
     assert m.layers[0].kind == "model" and m.layers[0].digest == want.digest and m.layers[0].size == want.size
     assert ollama.verify()[1] == [] and ollama.get_config(m).model_family == "llama"
+    assert_ollama_loads(tmp_path / "m", "tiny:1")
     assert not [p for p in (tmp_path / "m").rglob("*") if "split" in p.name]    # the work directory is gone
     # registry to registry: the merged blob is uploaded once, the model is whole there
     run_cli("copy", f"{reg.host}/mp/split:1", f"{reg.host}/ollama/split:1", "--to-ollama", "--plain-http", check=0)

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, assert_ollama_loads, run_cli
 from ollama_oci import OCILayout, OllamaStore, Recipe, pack, parse_name
 from ollama_oci.errors import InvalidInput
 from ollama_oci.twin import copy_as, make_twin, twin_reference
@@ -201,6 +201,7 @@ def test_gemma_pushed_with_twins_uploads_the_weight_once(tmp_path, registry_fact
     bm, _ = store.get_manifest(parse_name(f"{reg.host}/ml/gemma3:270m-modelpack"))
     assert bm.layers_of("application/vnd.ollama.image.model")[0].digest == weight.digest
     assert store.get_config(bm).model_family == "gemma3" and store.verify()[1] == []
+    assert_ollama_loads(tmp_path / "back", f"{reg.host}/ml/gemma3:270m-modelpack")
     # the registry holds a ModelPack config that passes the spec's schema
     raw = run_cli("inspect", f"{reg.host}/ml/gemma3:270m-modelpack", "--plain-http", "--json", check=0).stdout
     assert "modelpack" in raw.lower()
