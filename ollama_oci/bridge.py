@@ -285,7 +285,8 @@ def _header(store: Any, desc: Descriptor):
 
 
 def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = None,
-         unwrapped: Optional[dict] = None) -> tuple[list[Descriptor], list, Any, Conversion]:
+         unwrapped: Optional[dict] = None, params: Optional[dict] = None) -> tuple[list[Descriptor], list, Any,
+                                                                                   Conversion]:
     """(layers of the Ollama manifest, small blobs to write, config, conversion) for an artifact.
     ``unwrapped`` maps a tar weight layer's digest to (store, descriptor) of the GGUF taken out of it."""
     from .chat_template import TemplateDerivationError, derive_template, special_tokens
@@ -315,34 +316,36 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
     small = []
     if conv.template is not None:
         template_src = read_small(src, conv.template, MAX_TEXT).decode("utf-8", "replace")
-    params = {}
+    derived: dict = {}
     if template_src:
         try:
             d = derive_template(template_src, vocab=vocab, eos_token=eos)
             small.append(text_layer(MT.TEMPLATE, d.template))
             if d.stop:
-                params["stop"] = list(d.stop)
+                derived["stop"] = list(d.stop)
         except TemplateDerivationError as e:
             if warn is not None:
                 warn(f"no template layer: {e}")
     for lic in conv.licenses:
         data = read_small(src, lic, MAX_TEXT)
         small.append(text_layer(MT.LICENSE, data.decode("utf-8", "surrogateescape")))
-    if params:
-        small.append(params_layer(params))
+    derived.update(params or {})        # the user's --param wins over derived stop words
+    if derived:
+        small.append(params_layer(derived))
     layers += [b.descriptor for b in small]
     config = build_config(infos, layers)
     return layers, small, config, conv
 
 
 def to_ollama(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyOptions] = None, *,
-              warn=None) -> CopyReport:
+              warn=None, params: Optional[dict] = None) -> CopyReport:
     """Copy a ModelPack or Docker model artifact into ``dst`` as an Ollama model: the weight blobs move
     (or are mounted) as they are; template, license, params and config blobs are written; the manifest
     (Docker schema 2, what ``ollama pull`` asks for) goes last."""
     src, src_ref = bind(src, src_ref)
     data, _ = src.fetch_manifest(src_ref)
-    return _convert(src, src_ref, _manifest_doc(data, src.describe_ref(src_ref)), dst, dst_ref, options, warn)
+    return _convert(src, src_ref, _manifest_doc(data, src.describe_ref(src_ref)), dst, dst_ref, options, warn,
+                    params)
 
 
 def _manifest_doc(data: bytes, where: str) -> dict:
@@ -356,7 +359,7 @@ def _manifest_doc(data: bytes, where: str) -> dict:
 
 
 def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, options: Optional[CopyOptions],
-             warn) -> CopyReport:
+             warn, params: Optional[dict] = None) -> CopyReport:
     """:func:`to_ollama` of a manifest already read from ``src`` (``src`` bound to its repository)."""
     opts = options or CopyOptions()
     dst, dst_ref = bind(dst, dst_ref)
@@ -390,7 +393,7 @@ def _convert(src: Any, src_ref: Any, manifest: dict, dst: Any, dst_ref: Any, opt
                     check_blobs([desc])
                 unwrapped[str(desc.digest)] = (dst, unwrap_tar_weight(src, desc, conv.wrapped[str(desc.digest)],
                                                                       dst))
-        layers, small, config, conv = plan(src, manifest, warn=warn, conv=conv, unwrapped=unwrapped)
+        layers, small, config, conv = plan(src, manifest, warn=warn, conv=conv, unwrapped=unwrapped, params=params)
         for mt, what, why in conv.skipped:
             if warn is not None:
                 warn(f"left out {what} ({mt}): {why}")
@@ -426,15 +429,23 @@ def is_foreign(manifest: dict) -> bool:
 
 
 def pull_any(src: Any, src_ref: Any, dst: Any, dst_ref: Any, options: Optional[CopyOptions] = None, *,
-             warn=None) -> CopyReport:
+             warn=None, params: Optional[dict] = None) -> CopyReport:
     """:func:`~ollama_oci.engine.copy` for an Ollama model, :func:`to_ollama` for a ModelPack or Docker
     model artifact: what ``pull`` does with whatever a reference names. The manifest is read once."""
     src, src_ref = bind(src, src_ref)
     if getattr(src, "fetch_stored_manifest", None) is not None:   # an Ollama store holds only Ollama models
+        _no_params(params, src.describe_ref(src_ref))
         return copy(src, src_ref, dst, dst_ref, options)
     data, media_type = src.fetch_manifest(src_ref)
     where = src.describe_ref(src_ref)
     manifest = _manifest_doc(data, where)
     if is_foreign(manifest):
-        return _convert(src, src_ref, manifest, dst, dst_ref, options, warn)
+        return _convert(src, src_ref, manifest, dst, dst_ref, options, warn, params)
+    _no_params(params, where)
     return copy_manifest(src, data, media_type, dst, dst_ref, options, source=where)
+
+
+def _no_params(params: Optional[dict], where: str) -> None:
+    if params:
+        raise InvalidInput(f"{where} is an Ollama model: a copy keeps it byte for byte, so --param applies only to "
+                           f"ModelPack and Docker artifacts; to change its parameters, pack a Modelfile FROM it")

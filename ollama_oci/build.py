@@ -190,6 +190,17 @@ def read_text_file(path: str, what: str) -> str:
         raise InvalidInput(f"{what} file {path} is not UTF-8 text") from None
 
 
+def params_from_options(params: Sequence[str], *, warn=None) -> dict:
+    """``KEY=VALUE`` strings (``--param``) typed as Ollama types a Modelfile's PARAMETER lines."""
+    pairs = []
+    for p in params:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise InvalidInput(f"--param {p!r} is not KEY=VALUE")
+        pairs.append((k.strip(), v))
+    return format_params(pairs, warn=warn)
+
+
 def recipe_for(gguf: Optional[str] = None, modelfile: Optional[str] = None, *, template_file: Optional[str] = None,
                system_file: Optional[str] = None, license_files: Sequence[str] = (),
                params: Sequence[str] = (), messages: Sequence[str] = (), adapters: Sequence[str] = (),
@@ -225,13 +236,7 @@ def recipe_for(gguf: Optional[str] = None, modelfile: Optional[str] = None, *, t
     for lic in license_files:
         recipe.licenses.append(read_text_file(lic, "license"))
     if params:
-        pairs = []
-        for p in params:
-            k, sep, v = p.partition("=")
-            if not sep:
-                raise InvalidInput(f"--param {p!r} is not KEY=VALUE")
-            pairs.append((k.strip(), v))
-        for k, v in format_params(pairs, warn=warn).items():
+        for k, v in params_from_options(params, warn=warn).items():
             if k == "stop" and k in recipe.params:
                 recipe.params[k] = recipe.params[k] + v
             else:

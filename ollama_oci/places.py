@@ -40,7 +40,7 @@ def only_model(store: Any, ep: Endpoint) -> Any:
 
 def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registries: Optional[Registries] = None,
                 options: Optional[CopyOptions] = None, warn=None, to_ollama: bool = False,
-                as_format: Optional[str] = None):
+                as_format: Optional[str] = None, params: Optional[dict] = None):
     """Copy a model from the place ``src`` to the place ``dst``: a :class:`~ollama_oci.engine.CopyReport`,
     or a :class:`~ollama_oci.bundle.BundleReport` when one side is a bundle file.
 
@@ -48,7 +48,8 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     its repository). Only missing blobs move, each verified; the manifest goes last. A ModelPack or
     Docker model artifact becomes an Ollama model when the destination is the Ollama store, or
     anywhere with ``to_ollama`` (inside one registry its weights are mounted, not uploaded).
-    ``as_format`` (``modelpack`` or ``docker``) writes the Ollama model's twin in that format instead
+    ``params`` (typed, as :func:`~ollama_oci.build.params_from_options` gives them) go into the Ollama
+    model made from a ModelPack or Docker artifact. ``as_format`` (``modelpack`` or ``docker``) writes the Ollama model's twin in that format instead
     (:mod:`ollama_oci.twin`; the weight blob shared).
     """
     s, d = parse_endpoint(src), parse_endpoint(dst)
@@ -88,9 +89,9 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
             if warn is not None:
                 warn(f"not carried into the {as_format} twin: {kind} {digest[7:19]} ({why})")
         return report
-    if to_ollama or (d.kind == "ollama" and s.kind == "registry"):
+    if to_ollama or (d.kind == "ollama" and s.kind == "registry") or params:
         from .bridge import pull_any   # a ModelPack or Docker model artifact becomes an Ollama model
-        return pull_any(sstore, sref, dstore, dref, opts, warn=warn)
+        return pull_any(sstore, sref, dstore, dref, opts, warn=warn, params=params)
     return copy(sstore, sref, dstore, dref, opts)
 
 

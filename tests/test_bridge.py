@@ -300,3 +300,33 @@ def test_split_weights_are_merged_as_pack_merges_them(tmp_path, registry_factory
     run_cli("pull", f"{reg.host}/ollama/split:1", "--plain-http", "--models-dir", tmp_path / "m2", check=0)
     m2, _ = OllamaStore(str(tmp_path / "m2")).get_manifest(parse_name(f"{reg.host}/ollama/split:1"))
     assert m2.layers[0].digest == want.digest
+
+
+def test_params_apply_to_a_conversion_and_never_to_an_ollama_copy(tmp_path, registry_factory):
+    """--param on pull/copy of a ModelPack artifact goes into the Ollama model (typed as pack types it;
+    an explicit stop replaces the derived one); on an Ollama model it is refused (a copy is byte for byte)."""
+    reg = registry_factory("plain")
+    store = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    _modelpack(store, "mp/tiny")
+    run_cli("pull", f"{reg.host}/mp/tiny:1", "--name", "tiny:1", "-p", "num_ctx=8192", "-p", "stop=<|end|>",
+            "--plain-http", "--models-dir", tmp_path / "m", check=0)
+    ollama = OllamaStore(str(tmp_path / "m"))
+    m, _ = ollama.get_manifest(parse_name("tiny:1"))
+    params = json.loads(open(ollama.blob_path(m.layers_of("application/vnd.ollama.image.params")[0].digest)).read())
+    assert params == {"stop": ["<|end|>"], "num_ctx": 8192}
+    assert_ollama_loads(tmp_path / "m", "tiny:1")
+    cp = run_cli("pull", f"{reg.host}/mp/tiny:1", "--name", "tiny:2", "-p", "temprature=0.1", "--plain-http",
+                 "--models-dir", tmp_path / "m")
+    assert cp.returncode == 3 and "temprature" in cp.stderr
+    run_cli("push", "tiny:1", f"{reg.host}/ollama/tiny:1", "--plain-http", "--models-dir", tmp_path / "m", check=0)
+    cp = run_cli("pull", f"{reg.host}/ollama/tiny:1", "-p", "num_ctx=2", "--plain-http", "--models-dir",
+                 tmp_path / "m2")
+    assert cp.returncode == 3 and "--param applies only to ModelPack" in cp.stderr
+    # copy --to-ollama takes them too, into a registry
+    run_cli("copy", f"{reg.host}/mp/tiny:1", f"{reg.host}/ollama/tiny:2", "--to-ollama", "-p", "top_k=5",
+            "--plain-http", check=0)
+    run_cli("pull", f"{reg.host}/ollama/tiny:2", "--plain-http", "--models-dir", tmp_path / "m3", check=0)
+    m3, _ = OllamaStore(str(tmp_path / "m3")).get_manifest(parse_name(f"{reg.host}/ollama/tiny:2"))
+    p3 = json.loads(open(OllamaStore(str(tmp_path / "m3")).blob_path(
+        m3.layers_of("application/vnd.ollama.image.params")[0].digest)).read())
+    assert p3["top_k"] == 5 and p3["stop"]

@@ -201,6 +201,13 @@ def authfile_option(f):
                              "then the Docker config.")(f)
 
 
+def conversion_params_option(f):
+    """``-p/--param`` for commands that turn a ModelPack or Docker model artifact into an Ollama model."""
+    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                        help="A PARAMETER for the Ollama model made from a ModelPack or Docker model artifact "
+                             "(as for pack, e.g. num_ctx=8192); repeat for several.")(f)
+
+
 def dry_run_option(f):
     return click.option("--dry-run", is_flag=True,
                         help="Resolve both sides and say which blobs would move; move nothing.")(f)

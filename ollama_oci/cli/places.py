@@ -7,8 +7,8 @@ import sys
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, copy_report, destination, dry_run_option, emit_json, human_size, json_option,
-                     local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
+from .common import (Progress, conversion_params_option, copy_report, destination, dry_run_option, emit_json,
+                     human_size, json_option, local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
                      transport_options, warn)
 
 
@@ -25,12 +25,13 @@ from .common import (Progress, copy_report, destination, dry_run_option, emit_js
 @click.option("--as", "as_format", type=click.Choice(["modelpack", "docker"]),
               help="Write a CNCF ModelPack or Docker Model Runner twin of the Ollama model SRC at DST (a registry "
                    "or oci:DIR:NAME), sharing the weight blob; Ollama-only layers are not carried.")
+@conversion_params_option
 @dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, as_format, dry_run, transport, quiet,
-             as_json) -> None:
+def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, as_format, params, dry_run, transport,
+             quiet, as_json) -> None:
     """Copy a model between any two places, moving only what is missing.
 
     SRC and DST are each one of: a registry reference; oci:DIR[:NAME] (an OCI
@@ -70,8 +71,9 @@ def copy_cmd(src, dst, models_dir, manifest_format, chunk_size, to_ollama, as_fo
         return plan_report(plan_copy(sstore, sref, dstore, dref if dref is not None else sref,
                                      manifest_format=manifest_format), as_json, quiet)
     with Progress(not quiet and not as_json) as prog:
+        from ..build import params_from_options
         report = copy_places(src, dst, models_dir=models_dir, registries=registries, warn=warn, to_ollama=to_ollama,
-                             as_format=as_format,
+                             as_format=as_format, params=params_from_options(params, warn=warn) if params else None,
                              options=CopyOptions(concurrency=transport.concurrency, progress=prog,
                                                  manifest_format=manifest_format))
     if hasattr(report, "manifest_digest"):

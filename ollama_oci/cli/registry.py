@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from .app import CONTEXT, cli
-from .common import (Progress, authfile_option, copy_report, destination, dry_run_option, emit_json, json_option, local_store,
-                     model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
+from .common import (Progress, authfile_option, conversion_params_option, copy_report, destination,
+                     dry_run_option, emit_json, json_option, local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
                      transport_options, warn)
 
 
@@ -163,13 +163,14 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, also, t
 @click.option("--verify", "verify_existing", is_flag=True,
               help="Re-hash the blobs already here and fetch damaged ones again (a kept volume after a disk "
                    "fault), instead of trusting their presence.")
+@conversion_params_option
 @models_dir_option
 @oci_option
 @dry_run_option
 @transport_options
 @quiet_option
 @json_option
-def pull(ref, name, verify_existing, models_dir, oci_layout, dry_run, transport, quiet, as_json) -> None:
+def pull(ref, name, verify_existing, params, models_dir, oci_layout, dry_run, transport, quiet, as_json) -> None:
     """Pull a model from a registry into the Ollama store (or an OCI layout).
 
     Blobs already present are skipped; large blobs come in parallel byte ranges;
@@ -197,10 +198,13 @@ def pull(ref, name, verify_existing, models_dir, oci_layout, dry_run, transport,
         from ..engine import plan_copy
         return plan_report(plan_copy(reg, src, store, local), as_json, quiet)
     from ..bridge import pull_any
+    from ..build import params_from_options
+    extra = params_from_options(params, warn=warn) if params else None
     with Progress(not quiet and not as_json) as prog:
         # an Ollama model is copied; a ModelPack or Docker model artifact becomes one (weights shared)
         report = pull_any(reg, src, store, local, CopyOptions(concurrency=transport.concurrency, progress=prog,
-                                                              verify_existing=verify_existing), warn=warn)
+                                                              verify_existing=verify_existing), warn=warn,
+                          params=extra)
     copy_report(report, as_json, "pulled", quiet)
 
 
