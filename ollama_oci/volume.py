@@ -12,8 +12,11 @@ The tar is reproducible: fixed order, mtime 0, uid/gid 0, modes 0755/0644.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -40,6 +43,8 @@ class VolumeReport:
     layer_size: int = 0
     tar_size: int = 0
     models: list[str] = field(default_factory=list)
+    layer_action: str = "uploaded"     # or "exists": the same layer was there already, nothing was sent
+    platforms: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -139,51 +144,173 @@ class _Layer:
         return "sha256:" + self.diff.hexdigest()
 
 
-def _config(diff_id: str, names: list[ModelName]) -> bytes:
-    cfg = {"architecture": "amd64", "os": "linux",
+#: manifest annotation: what the layer was made from (a hash of the models' manifests and the layer
+#: format), so a rebuild of the same models finds the layer it would upload already there
+KEY_ANNOTATION = "io.ollama-oci.volume-key"
+_PLATFORM = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/([a-z0-9]+))?$")
+
+
+def parse_platform(text: str) -> tuple[str, str, Optional[str]]:
+    """``os/arch[/variant]`` (``linux/amd64``, ``linux/arm64/v8``)."""
+    m = _PLATFORM.match(text.strip())
+    if not m:
+        raise InvalidInput(f"platform {text!r} is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def _config(diff_id: str, names: list[ModelName], platform: tuple = ("linux", "amd64", None)) -> bytes:
+    cfg = {"architecture": platform[1], "os": platform[0],
            "config": {"Env": ["OLLAMA_MODELS=/", "OLLAMA_NOPRUNE=1"],
                       "Labels": {"io.ollama-oci.models": ",".join(n.display for n in names)}},
            "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    if platform[2]:
+        cfg["variant"] = platform[2]
     return json.dumps(cfg, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _manifest(config: bytes, layer_digest: str, layer_size: int, zstd: bool, names: list[ModelName]) -> bytes:
+def _manifest(config: bytes, layer_digest: str, layer_size: int, zstd: bool, names: list[ModelName],
+              key: str = "") -> bytes:
     m = {"schemaVersion": 2, "mediaType": MT.OCI_MANIFEST,
          "config": {"mediaType": OCI_CONFIG, "digest": str(digest_bytes(config)), "size": len(config)},
          "layers": [{"mediaType": LAYER_TAR_ZSTD if zstd else LAYER_TAR, "digest": layer_digest,
                      "size": layer_size}],
          "annotations": {"io.ollama-oci.models": ",".join(n.display for n in names)}}
+    if key:
+        m["annotations"][KEY_ANNOTATION] = key
     return json.dumps(m, separators=(",", ":")).encode()
 
 
+def layer_key(tree, zstd: bool, level: int = 3) -> str:
+    """What determines the layer's bytes: the tar is reproducible from the models' manifest files
+    (which name every blob by digest), the format version and the compression."""
+    files, _ = tree
+    doc = {"v": 1, "zstd": zstd, "level": level if zstd else None,
+           "files": [[path, str(digest_bytes(raw))] for path, raw in sorted(files)]}
+    return str(digest_bytes(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()))
+
+
+def _cache_path(key: str) -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "ollama-oci", "volumes", key.replace(":", "-") + ".json")
+
+
+def _known_layer(dst: Any, dst_ref: Any, key: str) -> Optional[dict]:
+    """The layer a previous build of the same models made, if ``dst`` still has it: from this
+    machine's cache, else from the volume image already at ``dst_ref``."""
+    from .bridge import read_small
+    from .errors import OllamaOCIError
+    found = None
+    try:
+        with open(_cache_path(key)) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if found is None:
+        try:
+            raw, _ = dst.fetch_manifest(dst_ref)
+            m = json.loads(raw)
+            if m.get("mediaType") == MT.OCI_INDEX:
+                first = m["manifests"][0]
+                raw = read_small(dst, Descriptor(MT.OCI_MANIFEST, first["digest"], first["size"]))
+                m = json.loads(raw)
+            if (m.get("annotations") or {}).get(KEY_ANNOTATION) == key:
+                c = m["config"]
+                cfg = json.loads(read_small(dst, Descriptor(OCI_CONFIG, c["digest"], c["size"])))
+                layer = m["layers"][0]
+                found = {"layer_digest": layer["digest"], "layer_size": layer["size"],
+                         "diff_id": cfg["rootfs"]["diff_ids"][0], "tar_size": None}
+        except (OllamaOCIError, ValueError, KeyError, IndexError, TypeError):
+            return None
+    if not isinstance(found, dict):
+        return None
+    try:
+        if dst.exists(Descriptor(LAYER_TAR, found["layer_digest"], int(found["layer_size"]))):
+            return found
+    except (OllamaOCIError, KeyError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _remember(key: str, found: dict) -> None:
+    from .fsutil import atomic_write
+    p = _cache_path(key)
+    try:
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        atomic_write(p, json.dumps(found).encode(), durable=False)
+    except OSError:
+        pass      # a cache: a later build just uploads again
+
+
 def build_volume_image(src: Any, names: list[ModelName], dst: Any, dst_ref: Any, *, zstd: bool = False,
-                       progress: ProgressCallback = None) -> VolumeReport:
+                       progress: ProgressCallback = None, platforms: Optional[list[str]] = None,
+                       reuse: bool = True) -> VolumeReport:
     """Build the image for ``names`` (from a local model store) and write it to any store that takes
-    content of a digest known only at its end (``push_stream``: a registry repository, an OCI layout)."""
+    content of a digest known only at its end (``push_stream``: a registry repository, an OCI layout).
+
+    The layer is reproducible, so a rebuild of the same models (found through this machine's cache,
+    or the image already at ``dst_ref``) sends no layer bytes when ``dst`` still has that layer
+    (``reuse``). ``platforms`` (``os/arch[/variant]``, default ``linux/amd64``): one config and
+    manifest per platform around the same layer; several make an image index (a registry only), as
+    container runtimes pick an image by the node's platform.
+    """
     from .stores.contract import BlobSource, bind
     from .stores.memory import MemoryStore
     if not names:
         raise InvalidInput("name at least one model for the image")
-    report = VolumeReport(str(dst_ref), models=[n.display for n in names])
+    plats = [parse_platform(p) for p in (platforms or ["linux/amd64"])]
+    if len(set(plats)) != len(plats):
+        raise InvalidInput("a platform is named twice")
+    report = VolumeReport(str(dst_ref), models=[n.display for n in names],
+                          platforms=["/".join(x for x in p if x) for p in plats])
     dst, dst_ref = bind(dst, dst_ref)
     push_stream = getattr(dst, "push_stream", None)
     if push_stream is None:
         raise InvalidInput(f"{dst.describe()} cannot take an image built on the fly; use a registry or an OCI layout")
+    if len(plats) > 1 and getattr(dst, "put_manifest", None) is not None:
+        raise InvalidInput("an image for several platforms is an image index, which goes to a registry; write one "
+                           "platform into an OCI layout")
     tree = _tree(src, names)  # each manifest read once
-    total = sum(d.size for d in tree[1].values())
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
+    key = layer_key(tree, zstd)
+    known = _known_layer(dst, dst_ref, key) if reuse else None
+    if known is not None:
+        digest, size, diff_id = known["layer_digest"], int(known["layer_size"]), known["diff_id"]
+        report.layer_action, report.tar_size = "exists", known.get("tar_size") or 0
         if progress is not None:
-            progress(ProgressEvent("transfer", "layer", done[0], total))
-    layer = _Layer(tar_stream(src, names, tick, tree=tree), zstd)
-    digest, size = push_stream(layer)
-    config = _config(layer.diff_id, names)
-    manifest = _manifest(config, str(digest), size, zstd, names)
-    cstore, cdesc = MemoryStore.of(config, OCI_CONFIG)
-    dst.push(cdesc, BlobSource(cstore, cdesc))
-    mdigest = dst.tag(dst_ref, manifest, MT.OCI_MANIFEST)
-    report.manifest_digest, report.layer_digest, report.diff_id = str(mdigest), str(digest), layer.diff_id
-    report.layer_size, report.tar_size = size, layer.tar_size
+            progress(ProgressEvent("transfer", "layer", 0, 0))
+    else:
+        total = sum(d.size for d in tree[1].values())
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(ProgressEvent("transfer", "layer", done[0], total))
+        layer = _Layer(tar_stream(src, names, tick, tree=tree), zstd)
+        digest, size = push_stream(layer)
+        diff_id = layer.diff_id
+        report.tar_size = layer.tar_size
+        _remember(key, {"layer_digest": str(digest), "layer_size": size, "diff_id": diff_id,
+                        "tar_size": layer.tar_size})
+    entries = []
+    for plat in plats:
+        config = _config(diff_id, names, plat)
+        manifest = _manifest(config, str(digest), size, zstd, names, key)
+        cstore, cdesc = MemoryStore.of(config, OCI_CONFIG)
+        dst.push(cdesc, BlobSource(cstore, cdesc))
+        entries.append((plat, manifest))
+    if len(entries) == 1:
+        mdigest = dst.tag(dst_ref, entries[0][1], MT.OCI_MANIFEST)
+    else:
+        index = {"schemaVersion": 2, "mediaType": MT.OCI_INDEX, "manifests": []}
+        for plat, manifest in entries:
+            mdig = digest_bytes(manifest)
+            dst.tag(dataclasses.replace(dst_ref, tag=None, digest=mdig), manifest, MT.OCI_MANIFEST)  # by digest
+            p = {"architecture": plat[1], "os": plat[0]}
+            if plat[2]:
+                p["variant"] = plat[2]
+            index["manifests"].append({"mediaType": MT.OCI_MANIFEST, "digest": str(mdig), "size": len(manifest),
+                                       "platform": p})
+        mdigest = dst.tag(dst_ref, json.dumps(index, separators=(",", ":")).encode(), MT.OCI_INDEX)
+    report.manifest_digest, report.layer_digest, report.diff_id = str(mdigest), str(digest), diff_id
+    report.layer_size = size
     return report

@@ -450,3 +450,55 @@ def test_plain_tar_import_copies_ranges_and_refuses_a_truncated_archive(tmp_path
     assert "truncated" in cp.stderr and len(cp.stderr.strip().splitlines()) == 1
     t2 = OllamaStore(str(tmp_path / "t2"))
     assert t2.list() == [] and not [n for n in os.listdir(tmp_path / "t2" / "blobs") if n != ".tmp"]
+
+
+def test_volume_rebuild_sends_no_layer_and_platforms_make_an_index(tmp_path, registry_factory):
+    """The volume layer is reproducible: rebuilding the same models finds it (through this machine's
+    cache, or the image already at the reference) and sends none of it (bytes counted at a loopback
+    proxy in front of the registry); --platform makes one manifest per platform around the one layer."""
+    reg, front = registry_factory("plain", front=True)
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="a"), "tiny:a", [store])
+
+    def build(ref, cache, *extra):
+        cp = run_cli("volume", "tiny:a", "--to", f"{front.addr}/{ref}", "--plain-http", "--models-dir", store.root,
+                     "--json", *extra, env={"XDG_CACHE_HOME": str(tmp_path / cache)}, check=0)
+        return json.loads(cp.stdout)
+    first = build("ml/vol:1", "c1")
+    assert first["layer_action"] == "uploaded" and front.upload_bytes >= first["layer_size"]
+    for ref, cache in (("ml/vol:1", "c2"),      # a fresh machine: found through the image at the reference
+                       ("ml/vol:2", "c1")):     # another tag: found through this machine's cache
+        front.upload_bytes = 0
+        again = build(ref, cache)
+        assert again["layer_action"] == "exists" and again["layer_digest"] == first["layer_digest"], again
+        assert again["diff_id"] == first["diff_id"] and front.upload_bytes < 4096, front.upload_bytes
+    assert build("ml/vol:1", "c2")["manifest_digest"] == first["manifest_digest"]     # the same image
+    front.upload_bytes = 0
+    assert build("ml/vol:1", "c1", "--rebuild")["layer_action"] == "uploaded" and front.upload_bytes > 0
+    pack(Recipe(files=[TINY], system="changed"), "tiny:a", [store])
+    changed = build("ml/vol:1", "c1")
+    assert changed["layer_action"] == "uploaded" and changed["layer_digest"] != first["layer_digest"]
+    # two platforms: an index of two manifests sharing the layer, each config saying its platform
+    doc = build("ml/vol:multi", "c1", "--platform", "linux/amd64,linux/arm64/v8")
+    assert doc["layer_action"] == "exists" and doc["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    remote = RegistryStore(reg.host, TransportOptions(plain_http=True))
+    raw, mt = remote.get_manifest_raw(parse_reference(f"{reg.host}/ml/vol:multi"))
+    index = json.loads(raw)
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"] for m in index["manifests"]] == [{"architecture": "amd64", "os": "linux"},
+                                                           {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+    from ollama_oci.spec import Descriptor
+    for entry in index["manifests"]:
+        mraw, _ = remote.get_manifest_raw(parse_reference(f"{reg.host}/ml/vol@{entry['digest']}"))
+        m = json.loads(mraw)
+        assert m["layers"][0]["digest"] == changed["layer_digest"]
+        c = m["config"]
+        with remote.repository("ml/vol").fetch(Descriptor(c["mediaType"], c["digest"], c["size"])) as f:
+            cfg = json.loads(f.read())
+        assert (cfg["os"], cfg["architecture"]) == (entry["platform"]["os"], entry["platform"]["architecture"])
+    cp = run_cli("volume", "tiny:a", "--to", f"oci:{tmp_path / 'lay'}:vol:1", "--platform", "linux/amd64",
+                 "--platform", "linux/arm64", "--models-dir", store.root)
+    assert cp.returncode == 3 and "image index" in cp.stderr
+    cp = run_cli("volume", "tiny:a", "--to", f"oci:{tmp_path / 'lay'}:vol:1", "--platform", "amd64",
+                 "--models-dir", store.root)
+    assert cp.returncode == 3 and "OS/ARCH" in cp.stderr

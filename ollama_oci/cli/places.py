@@ -212,24 +212,31 @@ def mirror(plan, dry_run, concurrency, retries, as_json) -> None:
 @click.option("--to", "dest", required=True, metavar="REF|oci:DIR:NAME",
               help="Where the image goes: a registry reference, or an OCI layout.")
 @click.option("--zstd", is_flag=True, help="Compress the layer with zstd (tar+zstd media type).")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="The image's platform (default linux/amd64); repeat (or comma-separate) for an image index "
+                   "that serves nodes of every platform from the same layer.")
+@click.option("--rebuild", is_flag=True,
+              help="Send the layer even when the same models' layer is already in the registry.")
 @models_dir_option
 @oci_option
 @transport_options
 @quiet_option
 @json_option
-def volume(names, dest, zstd, models_dir, oci_layout, transport, quiet, as_json) -> None:
+def volume(names, dest, zstd, platforms, rebuild, models_dir, oci_layout, transport, quiet, as_json) -> None:
     """Build an OCI image holding an Ollama models/ tree of NAMES, for Kubernetes image volumes.
 
     Mount the image read-only at the server's OLLAMA_MODELS (with
     OLLAMA_NOPRUNE=1), or copy it from an init container: the server starts
     with the models in place and downloads nothing. The layer is generated on
     the fly and streamed to the registry; the GGUF is not staged on disk again.
-    See docs/deploy.md.
+    The layer is reproducible: building the same models again sends no layer
+    bytes when the registry has it. See docs/deploy.md.
 
     \b
     Examples:
       ollama-oci volume gemma3:270m --to registry.example.com/ml/gemma3-volume:270m
       ollama-oci volume gemma3:270m qwen3:0.6b --zstd --to oci:./volume:models:v1
+      ollama-oci volume gemma3:270m --platform linux/amd64,linux/arm64 --to registry.example.com/ml/vol:270m
     """
     from ..endpoints import parse_endpoint
     from ..places import open_place
@@ -245,9 +252,12 @@ def volume(names, dest, zstd, models_dir, oci_layout, transport, quiet, as_json)
     registries = transport.registries(credentials_for=ep.ref.registry if ep.kind == "registry" else None)
     dst, ref = open_place(ep, registries=registries)
     with Progress(not quiet and not as_json) as prog:
-        report = build_volume_image(src, [model_name(n) for n in names], dst, ref, zstd=zstd, progress=prog)
+        plats = [p for item in platforms for p in item.split(",") if p.strip()] or None
+        report = build_volume_image(src, [model_name(n) for n in names], dst, ref, zstd=zstd, progress=prog,
+                                    platforms=plats, reuse=not rebuild)
     if as_json:
         emit_json(report.to_json())
     elif not quiet:
         click.echo(f"built {dest} ({report.manifest_digest}): layer {human_size(report.layer_size)}"
-                   f"{' zstd' if zstd else ''}, models {', '.join(report.models)}")
+                   f"{' zstd' if zstd else ''} ({'already there, not sent' if report.layer_action == 'exists' else 'sent'}), "
+                   f"models {', '.join(report.models)}, {' '.join(report.platforms)}")
