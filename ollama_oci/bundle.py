@@ -73,7 +73,7 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
         entries.append((store, name, data, mt))
     report = BundleReport(path)
     opts = CopyOptions(progress=progress)
-    with BundleWriter(path, level=level) as w:
+    with BundleWriter(path, level=level, progress=progress) as w:
         w.announce([(name, data, mt) for _, name, data, mt in entries])
         for store, name, data, mt in entries:
             copy_manifest(store, data, mt, w, name, opts)

@@ -502,3 +502,24 @@ def test_volume_rebuild_sends_no_layer_and_platforms_make_an_index(tmp_path, reg
     cp = run_cli("volume", "tiny:a", "--to", f"oci:{tmp_path / 'lay'}:vol:1", "--platform", "amd64",
                  "--models-dir", store.root)
     assert cp.returncode == 3 and "OS/ARCH" in cp.stderr
+
+
+def test_a_compressed_export_reports_the_compression_still_running(tmp_path):
+    """`export --level 19`: zstd's workers finish after the last byte is handed over, so that tail is
+    reported as a `compress` phase (the bar no longer sits at 100% while they work)."""
+    from ollama_oci.bundle import export_bundle
+    from gguf_factory import make_big_gguf
+    big = tmp_path / "big.gguf"
+    make_big_gguf(str(big), 24 << 20)
+    store = OllamaStore(str(tmp_path / "m"))
+    pack(Recipe(files=[str(big)]), "big:1", [store])
+    events = []
+    export_bundle(store, [parse_name("big:1")], str(tmp_path / "x.tar.zst"), level=19, progress=events.append)
+    phases = [e.phase for e in events]
+    assert "transfer" in phases and phases[-1] == "compress"
+    first = phases.index("compress")
+    assert all(p == "compress" for p in phases[first:])       # after every blob went in
+    last = events[-1]
+    assert last.total > 0 and last.done == last.total and last.label == "zstd -19"
+    run_cli("import", tmp_path / "x.tar.zst", "--models-dir", tmp_path / "back", check=0)
+    assert OllamaStore(str(tmp_path / "back")).verify()[1] == []

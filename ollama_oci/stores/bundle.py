@@ -69,9 +69,15 @@ class BundleWriter:
     #: ``exists`` is a set lookup
     checks_blobs_cheaply = True
 
-    def __init__(self, path: str, *, level: int = 3):
+    #: zstd job size: at high levels zstd's default (4x the window: 32 MiB at level 19) lets the
+    #: compressor take ~200 MB ahead of its workers, so the bar reached 100% and the end then stalled
+    JOB_SIZE = 8 << 20
+
+    def __init__(self, path: str, *, level: int = 3, progress: Any = None):
         self.path = path
         self.level = level
+        self.progress = progress
+        self._cctx: Any = None
         self.size = 0                 # bytes of tar written (before compression)
         self.blob_bytes = 0
         self._written: dict[str, int] = {}
@@ -88,8 +94,10 @@ class BundleWriter:
         self._out: Any = self._raw
         if compressed(path):
             import zstandard
-            cctx = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
-            self._out = cctx.stream_writer(self._raw, closefd=False)
+            params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=self.JOB_SIZE,
+                                                                    write_checksum=1)
+            self._cctx = zstandard.ZstdCompressor(compression_params=params)
+            self._out = self._cctx.stream_writer(self._raw, closefd=False)
         self._add_bytes("oci-layout", LAYOUT_FILE)
         self._closed = False
 
@@ -216,13 +224,37 @@ class BundleWriter:
                 self._add_bytes("index.json", _index([(n, *self._tagged[n]) for n in self._order]))
             self._w(b"\0" * 1024)
             if self._out is not self._raw:
-                self._out.close()
+                self._finish_compression()
             self._raw.flush()
             os.fsync(self._raw.fileno())
             self._raw.close()
             os.replace(self._tmp, self.path)
             fsync_dir(self._dir)
             self._closed = True
+
+    def _finish_compression(self) -> None:
+        """Close the zstd stream; what the workers still have to compress (up to a few jobs: a long
+        wait at level 19) is reported as a ``compress`` phase while they do."""
+        from ..progress import ProgressEvent
+        stop = threading.Event()
+        watcher = None
+        if self.progress is not None and self._cctx is not None:
+            start = self._cctx.frame_progression()[1]
+
+            def watch() -> None:
+                while not stop.wait(0.25):
+                    ingested, consumed, _ = self._cctx.frame_progression()
+                    self.progress(ProgressEvent("compress", f"zstd -{self.level}", consumed - start, ingested - start))
+            watcher = threading.Thread(target=watch, name="ollama-oci-zstd-progress", daemon=True)
+            watcher.start()
+        try:
+            self._out.close()
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
+                ingested = self._cctx.frame_progression()[0]
+                self.progress(ProgressEvent("compress", f"zstd -{self.level}", ingested - start, ingested - start))
 
     def abort(self) -> None:
         if not self._closed:
