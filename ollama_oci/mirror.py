@@ -41,6 +41,7 @@ class Job:
     source: Reference
     target: Reference
     also: tuple = ()
+    to_ollama: bool = False
 
 
 @dataclass
@@ -52,6 +53,7 @@ class MirrorPlan:
     blob_concurrency: int = 4
     path: str = ""
     also: tuple = ()                  # twin formats published beside every model (modelpack, docker)
+    to_ollama: bool = False           # ModelPack / Docker model sources become Ollama models at the target
     twin_name: str = "{repository}:{tag}-{format}"
 
 
@@ -108,19 +110,24 @@ def load_plan(path: str) -> MirrorPlan:
             tags = [tags]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise InvalidInput(f"{path}: models[{i}].tags must be a list of strings")
-        unknown = set(m) - {"name", "tags", "target", "also"}
+        unknown = set(m) - {"name", "tags", "target", "also", "to_ollama"}
         if unknown:
             raise InvalidInput(f"{path}: models[{i}] has unknown keys {sorted(unknown)}")
+        if not isinstance(m.get("to_ollama", False), bool):
+            raise InvalidInput(f"{path}: models[{i}].to_ollama must be true or false")
         norm.append({"name": m["name"], "tags": tags, "target": m.get("target"),
-                     "also": _also(m["also"], f"{path}: models[{i}].also") if "also" in m else None})
+                     "also": _also(m["also"], f"{path}: models[{i}].also") if "also" in m else None,
+                     "to_ollama": m.get("to_ollama")})
     conc = obj.get("concurrency", 2)
     if not isinstance(conc, int) or not 1 <= conc <= 64:
         raise InvalidInput(f"{path}: concurrency must be an integer from 1 to 64")
     twin_name = obj.get("twin_name", MirrorPlan.twin_name)
     if not isinstance(twin_name, str) or "{format}" not in twin_name:
         raise InvalidInput(f"{path}: twin_name is a pattern with {{repository}}, {{tag}} and {{format}}")
+    if not isinstance(obj.get("to_ollama", False), bool):
+        raise InvalidInput(f"{path}: to_ollama must be true or false")
     return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path,
-                      _also(obj.get("also", []), f"{path}: also"), twin_name)
+                      _also(obj.get("also", []), f"{path}: also"), twin_name, bool(obj.get("to_ollama", False)))
 
 
 def _also(value: Any, where: str) -> tuple:
@@ -167,9 +174,10 @@ def _model_jobs(plan: MirrorPlan, src_store, m: dict) -> list[Job]:
     else:
         trepo = repo
     also = m["also"] if m.get("also") is not None else plan.also
+    to_ollama = m["to_ollama"] if m.get("to_ollama") is not None else plan.to_ollama
     for t in tags or ["latest"]:
         jobs.append(Job(parse_reference(f"{plan.source.registry}/{repo}:{t}"),
-                        parse_reference(f"{plan.target.registry}/{trepo}:{t}"), also))
+                        parse_reference(f"{plan.target.registry}/{trepo}:{t}"), also, to_ollama))
     return jobs
 
 
@@ -207,6 +215,12 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
                     rep.update(status="would-copy", blobs_to_transfer=len(missing),
                                bytes_to_transfer=sum(b.size for b in missing))
                 rep["manifest_digest"] = str(r.manifest_digest)
+            elif job.to_ollama:   # a ModelPack / Docker model artifact becomes an Ollama model (weights mounted)
+                from .bridge import pull_any
+                from .engine import CopyOptions
+                r = pull_any(src, job.source, dst, job.target, CopyOptions(concurrency=plan.blob_concurrency))
+                rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),
+                           bytes_transferred=r.bytes_transferred, blobs=[b.to_json() for b in r.blobs])
             else:
                 r = copy(src, job.source, dst, job.target, concurrency=plan.blob_concurrency)
                 rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),

@@ -330,3 +330,31 @@ def test_params_apply_to_a_conversion_and_never_to_an_ollama_copy(tmp_path, regi
     p3 = json.loads(open(OllamaStore(str(tmp_path / "m3")).blob_path(
         m3.layers_of("application/vnd.ollama.image.params")[0].digest)).read())
     assert p3["top_k"] == 5 and p3["stop"]
+
+
+def test_a_mirror_plan_converts_modelpack_sources(tmp_path, registry_factory):
+    """to_ollama in a mirror plan: a ModelPack source becomes an Ollama model at the target registry."""
+    a = registry_factory("plain")
+    b = registry_factory("plain")
+    store = RegistryStore(a.host, TransportOptions(plain_http=True))
+    w, _, _ = _modelpack(store, "mp/tiny")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f"""
+[source]
+registry = "{a.host}"
+plain_http = true
+[target]
+registry = "{b.host}"
+plain_http = true
+[[models]]
+name = "mp/tiny:1"
+to_ollama = true
+""")
+    doc = json.loads(run_cli("mirror", plan, "--json", check=0).stdout)
+    assert [m["status"] for m in doc["models"]] == ["copied"]
+    run_cli("pull", f"{b.host}/mp/tiny:1", "--name", "tiny:1", "--plain-http", "--models-dir", tmp_path / "m",
+            check=0)
+    m, raw = OllamaStore(str(tmp_path / "m")).get_manifest(parse_name("tiny:1"))
+    assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert str(m.layers[0].digest) == w["digest"]
+    assert_ollama_loads(tmp_path / "m", "tiny:1")

@@ -194,9 +194,9 @@ def test_gemma_pushed_with_twins_uploads_the_weight_once(tmp_path, registry_fact
     assert t["destination"] == f"{front.addr}/ml/gemma3-modelpack:270m"
     assert next(b for b in t["blobs"] if b["digest"] == str(weight.digest))["action"] == "mounted"
     assert front.upload_bytes < (1 << 20)
-    # the twin pulled back into an Ollama store: the same weight digest, a config from the GGUF header
-    run_cli("pull", f"{reg.host}/ml/gemma3:270m-modelpack", "--plain-http", "--models-dir", tmp_path / "back",
-            "-q", check=0)
+    # the twin copied back into an Ollama store: the same weight digest, a config from the GGUF header
+    run_cli("copy", f"{reg.host}/ml/gemma3:270m-modelpack", f"ollama:{reg.host}/ml/gemma3:270m-modelpack",
+            "--plain-http", "--models-dir", tmp_path / "back", "-q", check=0)
     store = OllamaStore(str(tmp_path / "back"))
     bm, _ = store.get_manifest(parse_name(f"{reg.host}/ml/gemma3:270m-modelpack"))
     assert bm.layers_of("application/vnd.ollama.image.model")[0].digest == weight.digest
