@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 from .errors import InvalidInput
 
-__all__ = ["TemplateError", "parse", "render", "check_ollama_template", "OLLAMA_FUNCS"]
+__all__ = ["TemplateError", "parse", "render", "check_ollama_template", "unknown_fields", "ollama_parse", "ollama_execute",
+           "OLLAMA_FUNCS"]
 
 BUILTINS = {"and", "call", "html", "index", "slice", "js", "len", "not", "or", "print", "printf", "println",
             "urlquery", "eq", "ge", "gt", "le", "lt", "ne"}
@@ -42,7 +43,8 @@ _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<str>"(?:[^"\\\n]|\\.)*")
   | (?P<raw>`[^`]*`)
-  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<char>'(?:[^'\\\n]|\\[^\n])*')
+  | (?P<num>[+-]?(?:\d|\.\d)(?:[0-9A-Za-z_.]|(?<=[eEpP])[+-])*)
   | (?P<declare>:=)
   | (?P<assign>=)
   | (?P<pipe>\|)
@@ -66,6 +68,40 @@ def _lex_action(src: str, line: int) -> list[tuple[str, str]]:
             out.append((kind, m.group()))
         pos = m.end()
     return out
+
+
+def _go_number(text: str, line: int) -> Any:
+    """A number as Go's template parser reads it (strconv with base prefixes, underscores, exponents,
+    hex floats); ``bad number syntax`` otherwise."""
+    t = text.lstrip("+")
+    try:
+        if re.fullmatch(r"-?0[0-7_]+", t):                       # Go's leading-zero octal
+            return int(t.replace("_", ""), 8)
+        if re.fullmatch(r"-?(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9][0-9_]*)", t):
+            return int(t, 0)
+        if re.fullmatch(r"-?0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9_]+", t):
+            return float.fromhex(t.replace("_", ""))
+        if re.fullmatch(r"-?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?", t):
+            return float(t)
+        if t.endswith("i") and _go_number(t[:-1], line) is not None:   # an imaginary constant
+            return complex(0, float(t[:-1].replace("_", "")))
+    except ValueError:
+        pass
+    raise TemplateError(f'template: :{line}: bad number syntax: "{text}"')
+
+
+def _go_char(text: str, line: int) -> int:
+    """A character constant ('a', '\\n', '\\x41', '\\u00e9') is its code point, as in Go."""
+    body = text[1:-1]
+    if len(body) == 1:
+        return ord(body)
+    m = re.fullmatch(r"\\(?:([abfnrtv\\'])|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{3}))", body)
+    if not m:
+        raise TemplateError(f"template: :{line}: malformed character constant: {text}")
+    if m.group(1):
+        return ord({"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+                   .get(m.group(1), m.group(1)))
+    return int(next(g for g in m.groups()[1:] if g), 8 if m.group(5) else 16)
 
 
 # -- the tree ----------------------------------------------------------------------------------
@@ -135,6 +171,7 @@ class _Parser:
     def __init__(self, text: str):
         self.items = self._split(text)
         self.pos = 0
+        self.vars = ["$"]   # variables in scope, as Go's parser keeps them (popped at a control's end)
 
     @staticmethod
     def _split(text: str) -> list[tuple[str, Any, int]]:
@@ -153,14 +190,18 @@ class _Parser:
             items.append(("text", chunk, line))
             line += text[pos:i].count("\n")
             start = i + (3 if trim_left else 2)
-            if text.startswith("/*", start) or text.startswith(" /*", start - 1):
-                end = text.find("*/", start)
+            at = start + (1 if trim_left else 0)   # "{{/*" or "{{- /*": Go's only comment forms
+            if text.startswith("/*", at):
+                end = text.find("*/", at + 2)
                 if end < 0:
                     raise TemplateError(f"template: :{line}: unclosed comment")
-                j = text.find("}}", end)
-                if j < 0:
-                    raise TemplateError(f"template: :{line}: unclosed comment")
-                trim_right = text[end + 2:j].strip() == "-"
+                if text.startswith("}}", end + 2):
+                    trim_right, j = False, end + 2
+                elif text[end + 2:end + 3] in (" ", "\t", "\r", "\n") and text.startswith("-}}", end + 3):
+                    trim_right, j = True, end + 4
+                else:
+                    raise TemplateError(f"template: :{line}: comment ends before closing delimiter")
+                line += text[i:j].count("\n")
                 pos = j + 2
                 if trim_right:
                     while pos < len(text) and text[pos] in " \t\r\n":
@@ -175,9 +216,11 @@ class _Parser:
                     while j < len(text) and text[j] != '"':
                         if text[j] == "\\":
                             j += 1
-                        if text[j] == "\n":
+                        if j >= len(text) or text[j] == "\n":
                             raise TemplateError(f"template: :{line}: unterminated quoted string")
                         j += 1
+                    if j >= len(text):
+                        raise TemplateError(f"template: :{line}: unterminated quoted string")
                 elif c == "`":
                     j = text.find("`", j + 1)
                     if j < 0:
@@ -230,37 +273,66 @@ class _Parser:
                     raise TemplateError(f"template: :{line}: unexpected {toks[1][1]!r} in {{{{{word}}}}}")
                 nodes.append(Break() if word == "break" else Continue())
             elif word == "if":
+                saved = len(self.vars)
                 nodes.append(self._if(toks[1:], line))
+                del self.vars[saved:]
             elif word in ("range", "with"):
-                pipe = self._pipe(toks[1:], line, allow_decl=True)
-                if word == "range":
-                    self.range_depth += 1
-                try:
-                    body_nodes, stop = self._list(("end", "else"))
-                finally:
-                    if word == "range":
-                        self.range_depth -= 1
-                other: list[Node] = []
-                if stop is None:
-                    raise TemplateError(f"template: :{line}: unexpected EOF")
-                if stop[0] == "else":
-                    other, stop2 = self._list(("end",))
-                    if stop2 is None:
+                nodes.append(self._control(word, toks[1:], line))
+            elif word in ("define", "block", "template"):
+                if len(toks) < 2 or toks[1][0] not in ("str", "raw"):
+                    got = toks[1][1] if len(toks) > 1 else "}}"
+                    raise TemplateError(f'template: :{line}: unexpected "{got}" in {word} clause')
+                if word == "define" and len(toks) > 2:
+                    raise TemplateError(f'template: :{line}: unexpected "{toks[2][1]}" in define clause')
+                if word == "template" and len(toks) == 2:
+                    # Go parses it; Ollama's template.Parse refuses it (template.Identifiers)
+                    raise TemplateError("undefined template specified")
+                if len(toks) > 2:
+                    self._pipe(toks[2:], line, context=word)
+                if word != "template":
+                    outer, self.vars = self.vars, ["$"]   # a template body has its own variables
+                    depth, self.range_depth = self.range_depth, 0
+                    try:
+                        _, stop = self._list(("end",))
+                    finally:
+                        self.vars, self.range_depth = outer, depth
+                    if stop is None:
                         raise TemplateError(f"template: :{line}: unexpected EOF")
-                nodes.append(Range(pipe, body_nodes, other) if word == "range" else With(pipe, body_nodes, other))
-            elif word in ("define", "block"):
-                _, stop = self._list(("end",))
-                if stop is None:
-                    raise TemplateError(f"template: :{line}: unexpected EOF")
-            elif word == "template":
-                continue
             else:
                 nodes.append(Action(self._pipe(toks, line, allow_decl=True)))
         return nodes, None
 
+    def _control(self, word: str, toks: list, line: int) -> Node:
+        """``range`` or ``with`` up to its ``{{end}}``; ``{{else with}}`` (Go 1.23+) nests a ``with`` that
+        shares the ``{{end}}``. Variables declared here are gone after it, as in Go."""
+        saved = len(self.vars)
+        pipe = self._pipe(toks, line, allow_decl=True, context=word)
+        if word == "range":
+            self.range_depth += 1
+        try:
+            body, stop = self._list(("end", "else"))
+        finally:
+            if word == "range":
+                self.range_depth -= 1
+        if stop is None:
+            raise TemplateError(f"template: :{line}: unexpected EOF")
+        other: list[Node] = []
+        if stop[0] == "else":
+            rest = stop[1][1:]
+            if word == "with" and rest and rest[0] == ("ident", "with"):
+                other = [self._control("with", rest[1:], stop[2])]
+            elif rest:
+                raise TemplateError(f'template: :{stop[2]}: unexpected "{rest[0][1]}" in else')
+            else:
+                other, stop2 = self._list(("end",))
+                if stop2 is None:
+                    raise TemplateError(f"template: :{line}: unexpected EOF")
+        del self.vars[saved:]
+        return Range(pipe, body, other) if word == "range" else With(pipe, body, other)
+
     def _if(self, toks: list, line: int) -> If:
         branches = []
-        cond = self._pipe(toks, line, allow_decl=True)
+        cond = self._pipe(toks, line, allow_decl=True, context="if")
         while True:
             body, stop = self._list(("end", "else"))
             if stop is None:
@@ -270,26 +342,42 @@ class _Parser:
                 return If(branches)
             rest = stop[1][1:]
             if rest and rest[0] == ("ident", "if"):
-                cond = self._pipe(rest[1:], stop[2], allow_decl=True)
+                cond = self._pipe(rest[1:], stop[2], allow_decl=True, context="if")
                 continue
+            if rest:
+                raise TemplateError(f'template: :{stop[2]}: unexpected "{rest[0][1]}" in else')
             other, stop2 = self._list(("end",))
             if stop2 is None:
                 raise TemplateError(f"template: :{line}: unexpected EOF")
             return If(branches, other)
 
-    def _pipe(self, toks: list, line: int, allow_decl: bool = False) -> Pipe:
+    def _use(self, name: str, line: int) -> None:
+        if name.split(".")[0] not in self.vars:
+            raise TemplateError(f'template: :{line}: undefined variable "{name.split(".")[0]}"')
+
+    def _pipe(self, toks: list, line: int, allow_decl: bool = False, context: str = "command") -> Pipe:
         decl: list[str] = []
         assign = False
         # $a, $b := ... / $a := ... / $a = ...
+        if allow_decl and [k for k, _ in toks[:4]] == ["var", "comma", "var", "comma"]:
+            raise TemplateError(f"template: :{line}: too many declarations in {context}")
         for n in (4, 2):
             if len(toks) > n - 1 and allow_decl:
                 head = toks[:n]
                 if n == 4 and [k for k, _ in head] == ["var", "comma", "var", "declare"]:
+                    if context != "range":
+                        raise TemplateError(f"template: :{line}: too many declarations in {context}")
                     decl, toks = [head[0][1], head[2][1]], toks[4:]
                     break
-                if n == 2 and head[0][0] == "var" and head[1][0] in ("declare", "assign"):
+                if n == 2 and head[0][0] == "var" and head[1][0] in ("declare", "assign") and "." not in head[0][1]:
                     decl, assign, toks = [head[0][1]], head[1][0] == "assign", toks[2:]
                     break
+        if assign:
+            self._use(decl[0], line)
+        elif decl:
+            self.vars.extend(decl)    # declared before the right-hand side is read, as Go does
+        if not toks:
+            raise TemplateError(f"template: :{line}: missing value for {context}")
         cmds: list[list[tuple]] = [[]]
         i = 0
         while i < len(toks):
@@ -325,12 +413,19 @@ class _Parser:
             elif kind == "raw":
                 cmds[-1].append(("lit", val[1:-1]))
             elif kind == "num":
-                cmds[-1].append(("lit", float(val) if "." in val else int(val)))
+                cmds[-1].append(("lit", _go_number(val, line)))
+            elif kind == "char":
+                cmds[-1].append(("lit", _go_char(val, line)))
             else:
+                if kind == "var":
+                    self._use(val, line)
                 cmds[-1].append((kind, val))
             i += 1
         if not cmds[-1]:
-            raise TemplateError(f"template: :{line}: missing value for command")
+            raise TemplateError(f"template: :{line}: missing value for {context}")
+        for n, cmd in enumerate(cmds[1:], start=2):   # only the first stage may start with a constant
+            if cmd[0][0] == "lit" or cmd[0] == ("field", "."):
+                raise TemplateError(f"template: :{line}: non executable command in pipeline stage {n}")
         return Pipe(decl, assign, cmds)
 
 
@@ -385,13 +480,16 @@ def _fields_used(nodes: list[Node], top: bool = True) -> set[str]:
 
 
 def check_ollama_template(text: str) -> list[Node]:
-    """Parse a template as Ollama would; refuse fields Ollama never passes. Returns the tree."""
-    nodes = parse(text)
-    unknown = _fields_used(nodes) - TOP_FIELDS
-    if unknown:
-        raise TemplateError(f"template uses {', '.join('.' + f for f in sorted(unknown))}, which Ollama does not "
-                            f"provide (it provides {', '.join('.' + f for f in sorted(TOP_FIELDS))})")
-    return nodes
+    """Parse a template as Ollama's ``template.Parse`` does (Go's parser with Ollama's functions, then
+    its walk that refuses ``{{ template "x" }}`` without a pipeline): accept what it accepts, refuse
+    what it refuses. Returns the tree. Fields are not checked (Go's parser does not know the data);
+    :func:`unknown_fields` names those Ollama never passes."""
+    return parse(text)
+
+
+def unknown_fields(nodes: list[Node]) -> set[str]:
+    """Top-level fields a template reads that Ollama never passes (they render as empty)."""
+    return _fields_used(nodes) - TOP_FIELDS
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -433,6 +531,35 @@ class _Scope:
         raise TemplateError(f'template: undefined variable "{name}"')
 
 
+def _go_float(x: float) -> str:
+    """``fmt``'s %v of a float64 (``strconv.FormatFloat(x, 'g', -1, 64)``): the shortest digits, in %e
+    form when the decimal exponent is below -4 or at least 6 (1e+06, 1500, 1.5e-05)."""
+    if x != x:
+        return "NaN"
+    if x in (float("inf"), float("-inf")):
+        return "+Inf" if x > 0 else "-Inf"
+    if x == 0:
+        return "-0" if str(x).startswith("-") else "0"
+    from decimal import Decimal
+    sign, digits, exp = Decimal(repr(x)).as_tuple()
+    ds = list(digits)
+    while len(ds) > 1 and ds[-1] == 0:
+        ds.pop()
+        exp += 1
+    nd, dp = len(ds), len(ds) + exp
+    e = dp - 1
+    neg = "-" if sign else ""
+    text = "".join(map(str, ds))
+    if e < -4 or e >= 6:
+        mant = text[0] + ("." + text[1:] if nd > 1 else "")
+        return f"{neg}{mant}e{'+' if e >= 0 else '-'}{abs(e):02d}"
+    if dp <= 0:
+        return f"{neg}0.{'0' * -dp}{text}"
+    if dp >= nd:
+        return f"{neg}{text}{'0' * (dp - nd)}"
+    return f"{neg}{text[:dp]}.{text[dp:]}"
+
+
 def _go_str(v: Any) -> str:
     if v is None:
         return "<no value>"
@@ -440,6 +567,8 @@ def _go_str(v: Any) -> str:
         return "true"
     if v is False:
         return "false"
+    if isinstance(v, float):
+        return _go_float(v)
     return str(v)
 
 
@@ -505,7 +634,7 @@ class _Renderer:
             return val
         if kind == "field":
             v = dot
-            for part in val.split(".")[1:]:
+            for part in (val.split(".")[1:] if val != "." else []):
                 v = _field(v, part)
             return v
         if kind == "var":
@@ -560,7 +689,9 @@ class _Renderer:
                 seq = self.pipe(n.pipe, dot) or []
                 if not seq:
                     self.run(n.otherwise, dot)
-                for i, item in enumerate(seq):
+                # a map ranges in key order, the key as the index (Go's range over a map)
+                pairs = sorted(seq.items()) if isinstance(seq, dict) else enumerate(seq)
+                for i, item in pairs:
                     self.scope.vars.append({})
                     if len(n.pipe.decl) == 2:
                         self.scope.set(n.pipe.decl[0], i, True)
@@ -590,3 +721,151 @@ def render(template: str | list[Node], data: Any) -> str:
         # what Go reports at execution: wrong argument counts or types, indexes out of range
         raise TemplateError(f"template: error executing: {type(e).__name__}: {e}") from None
     return "".join(r.out)
+
+
+# -- Ollama's Template.Execute ------------------------------------------------------------------
+
+def identifiers(nodes: list[Node]) -> set[str]:
+    """Ollama's ``Template.Vars``: every field and variable name in the template, lower-cased (from
+    actions and the pipelines of if/range/with, as ``template.Identifiers`` walks them)."""
+    out: set[str] = set()
+
+    def pipe(p: Pipe) -> None:
+        for v in p.decl:
+            out.add(v.lower())
+        for cmd in p.cmds:
+            for kind, val in cmd:
+                if kind == "field":
+                    out.update(x.lower() for x in val.split(".")[1:] if x)
+                elif kind == "var":
+                    out.update(x.lower() for x in val.split("."))
+                elif kind == "pipe":
+                    pipe(val)
+
+    def walk(ns: list[Node]) -> None:
+        for n in ns:
+            if isinstance(n, Action):
+                pipe(n.pipe)
+            elif isinstance(n, If):
+                for cond, body in n.branches:
+                    pipe(cond)
+                    walk(body)
+                walk(n.otherwise)
+            elif isinstance(n, (Range, With)):
+                pipe(n.pipe)
+                walk(n.body)
+                walk(n.otherwise)
+    walk(nodes)
+    return out
+
+
+_RESPONSE = Action(Pipe([], False, [[("field", ".Response")]]))
+
+
+def ollama_parse(text: str) -> list[Node]:
+    """``template.Parse`` of Ollama: the Go parse, then ``{{ .Response }}`` appended to a template that
+    names neither ``.Messages`` nor ``.Response``."""
+    nodes = check_ollama_template(text)
+    ids = identifiers(nodes)
+    if "messages" not in ids and "response" not in ids:
+        nodes = nodes + [_RESPONSE]
+    return nodes
+
+
+def _collate(messages: list[dict]) -> tuple[str, list[dict]]:
+    """Ollama's ``collate``: the system messages joined, and consecutive messages of one role (but
+    tool) merged with a blank line between."""
+    system, out = [], []
+    for m in messages:
+        if m.get("Role") == "system":
+            system.append(m.get("Content", ""))
+        if out and out[-1]["Role"] == m.get("Role") and m.get("Role") != "tool":
+            out[-1] = dict(out[-1], Content=out[-1].get("Content", "") + "\n\n" + m.get("Content", ""))
+        else:
+            out.append(dict(m))
+    return "\n\n".join(system), out
+
+
+def _cut_after_response(nodes: list[Node]) -> list[Node]:
+    """Ollama's last legacy pass renders the template up to its first ``{{ .Response }}`` (kept)."""
+    cut = False
+
+    def pipe(p: Pipe) -> Optional[Pipe]:
+        nonlocal cut
+        cmds = []
+        for cmd in p.cmds:
+            args = []
+            for kind, val in cmd:
+                if cut:
+                    continue
+                if kind == "field" and "Response" in val.split("."):
+                    cut = True
+                elif kind == "pipe":
+                    sub = pipe(val)
+                    if sub is None:
+                        continue
+                    val = sub
+                args.append((kind, val))
+            if not args:
+                return None
+            cmds.append(args)
+        return Pipe(p.decl, p.assign, cmds)
+
+    def walk(ns: list[Node]) -> list[Node]:
+        out = []
+        for n in ns:
+            if cut:
+                break
+            if isinstance(n, Action):
+                p = pipe(n.pipe)
+                if p is not None:
+                    out.append(Action(p))
+            elif isinstance(n, If):
+                out.append(If([(c, walk(b)) for c, b in n.branches], walk(n.otherwise)))
+            elif isinstance(n, Range):
+                out.append(Range(n.pipe, walk(n.body), walk(n.otherwise)))
+            elif isinstance(n, With):
+                out.append(With(n.pipe, walk(n.body), walk(n.otherwise)))
+            else:
+                out.append(n)
+        return out
+    return walk(nodes)
+
+
+def ollama_execute(template: str | list[Node], messages: list[dict], *, tools: Optional[list] = None,
+                   prompt: str = "", suffix: str = "", think: bool = False, think_level: str = "",
+                   is_think_set: bool = False) -> str:
+    """What Ollama's ``Template.Execute`` writes for a chat (messages as dicts with ``Role``,
+    ``Content`` and the other fields Ollama passes): a ``.Messages`` template gets the collated
+    conversation, any other is run once per exchange (``.System``, ``.Prompt``, ``.Response``) and
+    the last exchange is cut after ``{{ .Response }}``."""
+    nodes = ollama_parse(template) if isinstance(template, str) else template
+    think_vals = {"Think": think, "ThinkLevel": think_level, "IsThinkSet": is_think_set}
+    if prompt and suffix:
+        return render(nodes, {"Prompt": prompt, "Suffix": suffix, "Response": "", **think_vals})
+    system, msgs = _collate(messages)
+    if "messages" in identifiers(nodes):
+        return render(nodes, {"System": system, "Messages": msgs, "Tools": tools or None, "Response": "",
+                              **think_vals})
+    out = []
+    system, prompt, response = "", "", ""
+
+    def execute() -> None:
+        nonlocal system, prompt, response
+        out.append(render(nodes, {"System": system, "Prompt": prompt, "Response": response, **think_vals}))
+        system = prompt = response = ""
+    for m in msgs:
+        role = m.get("Role")
+        if role == "system":
+            if prompt or response:
+                execute()
+            system = m.get("Content", "")
+        elif role == "user":
+            if response:
+                execute()
+            prompt = m.get("Content", "")
+        elif role == "assistant":
+            response = m.get("Content", "")
+    out.append(render(_cut_after_response(nodes), {"System": system, "Prompt": prompt, "Response": response,
+                                                   **think_vals}))
+    return "".join(out)

@@ -1,0 +1,134 @@
+"""Ollama's own 20 templates (tests/ollama_templates/, MIT, from Ollama's source): each packs, comes
+back byte-identical, and renders as Ollama's golden test outputs say, through this project's Go template
+parser and an emulation of Ollama's Template.Execute."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import TINY, run_cli
+from ollama_oci.gotemplate import ollama_execute
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ollama_templates")
+NAMES = sorted(f for f in os.listdir(HERE) if f.endswith(".gotmpl"))
+CASES = {
+    "user": [("user", "Hello, how are you?")],
+    "user-assistant-user": [("user", "Hello, how are you?"),
+                            ("assistant", "I'm doing great. How can I help you today?"),
+                            ("user", "I'd like to show off how chat templating works!")],
+    "system-user-assistant-user": [("system", "You are a helpful assistant."), ("user", "Hello, how are you?"),
+                                   ("assistant", "I'm doing great. How can I help you today?"),
+                                   ("user", "I'd like to show off how chat templating works!")],
+}
+#: Ollama's test strips one trailing space from these templates' output before comparing
+TRAILING_SPACE = {"chatqa.gotmpl", "llama2-chat.gotmpl", "mistral-instruct.gotmpl", "openchat.gotmpl", "vicuna.gotmpl"}
+
+
+def test_all_twenty_are_here():
+    assert len(NAMES) == 20
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_renders_as_ollamas_golden_outputs(name):
+    with open(os.path.join(HERE, name), encoding="utf-8") as f:
+        text = f.read().replace("\r\n", "\n")
+    for case, conv in CASES.items():
+        got = ollama_execute(text, [{"Role": r, "Content": c} for r, c in conv])
+        if name in TRAILING_SPACE and got.endswith(" "):
+            got = got[:-1]
+        with open(os.path.join(HERE, "testdata", name, case), encoding="utf-8") as f:
+            want = f.read()
+        assert got == want, (name, case)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_packs_and_comes_back_byte_identical(tmp_path, name):
+    path = os.path.join(HERE, name)
+    cp = run_cli("pack", TINY, "--template", path, "--name", "t:1", "--models-dir", tmp_path / "m", "--json",
+                 check=0)
+    layer = next(x for x in json.loads(cp.stdout)["layers"] if x["kind"] == "template")
+    blob = tmp_path / "m" / "blobs" / layer["digest"].replace(":", "-")
+    assert blob.read_bytes() == open(path, "rb").read()
+    shown = json.loads(run_cli("show", "t:1", "--models-dir", tmp_path / "m", "--json", check=0).stdout)
+    assert shown["template"] == open(path, encoding="utf-8").read()
+
+
+# What Go's text/template parser (Go 1.26, Ollama's go.mod) and Ollama's template.Parse say of each
+# template: None = accepted, else a piece of the error. Read off parse/lex.go and parse/parse.go of
+# Go and template/template.go of Ollama (Identifiers); Ollama's own Go code re-checks this corpus.
+CORPUS = [
+    ('{{ template "x" }}', "undefined template specified"),          # Ollama refuses; Go would parse it
+    ('{{ template "x" . }}', None),
+    ("{{ template }}", 'unexpected "}}" in template clause'),
+    ("{{ $x }}", 'undefined variable "$x"'),
+    ("{{ $x = 1 }}", 'undefined variable "$x"'),
+    ("{{ $x := $x }}", None),                                       # declared before its value is read
+    ("{{ $x := 1 }}{{ $x = 2 }}{{ $x }}", None),
+    ("{{ if true }}{{ $y := 2 }}{{ end }}{{ $y }}", 'undefined variable "$y"'),
+    ("{{ range $i, $m := .Messages }}{{ $i }}{{ end }}{{ $i }}", 'undefined variable "$i"'),
+    ("{{ with $s := .System }}{{ $s }}{{ else }}{{ $s }}{{ end }}", None),
+    ('{{ $x := 1 }}{{ define "t" }}{{ $x }}{{ end }}', 'undefined variable "$x"'),
+    ("{{ range $i, $e, $f := .Messages }}{{ end }}", "too many declarations in range"),
+    ("{{ $a, $b := 1 }}", "too many declarations in command"),
+    ("{{ 'a' }}", None), ("{{ '\\n' }}", None), ("{{ '\\u00e9' }}", None), ("{{ 'ab' }}", "character constant"),
+    ("{{ .Images }}{{ .Messages }}{{ .Anything.Deep }}", None),       # fields are not checked by the parser
+    ("{{ range .Messages }}{{ break }}{{ end }}", None),
+    ("{{ range .Messages }}{{ if .Content }}{{ continue }}{{ end }}{{ end }}", None),
+    ("{{ break }}", "{{break}} outside {{range}}"),
+    ("{{ with .System }}{{ continue }}{{ end }}", "{{continue}} outside {{range}}"),
+    ("{{ bos_token }}", 'function "bos_token" not defined'),
+    ("{{ json .Tools }}{{ currentDate }}{{ yesterdayDate }}{{ toTypeScriptType . }}", None),
+    ("{{ if }}{{ end }}", "missing value for if"),
+    ("{{ range }}{{ end }}", "missing value for range"),
+    ("{{ }}", "missing value for command"),
+    ('{{ "a" | "b" }}', "non executable command in pipeline stage 2"),
+    ('{{ "a" | printf "%s" }}', None),
+    ("{{ 1.5e3 }}{{ 0x1F }}{{ 0o17 }}{{ 0b101 }}{{ 1_000 }}{{ -1 }}{{ +2 }}{{ .5 }}", None),
+    ("{{ 1abc }}", "bad number syntax"),
+    ("{{/* a comment */}}{{- /* trimmed */ -}}", None),
+    ("{{ /* not a comment */ }}", "unexpected"),
+    ("{{/* c */ x}}", "comment ends before closing delimiter"),
+    ("{{ nil }}", None),                                              # an execution error, not a parse one
+    ("{{ end }}", "unexpected {{end}}"),
+    ("{{ if .System }}", "unexpected EOF"),
+    ("{{ .System", "unclosed action"),
+    ('{{ "open }}', "unterminated"),
+    ("{{ with .A }}a{{ else with .B }}b{{ else }}c{{ end }}", None),  # else with: Go 1.23+
+    ("{{ if .A }}{{ else range }}{{ end }}", 'unexpected "range" in else'),
+    ('{{ block "b" . }}{{ .System }}{{ end }}', None),
+    ('{{ define "t" }}{{ .X }}{{ end }}{{ template "t" . }}', None),
+]
+
+
+@pytest.mark.parametrize("text, error", CORPUS, ids=[t for t, _ in CORPUS])
+def test_the_parser_agrees_with_ollamas(text, error):
+    from ollama_oci.gotemplate import TemplateError, check_ollama_template
+    if error is None:
+        check_ollama_template(text)
+    else:
+        with pytest.raises(TemplateError) as ei:
+            check_ollama_template(text)
+        assert error in str(ei.value)
+
+
+def test_values_print_as_go_prints_them():
+    from ollama_oci.gotemplate import render
+    assert render("{{ 'a' }} {{ 0x10 }} {{ 1.5e3 }} {{ 1e6 }} {{ 2.5 }} {{ true }} {{ .Missing }}", {}) == \
+        "97 16 1500 1e+06 2.5 true <no value>"
+    # a map ranges in key order; {{ . }} is the element
+    assert render("{{ range $k, $v := .D }}{{ $k }}={{ $v }};{{ end }}{{ range .L }}[{{ . }}]{{ end }}",
+                  {"D": {"b": 2, "a": 1}, "L": [1, 2]}) == "a=1;b=2;[1][2]"
+
+
+def test_a_template_without_messages_runs_once_per_exchange_as_ollama_does():
+    """Ollama's legacy path: .System/.Prompt/.Response per exchange, the last cut after .Response."""
+    from ollama_oci.gotemplate import ollama_execute
+    t = "{{ if .System }}S:{{ .System }}\n{{ end }}U:{{ .Prompt }}\nA:{{ .Response }}<end>\n"
+    conv = [{"Role": "system", "Content": "be brief"}, {"Role": "user", "Content": "hi"},
+            {"Role": "assistant", "Content": "hello"}, {"Role": "user", "Content": "bye"}]
+    assert ollama_execute(t, conv) == "S:be brief\nU:hi\nA:hello<end>\nU:bye\nA:"
+    # neither .Messages nor .Response: {{ .Response }} is appended, as template.Parse does
+    assert ollama_execute("Q: {{ .Prompt }} ", [{"Role": "user", "Content": "x"}]) == "Q: x "
