@@ -147,6 +147,10 @@ class Recipe:
     parser: str = ""
     #: with no ``template``, derive one (and stop words) from the GGUF's Jinja chat template
     auto_template: bool = True
+    #: auto: derive a Go template from the GGUF's chat template when none is given (skipped with a
+    #: warning if it cannot be derived); go: a Go template or an error; gguf: no template layer, so
+    #: Ollama >= 0.30 renders the GGUF's own Jinja (and older versions the raw prompt)
+    template_mode: str = "auto"
 
     def check(self) -> None:
         if not self.files and not self.base:
@@ -340,11 +344,14 @@ class PackResult:
     config: Config
     infos: list[ModelInfo]
     stores: list[str]
+    #: how each Ollama version range will render the model (template_choice.template_selection)
+    template_selection: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "name": self.name.display,
             "full_name": str(self.name),
+            "template_selection": self.template_selection,
             "manifest_digest": str(self.manifest_digest),   # the ID `ollama list` shows
             # what a registry will hold after a push (Go's json.Marshal of the manifest: no newline)
             "registry_digest": str(digest_bytes(self.manifest.to_bytes(newline=False))),
@@ -454,7 +461,8 @@ def _derive_from_inputs(inputs: Optional[tuple], **kw):
     return derive_template(src, vocab=vocab, eos_token=eos, **kw)
 
 
-def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[Optional[tuple]], warn):
+def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[Optional[tuple]], warn,
+            required: bool = False):
     from .chat_template import TemplateDerivationError
     for path, info, inp in zip(paths, infos, inputs):
         if info.kind != "model" or not info.chat_template:
@@ -463,6 +471,9 @@ def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[O
         try:
             d = _derive_from_inputs(inp)
         except TemplateDerivationError as e:
+            if required:
+                raise TemplateDerivationError(f"{name}: {e}; --template-mode go needs a Go template: give one with "
+                                              f"TEMPLATE or --template, or use --template-mode gguf") from None
             if warn:
                 warn(f"{name}: {e}; the model gets no template layer (give one with TEMPLATE or --template)")
             return None
@@ -550,7 +561,12 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
             raise
         return staged
 
-    want_template = recipe.template is None and recipe.auto_template
+    mode = recipe.template_mode if recipe.auto_template else "gguf"
+    if mode not in ("auto", "go", "gguf"):
+        raise InvalidInput(f"template mode {mode!r} is not one of auto, go, gguf")
+    if mode == "gguf" and recipe.template is not None and recipe.auto_template:
+        raise InvalidInput("--template-mode gguf writes no template layer, but a TEMPLATE was given; drop one")
+    want_template = recipe.template is None and mode != "gguf"
     with ThreadPoolExecutor(max_workers=1) as ex:
         fut = ex.submit(stage_all)
         try:
@@ -578,11 +594,14 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     params = dict(recipe.params)
     arch = next(i.architecture for i in base_infos if i.kind == "model")
     template = recipe.template
-    if template is None and recipe.auto_template:
+    if template is None and mode != "gguf":
         # after staging: the derivation forks a sandbox, which must not happen while threads run
         derived = None
         try:
-            derived = _derive(order, base_infos, [t for _, t in base], warn)
+            derived = _derive(order, base_infos, [t for _, t in base], warn, required=mode == "go")
+            if derived is None and mode == "go":
+                raise InvalidInput("--template-mode go needs a Go template, and the GGUF has no chat template to "
+                                   "derive one from: give one with TEMPLATE or --template")
         except BaseException:
             for st in staged:
                 discard_staged(st)
@@ -626,8 +645,14 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
         first.put_blob_bytes(b.data, b.descriptor.digest)
     mdigest = first.put_manifest(name, manifest)
     _copy_to_others(first, stores[1:], name, manifest, link_mode, progress)
+    from .template_choice import template_selection
+    chat = next((i.chat_template for i in base_infos if i.kind == "model"), None)
+    selection = template_selection(go_template=template or None, chat_template=chat, renderer=config.renderer,
+                                   parser=config.parser, model_family=config.model_family)
+    if warn is not None and template and selection[0]["source"] == "gguf_chat_template":
+        warn(f"Ollama >= 0.30 will not use this Go template: {selection[0]['why']}; Ollama < 0.30 will")
     return PackResult(name, manifest, mdigest, config, base_infos + adapter_infos,
-                      [s.describe() for s in stores])
+                      [s.describe() for s in stores], selection)
 
 
 def _copy_to_others(first: Any, others: Sequence[Any], name: ModelName, manifest: Manifest, link_mode: str,

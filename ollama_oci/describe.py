@@ -32,6 +32,8 @@ class ModelDescription:
     details: dict = field(default_factory=dict)   # architecture, parameters, ... (from the GGUF header)
     #: where the template came from: "given", "derived" (from the GGUF's chat template), or None
     template_source: Optional[str] = None
+    #: how each Ollama version range renders the model (:func:`~ollama_oci.template_choice.template_selection`)
+    template_selection: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         t = self.texts
@@ -43,6 +45,7 @@ class ModelDescription:
                         **({"from": l.from_} if l.from_ else {})} for l in self.manifest.layers],
             "template": t.get("template"), "system": t.get("system"), "parameters": t.get("params"),
             "messages": t.get("messages"), "licenses": t.get("licenses", []),
+            "template_selection": self.template_selection,
         }
 
 
@@ -100,7 +103,10 @@ def describe_model(store: Any, name: ModelName, *, template_source: bool = True)
             except InvalidInput:
                 pass
     ident = getattr(store, "manifest_id", digest_bytes)(raw)   # the ID `list` shows
-    return ModelDescription(name, store.describe(), manifest, ident, config, texts, details, source)
+    from .template_choice import template_selection
+    selection = template_selection(go_template=texts.get("template"), chat_template=chat_template,
+                                   renderer=config.renderer, parser=config.parser, model_family=config.model_family)
+    return ModelDescription(name, store.describe(), manifest, ident, config, texts, details, source, selection)
 
 
 def modelfile_text(store: Any, name: ModelName) -> str:

@@ -297,3 +297,75 @@ def test_an_empty_system_message_is_one_system_turn():
     want = render_jinja(src, [([{"role": "system", "content": ""}, {"role": "user", "content": "Hi."}], True)],
                         eos_token="</s>")[0]
     assert out == want
+
+
+def _gguf_with_template(path, chat_template):
+    """A minimal model GGUF (llama architecture, a ChatML vocabulary) carrying ``chat_template``."""
+    import struct
+
+    def s(x: bytes) -> bytes:
+        return struct.pack("<Q", len(x)) + x
+    tokens = [b"<unk>", b"<s>", b"</s>", b"<|im_start|>", b"<|im_end|>"]
+    kvs = [(b"general.architecture", struct.pack("<I", 8) + s(b"llama")),
+           (b"tokenizer.ggml.tokens", struct.pack("<IIQ", 9, 8, len(tokens)) + b"".join(s(t) for t in tokens)),
+           (b"tokenizer.ggml.token_type", struct.pack("<IIQ", 9, 5, 5) + struct.pack("<5i", 2, 3, 3, 3, 3)),
+           (b"tokenizer.ggml.eos_token_id", struct.pack("<II", 4, 4))]
+    if chat_template is not None:
+        kvs.append((b"tokenizer.chat_template", struct.pack("<I", 8) + s(chat_template.encode())))
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kvs)) + b"".join(s(k) + v for k, v in kvs)
+    head += s(b"t") + struct.pack("<IQIQ", 1, 8, 0, 0)
+    head += b"\0" * (-len(head) % 32)
+    with open(path, "wb") as f:
+        f.write(head + b"\0" * 32)
+    return str(path)
+
+
+TOOLS_CHATML = (
+    "{%- if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{%- endif %}"
+    "{% for message in messages %}{% if message['role'] == 'tool' %}<|im_start|>tool\n<tool_response>"
+    "{{ message['content'] }}</tool_response><|im_end|>\n{% else %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}{% if message.tool_calls %}<tool_call>{{ message.tool_calls | tojson }}</tool_call>"
+    "{% endif %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_which_template_ollama_will_use_and_template_modes(tmp_path):
+    """pack and show say which template each Ollama version renders with, as server/images.go decides;
+    --template-mode chooses."""
+    from ollama_oci.template_choice import chat_template_capabilities, go_template_capabilities
+    gguf = _gguf_with_template(tmp_path / "tools.gguf", TOOLS_CHATML)
+    models = tmp_path / "m"
+    cp = run_cli("pack", gguf, "--name", "tools:auto", "--models-dir", models, "--json", check=0)
+    doc = json.loads(cp.stdout)
+    assert "template" in [x["kind"] for x in doc["layers"]]
+    # the Jinja template has tools, the derived Go template has none: Ollama >= 0.30 skips the Go one
+    sel = {s["ollama"]: s["source"] for s in doc["template_selection"]}
+    assert sel[">=0.30"] == "gguf_chat_template" and sel["<0.30"] == "go_template", sel
+    assert "Ollama >= 0.30 will not use this Go template" in cp.stderr
+    shown = json.loads(run_cli("show", "tools:auto", "--models-dir", models, "--json", check=0).stdout)
+    assert shown["template_selection"] == doc["template_selection"]
+    # gguf mode: no template layer; Ollama >= 0.30 renders the Jinja, older versions the raw prompt
+    doc = json.loads(run_cli("pack", gguf, "--name", "tools:gguf", "--template-mode", "gguf", "--models-dir", models,
+                             "--json", check=0).stdout)
+    assert "template" not in [x["kind"] for x in doc["layers"]]
+    assert [(s["ollama"], s["source"]) for s in doc["template_selection"]] == [(">=0.30", "gguf_chat_template"),
+                                                                               ("<0.30", "default")]
+    # go mode: a Go template or an error
+    plain = _gguf_with_template(tmp_path / "plain.gguf", None)
+    cp = run_cli("pack", plain, "--name", "p:1", "--template-mode", "go", "--models-dir", models)
+    assert cp.returncode == 3 and "--template-mode go" in cp.stderr
+    bad = _gguf_with_template(tmp_path / "bad.gguf", "{{ raise_exception('no') }}")
+    cp = run_cli("pack", bad, "--name", "b:1", "--template-mode", "go", "--models-dir", models)
+    assert cp.returncode == 3 and "--template-mode go needs a Go template" in cp.stderr
+    cp = run_cli("pack", gguf, "--name", "x:1", "--template-mode", "gguf", "--template", os.path.join(
+        REPO, "tests", "ollama_templates", "chatml.gotmpl"), "--models-dir", models)
+    assert cp.returncode == 3 and "TEMPLATE was given" in cp.stderr
+    # Ollama's capability tests, string for string
+    assert chat_template_capabilities(TOOLS_CHATML) == ["tools"]
+    assert chat_template_capabilities("<think>x</think>") == ["thinking"]
+    assert chat_template_capabilities("{{ content.split('</think>') }}") == ["thinking"]
+    with open(os.path.join(REPO, "tests", "ollama_templates", "command-r.gotmpl")) as f:
+        assert go_template_capabilities(f.read()) == ["tools"]
+    assert go_template_capabilities("{{ .Prompt }}{{ .Suffix }}") == ["insert"]
+    thinking = ('{{ range .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}'
+                '{{ .Content }}{{ end }}')
+    assert go_template_capabilities(thinking) == ["thinking"]

@@ -244,6 +244,10 @@ def show(name, modelfile, models_dir, oci_layout, as_json) -> None:
     if d.template_source:
         click.echo("    template            " + ("derived from the GGUF chat template"
                                                 if d.template_source == "derived" else "given"))
+    if d.template_selection:
+        click.echo("\n  Template Ollama uses")
+        for sel in d.template_selection:
+            click.echo(f"    {'Ollama ' + sel['ollama']:<41} {sel['source']}: {printable(sel['why'], 300)}")
     click.echo("\n  Layers")
     for l in manifest.layers:
         click.echo(f"    {l.kind:<10} {l.digest}  {human_size(l.size)}")

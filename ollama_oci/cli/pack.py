@@ -32,8 +32,11 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
 @click.option("--strict", is_flag=True,
               help="Refuse a GGUF that Ollama's loader cannot read (big-endian, GGUF v1, arrays of arrays) "
                    "instead of packing it with a warning.")
-@click.option("--no-auto-template", is_flag=True,
-              help="Do not derive a template from the GGUF's Jinja chat template when none is given.")
+@click.option("--template-mode", type=click.Choice(["auto", "go", "gguf"]), default="auto", show_default=True,
+              help="auto: derive a Go template from the GGUF's Jinja chat template when none is given (none if it "
+                   "cannot be derived, with a warning); go: a Go template or an error; gguf: no template layer, "
+                   "so Ollama >= 0.30 renders the GGUF's own chat template (older versions: the raw prompt).")
+@click.option("--no-auto-template", is_flag=True, help="The same as --template-mode gguf.")
 @click.option("--legacy-rootfs", is_flag=True,
               help="Write the config as ollama <= 0.32.6 did (with rootfs), as on registry.ollama.ai.")
 @click.option("--also", "also", multiple=True, type=click.Choice(["modelpack", "docker"]),
@@ -43,7 +46,8 @@ from .common import Progress, emit_json, given, human_size, json_option, model_n
               help="Print nothing on success (warnings and errors still go to stderr).")
 @json_option
 def pack(gguf, modelfile, name, template, system, licenses, params, messages, adapters, requires,
-         models_dir, oci_layouts, link_mode, no_auto_template, legacy_rootfs, also, quiet, as_json, strict) -> None:
+         models_dir, oci_layouts, link_mode, template_mode, no_auto_template, legacy_rootfs, also, quiet, as_json,
+         strict) -> None:
     """Build an Ollama model from a GGUF file (and optionally a Modelfile).
 
     Writes the GGUF, template, system, params, messages and license layers, the
@@ -64,6 +68,7 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
     recipe = recipe_for(gguf, modelfile, template_file=template, system_file=system, license_files=licenses,
                         params=params, messages=messages, adapters=adapters, requires=requires,
                         auto_template=not no_auto_template, warn=warn)
+    recipe.template_mode = template_mode
     mname = model_name(name) if name else default_name(recipe)
     if mname.namespace != mname.namespace.lower() or mname.model != mname.model.lower():
         warn(f"{mname.display}: Ollama matches names in any case, but registries take repository names in "
@@ -103,6 +108,8 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
         click.echo(f"  {l.kind:<10} {l.digest[7:19]}  {human_size(l.size)}")
     for s in result.stores:
         click.echo(f"  -> {s}")
+    for sel in result.template_selection:
+        click.echo(f"  template for Ollama {sel['ollama']}: {sel['source']}")
     for t in twins:
         click.echo(f"  {t['format']} twin {t['name']} in {t['layout']} (not carried: "
                    f"{', '.join(t['not_carried']) or 'nothing'})")

@@ -1,0 +1,174 @@
+"""Which template Ollama will render a model with, by version, as ``server/images.go`` decides.
+
+Ollama >= 0.30 (llama-server for every GGML model) can render a model three ways: its renderer/parser
+pair (set in the config), the Go template layer, or the GGUF's own Jinja ``tokenizer.chat_template``.
+It keeps the Go template unless the Jinja one offers more (``shouldPreferChatTemplate``): more
+capabilities (tools, thinking), or the same tool capability with a tool round trip the Go template
+lacks. ``OLLAMA_GO_TEMPLATE`` set forces one way. Older versions always use the Go template, or
+``{{ .Prompt }}`` when there is none. The capability tests below are Ollama's, string for string.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .gotemplate import Action, If, Node, Pipe, Range, Text, TemplateError, With, identifiers, ollama_parse
+
+__all__ = ["template_selection", "go_template_capabilities", "chat_template_capabilities"]
+
+TOOLS, THINKING, INSERT = "tools", "thinking", "insert"
+
+
+def chat_template_capabilities(chat_template: str) -> list[str]:
+    """``chatTemplateCapabilities``: what Ollama reads off a Jinja chat template."""
+    caps = []
+    if not chat_template:
+        return caps
+    if "tools" in chat_template or "tool_call" in chat_template:
+        caps.append(TOOLS)
+    if _jinja_thinks(chat_template):
+        caps.append(THINKING)
+    return caps
+
+
+def _jinja_thinks(t: str) -> bool:
+    if "<think>" in t and "</think>" in t:
+        return True
+    return (("content.split('</think>')" in t or 'content.split("</think>")' in t)
+            and "reasoning_content" not in t and "<SPECIAL_12>" not in t)
+
+
+def chat_template_tool_round_trip(t: str) -> bool:
+    if TOOLS not in chat_template_capabilities(t):
+        return False
+    calls = "tool_calls" in t or "assistant_tool_call" in t
+    results = ("tool_response" in t or "tool_results" in t or "role'] == 'tool'" in t or "role'] == \"tool\"" in t
+               or "role\"] == 'tool'" in t or 'role"] == "tool"' in t or "message.role == 'tool'" in t
+               or 'message.role == "tool"' in t or "ipython" in t)
+    return calls and results
+
+
+def _thinking_tags(nodes: list[Node]) -> tuple[str, str]:
+    """``thinking.InferTags``: around the last ``.Thinking`` inside a ``range`` over ``.Messages``, the
+    first and last text of the nearest list."""
+    tags = ("", "")
+
+    def pipe_has(p: Pipe, name: str) -> bool:
+        for cmd in p.cmds:
+            for kind, val in cmd:
+                if kind == "field" and val.split(".")[1:2] == [name]:
+                    return True
+                if kind == "pipe" and pipe_has(val, name):
+                    return True
+        return False
+
+    def ends(lst: list[Node]) -> tuple[str, str]:
+        first = lst[0].text.strip() if lst and isinstance(lst[0], Text) else ""
+        last = lst[-1].text.strip() if lst and isinstance(lst[-1], Text) else ""
+        return first, last
+
+    def walk(lst: list[Node], in_messages: bool) -> None:
+        nonlocal tags
+        for n in lst:
+            if isinstance(n, Action):
+                if in_messages and pipe_has(n.pipe, "Thinking"):
+                    tags = ends(lst)
+            elif isinstance(n, If):
+                for cond, body in n.branches:
+                    if in_messages and pipe_has(cond, "Thinking"):
+                        tags = ends(lst)
+                    walk(body, in_messages)
+                walk(n.otherwise, in_messages)
+            elif isinstance(n, Range):
+                walk(n.body, pipe_has(n.pipe, "Messages"))
+                walk(n.otherwise, in_messages)
+            elif isinstance(n, With):
+                if in_messages and pipe_has(n.pipe, "Thinking"):
+                    tags = ends(lst)
+                walk(n.body, in_messages)
+                walk(n.otherwise, in_messages)
+    walk(nodes, False)
+    return tags
+
+
+def go_template_capabilities(template: str) -> list[str]:
+    """``goTemplateCapabilities``: tools (``.Tools``), insert (``.Suffix``), thinking (tags found)."""
+    try:
+        nodes = ollama_parse(template)
+    except TemplateError:
+        return []
+    ids = identifiers(nodes)
+    caps = []
+    if "tools" in ids:
+        caps.append(TOOLS)
+    if "suffix" in ids:
+        caps.append(INSERT)
+    opening, closing = _thinking_tags(nodes)
+    if opening and closing:
+        caps.append(THINKING)
+    return caps
+
+
+def go_template_tool_round_trip(template: str) -> bool:
+    try:
+        ids = identifiers(ollama_parse(template))
+    except TemplateError:
+        return False
+    if "tools" not in ids or "toolcalls" not in ids:
+        return False
+    return 'eq .Role "tool"' in template or "tool_response" in template or "TOOL_RESULTS" in template
+
+
+def _prefer_chat(chat: str, chat_caps: list[str], go: str, go_caps: list[str]) -> bool:
+    """``shouldPreferChatTemplate``."""
+    if len(chat_caps) > len(go_caps):
+        return not go_template_tool_round_trip(go) or chat_template_tool_round_trip(chat)
+    if set(chat_caps) != set(go_caps) or len(chat_caps) != len(go_caps) or TOOLS not in chat_caps or TOOLS not in go_caps:
+        return False
+    return chat_template_tool_round_trip(chat) and not go_template_tool_round_trip(go)
+
+
+def template_selection(*, go_template: Optional[str], chat_template: Optional[str], renderer: str = "",
+                       parser: str = "", model_family: str = "") -> list[dict[str, Any]]:
+    """How each Ollama version range renders a model: ``[{"ollama": range, "source": ..., "why": ...}]``.
+
+    ``source`` is Ollama's own name (``selectedTemplateSource``): ``renderer_parser``, ``renderer``,
+    ``parser``, ``harmony``, ``go_template``, ``gguf_chat_template`` or ``none``; below 0.30,
+    ``go_template`` or ``default`` (``{{ .Prompt }}``)."""
+    go_caps = go_template_capabilities(go_template) if go_template else []
+    chat_caps = chat_template_capabilities(chat_template or "")
+    harmony = bool(go_template) and model_family in ("gptoss", "gpt-oss") and "<|start|>" in go_template \
+        and "<|end|>" in go_template
+    out = []
+    if renderer or parser:
+        src = "renderer_parser" if renderer and parser else "renderer" if renderer else "parser"
+        out.append({"ollama": ">=0.30", "source": src, "why": "the config names a renderer/parser"})
+    elif harmony:
+        out.append({"ollama": ">=0.30", "source": "harmony", "why": "a gpt-oss template with harmony tags"})
+    elif go_template:
+        if chat_template and _prefer_chat(chat_template, chat_caps, go_template, go_caps):
+            out.append({"ollama": ">=0.30", "source": "gguf_chat_template",
+                        "why": f"the GGUF's chat template offers more ({', '.join(chat_caps) or 'none'} against "
+                               f"the Go template's {', '.join(go_caps) or 'none'}): the Go template is skipped"})
+        else:
+            out.append({"ollama": ">=0.30", "source": "go_template",
+                        "why": "the Go template layer" + (f" (its capabilities: {', '.join(go_caps)})" if go_caps
+                                                          else "")})
+    elif chat_template:
+        out.append({"ollama": ">=0.30", "source": "gguf_chat_template",
+                    "why": "no Go template layer: llama-server renders the GGUF's Jinja"
+                           + (f" (capabilities: {', '.join(chat_caps)})" if chat_caps else "")})
+    else:
+        out.append({"ollama": ">=0.30", "source": "none", "why": "no template at all: prompts go in raw"})
+    if go_template and chat_template and not (renderer or parser or harmony):
+        out.append({"ollama": ">=0.30 with OLLAMA_GO_TEMPLATE=0", "source": "gguf_chat_template",
+                    "why": "the variable turns Go templates off"})
+    if renderer or parser:
+        out.append({"ollama": "<0.30", "source": out[0]["source"], "why": "the config names a renderer/parser"})
+    elif go_template:
+        out.append({"ollama": "<0.30", "source": "go_template", "why": "the Go template layer (tools: "
+                    + ("yes" if TOOLS in go_caps else "no") + ")"})
+    else:
+        out.append({"ollama": "<0.30", "source": "default", "why": "no template layer: {{ .Prompt }}, the raw "
+                                                                  "prompt (the GGUF's Jinja is not read)"})
+    return out
