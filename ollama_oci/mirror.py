@@ -127,7 +127,8 @@ def load_plan(path: str) -> MirrorPlan:
     if not isinstance(obj.get("to_ollama", False), bool):
         raise InvalidInput(f"{path}: to_ollama must be true or false")
     return MirrorPlan(source, target, norm, conc, int(obj.get("blob_concurrency", 4)), path,
-                      _also(obj.get("also", []), f"{path}: also"), twin_name, bool(obj.get("to_ollama", False)))
+                      also=_also(obj.get("also", []), f"{path}: also"), twin_name=twin_name,
+                      to_ollama=bool(obj.get("to_ollama", False)))
 
 
 def _also(value: Any, where: str) -> tuple:
