@@ -480,6 +480,10 @@ def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[O
         if d is not None and warn:
             note = {"unsupported": "; this chat template has no place for a system prompt, so SYSTEM is dropped",
                     "default": "; it supplies its own default system prompt"}.get(d.system, "")
+            if d.trims:
+                note += ("; the chat template trims each message (| trim) and no Ollama template function can, so "
+                         "a message with leading or trailing whitespace renders differently (--template-mode gguf "
+                         "lets Ollama >= 0.30 render the chat template itself)")
             warn(f"{name}: using a template derived from its chat template (stop words "
                  f"{', '.join(d.stop) or 'none'}){note}")
         return d

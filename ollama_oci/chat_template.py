@@ -53,6 +53,9 @@ class DerivedTemplate:
     system: str                   # "turn", "first-user", "default", or "unsupported"
     checked: int = 0              # conversations on which Go and Jinja renderings agreed
     parts: dict = field(default_factory=dict)
+    #: the Jinja template strips each message (``| trim``), which no Ollama template function can do:
+    #: a message with leading or trailing whitespace renders differently in the Go template
+    trims: bool = False
 
 
 # -- sandboxed rendering --------------------------------------------------------------------------
@@ -333,6 +336,7 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
         "t": ([_msg("user", "u1"), _msg("assistant", "a1")], False),
         "t2": ([_msg("user", "u1"), _msg("assistant", "a1"), _msg("user", "u2")], True),
         "s": ([_msg("system", "sys"), _msg("user", "u1")], False),
+        "w": ([{"role": "user", "content": " \n" + _M["u1"] + " \n"}], False),   # does it trim messages?
     }
     checks = [([{"role": r, "content": c} for r, c in conv], True) for conv in _CHECKS]
     results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token="", eos_token=eos_token,
@@ -367,7 +371,9 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     if agreed < 2:
         _fail("too few test conversations render with the chat template to check a derived one")
     vocab_set = set(vocab) if vocab is not None else None
-    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p)
+    w = r["w"]
+    trims = isinstance(w, str) and _M["u1"] in w and " \n" + _M["u1"] + " \n" not in w
+    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
 
 
 _DATE_MARK = re.compile(DATE_OPEN + "([^" + DATE_CLOSE + "]*)" + DATE_CLOSE)

@@ -28,7 +28,6 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .copyhash import Range, ShortSource, copy_pieces
 from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
 from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet
@@ -122,6 +121,7 @@ class SplitSet:
             if progress is not None:
                 progress(done, self.size)
 
+        from .copyhash import Range, ShortSource, copy_pieces   # only a merge needs it (inspect does not)
         fds: list[int] = []
         try:
             for p in self.paths:

@@ -369,3 +369,13 @@ def test_which_template_ollama_will_use_and_template_modes(tmp_path):
     thinking = ('{{ range .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}'
                 '{{ .Content }}{{ end }}')
     assert go_template_capabilities(thinking) == ["thinking"]
+
+
+def test_a_trimming_chat_template_is_said_to_differ_on_whitespace(tmp_path):
+    """Llama 3 and Gemma trim each message; Go templates cannot: the derivation says so (and pack warns)."""
+    assert derive_template(DATA["jinja"]["llama3"]).trims
+    assert derive_template(DATA["jinja"]["gemma"]).trims
+    assert not derive_template(DATA["jinja"]["chatml"]).trims
+    gguf = _gguf_with_template(tmp_path / "llama3.gguf", DATA["jinja"]["llama3"])
+    cp = run_cli("pack", gguf, "--name", "l3:1", "--models-dir", tmp_path / "m", check=0)
+    assert "trims each message" in cp.stderr and "--template-mode gguf" in cp.stderr

@@ -6,9 +6,10 @@ the library's. Errors from the library become one line on stderr and the exit co
 type (see :mod:`ollama_oci.errors` and docs/cli.md); ``-v`` adds the traceback.
 
 One module per group of commands: :mod:`.local` (inspect, list, show, rm, verify, prune),
-:mod:`.pack`, :mod:`.registry` (login, logout, push, pull), :mod:`.places` (copy, export,
-import, volume, mirror). The library is imported by each command as it needs it:
-`ollama-oci push` never loads the GGUF reader, `ollama-oci inspect` never loads urllib3.
+:mod:`.pack`, :mod:`.registry` (login, logout, push, pull, tags), :mod:`.places` (copy, export,
+import, volume, mirror), :mod:`.serve`; a module is imported only when one of its commands runs
+(:class:`.app.LazyGroup`), and the library by each command as it needs it: `ollama-oci push` never
+loads the GGUF reader, `ollama-oci inspect` never loads urllib3 or the other commands.
 """
 
 from __future__ import annotations
@@ -19,12 +20,7 @@ from typing import Optional
 import click
 
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, OllamaOCIError
-from . import local, pack, places, registry, serve  # noqa: F401  (each registers its commands)
-from .app import cli, log
-
-# the short names people type after using docker, oras and ollama
-cli.add_command(places.copy_cmd, "cp")
-cli.add_command(local.list_cmd, "ls")
+from .app import cli, log   # the command modules are imported when their command runs (app.LazyGroup)
 
 __all__ = ["cli", "main", "console_main"]
 

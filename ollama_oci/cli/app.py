@@ -14,7 +14,27 @@ log = logging.getLogger("ollama_oci")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class LazyGroup(click.Group):
+    """The command group, importing a command's module only when that command runs (or help lists
+    them all): `ollama-oci inspect` does not pay for the registry, bundle and gateway commands."""
+
+    #: command name -> the module of ollama_oci.cli that defines it
+    LAZY = {"inspect": "local", "list": "local", "ls": "local", "show": "local", "rm": "local", "verify": "local",
+            "prune": "local", "pack": "pack", "copy": "places", "cp": "places", "export": "places",
+            "import": "places", "mirror": "places", "volume": "places", "login": "registry", "logout": "registry",
+            "push": "registry", "pull": "registry", "tags": "registry", "serve": "serve"}
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in self.LAZY:
+            import importlib
+            importlib.import_module(f"ollama_oci.cli.{self.LAZY[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(self.LAZY))
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="ollama-oci")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info and tracebacks, -vv: debug).")
 @click.pass_context

@@ -400,3 +400,6 @@ def prune(grace, dry_run, models_dir, oci_layout, as_json) -> None:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {p}")
     click.echo(f"{len(removed)} file{'s' if len(removed) != 1 else ''}, {human_size(freed)}"
                f"{' would be freed' if dry_run else ' freed'}")
+
+
+cli.add_command(list_cmd, "ls")   # the short name people type after docker, oras, ollama

@@ -261,3 +261,6 @@ def volume(names, dest, zstd, platforms, rebuild, models_dir, oci_layout, transp
         click.echo(f"built {dest} ({report.manifest_digest}): layer {human_size(report.layer_size)}"
                    f"{' zstd' if zstd else ''} ({'already there, not sent' if report.layer_action == 'exists' else 'sent'}), "
                    f"models {', '.join(report.models)}, {' '.join(report.platforms)}")
+
+
+cli.add_command(copy_cmd, "cp")   # the short name people type after docker, oras, ollama
