@@ -12,6 +12,31 @@ from common import best_of, gemma
 
 def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else gemma()
+    # first, while this process is small (a child's ru_maxrss starts from its parent's RSS at fork):
+    # the whole `ollama-oci inspect FILE` process, as deployed (the benchmark venv), and its peak RSS
+    import os
+    import statistics
+    import subprocess
+    import time
+
+    from common import installed
+    _, cli = installed()
+    walls, rss = [], 0.0
+    for _ in range(15):
+        t = time.perf_counter()
+        p = subprocess.Popen([cli, "inspect", path], stdout=subprocess.DEVNULL)
+        _, _, ru = os.wait4(p.pid, 0)
+        walls.append(time.perf_counter() - t)
+        rss = max(rss, ru.ru_maxrss / 1024)
+    start = []
+    for _ in range(15):
+        t = time.perf_counter()
+        subprocess.run([cli, "--version"], stdout=subprocess.DEVNULL, check=True)
+        start.append(time.perf_counter() - t)
+    lines = [f"`ollama-oci inspect FILE` process  median {statistics.median(walls) * 1000:8.1f} ms   min "
+             f"{min(walls) * 1000:8.1f} ms   peak RSS {rss:.1f} MiB",
+             f"`ollama-oci --version` process     median {statistics.median(start) * 1000:8.1f} ms   min "
+             f"{min(start) * 1000:8.1f} ms   (interpreter, click)"]
     from ollama_oci import model_info, read_gguf
 
     def ours():
@@ -31,6 +56,7 @@ def main() -> None:
     print(f"ollama-oci read_gguf+model_info  median {o_med * 1000:8.1f} ms   min {o_min * 1000:8.1f} ms")
     print(f"gguf-py GGUFReader               median {t_med * 1000:8.1f} ms   min {t_min * 1000:8.1f} ms")
     print(f"ratio (gguf-py / ollama-oci, medians): {t_med / o_med:.0f}x")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
