@@ -209,11 +209,20 @@ def _fail(why: str):
     raise TemplateDerivationError(f"cannot turn the chat template into an Ollama template: {why}")
 
 
-def _solve(r: dict) -> dict:
+def _solve(r: dict, eos: str = "") -> dict:
     """Role affixes from the probe renderings (see the module docstring)."""
     for k in ("g0", "g1", "t", "t2"):
         if isinstance(r[k], tuple):
             _fail(f"rendering a plain conversation failed ({r[k][1]})")
+    # Phi-3.5/4-mini end a conversation with EOS when no generation prompt follows; Ollama always
+    # renders for generation, so that EOS is never written: solve on the renderings without it
+    if eos and not r["g1"].startswith(r["g0"]) and all(isinstance(r[k], str) and r[k].endswith(eos)
+                                                       for k in ("g0", "t")) \
+            and r["g1"].startswith(r["g0"][:-len(eos)]):
+        r = dict(r)
+        for k in ("g0", "t", "s", "s0"):
+            if isinstance(r.get(k), str) and r[k].endswith(eos):
+                r[k] = r[k][:-len(eos)]
     cut = _cut(r["g0"], _M["u1"])
     if cut is None:
         _fail("the user message does not appear exactly once in the output")
@@ -251,6 +260,8 @@ def _solve(r: dict) -> dict:
             x, y = cut
             if x.startswith(pre):
                 parts.update(system="turn", s_pre=x[len(pre):], s_post=y)
+                # an empty system message written as no turn at all (Phi-3.5's "and message['content']")
+                parts["skip_empty_system"] = isinstance(r.get("s0"), str) and r["s0"] == r["g0"]
                 return parts
             if pre.startswith(x) and pre.endswith(y) and len(pre) >= len(x) + len(y):
                 # the template writes a default system turn when none is given
@@ -278,7 +289,8 @@ def _go_template(p: dict) -> str:
     out.append(L(p["pre"]))
     out.append("{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     if p["system"] in ("turn", "default"):
-        out.append(f'{{{{ if eq .Role "system" }}}}{L(p["s_pre"])}{{{{ .Content }}}}{L(p["s_post"])}{{{{ else if eq .Role "user" }}}}')
+        cond = 'and (eq .Role "system") .Content' if p.get("skip_empty_system") else 'eq .Role "system"'
+        out.append(f'{{{{ if {cond} }}}}{L(p["s_pre"])}{{{{ .Content }}}}{L(p["s_post"])}{{{{ else if eq .Role "user" }}}}')
     elif p["system"] == "first-user":
         out.append('{{ if eq .Role "system" }}{{ $system = .Content }}{{ $hasSystem = true }}{{ else if eq .Role "user" }}')
     else:
@@ -337,12 +349,13 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
         "t2": ([_msg("user", "u1"), _msg("assistant", "a1"), _msg("user", "u2")], True),
         "s": ([_msg("system", "sys"), _msg("user", "u1")], False),
         "w": ([{"role": "user", "content": " \n" + _M["u1"] + " \n"}], False),   # does it trim messages?
+        "s0": ([{"role": "system", "content": ""}, _msg("user", "u1")], False),     # an empty system message
     }
     checks = [([{"role": r, "content": c} for r, c in conv], True) for conv in _CHECKS]
     results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token="", eos_token=eos_token,
                            timeout=timeout)
     r = dict(zip(probes, results))
-    p = _solve(r)
+    p = _solve(r, eos_token)
     go = _dates_to_go(_go_template(p))
     nodes = check_ollama_template(go)
     agreed = 0

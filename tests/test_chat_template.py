@@ -379,3 +379,22 @@ def test_a_trimming_chat_template_is_said_to_differ_on_whitespace(tmp_path):
     gguf = _gguf_with_template(tmp_path / "llama3.gguf", DATA["jinja"]["llama3"])
     cp = run_cli("pack", gguf, "--name", "l3:1", "--models-dir", tmp_path / "m", check=0)
     assert "trims each message" in cp.stderr and "--template-mode gguf" in cp.stderr
+
+
+PHI35 = ("{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+         "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}"
+         "{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
+         "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+         "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+
+
+def test_eos_without_a_generation_prompt_and_a_skipped_empty_system_message():
+    """Phi-3.5/4-mini's shape: EOS ends a conversation rendered without a generation prompt (Ollama
+    always renders for generation), and an empty system message writes no turn."""
+    d = derive_template(PHI35, eos_token="<|endoftext|>")
+    assert "<|endoftext|>" not in d.template and d.system == "turn"
+    assert _same_text(PHI35, d, eos="<|endoftext|>") == len(CONVERSATIONS)
+    empty = render(d.template, {"Messages": [{"Role": "system", "Content": ""}, {"Role": "user", "Content": "Hi"}]})
+    want = render_jinja(PHI35, [([{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}], True)],
+                        eos_token="<|endoftext|>")[0]
+    assert empty == want == "<|user|>\nHi<|end|>\n<|assistant|>\n"
