@@ -293,7 +293,7 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
     conv = conv if conv is not None else classify(manifest)
     unwrapped = unwrapped or {}
     infos, layers = [], []
-    template_src, vocab, eos = None, None, ""
+    template_src, vocab, eos, bos = None, None, "", ""
     for desc, role in conv.weights:
         if str(desc.digest) in conv.wrapped:
             if str(desc.digest) not in unwrapped:
@@ -312,6 +312,8 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
                 vocab = special_tokens(list(toks), list(types) if types is not None else None)
                 eos_id = g.get_int("tokenizer.ggml.eos_token_id")
                 eos = toks[eos_id] if eos_id is not None and 0 <= eos_id < len(toks) else ""
+                bos_id = g.get_int("tokenizer.ggml.bos_token_id")
+                bos = toks[bos_id] if bos_id is not None and 0 <= bos_id < len(toks) else ""
         layers.append(Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, desc.digest, desc.size))
     small = []
     if conv.template is not None:
@@ -319,7 +321,7 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
     derived: dict = {}
     if template_src:
         try:
-            d = derive_template(template_src, vocab=vocab, eos_token=eos)
+            d = derive_template(template_src, vocab=vocab, eos_token=eos, bos_token=bos)
             small.append(text_layer(MT.TEMPLATE, d.template))
             if d.stop:
                 derived["stop"] = list(d.stop)

@@ -432,7 +432,7 @@ def parse_gguf_prefix(head: bytes, path: str) -> None:
 
 
 def _template_inputs(g) -> Optional[tuple]:
-    """(chat template, special-token vocabulary, EOS token) of an open GGUF; None without a template."""
+    """(chat template, special-token vocabulary, EOS and BOS tokens) of an open GGUF; None without one."""
     from .chat_template import special_tokens
     src = g.get_str("tokenizer.chat_template")
     if not src:
@@ -440,9 +440,10 @@ def _template_inputs(g) -> Optional[tuple]:
     toks = g.get("tokenizer.ggml.tokens")
     types = g.get("tokenizer.ggml.token_type")
     vocab = special_tokens(list(toks), list(types) if types is not None else None) if toks is not None else None
-    eos_id = g.get_int("tokenizer.ggml.eos_token_id")
-    eos = toks[eos_id] if toks is not None and eos_id is not None and 0 <= eos_id < len(toks) else ""
-    return src, vocab, eos
+    def token(key: str) -> str:
+        i = g.get_int(key)
+        return toks[i] if toks is not None and i is not None and 0 <= i < len(toks) else ""
+    return src, vocab, token("tokenizer.ggml.eos_token_id"), token("tokenizer.ggml.bos_token_id")
 
 
 def derive_from_gguf(path: str, **kw):
@@ -457,8 +458,8 @@ def _derive_from_inputs(inputs: Optional[tuple], **kw):
     from .chat_template import derive_template
     if inputs is None:
         return None
-    src, vocab, eos = inputs
-    return derive_template(src, vocab=vocab, eos_token=eos, **kw)
+    src, vocab, eos, bos = inputs
+    return derive_template(src, vocab=vocab, eos_token=eos, bos_token=bos, **kw)
 
 
 def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[Optional[tuple]], warn,

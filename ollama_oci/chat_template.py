@@ -14,7 +14,8 @@ has, when it is known).
 The sandbox: Jinja's ``ImmutableSandboxedEnvironment`` (no attribute access to Python
 internals, no mutation), string and list repetition capped, output capped, all in a
 child process that is killed after a few seconds (loops), with a CPU-time limit.
-``bos_token`` renders empty: the runtime adds BOS itself.
+``bos_token`` renders as the model's BOS, and one leading BOS is taken off each rendering: the runtime
+adds that one itself (Llama 2 writes BOS before every later turn too).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def _fail(why: str):
     raise TemplateDerivationError(f"cannot turn the chat template into an Ollama template: {why}")
 
 
-def _solve(r: dict, eos: str = "") -> dict:
+def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
     """Role affixes from the probe renderings (see the module docstring)."""
     for k in ("g0", "g1", "t", "t2"):
         if isinstance(r[k], tuple):
@@ -244,10 +245,14 @@ def _solve(r: dict, eos: str = "") -> dict:
     u_pre, rest = cut
     if rest != u_post + gen:
         _fail("the second user turn does not end like the first")
+    bos_user = False
+    if not pre_u.endswith(u_pre) and bos and u_pre.startswith(bos) and pre_u.endswith(u_pre[len(bos):]):
+        # every user turn opens with BOS (Llama 2), the first one's being the runtime's
+        u_pre, bos_user = u_pre[len(bos):], True
     if not pre_u.endswith(u_pre):
         _fail("the first user turn does not start like the later ones")
     parts = {"pre": pre_u[:len(pre_u) - len(u_pre)], "u_pre": u_pre, "u_post": u_post, "a_pre": a_pre,
-             "a_post": a_post, "gen": gen, "system": "unsupported"}
+             "a_post": a_post, "gen": gen, "system": "unsupported", "bos_user": bos if bos_user else ""}
     s = r["s"]
     if isinstance(s, tuple) or _M["sys"] not in s:
         return parts  # system messages raise or are ignored: they are dropped
@@ -268,11 +273,14 @@ def _solve(r: dict, eos: str = "") -> dict:
                 parts.update(system="default", s_pre=x, s_post=y, default=pre[len(x):len(pre) - len(y)], pre="")
                 return parts
     first = pre + u_pre
-    if s.startswith(first + _M["sys"]):
-        cut = _cut(s[len(first) + len(_M["sys"]):], _M["u1"])
-        if cut is not None and cut[1] == u_post:
-            parts.update(system="first-user", sep=cut[0])
-            return parts
+    if s.startswith(first):
+        # folded into the first user turn, after an optional opener (Llama 2's "<<SYS>>\n")
+        cut = _cut(s[len(first):], _M["sys"])
+        if cut is not None and _M["u1"] not in cut[0]:
+            cut2 = _cut(cut[1], _M["u1"])
+            if cut2 is not None and cut2[1] == u_post:
+                parts.update(system="first-user", sys_pre=cut[0], sep=cut2[0])
+                return parts
     _fail("a system message is placed in a way this converter does not know")
 
 
@@ -287,6 +295,8 @@ def _go_template(p: dict) -> str:
         out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
         out.append(f'{{{{ if not $sys }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}{{{{ end }}}}')
     out.append(L(p["pre"]))
+    if p.get("bos_user"):
+        out.append("{{ $later := false }}")
     out.append("{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     if p["system"] in ("turn", "default"):
         cond = 'and (eq .Role "system") .Content' if p.get("skip_empty_system") else 'eq .Role "system"'
@@ -295,9 +305,12 @@ def _go_template(p: dict) -> str:
         out.append('{{ if eq .Role "system" }}{{ $system = .Content }}{{ $hasSystem = true }}{{ else if eq .Role "user" }}')
     else:
         out.append('{{ if eq .Role "user" }}')
+    if p.get("bos_user"):
+        out.append(f'{{{{ if $later }}}}{L(p["bos_user"])}{{{{ end }}}}{{{{ $later = true }}}}')
     out.append(L(p["u_pre"]))
     if p["system"] == "first-user":
-        out.append(f'{{{{ if $hasSystem }}}}{{{{ $system }}}}{L(p["sep"])}{{{{ $hasSystem = false }}}}{{{{ end }}}}')
+        out.append(f'{{{{ if $hasSystem }}}}{L(p.get("sys_pre", ""))}{{{{ $system }}}}{L(p["sep"])}'
+                   f'{{{{ $hasSystem = false }}}}{{{{ end }}}}')
     out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
     if p["gen"]:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
@@ -352,10 +365,14 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
         "s0": ([{"role": "system", "content": ""}, _msg("user", "u1")], False),     # an empty system message
     }
     checks = [([{"role": r, "content": c} for r, c in conv], True) for conv in _CHECKS]
-    results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token="", eos_token=eos_token,
+    # BOS is what the template writes (Llama 2 opens every turn with it); the runtime adds the first
+    # one itself, so one leading BOS is taken off every rendering
+    results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token=bos_token, eos_token=eos_token,
                            timeout=timeout)
+    if bos_token:
+        results = [x[len(bos_token):] if isinstance(x, str) and x.startswith(bos_token) else x for x in results]
     r = dict(zip(probes, results))
-    p = _solve(r, eos_token)
+    p = _solve(r, eos_token, bos_token)
     go = _dates_to_go(_go_template(p))
     nodes = check_ollama_template(go)
     agreed = 0

@@ -398,3 +398,30 @@ def test_eos_without_a_generation_prompt_and_a_skipped_empty_system_message():
     want = render_jinja(PHI35, [([{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}], True)],
                         eos_token="<|endoftext|>")[0]
     assert empty == want == "<|user|>\nHi<|end|>\n<|assistant|>\n"
+
+
+LLAMA2 = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+          "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+          "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+          "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must "
+          "alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}"
+          "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+          "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+          "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+          "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+
+
+def test_llama2_system_folded_into_the_first_inst_and_bos_before_every_later_turn():
+    """Llama 2: <<SYS>> inside the first [INST], and <s> before every user turn but the first (which
+    the runtime adds): the derived template renders as the Jinja one, less that first BOS."""
+    d = derive_template(LLAMA2, bos_token="<s>", eos_token="</s>")
+    assert d.system == "first-user" and d.trims
+    jobs = [([{"role": r, "content": c} for r, c in conv], True) for conv in CONVERSATIONS]
+    for conv, want in zip(CONVERSATIONS, render_jinja(LLAMA2, jobs, bos_token="<s>", eos_token="</s>")):
+        if isinstance(want, tuple):
+            continue
+        got = render(d.template, {"Messages": [{"Role": r, "Content": c} for r, c in conv]})
+        assert "<s>" + got == want, conv
+    assert "</s><s>[INST]" in render(d.template, {"Messages": [{"Role": "user", "Content": "a"},
+                                                               {"Role": "assistant", "Content": "b"},
+                                                               {"Role": "user", "Content": "c"}]})
