@@ -51,7 +51,7 @@ class TemplateDerivationError(InvalidInput):
 class DerivedTemplate:
     template: str                 # the Go template
     stop: list[str]               # stop words
-    system: str                   # "turn", "first-user", "default", or "unsupported"
+    system: str                   # "turn", "first-user", "default", "header", or "unsupported"
     checked: int = 0              # conversations on which Go and Jinja renderings agreed
     parts: dict = field(default_factory=dict)
     #: the Jinja template strips each message (``| trim``), which no Ollama template function can do:
@@ -272,6 +272,12 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
                 # the template writes a default system turn when none is given
                 parts.update(system="default", s_pre=x, s_post=y, default=pre[len(x):len(pre) - len(y)], pre="")
                 return parts
+            if pre.endswith(y) and x.startswith(pre[:len(pre) - len(y)]):
+                # a fixed header the system prompt goes into, before every turn (Nemotron's
+                # "<extra_id_0>System" + "\n" + system + "\n\n"): A [B SYSTEM] C
+                a = pre[:len(pre) - len(y)]
+                parts.update(system="header", h_pre=a, h_sys=x[len(a):], h_post=y, pre="")
+                return parts
     first = pre + u_pre
     if s.startswith(first):
         # folded into the first user turn, after an optional opener (Llama 2's "<<SYS>>\n")
@@ -289,6 +295,9 @@ def _go_template(p: dict) -> str:
     out = []
     if p["system"] == "first-user":
         out.append('{{ $system := "" }}{{ $hasSystem := false }}')
+    if p["system"] == "header":
+        out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
+        out.append(f'{L(p["h_pre"])}{{{{ if $sys }}}}{L(p["h_sys"])}{{{{ $.System }}}}{{{{ end }}}}{L(p["h_post"])}')
     if p["system"] == "default":
         # the default system prompt stands in only when the conversation has no system message at all:
         # an empty one is a system turn of its own, as in the Jinja template (never two system turns)

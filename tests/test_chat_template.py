@@ -425,3 +425,18 @@ def test_llama2_system_folded_into_the_first_inst_and_bos_before_every_later_tur
     assert "</s><s>[INST]" in render(d.template, {"Messages": [{"Role": "user", "Content": "a"},
                                                                {"Role": "assistant", "Content": "b"},
                                                                {"Role": "user", "Content": "c"}]})
+
+
+NEMOTRON = ("{{'<extra_id_0>System'}}{% for message in messages %}{% if message['role'] == 'system' %}"
+            "{{'\\n' + message['content'].strip()}}{% if tools or contexts %}{{'\\n'}}{% endif %}{% endif %}{% endfor %}"
+            "{{'\\n\\n'}}{% for message in messages %}{% if message['role'] == 'user' %}"
+            "{{ '<extra_id_1>User\\n' + message['content'].strip() + '\\n' }}{% elif message['role'] == 'assistant' %}"
+            "{{ '<extra_id_1>Assistant\\n' + message['content'].strip() + '\\n' }}{% endif %}{% endfor %}"
+            "{%- if add_generation_prompt %}{{'<extra_id_1>Assistant\\n'}}{%- endif %}")
+
+
+def test_nemotron_system_header_before_every_turn():
+    """Nemotron-mini: the system prompt goes into a fixed header written before the turns."""
+    d = derive_template(NEMOTRON, eos_token="</s>", vocab=["<extra_id_0>", "<extra_id_1>", "</s>"])
+    assert d.system == "header" and d.stop == ["<extra_id_1>"]
+    assert _same_text(NEMOTRON, d) == len(CONVERSATIONS)
