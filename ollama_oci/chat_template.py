@@ -231,18 +231,34 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
     if not r["g1"].startswith(r["g0"]):
         _fail("the generation prompt is not appended after the conversation")
     gen = r["g1"][len(r["g0"]):]
-    if not r["t"].startswith(r["g0"]):
+    if not r["t2"].startswith(r["g0"]):
         _fail("a user turn renders differently when an assistant turn follows")
-    cut = _cut(r["t"][len(r["g0"]):], _M["a1"])
-    if cut is None:
-        _fail("the assistant message does not appear exactly once in the output")
-    a_pre, a_post = cut
-    if not r["t2"].startswith(r["t"]):
-        _fail("earlier turns render differently when more turns follow")
-    cut = _cut(r["t2"][len(r["t"]):], _M["u2"])
-    if cut is None:
-        _fail("the second user message does not appear exactly once in the output")
-    u_pre, rest = cut
+    t = r["t"]
+    if t.startswith(r["g0"]) and _cut(t[len(r["g0"]):], _M["a1"]) is not None and r["t2"].startswith(t):
+        a_pre, a_post = _cut(t[len(r["g0"]):], _M["a1"])
+        cut = _cut(r["t2"][len(t):], _M["u2"])
+        if cut is None:
+            _fail("the second user message does not appear exactly once in the output")
+        u_pre, rest = cut
+    else:
+        # the last assistant turn renders unlike earlier ones (Qwen3 opens it with an empty <think>
+        # block): Ollama renders for the next answer, so take the turns from a conversation whose
+        # assistant turn is history, and split "assistant suffix + user prefix" where the first
+        # user turn's prefix ends
+        cut = _cut(r["t2"][len(r["g0"]):], _M["a1"])
+        if cut is None:
+            _fail("the assistant message does not appear exactly once in the output")
+        a_pre, after = cut
+        cut = _cut(after, _M["u2"])
+        if cut is None:
+            _fail("the second user message does not appear exactly once in the output")
+        joined, rest = cut
+        k = 0
+        while k < min(len(joined), len(pre_u)) and joined[len(joined) - 1 - k] == pre_u[len(pre_u) - 1 - k]:
+            k += 1
+        if k == 0:
+            _fail("earlier turns render differently when more turns follow")
+        a_post, u_pre = joined[:len(joined) - k], joined[len(joined) - k:]
     if rest != u_post + gen:
         _fail("the second user turn does not end like the first")
     bos_user = False
