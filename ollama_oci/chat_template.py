@@ -234,17 +234,22 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
     if not r["t2"].startswith(r["g0"]):
         _fail("a user turn renders differently when an assistant turn follows")
     t = r["t"]
+    direct = None
     if t.startswith(r["g0"]) and _cut(t[len(r["g0"]):], _M["a1"]) is not None and r["t2"].startswith(t):
         a_pre, a_post = _cut(t[len(r["g0"]):], _M["a1"])
         cut = _cut(r["t2"][len(t):], _M["u2"])
         if cut is None:
             _fail("the second user message does not appear exactly once in the output")
         u_pre, rest = cut
+        fits = pre_u.endswith(u_pre) or (bos and u_pre.startswith(bos) and pre_u.endswith(u_pre[len(bos):]))
+        direct = (a_pre, a_post, u_pre, rest) if fits else None
+    if direct is not None:
+        a_pre, a_post, u_pre, rest = direct
     else:
         # the last assistant turn renders unlike earlier ones (Qwen3 opens it with an empty <think>
-        # block): Ollama renders for the next answer, so take the turns from a conversation whose
-        # assistant turn is history, and split "assistant suffix + user prefix" where the first
-        # user turn's prefix ends
+        # block, OLMo 2 leaves out the newline after its EOS): Ollama renders for the next answer,
+        # so take the turns from a conversation whose assistant turn is history, and split
+        # "assistant suffix + user prefix" where the first user turn's prefix ends
         cut = _cut(r["t2"][len(r["g0"]):], _M["a1"])
         if cut is None:
             _fail("the assistant message does not appear exactly once in the output")

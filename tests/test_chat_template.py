@@ -452,3 +452,17 @@ def test_qwen3_last_assistant_turn_unlike_history():
     d = derive_template(QWEN3, eos_token="<|im_end|>", vocab=["<|im_start|>", "<|im_end|>", "<think>", "</think>"])
     assert d.system == "turn" and d.stop == ["<|im_start|>", "<|im_end|>"]
     assert _same_text(QWEN3, d, eos="<|im_end|>") == len(CONVERSATIONS)
+
+
+OLMO2 = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '\\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% elif message['role'] == 'assistant' %}{% if not loop.last %}{{ '<|assistant|>\\n'  + message['content'] + eos_token + '\\n' }}{% else %}{{ '<|assistant|>\\n'  + message['content'] + eos_token }}{% endif %}{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}{% endfor %}"
+
+
+def test_olmo2_history_assistant_turn_ends_unlike_the_last():
+    """OLMo 2 writes a newline after EOS in history but not after the last assistant turn."""
+    d = derive_template(OLMO2, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    assert d.system == "turn"
+    jobs = [([{"role": r, "content": c} for r, c in conv], True) for conv in CONVERSATIONS]
+    for conv, want in zip(CONVERSATIONS, render_jinja(OLMO2, jobs, bos_token="<|endoftext|>",
+                                                      eos_token="<|endoftext|>")):
+        got = render(d.template, {"Messages": [{"Role": r, "Content": c} for r, c in conv]})
+        assert "<|endoftext|>" + got == want, conv
