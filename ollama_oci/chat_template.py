@@ -103,10 +103,12 @@ def _render_all(src: str, jobs: list[tuple[list[dict], bool]], extra: dict) -> l
     except Exception as e:
         return [("error", f"the template does not compile: {type(e).__name__}: {e}")] * len(jobs)
     out = []
-    for messages, gen in jobs:
+    for job in jobs:
+        messages, gen = job[0], job[1]
+        tools = job[2] if len(job) > 2 else None
         try:
             pieces, n = [], 0
-            for piece in tmpl.generate(messages=messages, add_generation_prompt=gen, tools=None, **extra):
+            for piece in tmpl.generate(messages=messages, add_generation_prompt=gen, tools=tools, **extra):
                 n += len(piece)
                 if n > MAX_OUTPUT:
                     raise ValueError(f"output larger than {MAX_OUTPUT} characters")
@@ -151,9 +153,10 @@ def _child(conn, src, jobs, extra):
     conn.close()
 
 
-def render_jinja(src: str, jobs: Sequence[tuple[list[dict], bool]], *, bos_token: str = "", eos_token: str = "",
+def render_jinja(src: str, jobs: Sequence[tuple], *, bos_token: str = "", eos_token: str = "",
                  timeout: float = TIMEOUT) -> list:
-    """Render a chat template on several conversations in a sandboxed child process.
+    """Render a chat template on several conversations in a sandboxed child process: each job is
+    (messages, add_generation_prompt) or (messages, add_generation_prompt, tools).
 
     Raises TemplateDerivationError when the child does not finish in ``timeout`` seconds.
     """
@@ -382,7 +385,7 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     ``vocab``: the model's special tokens (stop words are kept only if they are tokens);
     ``eos_token`` is what the template's ``eos_token`` renders as.
     """
-    from .gotemplate import check_ollama_template, render
+    from .gotemplate import check_ollama_template
     if not jinja_src or not jinja_src.strip():
         _fail("the chat template is empty")
     probes = {
@@ -402,16 +405,59 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     if bos_token:
         results = [x[len(bos_token):] if isinstance(x, str) and x.startswith(bos_token) else x for x in results]
     r = dict(zip(probes, results))
-    p = _solve(r, eos_token, bos_token)
-    go = _dates_to_go(_go_template(p))
-    nodes = check_ollama_template(go)
-    agreed = 0
+    wants = results[len(probes):]
+    first_error = None
+    for cand in _candidates(r):
+        try:
+            p = _solve(cand, eos_token, bos_token)
+            go = _dates_to_go(_go_template(p))
+            nodes = check_ollama_template(go)
+            agreed = _verify(nodes, p, wants)
+            break
+        except TemplateDerivationError as e:
+            first_error = first_error or e
+    else:
+        raise first_error
+    vocab_set = set(vocab) if vocab is not None else None
+    w = r["w"]
+    trims = isinstance(w, str) and _M["u1"] in w and " \n" + _M["u1"] + " \n" not in w
+    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
+
+
+def _candidates(r: dict):
+    """The probe renderings as they are, then, for a template that writes its generation prompt
+    whether or not one is asked for (CodeLlama 70B), with that tail moved into the generation prompt:
+    the longest common tail first. Which split is right shows in the check that follows."""
+    yield r
+    g0, t = r["g0"], r["t"]
+    if r["g1"] != g0 or not isinstance(t, str):
+        return
+    k = 0
+    while k < min(len(g0), len(t)) and g0[len(g0) - 1 - k] == t[len(t) - 1 - k]:
+        k += 1
+    for n in range(min(k, 200), 0, -1):
+        tail = g0[len(g0) - n:]
+        if any(m in tail for m in _M.values()):
+            continue
+        c = dict(r)
+        for key in ("g0", "t", "s", "s0", "w"):
+            if isinstance(c.get(key), str) and c[key].endswith(tail):
+                c[key] = c[key][:-n]
+        c["g1"] = c["g0"] + tail
+        yield c
+
+
+def _verify(nodes, p: dict, wants: list) -> int:
+    """Render the derived template on the check conversations (two clocks) and compare with the
+    chat template's renderings; the number that agreed, or TemplateDerivationError."""
     import datetime
 
     from . import gotemplate
+    from .gotemplate import render
+    agreed = 0
     # two clocks: a date must come from Ollama's currentDate at chat time, never from the pack's clock
     for day in (datetime.date(2031, 2, 3), datetime.date(2029, 11, 28)):
-        for conv, want in zip(_CHECKS, results[len(probes):]):
+        for conv, want in zip(_CHECKS, wants):
             if isinstance(want, tuple):
                 continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
             want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
@@ -430,10 +476,7 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     agreed //= 2
     if agreed < 2:
         _fail("too few test conversations render with the chat template to check a derived one")
-    vocab_set = set(vocab) if vocab is not None else None
-    w = r["w"]
-    trims = isinstance(w, str) and _M["u1"] in w and " \n" + _M["u1"] + " \n" not in w
-    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
+    return agreed
 
 
 _DATE_MARK = re.compile(DATE_OPEN + "([^" + DATE_CLOSE + "]*)" + DATE_CLOSE)
