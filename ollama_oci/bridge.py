@@ -179,8 +179,9 @@ def unwrap_tar_weight(src: Any, desc: Descriptor, media_type: str, dst: Any, *, 
         stream: Any = outer
         if media_type.endswith("+gzip"):
             import gzip
+            import zlib
             stream = gzip.GzipFile(fileobj=outer, mode="rb")
-            damaged += (gzip.BadGzipFile, zlib_error())
+            damaged += (gzip.BadGzipFile, zlib.error)
         elif media_type.endswith("+zstd"):
             import zstandard
             stream = zstandard.ZstdDecompressor().stream_reader(outer, read_across_frames=True)
@@ -213,11 +214,6 @@ def unwrap_tar_weight(src: Any, desc: Descriptor, media_type: str, dst: Any, *, 
     if got is None:
         raise Unsupported(f"the tar weight {desc.digest} holds no .gguf file")
     return got
-
-
-def zlib_error():
-    import zlib
-    return zlib.error
 
 
 def merge_split_weights(src: Any, shards: list[Descriptor], dst: Any, *, progress=None) -> tuple[Any, Descriptor]:
