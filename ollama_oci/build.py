@@ -21,19 +21,20 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from . import gojson
 from .digest import Digest, digest_bytes
 from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
 from .fsutil import discard_staged
 from .gguf_header import read_gguf
-from .modelfile import Modelfile, parse_modelfile
 from .modelinfo import ModelInfo, model_info
 from .names import ModelName, parse_name
-from .params import format_params
 from .progress import ProgressCallback, ProgressEvent
 from .spec import MT, Config, Descriptor, Manifest
+
+if TYPE_CHECKING:   # imported where used: `pack model.gguf` needs neither
+    from .modelfile import Modelfile
 
 __all__ = ["Recipe", "Blob", "text_layer", "params_layer", "messages_layer", "build_config",
            "build_manifest", "recipe_from_modelfile", "pack", "PackResult", "ModelFacts"]
@@ -202,6 +203,7 @@ def params_from_options(params: Sequence[str], *, warn=None) -> dict:
         if not sep:
             raise InvalidInput(f"--param {p!r} is not KEY=VALUE")
         pairs.append((k.strip(), v))
+    from .params import format_params
     return format_params(pairs, warn=warn)
 
 
@@ -224,6 +226,7 @@ def recipe_for(gguf: Optional[str] = None, modelfile: Optional[str] = None, *, t
         except FileNotFoundError:
             raise NotFound(f"Modelfile {modelfile}: no such file") from None
         try:
+            from .modelfile import parse_modelfile
             mf = parse_modelfile(text)
         except ModelfileError as e:  # ollama's wording, with the file and line in front
             raise ModelfileError(e.bare, e.line, modelfile) from None
@@ -267,6 +270,8 @@ def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, w
                           path: Optional[str] = None) -> Recipe:
     """Resolve a Modelfile into a :class:`Recipe` (paths relative to ``base_dir``; ``path``, the
     file's name, for messages)."""
+    from .modelfile import Modelfile, parse_modelfile
+    from .params import format_params
     if not isinstance(mf, Modelfile):
         mf = parse_modelfile(mf)
     r = Recipe()
@@ -464,10 +469,10 @@ def _derive_from_inputs(inputs: Optional[tuple], **kw):
 
 def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[Optional[tuple]], warn,
             required: bool = False):
-    from .chat_template import TemplateDerivationError
     for path, info, inp in zip(paths, infos, inputs):
         if info.kind != "model" or not info.chat_template:
             continue
+        from .chat_template import TemplateDerivationError   # only for a model that has a chat template
         name = os.path.basename(path)
         try:
             d = _derive_from_inputs(inp)

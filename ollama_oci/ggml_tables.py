@@ -4,12 +4,18 @@ We use gguf-py's own tables (tensor types and block sizes, ``llama_ftype`` file
 types, value types) rather than retyping them, so new quantization types arrive
 with a ``pip install -U gguf``.  ``import gguf`` however imports numpy and the
 whole reader (0.1-0.4 s); its ``constants`` module is plain Python, so we load
-that one file on its own (docs/design.md explains why).
+that one file on its own (docs/design.md explains why). Even that costs ~20 ms in every fresh
+process (its enums are built at import), so the three tables read from it are kept in a small JSON
+file in the user's cache directory, keyed by that ``constants.py`` (path, size, mtime): the next
+process reads the JSON (well under a millisecond) and a ``pip install -U gguf`` makes it stale, so the
+tables are read from gguf-py again. Without a writable cache they are read from gguf-py each time.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import sys
 from functools import lru_cache
 from types import ModuleType
@@ -18,31 +24,83 @@ __all__ = ["constants", "tensor_type_name", "tensor_block", "ollama_file_type_na
 
 
 @lru_cache(maxsize=None)
+def _constants_path() -> str:
+    spec = importlib.util.find_spec("gguf")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the 'gguf' package is required: pip install gguf")
+    for loc in spec.submodule_search_locations:
+        path = os.path.join(loc, "constants.py")
+        if os.path.exists(path):
+            return path
+    raise ImportError("gguf.constants not found in the installed 'gguf' package")
+
+
+@lru_cache(maxsize=None)
 def constants() -> ModuleType:
     """gguf-py's ``gguf.constants`` module, loaded without ``gguf/__init__`` (and numpy)."""
     mod = sys.modules.get("gguf.constants")
     if mod is not None:
         return mod
-    spec = importlib.util.find_spec("gguf")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the 'gguf' package is required: pip install gguf")
-    for loc in spec.submodule_search_locations:
-        path = f"{loc}/constants.py"
-        cspec = importlib.util.spec_from_file_location("_ollama_oci_gguf_constants", path)
-        if cspec is not None and cspec.loader is not None:
-            mod = importlib.util.module_from_spec(cspec)
-            cspec.loader.exec_module(mod)
-            return mod
-    raise ImportError("gguf.constants not found in the installed 'gguf' package")
+    cspec = importlib.util.spec_from_file_location("_ollama_oci_gguf_constants", _constants_path())
+    if cspec is None or cspec.loader is None:
+        raise ImportError("gguf.constants cannot be loaded from the installed 'gguf' package")
+    mod = importlib.util.module_from_spec(cspec)
+    cspec.loader.exec_module(mod)
+    return mod
+
+
+def _cache_file() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "ollama-oci", "ggml-tables.json")
+
+
+def _from_constants() -> dict:
+    c = constants()
+    return {
+        "tensor_types": {str(int(t)): [t.name, block, size] for t, (block, size) in c.GGML_QUANT_SIZES.items()},
+        "file_types": {str(int(ft)): ft.name[len("MOSTLY_"):] for ft in c.LlamaFileType
+                       if ft.name.startswith("MOSTLY_")},
+        "value_types": {str(int(v)): v.name for v in c.GGUFValueType},
+    }
+
+
+@lru_cache(maxsize=None)
+def tables() -> dict:
+    """The tensor-type, file-type and value-type tables of the installed gguf-py (cached, see above)."""
+    path = _constants_path()
+    try:
+        st = os.stat(path)
+        key = [path, st.st_size, st.st_mtime_ns]
+    except OSError:
+        key = None
+    cache = _cache_file()
+    if key is not None:
+        try:
+            with open(cache, encoding="utf-8") as f:
+                doc = json.load(f)
+            if isinstance(doc, dict) and doc.get("key") == key and isinstance(doc.get("tables"), dict):
+                return doc["tables"]
+        except (OSError, ValueError):
+            pass
+    out = _from_constants()
+    if key is not None:
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "tables": out}, f)
+            os.replace(tmp, cache)     # whole or not at all: readers never see half a file
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass     # a cache: the next process reads gguf-py again
+    return out
 
 
 @lru_cache(maxsize=None)
 def _tensor_types() -> dict[int, tuple[str, int, int]]:
-    c = constants()
-    out: dict[int, tuple[str, int, int]] = {}
-    for t, (block, size) in c.GGML_QUANT_SIZES.items():
-        out[int(t)] = (t.name, block, size)
-    return out
+    return {int(k): (v[0], int(v[1]), int(v[2])) for k, v in tables()["tensor_types"].items()}
 
 
 def tensor_type_name(code: int) -> str:
@@ -64,13 +122,7 @@ def tensor_block(code: int) -> tuple[int, int] | None:
 
 @lru_cache(maxsize=None)
 def _file_types() -> dict[int, str]:
-    c = constants()
-    out = {}
-    for ft in c.LlamaFileType:
-        name = ft.name
-        if name.startswith("MOSTLY_"):
-            out[int(ft)] = name[len("MOSTLY_"):]
-    return out
+    return {int(k): v for k, v in tables()["file_types"].items()}
 
 
 def ollama_file_type_name(value: int | None) -> str:
@@ -87,7 +139,4 @@ def ollama_file_type_name(value: int | None) -> str:
 
 
 def value_type_name(code: int) -> str:
-    try:
-        return constants().GGUFValueType(code).name
-    except ValueError:
-        return f"type{code}"
+    return tables()["value_types"].get(str(code), f"type{code}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .gotemplate import Action, If, Node, Pipe, Range, Text, TemplateError, With, identifiers, ollama_parse
+# gotemplate is imported where a Go template is looked at: a model without one (pack's common case)
+# does not pay for the parser
 
 __all__ = ["template_selection", "go_template_capabilities", "chat_template_capabilities"]
 
@@ -48,9 +49,10 @@ def chat_template_tool_round_trip(t: str) -> bool:
     return calls and results
 
 
-def _thinking_tags(nodes: list[Node]) -> tuple[str, str]:
+def _thinking_tags(nodes: list) -> tuple[str, str]:
     """``thinking.InferTags``: around the last ``.Thinking`` inside a ``range`` over ``.Messages``, the
     first and last text of the nearest list."""
+    from .gotemplate import Action, If, Pipe, Range, Text, With
     tags = ("", "")
 
     def pipe_has(p: Pipe, name: str) -> bool:
@@ -62,12 +64,12 @@ def _thinking_tags(nodes: list[Node]) -> tuple[str, str]:
                     return True
         return False
 
-    def ends(lst: list[Node]) -> tuple[str, str]:
+    def ends(lst: list) -> tuple[str, str]:
         first = lst[0].text.strip() if lst and isinstance(lst[0], Text) else ""
         last = lst[-1].text.strip() if lst and isinstance(lst[-1], Text) else ""
         return first, last
 
-    def walk(lst: list[Node], in_messages: bool) -> None:
+    def walk(lst: list, in_messages: bool) -> None:
         nonlocal tags
         for n in lst:
             if isinstance(n, Action):
@@ -93,6 +95,7 @@ def _thinking_tags(nodes: list[Node]) -> tuple[str, str]:
 
 def go_template_capabilities(template: str) -> list[str]:
     """``goTemplateCapabilities``: tools (``.Tools``), insert (``.Suffix``), thinking (tags found)."""
+    from .gotemplate import TemplateError, identifiers, ollama_parse
     try:
         nodes = ollama_parse(template)
     except TemplateError:
@@ -110,6 +113,7 @@ def go_template_capabilities(template: str) -> list[str]:
 
 
 def go_template_tool_round_trip(template: str) -> bool:
+    from .gotemplate import TemplateError, identifiers, ollama_parse
     try:
         ids = identifiers(ollama_parse(template))
     except TemplateError:

@@ -84,3 +84,34 @@ def test_written_by_gguf_py_reads_back(tmp_path, kvs, n_tensors, big_endian):
             assert t.n_bytes == tensors[t.name].nbytes
         assert g.parameter_count == sum(a.size for a in tensors.values())
     os.unlink(path)
+
+
+def test_ggml_tables_come_from_gguf_py_and_are_cached_per_installed_version(tmp_path):
+    """The tensor/file/value-type tables are gguf-py's; a fresh process reads them from a cache file
+    keyed by gguf-py's constants.py instead of building its enums again, and a changed gguf-py (or a
+    damaged cache) makes it read them again."""
+    import json as _json
+    import subprocess
+    import sys as _sys
+    from ollama_oci import ggml_tables
+    direct = ggml_tables._from_constants()
+    assert direct["tensor_types"]["12"][0] == "Q4_K" and direct["file_types"]["15"] == "Q4_K_M"
+    code = ("import json\nfrom ollama_oci import ggml_tables as g\n"
+            "print(json.dumps([g.tables(), g.constants.cache_info().currsize > 0]))")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+
+    def run():
+        out = subprocess.run([_sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return _json.loads(out.stdout)
+    tables, loaded = run()
+    assert tables == direct and loaded                       # first process: read from gguf-py, cached
+    cache = tmp_path / "ollama-oci" / "ggml-tables.json"
+    assert _json.loads(cache.read_text())["tables"] == direct
+    tables, loaded = run()
+    assert tables == direct and not loaded                   # later ones: the cache, no gguf-py import
+    doc = _json.loads(cache.read_text())
+    doc["key"][1] += 1                                       # as if gguf-py were upgraded
+    cache.write_text(_json.dumps(doc))
+    assert run() == [direct, True]
+    cache.write_text("{not json")
+    assert run() == [direct, True]
