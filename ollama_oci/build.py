@@ -28,6 +28,7 @@ from .digest import Digest, digest_bytes
 from .errors import GGUFError, InvalidInput, InvalidParameter, ModelfileError, NotFound, Unsupported
 from .fsutil import discard_staged
 from .gguf_header import read_gguf
+from .modelinfo import ARCH_RENDERER as _ARCH_RENDERER
 from .modelinfo import ModelInfo, model_info
 from .names import ModelName, parse_name
 from .progress import ProgressCallback, ProgressEvent
@@ -46,8 +47,6 @@ _SEMVER = re.compile(r"^v(0|[1-9]\d*)(?:\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*)"
                      r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?)?)?$")
 
 #: ollama attaches these to models of some architectures (v0.20+, v0.22.1+)
-_ARCH_RENDERER = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",
-                  "nemotron_h_moe": "nemotron-3-nano", "nemotron_h_omni": "nemotron-3-nano"}
 _ARCH_DEFAULT_STOP = {"gemma4": ["<turn|>"]}
 
 ROLES = ("system", "user", "assistant")

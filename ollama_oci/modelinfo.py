@@ -23,6 +23,11 @@ __all__ = ["load_problems", "ModelInfo", "human_number", "model_info", "layer_ki
 SHARD_NAME = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 
 
+#: the renderer/parser ``ollama create`` (v0.30+) writes into the config for these architectures
+ARCH_RENDERER = {"gemma4": "gemma4", "laguna": "laguna", "nemotron_h": "nemotron-3-nano",
+                 "nemotron_h_moe": "nemotron-3-nano", "nemotron_h_omni": "nemotron-3-nano"}
+
+
 def human_number(n: int) -> str:
     """ollama's ``format.HumanNumber``: decimal units, B/M/K, Go ``%.Nf`` rounding."""
     if n >= 1_000_000_000:

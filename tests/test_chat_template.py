@@ -343,6 +343,11 @@ def test_which_template_ollama_will_use_and_template_modes(tmp_path):
     assert "Ollama >= 0.30 will not use this Go template" in cp.stderr
     shown = json.loads(run_cli("show", "tools:auto", "--models-dir", models, "--json", check=0).stdout)
     assert shown["template_selection"] == doc["template_selection"]
+    # inspect says the same of the GGUF before anything is packed, for both modes
+    seen = json.loads(run_cli("inspect", gguf, "--json", check=0).stdout)["template_selection"]
+    assert seen["chat_template_capabilities"] == ["tools"]
+    assert [s["source"] for s in seen["auto"]] == [s["source"] for s in doc["template_selection"]]
+    assert [(s["ollama"], s["source"]) for s in seen["gguf"]] == [(">=0.30", "gguf_chat_template"), ("<0.30", "default")]
     # gguf mode: no template layer; Ollama >= 0.30 renders the Jinja, older versions the raw prompt
     doc = json.loads(run_cli("pack", gguf, "--name", "tools:gguf", "--template-mode", "gguf", "--models-dir", models,
                              "--json", check=0).stdout)

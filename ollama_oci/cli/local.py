@@ -135,6 +135,7 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
             split_problem = str(e)
     with g:
         info = model_info(g)
+        selection = _template_paths(info)
         if as_json:
             doc = {
                 "schema": "ollama-oci.inspect/v1",
@@ -150,6 +151,7 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
                 "header_end": g.header_end,
                 "data_offset": g.data_offset,
                 **info.to_json(),
+                "template_selection": selection,
                 "metadata": {k: _kv_json(kv, full_arrays) for k, kv in g.kv.items()},
             }
             if tensors:
@@ -168,8 +170,13 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
             ("context length", str(info.context_length) if info.context_length is not None else "-"),
             ("tensors", f"{info.tensor_count}" + (
                 " (" + ", ".join(f"{k} {v}" for k, v in info.tensor_types.items()) + ")" if info.tensor_types else "")),
-            ("chat template", f"yes ({len(info.chat_template)} chars)" if info.chat_template else "no"),
+            ("chat template", (f"yes ({len(info.chat_template)} chars" + "".join(
+                f", {c}" for c in selection["chat_template_capabilities"]) + ")") if info.chat_template else "no"),
         ]
+        for mode in ("auto", "gguf"):
+            if selection.get(mode):
+                rows.append((f"template ({mode})", "; ".join(f"Ollama {s['ollama']}: {s['source']}"
+                                                             for s in selection[mode])))
         if split_set is not None:
             rows.insert(1, ("split set", f"{len(split_set.paths)} shards, merged into one {split_set.size:,}-byte "
                                          f"model blob by pack (as ollama create merges them)"))
@@ -189,6 +196,23 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
                 shape = "x".join(map(str, t.shape)) or "scalar"
                 click.echo(f"  {printable(t.name, 200):<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
                            f"bytes {t.n_bytes if t.n_bytes is not None else '?'}")
+
+
+def _template_paths(info) -> dict:
+    """Which template each Ollama version would use for a model packed from this GGUF, with pack's
+    default (``auto``: a Go template derived from the chat template, which carries no tools or
+    thinking) and with ``--template-mode gguf`` (no template layer)."""
+    from ..modelinfo import ARCH_RENDERER
+    from ..template_choice import chat_template_capabilities, template_selection
+    if info.kind != "model":
+        return {}
+    derived = "{{ range .Messages }}{{ .Content }}{{ end }}" if info.chat_template else None  # stands for one
+    arch = info.architecture
+    common = {"chat_template": info.chat_template, "renderer": ARCH_RENDERER.get(arch, ""),
+              "parser": ARCH_RENDERER.get(arch, ""), "model_family": arch}
+    return {"chat_template_capabilities": chat_template_capabilities(info.chat_template or ""),
+            "auto": template_selection(go_template=derived, **common),
+            "gguf": template_selection(go_template=None, **common)}
 
 
 @cli.command("list", context_settings=CONTEXT)
