@@ -95,6 +95,9 @@ def _thinking_tags(nodes: list) -> tuple[str, str]:
 
 def go_template_capabilities(template: str) -> list[str]:
     """``goTemplateCapabilities``: tools (``.Tools``), insert (``.Suffix``), thinking (tags found)."""
+    low = template.lower()
+    if "tools" not in low and "suffix" not in low and "thinking" not in low:
+        return []        # none of the names it looks for: no need to parse (or import the parser)
     from .gotemplate import TemplateError, identifiers, ollama_parse
     try:
         nodes = ollama_parse(template)
@@ -113,6 +116,8 @@ def go_template_capabilities(template: str) -> list[str]:
 
 
 def go_template_tool_round_trip(template: str) -> bool:
+    if "toolcalls" not in template.lower():
+        return False
     from .gotemplate import TemplateError, identifiers, ollama_parse
     try:
         ids = identifiers(ollama_parse(template))
