@@ -1,0 +1,81 @@
+"""copyhash: one file assembled from literal bytes and ranges of others, hashed as written."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+import pytest
+
+from ollama_oci.copyhash import Range, ShortSource, copy_pieces
+
+
+def _files(tmp_path):
+    a, b = os.urandom(3 << 20), os.urandom((9 << 20) + 123)
+    (tmp_path / "a").write_bytes(a)
+    (tmp_path / "b").write_bytes(b)
+    return a, b
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "pread-pwrite"])
+def test_pieces_land_in_order_and_the_digest_is_of_the_written_file(tmp_path, monkeypatch, kernel):
+    a, b = _files(tmp_path)
+    if not kernel:   # another filesystem, or a kernel without it: the writer falls back to pread/pwrite
+        def refuse(*_a, **_k):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    fa, fb = os.open(tmp_path / "a", os.O_RDONLY), os.open(tmp_path / "b", os.O_RDONLY)
+    out = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    seen = []
+    try:
+        digest, size = copy_pieces(out, [b"head", Range(fb, 5, len(b) - 5, "b"), b"", b"\0" * 7,
+                                        Range(fa, 0, len(a), "a")], progress=seen.append)
+    finally:
+        for fd in (fa, fb, out):
+            os.close(fd)
+    want = b"head" + b[5:] + b"\0" * 7 + a
+    assert (tmp_path / "out").read_bytes() == want
+    assert size == len(want) and digest.hex == hashlib.sha256(want).hexdigest() and sum(seen) == len(want)
+
+
+def test_a_source_that_ends_early_is_an_error_and_a_writer_error_reaches_the_caller(tmp_path, monkeypatch):
+    a, _ = _files(tmp_path)
+    fa = os.open(tmp_path / "a", os.O_RDONLY)
+    out = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(ShortSource) as ei:
+            copy_pieces(out, [Range(fa, 0, len(a) + 10, "a-file")])
+        assert "a-file" in str(ei.value)
+
+        def broken(*_a, **_k):
+            raise OSError(errno.EIO, "disk error")
+        monkeypatch.setattr(os, "copy_file_range", broken)
+        with pytest.raises(OSError) as ei:
+            copy_pieces(out, [Range(fa, 0, len(a), "a")])
+        assert ei.value.errno == errno.EIO
+    finally:
+        os.close(fa)
+        os.close(out)
+
+
+def test_a_failing_progress_callback_stops_the_writer(tmp_path):
+    """Cancelling (a progress callback that raises, as pack's does) stops the copy thread too."""
+    a, _ = _files(tmp_path)
+    fa = os.open(tmp_path / "a", os.O_RDONLY)
+    out = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+
+    class Stop(Exception):
+        pass
+
+    def cancel(_n):
+        raise Stop()
+    try:
+        with pytest.raises(Stop):
+            copy_pieces(out, [Range(fa, 0, len(a), "a")] * 50, progress=cancel)
+    finally:
+        os.close(fa)
+        os.close(out)
+    import threading
+    assert not [t for t in threading.enumerate() if t.name == "ollama-oci-copy" and t.is_alive()]
+    assert os.path.getsize(tmp_path / "out") < 50 * len(a)
