@@ -177,7 +177,10 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
             continue
         kind = d.kind
         if d.media_type == MT.PARAMS:
-            params = json.loads(read_small(store, d))
+            try:
+                params = json.loads(read_small(store, d))
+            except ValueError:
+                raise InvalidInput(f"{store.describe_ref(ref)}: its params layer {d.digest} is not JSON") from None
             num_ctx = params.get("num_ctx") if isinstance(params, dict) else None
             if fmt == DOCKER and isinstance(num_ctx, (int, float)) and 0 < num_ctx < 2 ** 31:
                 context_size = int(num_ctx)

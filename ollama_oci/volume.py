@@ -7,7 +7,10 @@ mounted read-only as a Kubernetes image volume at the server's ``OLLAMA_MODELS``
 an init container.  The tar is generated on the fly, optionally zstd-compressed, and
 streamed into the registry as chunked uploads while both digests (the uncompressed
 ``diff_id`` and the layer digest) are computed: the GGUF is never staged on disk again.
-The tar is reproducible: fixed order, mtime 0, uid/gid 0, modes 0755/0644.
+The tar is reproducible: fixed order, mtime 0, uid/gid 0, modes 0755/0644. So a rebuild of the same
+models is known before any byte is read (:func:`layer_key`, kept in this machine's cache and in the
+image's annotations) and sends no layer when the registry has it. One manifest per platform around the
+one layer; several platforms make an image index.
 """
 
 from __future__ import annotations
