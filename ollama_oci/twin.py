@@ -206,7 +206,7 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
         cfg: dict = {"format": "gguf"}
         if arch:
             cfg["architecture"] = arch
-        if info.parameter_count:
+        if info.parameter_count >= 1000:     # the spec's grammar needs a unit: <count><Q|T|B|M|K>
             cfg["paramSize"] = _units(info.parameter_count, 1)
         if info.file_type and info.file_type != "unknown":
             cfg["quantization"] = info.file_type
