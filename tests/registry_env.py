@@ -295,7 +295,9 @@ class Front:
         self.lock = threading.Lock()
         self.log: list[tuple[str, str, Optional[str]]] = []    # (method, path, Authorization)
         self.cdn_log: list[tuple[str, Optional[str], Optional[str]]] = []   # (path, Authorization, Range)
-        self.throttle: Optional[float] = None    # bytes per second for blob bodies
+        self.throttle: Optional[float] = None    # bytes per second for blob bodies, per connection
+        self.link_rate: Optional[float] = None   # bytes per second for blob bodies, shared: one slow link
+        self._link_next = 0.0
         self.ignore_ranges = False               # drop Range headers on the way to the registry
         # a cloud registry's upload limits (GHCR refuses PATCH bodies over 4 MiB with 416)
         self.max_patch_body: Optional[int] = None
@@ -325,6 +327,15 @@ class Front:
         self.cdn = _Server((cdn_host, self.cdn_port), self._cdn_handler())
         for s in (self.server, self.cdn):
             threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    def _pace(self, n: int) -> None:
+        """Hold a response until a link of ``link_rate`` shared by every connection has carried ``n``
+        more bytes (each chunk takes its turn on one timeline)."""
+        with self.lock:
+            start = max(time.monotonic(), self._link_next)
+            self._link_next = start + n / self.link_rate
+            until = self._link_next
+        time.sleep(max(0.0, until - time.monotonic()))
 
     @property
     def addr(self) -> str:
@@ -476,6 +487,8 @@ class Front:
                         self.blob_bytes_served += len(chunk)
                 if self.throttle and count_blob:
                     time.sleep(len(chunk) / self.throttle)
+                if self.link_rate and count_blob:
+                    self._pace(len(chunk))
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:

@@ -144,12 +144,19 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
 
         failures = [0]  # temporary failures of all parts together: the blob gives up in bounded time
         flock = threading.Lock()
+        kick: list = [None]   # _run_parts' spawn: a slot freed while a part streams is taken up at once
+
+        def tick(n: int) -> None:
+            if progress is not None:
+                progress(n)
+            if kick[0] is not None:
+                kick[0]()
 
         def fetch_part(p: _Part, opened: Optional[threading.Event] = None) -> None:
             while not p.complete:
                 pos = p.start + p.done
                 try:
-                    _fetch_range(desc, source, fd, p, pos, progress, save, opened)
+                    _fetch_range(desc, source, fd, p, pos, tick, save, opened)
                     opened = None
                 except RangeNotSupported:
                     if len(parts) > 1 or pos == 0:
@@ -174,7 +181,7 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
                     log.warning("blob %s at byte %d: %s; resuming", desc.digest.short, pos, e)
 
         try:
-            _run_parts([p for p in parts if not p.complete], fetch_part, source)
+            _run_parts([p for p in parts if not p.complete], fetch_part, source, kick)
         except RangeNotSupported:
             # the source ignores byte ranges: one sequential stream from the start instead
             log.info("%s ignores byte ranges; fetching %s in one stream", source.store.describe(), desc.digest.short)
@@ -207,11 +214,13 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
                                 "was installed", expected=desc.digest, actual=got)
 
 
-def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobSource) -> None:
+def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobSource,
+               kick: Optional[list] = None) -> None:
     """Fetch the parts: the calling thread works through them, and helper threads join whenever the
     copy's budget has a free slot (one budget for blobs and parts together; a slot another blob frees
-    later is taken up too). Helpers start once the first part's stream is open, so a redirect to
-    object storage is learnt before they ask."""
+    later is taken up as the parts stream: ``kick[0]`` is set to the check, which the parts' progress
+    calls). Helpers start once the first part's stream is open, so a redirect to object storage is
+    learnt before they ask."""
     if not todo:
         return
     queue = list(todo[1:])
@@ -219,26 +228,32 @@ def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobS
     errors: list[BaseException] = []
     opened = threading.Event()
     helpers: list[threading.Thread] = []
+    idle = [0]      # helpers started that have not taken a part yet
     budget = source.budget
 
     def spawn() -> None:
-        """Start helpers while slots are free and parts wait for them (called before each part)."""
+        """Start helpers while slots are free and parts wait with no helper coming for them (called
+        before each part, and as parts stream)."""
         while budget is not None:
             with qlock:
-                waiting = len(queue) - sum(1 for t in helpers if t.is_alive())
-                if waiting <= 0 or errors:
+                if len(queue) - idle[0] <= 0 or errors:
                     return
             if not budget.try_acquire():
                 return
             t = threading.Thread(target=helper, name="ollama-oci-part", daemon=True)
             with qlock:
                 helpers.append(t)
+                idle[0] += 1
             t.start()
 
-    def work() -> None:
+    def work(is_helper: bool = False) -> None:
+        first = is_helper
         while True:
             spawn()
             with qlock:
+                if first:      # this helper is no longer on its way to a part: it takes one now, or none
+                    idle[0] -= 1
+                    first = False
                 if not queue or errors:
                     return
                 p = queue.pop(0)
@@ -252,10 +267,16 @@ def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobS
     def helper() -> None:
         try:
             opened.wait()
-            work()
+            work(is_helper=True)
         finally:
             budget.release()
 
+    def kick_spawn() -> None:
+        if opened.is_set():
+            spawn()
+
+    if kick is not None:
+        kick[0] = kick_spawn
     spawn()
     try:
         fetch_part(todo[0], opened)
@@ -265,6 +286,8 @@ def _run_parts(todo: list[_Part], fetch_part: Callable[..., None], source: BlobS
     finally:
         opened.set()
     work()
+    if kick is not None:
+        kick[0] = None
     while True:
         with qlock:
             alive = [t for t in helpers if t.is_alive()]
