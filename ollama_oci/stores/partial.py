@@ -149,8 +149,9 @@ def _fetch(desc: Descriptor, source: BlobSource, data_path: str, state_path: str
         def tick(n: int) -> None:
             if progress is not None:
                 progress(n)
-            if kick[0] is not None:
-                kick[0]()
+            spawn = kick[0]      # read once: the calling thread clears it when the parts are all taken
+            if spawn is not None:
+                spawn()
 
         def fetch_part(p: _Part, opened: Optional[threading.Event] = None) -> None:
             while not p.complete:
