@@ -347,7 +347,8 @@ def _go_template(p: dict) -> str:
     out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
     if p["gen"]:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
-    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}{{{{ end }}}}{{{{ end }}}}')
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}'
+               f'{{{{ end }}}}{{{{ end }}}}')
     return "".join(out)
 
 

@@ -49,8 +49,8 @@ def copy_places(src: str, dst: str, *, models_dir: Optional[str] = None, registr
     Docker model artifact becomes an Ollama model when the destination is the Ollama store, or
     anywhere with ``to_ollama`` (inside one registry its weights are mounted, not uploaded).
     ``params`` (typed, as :func:`~ollama_oci.build.params_from_options` gives them) go into the Ollama
-    model made from a ModelPack or Docker artifact. ``as_format`` (``modelpack`` or ``docker``) writes the Ollama model's twin in that format instead
-    (:mod:`ollama_oci.twin`; the weight blob shared).
+    model made from a ModelPack or Docker artifact. ``as_format`` (``modelpack`` or ``docker``) writes
+    the Ollama model's twin in that format instead (:mod:`ollama_oci.twin`; the weight blob shared).
     """
     s, d = parse_endpoint(src), parse_endpoint(dst)
     if as_format is not None and (to_ollama or d.kind in ("ollama", "bundle") or s.kind == "bundle"):

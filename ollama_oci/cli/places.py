@@ -8,8 +8,8 @@ import click
 
 from .app import CONTEXT, cli
 from .common import (Progress, conversion_params_option, copy_report, destination, dry_run_option, emit_json,
-                     human_size, json_option, local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
-                     transport_options, warn)
+                     human_size, json_option, local_store, model_name, models_dir_option, oci_option, parse_size,
+                     plan_report, quiet_option, transport_options, warn)
 
 
 @cli.command("copy", context_settings=CONTEXT)

@@ -6,8 +6,8 @@ import click
 
 from .app import CONTEXT, cli
 from .common import (Progress, authfile_option, conversion_params_option, copy_report, destination,
-                     dry_run_option, emit_json, json_option, local_store, model_name, models_dir_option, oci_option, parse_size, plan_report, quiet_option,
-                     transport_options, warn)
+                     dry_run_option, emit_json, json_option, local_store, model_name, models_dir_option,
+                     oci_option, parse_size, plan_report, quiet_option, transport_options, warn)
 
 
 def _registry_host(text: str) -> str:
