@@ -36,7 +36,8 @@ def _weight(store, repo, mt) -> dict:
     return _blob(store, repo, data, mt)
 
 
-def _modelpack(store, repo, tag="1", *, paths=("tiny.gguf", "LICENSE", "chat_template.jinja"), config=None):
+def _modelpack(store, repo, tag="1", *, paths=("tiny.gguf", "LICENSE", "chat_template.jinja"), config=None,
+               config_size=None):
     w = _weight(store, repo, "application/vnd.cncf.model.weight.v1.raw")
     lic = _blob(store, repo, LICENSE, "application/vnd.cncf.model.doc.v1.raw")
     tpl = _blob(store, repo, JINJA.encode(), "application/vnd.cncf.model.weight.config.v1.raw")
@@ -46,6 +47,8 @@ def _modelpack(store, repo, tag="1", *, paths=("tiny.gguf", "LICENSE", "chat_tem
         {"descriptor": {"name": "tiny", "createdAt": "2026-01-01T00:00:00Z"}, "config": {"format": "gguf"},
          "modelfs": {"type": "layers", "diffIds": [w["digest"], lic["digest"], tpl["digest"]]}}).encode()
     c = _blob(store, repo, cfg, "application/vnd.cncf.model.config.v1+json")
+    if config_size is not None:   # a descriptor that claims another size (distribution does not check it)
+        c["size"] = config_size
     m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
          "artifactType": "application/vnd.cncf.model.manifest.v1+json", "config": c, "layers": [w, lic, tpl]}
     store.put_manifest_raw(parse_reference(f"{store.registry}/{repo}:{tag}"), json.dumps(m).encode(),
@@ -99,6 +102,7 @@ def test_modelpack_and_docker_artifacts_pull_as_ollama_models(tmp_path, registry
 @pytest.mark.parametrize("case, error", [
     ("escape", "leaves the model"), ("absolute", "leaves the model"), ("duplicate", "two layers claim"),
     ("config-not-json", "config is not a JSON object"), ("config-too-big", "more than the"),
+    ("config-of-1-gb", "more than the"),
 ])
 def test_hostile_artifacts_are_refused_and_nothing_is_visible(tmp_path, registry_factory, case, error):
     reg = registry_factory("plain")
@@ -107,7 +111,9 @@ def test_hostile_artifacts_are_refused_and_nothing_is_visible(tmp_path, registry
           "absolute": {"paths": ("/etc/tiny.gguf", "LICENSE", "t.jinja")},
           "duplicate": {"paths": ("tiny.gguf", "tiny.gguf", "t.jinja")},
           "config-not-json": {"config": b"not json"},
-          "config-too-big": {"config": b"{" + b" " * (1 << 20) + b"}"}}[case]
+          "config-too-big": {"config": b"{" + b" " * (1 << 20) + b"}"},
+          # a 1 GB config as its descriptor announces it: refused by the size, before a byte is read
+          "config-of-1-gb": {"config_size": 1_000_000_000}}[case]
     _modelpack(store, "mp/bad", **kw)
     cp = run_cli("pull", f"{reg.host}/mp/bad:1", "--name", "bad:1", "--plain-http", "--models-dir", tmp_path / "m")
     assert cp.returncode == 3 and error in cp.stderr, cp.stderr
