@@ -3,6 +3,7 @@ TOML, bounded, with errors that name the file; and sizes written as people write
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -52,3 +53,10 @@ def parse_size(v: Any, what: str = "size") -> int:
     unit = (m.group(2) or "b").lower()
     base = 1024 if "i" in unit else 1000
     return int(float(m.group(1)) * base ** {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[0]])
+
+
+def cache_dir(*parts: str) -> str:
+    """Where ollama-oci keeps what it can rebuild: ``$XDG_CACHE_HOME/ollama-oci`` (else
+    ``~/.cache/ollama-oci``), joined with ``parts``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "ollama-oci", *parts)

@@ -20,6 +20,8 @@ import sys
 from functools import lru_cache
 from types import ModuleType
 
+from .configfile import cache_dir
+
 __all__ = ["constants", "tensor_type_name", "tensor_block", "ollama_file_type_name", "value_type_name"]
 
 
@@ -50,8 +52,7 @@ def constants() -> ModuleType:
 
 
 def _cache_file() -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "ollama-oci", "ggml-tables.json")
+    return cache_dir("ggml-tables.json")
 
 
 def _from_constants() -> dict:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .stores.bundle import tar_header as _tar_header
+from .configfile import cache_dir
 from .digest import CHUNK, digest_bytes
 from .errors import InvalidInput, VerificationError
 from .progress import ProgressCallback, ProgressEvent
@@ -193,8 +194,7 @@ def layer_key(tree, zstd: bool, level: int = 3) -> str:
 
 
 def _cache_path(key: str) -> str:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "ollama-oci", "volumes", key.replace(":", "-") + ".json")
+    return cache_dir("volumes", key.replace(":", "-") + ".json")
 
 
 def _known_layer(dst: Any, dst_ref: Any, key: str) -> Optional[dict]:

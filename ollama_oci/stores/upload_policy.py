@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..configfile import parse_size, read_toml
+from ..configfile import cache_dir, parse_size, read_toml
 from ..errors import InvalidInput
 from ..fsutil import atomic_write, unlink_quiet
 
@@ -149,8 +149,7 @@ class UploadState:
     """Where a chunked upload of one blob stands, kept on disk between runs."""
 
     def __init__(self, registry: str, repository: str, digest: str):
-        root = os.environ.get("OLLAMA_OCI_STATE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ollama-oci", "uploads")
+        root = os.environ.get("OLLAMA_OCI_STATE_DIR") or cache_dir("uploads")
         key = hashlib.sha256(f"{registry}\n{repository}\n{digest}".encode()).hexdigest()[:32]
         self.path = os.path.join(root, key + ".json")
         self.registry, self.repository, self.digest = registry, repository, str(digest)
