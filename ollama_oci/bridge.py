@@ -20,7 +20,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .build import build_config, build_manifest, params_layer, text_layer
+from .build import build_config, build_manifest, params_layer, template_tokens, text_layer
 from .describe import DOCKER_MODEL, MODELPACK, artifact_format
 from .digest import Digest, check, digest_bytes
 from .engine import CopyOptions, CopyReport, copy, copy_manifest, move_blobs
@@ -285,7 +285,7 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
                                                                                    Conversion]:
     """(layers of the Ollama manifest, small blobs to write, config, conversion) for an artifact.
     ``unwrapped`` maps a tar weight layer's digest to (store, descriptor) of the GGUF taken out of it."""
-    from .chat_template import TemplateDerivationError, derive_template, special_tokens
+    from .chat_template import TemplateDerivationError, derive_template
     conv = conv if conv is not None else classify(manifest)
     unwrapped = unwrapped or {}
     infos, layers = [], []
@@ -302,14 +302,7 @@ def plan(src: Any, manifest: dict, *, warn=None, conv: Optional[Conversion] = No
         if role == "model":
             infos.append(info)
             template_src = info.chat_template
-            toks = g.get("tokenizer.ggml.tokens")
-            if toks is not None:
-                types = g.get("tokenizer.ggml.token_type")
-                vocab = special_tokens(list(toks), list(types) if types is not None else None)
-                eos_id = g.get_int("tokenizer.ggml.eos_token_id")
-                eos = toks[eos_id] if eos_id is not None and 0 <= eos_id < len(toks) else ""
-                bos_id = g.get_int("tokenizer.ggml.bos_token_id")
-                bos = toks[bos_id] if bos_id is not None and 0 <= bos_id < len(toks) else ""
+            vocab, eos, bos = template_tokens(g)
         layers.append(Descriptor(MT.MODEL if role == "model" else MT.PROJECTOR, desc.digest, desc.size))
     small = []
     if conv.template is not None:

@@ -435,19 +435,28 @@ def parse_gguf_prefix(head: bytes, path: str) -> None:
         parse_gguf(head, path=path)  # raises the precise "not a GGUF file" error
 
 
+def template_tokens(g) -> tuple[Optional[list], str, str]:
+    """(special-token vocabulary, EOS token, BOS token) of an open GGUF, as a derived template needs
+    them (None and empty strings where the vocabulary does not say)."""
+    from .chat_template import special_tokens
+    toks = g.get("tokenizer.ggml.tokens")
+    if toks is None:
+        return None, "", ""
+    types = g.get("tokenizer.ggml.token_type")
+    vocab = special_tokens(list(toks), list(types) if types is not None else None)
+
+    def token(key: str) -> str:
+        i = g.get_int(key)
+        return toks[i] if i is not None and 0 <= i < len(toks) else ""
+    return vocab, token("tokenizer.ggml.eos_token_id"), token("tokenizer.ggml.bos_token_id")
+
+
 def _template_inputs(g) -> Optional[tuple]:
     """(chat template, special-token vocabulary, EOS and BOS tokens) of an open GGUF; None without one."""
-    from .chat_template import special_tokens
     src = g.get_str("tokenizer.chat_template")
     if not src:
         return None
-    toks = g.get("tokenizer.ggml.tokens")
-    types = g.get("tokenizer.ggml.token_type")
-    vocab = special_tokens(list(toks), list(types) if types is not None else None) if toks is not None else None
-    def token(key: str) -> str:
-        i = g.get_int(key)
-        return toks[i] if toks is not None and i is not None and 0 <= i < len(toks) else ""
-    return src, vocab, token("tokenizer.ggml.eos_token_id"), token("tokenizer.ggml.bos_token_id")
+    return (src, *template_tokens(g))
 
 
 def derive_from_gguf(path: str, **kw):
