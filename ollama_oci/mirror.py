@@ -227,17 +227,16 @@ def run_plan(plan: MirrorPlan, *, dry_run: bool = False, retries: int = 5,
                 rep.update(status="unchanged" if r.unchanged else "copied", manifest_digest=str(r.manifest_digest),
                            bytes_transferred=r.bytes_transferred, blobs=[b.to_json() for b in r.blobs])
             if job.also:     # twins of the mirrored model, made from the target's copy: its blobs are there
-                from .twin import make_twin, publish_twin, twin_reference
-                twins = []
-                for fmt in job.also:
-                    tref = parse_reference(twin_reference(str(job.target), fmt, plan.twin_name))
-                    if dry_run:
-                        twins.append({"format": fmt, "target": str(tref), "status": "would-publish"})
-                        continue
-                    tw = make_twin(dst, job.target, fmt, name=job.target.repository.rsplit("/", 1)[-1])
-                    tr = publish_twin(tw, dst, job.target, dst, tref)
-                    twins.append(dict(tw.to_json(), target=str(tref), bytes_transferred=tr.bytes_transferred))
-                rep["twins"] = twins
+                from .twin import make_twins, publish_twin, twin_reference
+                trefs = [parse_reference(twin_reference(str(job.target), fmt, plan.twin_name)) for fmt in job.also]
+                if dry_run:
+                    rep["twins"] = [{"format": fmt, "target": str(t), "status": "would-publish"}
+                                    for fmt, t in zip(job.also, trefs)]
+                else:
+                    made = make_twins(dst, job.target, job.also, name=job.target.repository.rsplit("/", 1)[-1])
+                    rep["twins"] = [dict(tw.to_json(), target=str(t),
+                                         bytes_transferred=publish_twin(tw, dst, job.target, dst, t).bytes_transferred)
+                                    for tw, t in zip(made, trefs)]
         except OllamaOCIError as e:
             rep.update(status="failed", error=str(e), exit_code=e.exit_code)
         except Exception as e:  # one model's bug must not stop the others; reported as internal

@@ -34,7 +34,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from .digest import digest_bytes
 from .engine import CopyOptions, CopyReport, move_blobs
@@ -44,7 +44,7 @@ from .spec import MT, Descriptor, parse_manifest
 from .stores.contract import bind
 from .stores.memory import MemoryStore
 
-__all__ = ["FORMATS", "Twin", "make_twin", "publish_twin", "copy_as", "twin_reference", "TWIN_PATTERN"]
+__all__ = ["FORMATS", "Twin", "make_twin", "make_twins", "publish_twin", "copy_as", "twin_reference", "TWIN_PATTERN"]
 
 MODELPACK = "modelpack"
 DOCKER = "docker"
@@ -145,9 +145,16 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
     first megabytes); moves nothing. ``name`` is the model's name in the twin (``descriptor.name`` and
     file names; default: the repository's last part).
     """
+    return make_twins(store, ref, [fmt], name=name, created=created)[0]
+
+
+def make_twins(store: Any, ref: Any, formats: Sequence[str], *, name: Optional[str] = None,
+               created: Optional[_dt.datetime] = None) -> list[Twin]:
+    """:func:`make_twin` for several formats, the model's manifest, params and GGUF header read once."""
     from .bridge import _header, read_small
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown twin format {fmt!r}; use one of {', '.join(FORMATS)}")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown twin format {fmt!r}; use one of {', '.join(FORMATS)}")
     store, ref = bind(store, ref)
     data, _ = store.fetch_manifest(ref)
     m = parse_manifest(data)
@@ -158,12 +165,26 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
         raise Unsupported(f"{store.describe_ref(ref)} has {len(models)} model layers; a twin needs exactly one")
     g = _header(store, models[0])
     info = model_info(g)
+    params = None
+    for d in m.layers:
+        if d.media_type == MT.PARAMS:
+            try:
+                params = json.loads(read_small(store, d))
+            except ValueError:
+                raise InvalidInput(f"{store.describe_ref(ref)}: its params layer {d.digest} is not JSON") from None
+    return [_twin(fmt, m, models[0], info, max(models[0].size - g.data_offset, 0), params, base, when)
+            for fmt in formats]
+
+
+def _twin(fmt: str, m: Any, model: Descriptor, info: Any, tensor_bytes: int, params: Any, base: str,
+          when: str) -> Twin:
+    """One twin of the model ``m`` (its facts already read, see :func:`make_twins`)."""
     layers: list[tuple[str, Descriptor, dict]] = []
     not_carried: list[tuple[str, str, str]] = []
     context_size = None
     model_file = f"{base}.gguf"
-    layers.append((MP_WEIGHT if fmt == MODELPACK else DMR_GGUF, models[0],
-                   _file_annotations(model_file, models[0].size, when)))
+    layers.append((MP_WEIGHT if fmt == MODELPACK else DMR_GGUF, model,
+                   _file_annotations(model_file, model.size, when)))
     projectors = [d for d in m.layers if d.media_type == MT.PROJECTOR]
     for i, d in enumerate(projectors):   # after the model: DMR and llmman take the first GGUF as the model
         path = f"mmproj-{base}{'' if i == 0 else f'-{i + 1}'}.gguf"  # DMR finds it by "mmproj" in the name
@@ -177,10 +198,6 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
             continue
         kind = d.kind
         if d.media_type == MT.PARAMS:
-            try:
-                params = json.loads(read_small(store, d))
-            except ValueError:
-                raise InvalidInput(f"{store.describe_ref(ref)}: its params layer {d.digest} is not JSON") from None
             num_ctx = params.get("num_ctx") if isinstance(params, dict) else None
             if fmt == DOCKER and isinstance(num_ctx, (int, float)) and 0 < num_ctx < 2 ** 31:
                 context_size = int(num_ctx)
@@ -222,7 +239,7 @@ def make_twin(store: Any, ref: Any, fmt: str, *, name: Optional[str] = None,
             cfg["parameters"] = _units(info.parameter_count, 2)
         if arch:
             cfg["architecture"] = arch
-        cfg["size"] = _binary_size(max(models[0].size - g.data_offset, 0))
+        cfg["size"] = _binary_size(tensor_bytes)
         if context_size is not None:
             cfg["context_size"] = context_size
         config = {"config": cfg, "descriptor": {"created": when},

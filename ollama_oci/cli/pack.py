@@ -86,12 +86,14 @@ def pack(gguf, modelfile, name, template, system, licenses, params, messages, ad
                             progress=prog, warn=warn, strict=strict)
     twins = []
     if also:
-        from ..twin import copy_as
+        from ..twin import make_twins, publish_twin
+        # made once (one header read), tagged in every layout, each holding the model's blobs
+        made = make_twins(layouts[0], mname, list(dict.fromkeys(also)), name=mname.model)
         for layout in layouts:
-            for fmt in dict.fromkeys(also):
-                dst = mname.with_tag(f"{mname.tag}-{fmt}")
-                twin, _ = copy_as(layout, mname, layout, dst, fmt, name=mname.model)
-                twins.append({"layout": layout.root, "name": dst.display, "format": fmt,
+            for twin in made:
+                dst = mname.with_tag(f"{mname.tag}-{twin.format}")
+                publish_twin(twin, layout, mname, layout, dst)
+                twins.append({"layout": layout.root, "name": dst.display, "format": twin.format,
                               "manifest_digest": str(twin.manifest_digest),
                               "not_carried": [k for k, _, _ in twin.not_carried]})
     if as_json:

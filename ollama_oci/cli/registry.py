@@ -137,9 +137,9 @@ def push(name, ref, models_dir, oci_layout, chunk_size, manifest_format, also, t
         report = copy(store, n, reg, dest, opts)
         published = []
         if twins:
-            from ..twin import make_twin, publish_twin
-            for fmt, t in twins:   # the blobs come from the model just pushed: present, or mounted
-                twin = make_twin(store, n, fmt, name=dest.repository.rsplit("/", 1)[-1])
+            from ..twin import make_twins, publish_twin
+            made = make_twins(store, n, [fmt for fmt, _ in twins], name=dest.repository.rsplit("/", 1)[-1])
+            for twin, (_, t) in zip(made, twins):   # blobs from the model just pushed: present, or mounted
                 published.append((t, twin, publish_twin(twin, reg, dest, reg, t, opts)))
     if as_json:
         doc = report.to_json()
