@@ -75,7 +75,6 @@ class Progress:
         self.started = time.monotonic()
         self.last = self.started
         self.samples: dict[str, list[tuple[float, int]]] = {"": [(self.started, 0)]}
-        self.width = 0
         self.drawn = 0   # lines on screen from the last redraw (terminal only)
 
     def __call__(self, ev) -> None:
@@ -132,7 +131,6 @@ class Progress:
             up = f"\x1b[{self.drawn - 1}F" if self.drawn > 1 else "\r"
             sys.stderr.write(up + "\n".join(x + "\x1b[K" for x in lines))
             self.drawn = len(lines)
-            self.width = 1
         else:
             moving = [f"{self.labels[k]} {100 * self.done[k] // self.total[k]}%" for k in self.total
                       if self.total[k] >= self.BAR_MIN and 0 < self.done[k] < self.total[k]]
@@ -141,11 +139,10 @@ class Progress:
 
     def close(self) -> None:
         with self.lock:
-            if self.enabled and self.tty and self.width:
+            if self.enabled and self.tty and self.drawn:
                 self._draw(time.monotonic())
                 sys.stderr.write("\n")
                 sys.stderr.flush()
-            self.width = 0
             self.drawn = 0
 
     def __enter__(self) -> "Progress":
