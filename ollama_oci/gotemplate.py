@@ -44,7 +44,7 @@ _TOKEN = re.compile(r"""
   | (?P<str>"(?:[^"\\\n]|\\.)*")
   | (?P<raw>`[^`]*`)
   | (?P<char>'(?:[^'\\\n]|\\[^\n])*')
-  | (?P<num>[+-]?(?:\d|\.\d)(?:[0-9A-Za-z_.]|(?<=[eEpP])[+-])*)
+  | (?P<num>[+-]?(?:\d|\.\d))
   | (?P<declare>:=)
   | (?P<assign>=)
   | (?P<pipe>\|)
@@ -57,37 +57,116 @@ _TOKEN = re.compile(r"""
 """, re.X)
 
 
+_OPERAND_END = {"num", "str", "raw", "char", "var", "field", "ident", "rparen"}
+_OPERAND_START = {"num", "str", "raw", "char", "var", "field", "ident", "lparen"}
+
+
 def _lex_action(src: str, line: int) -> list[tuple[str, str]]:
-    out, pos = [], 0
+    out: list[tuple[str, str]] = []
+    pos, prev = 0, "ws"
     while pos < len(src):
         m = _TOKEN.match(src, pos)
         if not m:
             raise TemplateError(f"template: :{line}: unexpected {src[pos]!r} in command")
         kind = m.lastgroup
+        end = m.end()
+        if kind == "num":
+            end = _scan_number(src, pos)
+            if end < 0:
+                raise TemplateError(f'template: :{line}: bad number syntax: "{src[pos:-end]}"')
+        if prev in _OPERAND_END and kind in _OPERAND_START and not (prev == "rparen" and kind == "field"):
+            # two operands with no space between ("len(.X)", "1.2.3"): Go's parser stops there
+            raise TemplateError(f"template: :{line}: unexpected {_go_item((kind, src[pos:end]))} in operand")
         if kind != "ws":
-            out.append((kind, m.group()))
-        pos = m.end()
+            out.append((kind, src[pos:end]))
+        prev = kind
+        pos = end
     return out
+
+
+def _scan_number(src: str, pos: int) -> int:
+    """Where Go's lexer (``scanNumber``) ends a number that starts at *pos*; minus the end after one
+    more character when a letter or digit follows that no number can hold (Go's bad number syntax)."""
+    def run(chars: str) -> None:
+        nonlocal pos
+        while pos < len(src) and src[pos] in chars:
+            pos += 1
+
+    def one(chars: str) -> bool:
+        nonlocal pos
+        if pos < len(src) and src[pos] in chars:
+            pos += 1
+            return True
+        return False
+    one("+-")
+    digits = "0123456789_"
+    if one("0"):
+        if one("xX"):
+            digits = "0123456789abcdefABCDEF_"
+        elif one("oO"):
+            digits = "01234567_"
+        elif one("bB"):
+            digits = "01_"
+    run(digits)
+    if one("."):
+        run(digits)
+    if len(digits) == 11 and one("eE"):
+        one("+-")
+        run("0123456789_")
+    if len(digits) == 23 and one("pP"):
+        one("+-")
+        run("0123456789_")
+    one("i")
+    if pos < len(src) and (src[pos].isalnum() or src[pos] == "_"):
+        return -(pos + 1)
+    return pos
+
+
+_KEYWORDS = {"block", "break", "continue", "define", "else", "end", "if", "range", "nil", "template", "with"}
+
+
+def _go_item(tok: tuple[str, str]) -> str:
+    """A token as Go's parser names it in an error (``item.String``): keywords in angle brackets,
+    other text quoted and cut at ten characters."""
+    kind, val = tok
+    if kind == "ident" and val in _KEYWORDS:
+        return f"<{val}>"
+    if len(val) > 10:
+        return '"' + val[:10].replace("\\", "\\\\").replace('"', '\\"') + '"...'
+    return '"' + val.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _go_number(text: str, line: int) -> Any:
     """A number as Go's template parser reads it (strconv with base prefixes, underscores, exponents,
-    hex floats); ``bad number syntax`` otherwise."""
+    hex floats), with Go's three complaints: ``bad number syntax`` (the lexer's: a letter no number
+    has), ``integer overflow`` (integer digits that only a float can hold) and ``illegal number
+    syntax`` (strconv refuses it)."""
     t = text.lstrip("+")
+    value: Any = None
     try:
         if re.fullmatch(r"-?0[0-7_]+", t):                       # Go's leading-zero octal
-            return int(t.replace("_", ""), 8)
-        if re.fullmatch(r"-?(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9][0-9_]*)", t):
-            return int(t, 0)
-        if re.fullmatch(r"-?0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9_]+", t):
-            return float.fromhex(t.replace("_", ""))
-        if re.fullmatch(r"-?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?", t):
-            return float(t)
-        if t.endswith("i") and _go_number(t[:-1], line) is not None:   # an imaginary constant
-            return complex(0, float(t[:-1].replace("_", "")))
-    except ValueError:
-        pass
-    raise TemplateError(f'template: :{line}: bad number syntax: "{text}"')
+            value = int(t.replace("_", ""), 8)
+        elif re.fullmatch(r"-?(?:0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[1-9][0-9_]*|0)", t):
+            value = int(t, 0)
+        elif re.fullmatch(r"-?[0-9][0-9_]*", t):
+            value = None                                          # "08": neither octal nor decimal
+        elif re.fullmatch(r"-?0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9_]+", t):
+            value = float.fromhex(t.replace("_", ""))
+        elif re.fullmatch(r"-?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?", t):
+            value = float(t)
+        elif t.endswith("i") and len(t) > 1:                      # an imaginary constant
+            body = t[:-1]
+            value = complex(0, float(body.replace("_", "")) if re.fullmatch(
+                r"-?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?", body)
+                else float(_go_number(body, line)))
+    except (ValueError, TemplateError):
+        value = None
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64) \
+            or value is None and re.fullmatch(r"-?[0-9]+(?:_[0-9]+)*", t):
+        raise TemplateError(f'template: :{line}: integer overflow: "{text}"')
+    if value is not None:
+        return value
+    raise TemplateError(f'template: :{line}: illegal number syntax: "{text}"')
 
 
 def _go_char(text: str, line: int) -> int:
@@ -265,6 +344,8 @@ class _Parser:
             if word in ("end", "else"):
                 if word not in stops:
                     raise TemplateError(f"template: :{line}: unexpected {{{{{word}}}}}")
+                if word == "end" and len(toks) > 1:
+                    raise TemplateError(f"template: :{line}: unexpected {_go_item(toks[1])} in end")
                 return nodes, (word, toks, line)
             if word in ("break", "continue"):
                 if self.range_depth <= 0:
@@ -322,7 +403,7 @@ class _Parser:
             if word == "with" and rest and rest[0] == ("ident", "with"):
                 other = [self._control("with", rest[1:], stop[2])]
             elif rest:
-                raise TemplateError(f'template: :{stop[2]}: unexpected "{rest[0][1]}" in else')
+                raise TemplateError(f"template: :{stop[2]}: unexpected {_go_item(rest[0])} in else")
             else:
                 other, stop2 = self._list(("end",))
                 if stop2 is None:
@@ -345,7 +426,7 @@ class _Parser:
                 cond = self._pipe(rest[1:], stop[2], allow_decl=True, context="if")
                 continue
             if rest:
-                raise TemplateError(f'template: :{stop[2]}: unexpected "{rest[0][1]}" in else')
+                raise TemplateError(f"template: :{stop[2]}: unexpected {_go_item(rest[0])} in else")
             other, stop2 = self._list(("end",))
             if stop2 is None:
                 raise TemplateError(f"template: :{line}: unexpected EOF")
@@ -355,27 +436,30 @@ class _Parser:
         if name.split(".")[0] not in self.vars:
             raise TemplateError(f'template: :{line}: undefined variable "{name.split(".")[0]}"')
 
-    def _pipe(self, toks: list, line: int, allow_decl: bool = False, context: str = "command") -> Pipe:
+    def _pipe(self, toks: list, line: int, allow_decl: bool = True, context: str = "command") -> Pipe:
         decl: list[str] = []
         assign = False
-        # $a, $b := ... / $a := ... / $a = ...
-        if allow_decl and [k for k, _ in toks[:4]] == ["var", "comma", "var", "comma"]:
+        # "$a := ...", "$a = ..." and, in a range only, "$a, $b := ...": as Go's Tree.pipeline reads
+        # them, a variable is in scope from its declaration on (an assignment declares it too, for the
+        # parser; executing one whose variable was never declared fails)
+        while allow_decl and len(toks) >= 2 and toks[0][0] == "var" and "." not in toks[0][1]:
+            nxt = toks[1][0]
+            if nxt in ("declare", "assign"):
+                assign = nxt == "assign"
+                decl.append(toks[0][1])
+                self.vars.append(toks[0][1])
+                toks = toks[2:]
+                break
+            if nxt != "comma":
+                break
+            decl.append(toks[0][1])
+            self.vars.append(toks[0][1])
+            toks = toks[2:]
+            if context == "range" and len(decl) < 2:
+                if not toks or toks[0][0] in ("var", "rparen"):
+                    continue
+                raise TemplateError(f"template: :{line}: range can only initialize variables")
             raise TemplateError(f"template: :{line}: too many declarations in {context}")
-        for n in (4, 2):
-            if len(toks) > n - 1 and allow_decl:
-                head = toks[:n]
-                if n == 4 and [k for k, _ in head] == ["var", "comma", "var", "declare"]:
-                    if context != "range":
-                        raise TemplateError(f"template: :{line}: too many declarations in {context}")
-                    decl, toks = [head[0][1], head[2][1]], toks[4:]
-                    break
-                if n == 2 and head[0][0] == "var" and head[1][0] in ("declare", "assign") and "." not in head[0][1]:
-                    decl, assign, toks = [head[0][1]], head[1][0] == "assign", toks[2:]
-                    break
-        if assign:
-            self._use(decl[0], line)
-        elif decl:
-            self.vars.extend(decl)    # declared before the right-hand side is read, as Go does
         if not toks:
             raise TemplateError(f"template: :{line}: missing value for {context}")
         cmds: list[list[tuple]] = [[]]
@@ -383,8 +467,8 @@ class _Parser:
         while i < len(toks):
             kind, val = toks[i]
             if kind == "pipe":
-                if not cmds[-1]:
-                    raise TemplateError(f"template: :{line}: missing command")
+                if not cmds[-1]:     # "{{ | x }}", "{{ x | | y }}"
+                    raise TemplateError(f'template: :{line}: unexpected "|" in {context}')
                 cmds.append([])
             elif kind == "lparen":
                 depth, j = 1, i + 1
@@ -393,7 +477,7 @@ class _Parser:
                     j += 1
                 if depth:
                     raise TemplateError(f"template: :{line}: unclosed left paren")
-                cmds[-1].append(("pipe", self._pipe(toks[i + 1:j - 1], line)))
+                cmds[-1].append(("pipe", self._pipe(toks[i + 1:j - 1], line, context="parenthesized pipeline")))
                 i = j
                 continue
             elif kind == "rparen":
@@ -422,7 +506,9 @@ class _Parser:
                 cmds[-1].append((kind, val))
             i += 1
         if not cmds[-1]:
-            raise TemplateError(f"template: :{line}: missing value for {context}")
+            if len(cmds) == 1:
+                raise TemplateError(f"template: :{line}: missing value for {context}")
+            cmds.pop()               # a trailing "|" ends the pipeline, as Go's parser reads it
         for n, cmd in enumerate(cmds[1:], start=2):   # only the first stage may start with a constant
             if cmd[0][0] == "lit" or cmd[0] == ("field", "."):
                 raise TemplateError(f"template: :{line}: non executable command in pipeline stage {n}")
@@ -518,7 +604,7 @@ class _Scope:
         for frame in reversed(self.vars):
             if name in frame:
                 return frame[name]
-        raise TemplateError(f'template: undefined variable "{name}"')
+        raise TemplateError(f"template: undefined variable: {name}")
 
     def set(self, name: str, value: Any, declare: bool) -> None:
         if declare:
@@ -528,7 +614,7 @@ class _Scope:
             if name in frame:
                 frame[name] = value
                 return
-        raise TemplateError(f'template: undefined variable "{name}"')
+        raise TemplateError(f"template: undefined variable: {name}")
 
 
 def _go_float(x: float) -> str:
