@@ -77,7 +77,24 @@ def _make_env():
                 raise SecurityError("power too large")
             return super().call_binop(context, operator, left, right)
 
-    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])  # as transformers
+    from jinja2 import nodes
+    from jinja2.ext import Extension
+
+    class Generation(Extension):
+        """``{% generation %}...{% endgeneration %}``, which transformers allows to mark the assistant's
+        part for training masks; it renders its body unchanged."""
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True,                 # as transformers renders
+                  extensions=["jinja2.ext.loopcontrols", Generation])
 
     def raise_exception(msg):
         raise ValueError(f"template raised: {msg}")
