@@ -403,7 +403,7 @@ def _gguf_info(path: str, what: str, want_template: bool = False, split=None) ->
             info = model_info(g)
             inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
         return info, inputs
-    with read_gguf(path) as g:
+    with read_gguf(path, share_gil=True) as g:   # the file is hashed on another thread meanwhile
         info = model_info(g)
         inputs = _template_inputs(g) if want_template and info.kind == "model" and info.chat_template else None
     siblings = shard_siblings(path)
@@ -585,6 +585,10 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
     if mode == "gguf" and recipe.template is not None and recipe.auto_template:
         raise InvalidInput("--template-mode gguf writes no template layer, but a TEMPLATE was given; drop one")
     want_template = recipe.template is None and mode != "gguf"
+    from . import prehash
+    if prehash.pending():
+        for p in splits:       # a split set is merged, not linked: a hash started ahead is not wanted
+            prehash.cancel(os.stat(p))
     with ThreadPoolExecutor(max_workers=1) as ex:
         fut = ex.submit(stage_all)
         try:
@@ -608,6 +612,7 @@ def pack(recipe: Recipe, name: ModelName | str, stores: Sequence[Any], *, legacy
                 pass
             raise
         staged = fut.result()
+    prehash.cancel()     # a hash the console script started that no staging took
 
     params = dict(recipe.params)
     arch = next(i.architecture for i in base_infos if i.kind == "model")

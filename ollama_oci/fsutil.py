@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Optional
 from .copyhash import Range, copy_pieces
 from .digest import Digest, check, hash_stream
 from .errors import InvalidInput, StoreError, VerificationError
+from . import prehash
 
 __all__ = ["unlink_quiet", "atomic_write", "fsync_dir", "ingest_file", "stage_file", "commit_staged", "discard_staged", "Staged",
            "LINK_MODES", "locked", "tmp_name"]
@@ -249,11 +250,19 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
                 progress(size, size)
         elif method is not None:
             with open(tmp, "rb", buffering=0) as f:
-                digest, size = hash_stream(f, progress=tick)
+                # hashed already, if the console script started on this very file (prehash.py)
+                pre = prehash.take(os.fstat(f.fileno()), progress=tick) if prehash.pending() else None
+                if pre is not None:
+                    digest, size = Digest(pre[0]), pre[1]
+                else:
+                    done = 0
+                    digest, size = hash_stream(f, progress=tick)
                 if method == "hardlink":
                     os.fsync(f.fileno())
         else:
             method = "copy"
+            if prehash.pending():
+                prehash.cancel(os.stat(src))   # copied and hashed behind the writer instead
             ensure_room(tmp_dir, total, src)
             with open(src, "rb", buffering=0) as fin:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)

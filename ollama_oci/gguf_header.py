@@ -19,6 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence, Union
 
@@ -314,7 +315,8 @@ class GGUFFile:
 class _Parser:
     """Sequential reader over a buffer with an explicit bound."""
 
-    def __init__(self, buf, size: int, path: str | None, limits: Limits):
+    def __init__(self, buf, size: int, path: str | None, limits: Limits, share_gil: bool = False):
+        self.share_gil = share_gil
         self.buf = buf
         self.end = size
         self.pos = 0
@@ -409,8 +411,16 @@ class _Parser:
             buf = self.buf
             end = self.end
             try:
-                for _ in range(count):
-                    off += cw + cnt(buf, off)[0]
+                # with share_gil, in blocks with a pause between them (see read_gguf)
+                left = count
+                block = 1024 if self.share_gil else count
+                while left:
+                    step = block if left > block else left
+                    for _ in range(step):
+                        off += cw + cnt(buf, off)[0]
+                    left -= step
+                    if left:
+                        time.sleep(0)
             except struct.error:
                 off = end + 1
             if off > end:
@@ -432,8 +442,9 @@ class _Parser:
         self.fail(f"unknown array element type {etype} (known: 0-12)", start)
 
 
-def _parse(buf, size: int, path: str | None, limits: Limits, file_size: int | None = None) -> GGUFFile:
-    p = _Parser(buf, size, path, limits)
+def _parse(buf, size: int, path: str | None, limits: Limits, file_size: int | None = None,
+           share_gil: bool = False) -> GGUFFile:
+    p = _Parser(buf, size, path, limits, share_gil)
     if size < 4:
         p.fail(f"not a GGUF file: {size} bytes, too short for the 4-byte magic", 0)
     magic = bytes(buf[0:4])
@@ -554,11 +565,18 @@ def parse_gguf(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT
         raise GGUFError(f"malformed GGUF header ({type(e).__name__}: {e})", None, path) from None
 
 
-def read_gguf(path: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS) -> GGUFFile:
+def read_gguf(path: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS, share_gil: bool = False) -> GGUFFile:
     """Read the header of a GGUF file.  Touches only the header's pages.
 
     The returned :class:`GGUFFile` keeps the file mapped so that large arrays can
     be decoded later; close it (or use ``with``) when done.
+
+    ``share_gil``: another thread of this process is busy meanwhile (``pack`` hashes the file while
+    it parses the header).  The walk over a large string array (a vocabulary) holds the GIL for
+    tens of milliseconds, and the other thread would wait up to a switch interval for it between
+    every chunk it hashes; with ``share_gil`` the walk pauses briefly every 1,024 strings instead,
+    which slows it and not the hash (measured on the Gemma: pack 1.13x of one hash pass without,
+    1.04x with).
     """
     spath = os.fspath(path)
     try:
@@ -577,7 +595,7 @@ def read_gguf(path: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS) -> GG
             raise GGUFError("not a GGUF file: the file is empty", 0, spath)
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            gf = _parse(mm, size, spath, limits)
+            gf = _parse(mm, size, spath, limits, share_gil=share_gil)
         except GGUFError:
             mm.close()
             raise

@@ -66,7 +66,8 @@ def run_cli(*args, env=None, input=None, check=None):
     e.pop("OLLAMA_MODELS", None)
     if env:
         e.update(env)
-    cp = subprocess.run([sys.executable, "-m", "ollama_oci.cli", *map(str, args)], capture_output=True,
+    cp = subprocess.run([sys.executable, "-c", "from ollama_oci.console import console_main; console_main()",
+                         *map(str, args)], capture_output=True,
                         text=True, env=e, input=input, cwd=REPO, timeout=600)
     if check is not None:
         assert cp.returncode == check, (cp.returncode, cp.stdout, cp.stderr)

@@ -17,7 +17,7 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 #: lowest first; a module may import only modules before it
 LAYERS = [
     # leaves
-    "_version", "errors", "configfile", "cancel", "progress", "gojson", "digest", "copyhash", "ggml_tables",
+    "_version", "errors", "configfile", "cancel", "progress", "gojson", "prehash", "digest", "copyhash", "ggml_tables",
     # formats
     "gguf_header", "modelinfo", "names", "params", "go_printable", "modelfile", "spec", "fsutil", "gguf_split", "reference",
     # HTTP
@@ -33,7 +33,7 @@ LAYERS = [
     "gateway.config", "gateway.auth", "gateway.metrics", "gateway.sources", "gateway.cache", "gateway.server",
     "gateway",
     # the command line: its modules import each other freely, and anything below
-    "cli",
+    "cli", "console",
 ]
 
 STORE_CLASSES = {"LocalStore", "OllamaStore", "OCILayout", "RegistryStore", "Repository", "MemoryStore"}
