@@ -312,12 +312,20 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
             if pre.startswith(x) and pre.endswith(y) and len(pre) >= len(x) + len(y):
                 # the template writes a default system turn when none is given
                 parts.update(system="default", s_pre=x, s_post=y, default=pre[len(x):len(pre) - len(y)], pre="")
+                s0 = r.get("s0")
+                if isinstance(s0, str) and s0.endswith(tail) and x.startswith(s0[:-len(tail)]):
+                    # an empty system message opts out of the default and writes no system turn
+                    # (Laguna): what the empty one leaves is an opener written in every case
+                    opener = s0[:-len(tail)]
+                    parts.update(opener=opener, s_pre=x[len(opener):], skip_empty_system=True)
                 return parts
             if pre.endswith(y) and x.startswith(pre[:len(pre) - len(y)]):
                 # a fixed header the system prompt goes into, before every turn (Nemotron's
                 # "<extra_id_0>System" + "\n" + system + "\n\n"): A [B SYSTEM] C
                 a = pre[:len(pre) - len(y)]
                 parts.update(system="header", h_pre=a, h_sys=x[len(a):], h_post=y, pre="")
+                # an empty system message adds nothing to the header (Qwen 3's reasoning-effort header)
+                parts["skip_empty_system"] = isinstance(r.get("s0"), str) and r["s0"] == r["g0"]
                 return parts
     first = pre + u_pre
     if s.startswith(first):
@@ -338,12 +346,14 @@ def _go_template(p: dict) -> str:
         out.append('{{ $system := "" }}{{ $hasSystem := false }}')
     if p["system"] == "header":
         out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
-        out.append(f'{L(p["h_pre"])}{{{{ if $sys }}}}{L(p["h_sys"])}{{{{ $.System }}}}{{{{ end }}}}{L(p["h_post"])}')
+        cond = "$.System" if p.get("skip_empty_system") else "$sys"
+        out.append(f'{L(p["h_pre"])}{{{{ if {cond} }}}}{L(p["h_sys"])}{{{{ $.System }}}}{{{{ end }}}}{L(p["h_post"])}')
     if p["system"] == "default":
         # the default system prompt stands in only when the conversation has no system message at all:
         # an empty one is a system turn of its own, as in the Jinja template (never two system turns)
         out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
-        out.append(f'{{{{ if not $sys }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}{{{{ end }}}}')
+        out.append(f'{L(p.get("opener", ""))}{{{{ if not $sys }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}'
+                   '{{ end }}')
     out.append(L(p["pre"]))
     if p.get("bos_user"):
         out.append("{{ $later := false }}")

@@ -76,3 +76,42 @@ def test_derived_templates_render_as_the_held_out_chat_templates():
     assert refused == []
     assert misses == EXPECTED_MISSES, sorted(misses ^ EXPECTED_MISSES)
     assert matched / total >= 0.95, (matched, total)
+
+
+NEWER = sorted(os.listdir(os.path.join(HERE, "chat_templates", "ollama-renderers")))
+with open(os.path.join(HERE, "chat_templates", "ollama-index-extra.jsonl")) as f:
+    EXTRA = [next(iter(json.loads(line).items())) for line in f if line.strip()]
+#: BOS and EOS by file or family name
+NEWER_TOKENS = {"gemma4": ("<bos>", "<turn|>"), "gemma3": ("<bos>", "<end_of_turn>"), "llama3": ("<|begin_of_text|>", "<|eot_id|>"),
+                "command-r": ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"), "qwen": ("", "<|im_end|>"),
+                "nemotron": ("<s>", "<|im_end|>")}
+#: templates that trim every message: the whitespace conversation renders differently (docs/design.md)
+NEWER_TRIMMING = {"gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2", "laguna_v2_chat_template.jinja2",
+                  "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2", "qwen38_chat_template.jinja",
+                  "gemma3-instruct", "llama3-instruct", "command-r"}
+
+
+@pytest.mark.slow
+def test_newer_templates_render_as_their_jinja():
+    """Reasoning-effort headers (Qwen 3.8), an empty system message that opts out of the default
+    (Laguna), transformers' {% generation %} block, dates (Glimmer): each derives, and its renderings
+    equal the Jinja ones but for the whitespace conversation of trimming templates."""
+    import datetime
+
+    from ollama_oci.chat_template import _DATE_MARK
+    items = [(n, open(os.path.join(HERE, "chat_templates", "ollama-renderers", n), encoding="utf-8").read())
+             for n in NEWER] + EXTRA
+    assert len(items) == 11
+    convs = {k: v for k, v in CONVERSATIONS.items() if k != "tools"}
+    misses = set()
+    for name, src in items:
+        bos, eos = next((v for k, v in NEWER_TOKENS.items() if k in name), ("<s>", "</s>"))
+        d = derive_template(src, bos_token=bos, eos_token=eos)
+        jobs = [([{"role": r, "content": c} for r, c in conv], True) for conv in convs.values()]
+        for (cname, conv), want in zip(convs.items(), render_jinja(src, jobs, bos_token=bos, eos_token=eos)):
+            assert isinstance(want, str), (name, cname, want)
+            want = want[len(bos):] if bos and want.startswith(bos) else want
+            want = _DATE_MARK.sub(lambda m: datetime.date.today().strftime(m.group(1)), want)
+            if ollama_execute(d.template, [{"Role": r, "Content": c} for r, c in conv]) != want:
+                misses.add((name, cname))
+    assert misses == {(n, "whitespace") for n in NEWER_TRIMMING}
