@@ -494,6 +494,11 @@ def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[O
         if d is not None and warn:
             note = {"unsupported": "; this chat template has no place for a system prompt, so SYSTEM is dropped",
                     "default": "; it supplies its own default system prompt"}.get(d.system, "")
+            if d.tools:
+                note += "; tool definitions, calls and results are written as the chat template writes them"
+            elif d.tools_error:
+                note += (f"; tools are left out ({d.tools_error}): with this template Ollama < 0.30 cannot call "
+                         "tools (--template-mode gguf lets Ollama >= 0.30 render the chat template itself)")
             if d.trims:
                 note += ("; the chat template trims each message (| trim) and no Ollama template function can, so "
                          "a message with leading or trailing whitespace renders differently (--template-mode gguf "

@@ -57,6 +57,10 @@ class DerivedTemplate:
     #: the Jinja template strips each message (``| trim``), which no Ollama template function can do:
     #: a message with leading or trailing whitespace renders differently in the Go template
     trims: bool = False
+    #: the Go template writes tool definitions, calls and results as the chat template does
+    tools: bool = False
+    #: why it does not, when the chat template writes tools (None: it does, or there are none)
+    tools_error: Optional[str] = None
 
 
 # -- sandboxed rendering --------------------------------------------------------------------------
@@ -368,15 +372,35 @@ def _go_template(p: dict) -> str:
     if p.get("bos_user"):
         out.append(f'{{{{ if $later }}}}{L(p["bos_user"])}{{{{ end }}}}{{{{ $later = true }}}}')
     out.append(L(p["u_pre"]))
+    if p.get("first_user_tools"):
+        out.append(f'{{{{ if not $toolsDone }}}}{L(p["first_user_tools"])}{{{{ end }}}}{{{{ $toolsDone = true }}}}')
     if p["system"] == "first-user":
         out.append(f'{{{{ if $hasSystem }}}}{L(p.get("sys_pre", ""))}{{{{ $system }}}}{L(p["sep"])}'
                    f'{{{{ $hasSystem = false }}}}{{{{ end }}}}')
     out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
     if p["gen"]:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
-    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}'
-               f'{{{{ end }}}}{{{{ end }}}}')
-    return "".join(out)
+    calls = p.get("calls")
+    if calls is None:
+        out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}'
+                   f'{{{{ end }}}}{{{{ end }}}}')
+        return "".join(out)
+    from .chat_tools import calls_snippet
+    res = p["results"]
+    text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{text}{calls_snippet(calls, L)}'
+               f'{L(p["a_post"])}{{{{ else if eq .Role "tool" }}}}'
+               # the roles before and after this message: consecutive results share one turn
+               '{{ $next := "" }}{{ range $j, $m := slice $.Messages $i }}{{ if eq $j 1 }}{{ $next = $m.Role }}'
+               '{{ break }}{{ end }}{{ end }}'
+               f'{{{{ if eq $prev "tool" }}}}{L(res["join"])}{{{{ else }}}}{L(res["pre"])}{{{{ end }}}}'
+               f'{"{{ json .Content }}" if res.get("quoted") else "{{ .Content }}"}'
+               f'{{{{ if ne $next "tool" }}}}{L(res["post"])}{{{{ end }}}}')
+    if p["gen"]:
+        out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
+    out.append("{{ end }}{{ $prev = .Role }}{{ end }}")
+    start = '{{ $prev := "" }}' + ("{{ $toolsDone := false }}" if p.get("first_user_tools") else "")
+    return "".join(out).replace("{{ range $i, $_ := .Messages }}", start + "{{ range $i, $_ := .Messages }}", 1)
 
 
 _CHECKS = [
@@ -449,7 +473,204 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     vocab_set = set(vocab) if vocab is not None else None
     w = r["w"]
     trims = isinstance(w, str) and _M["u1"] in w and " \n" + _M["u1"] + " \n" not in w
-    return DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
+    d = DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
+    if "tool" in jinja_src:
+        try:
+            tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout)
+        except TemplateDerivationError as e:
+            d.tools_error = str(e).replace("cannot turn the chat template into an Ollama template: ", "")
+        else:
+            if tgo is not None:
+                d.template = "{{ if .Tools }}" + tgo + "{{ else }}" + go + "{{ end }}"
+                d.tools = True
+                d.parts = dict(p, tools=tp)
+    return d
+
+
+def r_plain_u_pre(r: dict, eos: str, bos: str) -> str:
+    """The user-turn prefix of the conversation without tools (what a first user message with tool
+    definitions still starts with)."""
+    for cand in _candidates(r):
+        try:
+            return _solve(cand, eos, bos)["u_pre"]
+        except TemplateDerivationError:
+            continue
+    return "\0"
+
+
+def _tool_checks() -> list:
+    """Conversations with tools the derived template is checked on: (messages, tools)."""
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                                "parameters": {"type": "object", "required": ["city"], "properties": {
+                                                    "city": {"type": "string", "description": "The city"},
+                                                    "unit": {"type": "string", "enum": ["c", "f"]}}}}}
+    clock = {"type": "function", "function": {"name": "now", "description": "The time",
+                                              "parameters": {"type": "object", "properties": {}}}}
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}}
+    call2 = {"function": {"name": "now", "arguments": {}}}
+    u = {"role": "user", "content": "Weather in Paris, and the time?"}
+    return [
+        ([u], [weather]),
+        ([{"role": "system", "content": "Use tools."}, u], [weather, clock]),
+        ([u, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "21 C"}],
+         [weather]),
+        ([{"role": "system", "content": "Be brief."}, u,
+          {"role": "assistant", "content": "Checking.", "tool_calls": [call, call2]},
+          {"role": "tool", "content": "21 C"}, {"role": "tool", "content": "10:00"},
+          {"role": "assistant", "content": "21 C at 10:00."}, {"role": "user", "content": "Thanks"}], [weather, clock]),
+    ]
+
+
+def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float):
+    """The Go template of a conversation with tools (None: the chat template ignores tools) and the
+    parts found, or TemplateDerivationError with the reason."""
+    from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions, go_message, go_tools,
+                             json_snippet, probe_calls, probe_tools, tool_view)
+    from .gotemplate import check_ollama_template
+    t1, t2 = probe_tools()
+    tv = [tool_view(t1)]
+    c = {k: call_view(v) for k, v in probe_calls().items()}
+    u1, u2 = _msg("user", "u1"), _msg("user", "u2")
+
+    def asst(*calls, content=""):
+        return {"role": "assistant", "content": content, "tool_calls": list(calls)}
+
+    def tool(key):
+        return {"role": "tool", "content": TM[key]}
+    extra = {
+        "tt": ([u1], False, [tool_view(t1), tool_view(t2)]),
+        "k1": ([u1, asst(c["c1"]), u2], True, tv), "k2": ([u1, asst(c["c1b"]), u2], True, tv),
+        "k0": ([u1, asst(c["c0"]), u2], True, tv), "kk": ([u1, asst(c["c1"], c["c0"]), u2], True, tv),
+        "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
+        "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
+        "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
+    }
+    checks = _tool_checks()
+    jobs = [(m, g, tv) for m, g in probes.values()] + list(extra.values()) + \
+        [(m, True, [tool_view(t) for t in tools]) for m, tools in checks]
+    out = render_jinja(src, jobs, bos_token=bos, eos_token=eos, timeout=timeout)
+    if bos:
+        out = [x[len(bos):] if isinstance(x, str) and x.startswith(bos) else x for x in out]
+    names = list(probes) + list(extra)
+    rt = dict(zip(names, out))
+    wants = out[len(names):]
+    single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
+    if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
+        del rt["kk"], rt["r2"]
+    for k, v in rt.items():
+        if isinstance(v, tuple):
+            _fail(f"a conversation with tools does not render ({v[1]})")
+    if rt["g0"] == r["g0"] and rt["tt"] == r["g0"]:
+        return None, None             # tools are ignored: the template without them is the answer
+    try:
+        defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
+        marked = {k: v.replace(defs["text"], TM["tools"]) for k, v in rt.items() if k != "tt"}
+        if any(TM[x] in v for k, v in marked.items() if k in probes for x in ("tn1", "td1", "tp1", "tpd1")):
+            raise ToolShapeError("a tool's name or description is written outside its definition")
+        # tool definitions in the first user message, before its text (Llama 3.1): that block is taken
+        # out of every rendering, the rest solved as usual, and the block written back in the first
+        # user turn
+        first_user = None
+        cut = _cut(marked["g0"], _M["u1"])
+        if cut is not None and TM["tools"] in cut[0]:
+            before = cut[0]
+            at = before.rfind(r_plain_u_pre(r, eos, bos), 0, before.find(TM["tools"]))
+            if at >= 0:
+                start = at + len(r_plain_u_pre(r, eos, bos))
+                block = before[start:]
+                if TM["tools"] in block and _M["sys"] not in block:
+                    first_user = block
+                    marked = {k: v.replace(block + _M["u1"], _M["u1"], 1) for k, v in marked.items()}
+        p = None
+        first_error = None
+        for cand in _candidates(marked):
+            try:
+                p = _solve(cand, eos, bos)
+                break
+            except TemplateDerivationError as e:
+                first_error = first_error or e
+        if p is None:
+            raise first_error
+        # the assistant turn with calls, between what the plain probes put around an assistant turn
+        t2r, g0 = marked["t2"], marked["g0"]
+        ia = t2r.find(_M["a1"], len(g0))
+        if not t2r.startswith(g0) or ia < 0:
+            raise ToolShapeError("an assistant turn renders differently with tools")
+        head, tail = t2r[:ia], t2r[ia + len(_M["a1"]):]
+        if not tail.startswith(p["a_post"]):
+            raise ToolShapeError("an assistant turn ends differently with tools")
+
+        def middle(key):
+            v = marked[key]
+            if not v.startswith(head) or not v.endswith(tail):
+                raise ToolShapeError("an assistant turn with tool calls is placed unlike one without")
+            return v[len(head):len(v) - len(tail)]
+        # the turn's text before its calls, or (Llama 3.1) no text at all in a turn that calls
+        drops_text = middle("kc") == middle("k1")
+        calls = find_calls({"k1": middle("k1"), "k2": middle("k2"), "k0": middle("k0"),
+                            "kk": None if single else middle("kk"),
+                            "kc": middle("k1") if drops_text else
+                            middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""})
+        calls["drops_text"] = drops_text
+        after = tail[len(p["a_post"]):]          # the next user turn and the generation prompt
+
+        def results(key, calls_text):
+            v = marked[key]
+            start = head + calls_text + p["a_post"]
+            if not v.startswith(start) or not v.endswith(after):
+                raise ToolShapeError("a tool result is placed unlike a turn after the assistant's")
+            return v[len(start):len(v) - len(after)]
+        one = results("r1", middle("k1"))
+        i1 = one.find(TM["tr1"])
+        if i1 < 0:
+            raise ToolShapeError("a tool result's text is not written")
+        pre, post = one[:i1], one[i1 + len(TM["tr1"]):]
+        join = post + pre                     # one call per turn: results never follow each other
+        if not single:
+            two = results("r2", middle("kk"))
+            j1, j2 = two.find(TM["tr1"]), two.find(TM["tr2"])
+            if j1 < 0 or j2 < j1 or two[:j1] != pre or two[j2 + len(TM["tr2"]):] != post:
+                raise ToolShapeError("two tool results are not written like one")
+            join = two[j1 + len(TM["tr1"]):j2]
+        # a result written as a JSON string (Llama 3.1's tojson of the content)
+        quoted = pre.endswith('"') and post.startswith('"') and join.startswith('"') and join.endswith('"')
+        if quoted:
+            pre, post, join = pre[:-1], post[1:], join[1:-1]
+        p.update(calls=calls, results={"pre": pre, "post": post, "join": join, "quoted": quoted},
+                 first_user_tools=first_user)
+    except ToolShapeError as e:
+        _fail(str(e))
+    rng = (f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
+           f'{json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
+    go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
+    nodes = check_ollama_template(go)
+    import datetime
+
+    from . import gotemplate
+    from .gotemplate import render
+    agreed = 0
+    for (msgs, tools), want in zip(checks, wants):
+        if isinstance(want, tuple):
+            continue       # the chat template refuses it (two calls in one turn): nothing to match
+        day = datetime.date(2031, 2, 3)
+        want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
+        data = {"Messages": [go_message(m) for m in msgs], "Tools": go_tools(tools),
+                "System": "\n\n".join(m["content"] for m in msgs if m["role"] == "system")}
+        if p["system"] == "unsupported":
+            data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
+        gotemplate.TODAY = lambda d=day: d
+        try:
+            got = render(nodes, data)
+        finally:
+            gotemplate.TODAY = None
+        if got != want:
+            _fail(f"with tools, the derived template renders {got[:80]!r}... where the chat template gives "
+                  f"{want[:80]!r}...")
+        agreed += 1
+    if agreed < 3:
+        _fail("too few conversations with tools render with the chat template to check a derived one")
+    return go, {"definitions": {k: v for k, v in defs.items() if k != "text"}, "calls": calls,
+                "results": p["results"]}
 
 
 def _candidates(r: dict):

@@ -658,6 +658,84 @@ def _go_str(v: Any) -> str:
     return str(v)
 
 
+def _go_type(v: Any) -> str:
+    """The Go type a value of Ollama's template data has (``printf "%T"``): JSON-decoded values are
+    ``map[string]interface {}``, ``[]interface {}``, ``float64``, ``string``, ``bool``."""
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "float64"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    if isinstance(v, (list, tuple)):
+        return "[]interface {}"
+    return type(v).__name__
+
+
+def go_quote(s: str) -> str:
+    r"""Go's ``strconv.Quote`` (``printf "%q"``): printable characters as they are (Go's
+    ``unicode.IsPrint``), ``\"`` and ``\\``, C escapes, ``\xNN`` for other ASCII controls and
+    ``\uNNNN`` / ``\UNNNNNNNN`` for other non-printable characters."""
+    import bisect
+
+    from .go_printable import RANGES
+    starts, ends = RANGES[0::2], RANGES[1::2]
+    out = ['"']
+    for ch in s:
+        cp = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+            continue
+        i = bisect.bisect_right(starts, cp) - 1
+        if i >= 0 and cp <= ends[i]:
+            out.append(ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                        "\v": "\\v"}[ch])
+        elif cp < 0x20 or cp == 0x7F:
+            out.append(f"\\x{cp:02x}")
+        elif cp < 0x10000:
+            out.append(f"\\u{cp:04x}")
+        else:
+            out.append(f"\\U{cp:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _printf(fmt: str, args: list) -> str:
+    """Go's ``fmt.Sprintf`` for the verbs templates use: %s %v %d %q %T %%."""
+    out, i, k = [], 0, 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c != "%" or i + 1 >= len(fmt):
+            out.append(c)
+            i += 1
+            continue
+        verb = fmt[i + 1]
+        i += 2
+        if verb == "%":
+            out.append("%")
+            continue
+        if k >= len(args):
+            out.append(f"%!{verb}(MISSING)")
+            continue
+        a = args[k]
+        k += 1
+        if verb == "T":
+            out.append(_go_type(a))
+        elif verb == "q" and isinstance(a, str):
+            out.append(go_quote(a))
+        elif verb == "d" and isinstance(a, (int, float)) and not isinstance(a, bool) and a == int(a):
+            out.append(str(int(a)))
+        else:
+            out.append(_go_str(a))
+    return "".join(out)
+
+
 def _call(name: str, args: list) -> Any:
     if name == "eq":
         return any(args[0] == a for a in args[1:])
@@ -698,11 +776,12 @@ def _call(name: str, args: list) -> Any:
     if name == "print":
         return "".join(_go_str(a) for a in args)
     if name == "printf":
-        return args[0] % tuple(args[1:]) if len(args) > 1 else args[0]
+        return _printf(args[0], args[1:])
     if name == "println":
         return " ".join(_go_str(a) for a in args) + "\n"
     if name == "json":
-        return json.dumps(args[0], separators=(",", ":"))
+        from .gojson import dumps
+        return dumps(args[0], newline=False).decode("utf-8")
     if name in ("currentDate", "yesterdayDate"):   # Ollama's: time.Now() formatted as 2006-01-02
         import datetime
         today = TODAY() if TODAY is not None else datetime.date.today()

@@ -1,0 +1,386 @@
+"""Tools in derived templates: Ollama's ``.Tools`` and tool calls printed as a chat template prints them.
+
+A Jinja chat template writes tool definitions with transformers' ``tojson`` (Python's ``json.dumps``:
+``", "`` and ``": "`` separators, or an indent), while Ollama's template function ``json`` writes Go's
+compact form. The tool a template sees in Ollama is Ollama's own structure (``templateTool`` in
+``template/template.go``: fields in a fixed order, empty ones left out, properties in key order), so
+the text ``json.dumps`` makes of it can be written by a Go template field by field. This module
+holds:
+
+* :func:`tool_view`: a tool as Ollama hands it to a template, as the JSON object Jinja would be given
+  (what the checks render the Jinja template with);
+* :func:`go_tools` / :func:`go_message`: the same data with Go's field names, for this project's Go
+  renderer (:mod:`ollama_oci.gotemplate`);
+* :func:`json_snippet`: Go template text that prints a tool (or its function) exactly as
+  ``json.dumps(tool_view(tool), indent=...)`` does, for the fields Ollama's structure has. Strings
+  are written with ``printf "%q"`` (Go's ``strconv.Quote``, which, unlike Ollama's ``json``, leaves
+  ``<``, ``>`` and ``&`` alone and agrees with Python's JSON for all printable text; control and
+  other non-printable characters are escaped differently). Values typed ``any`` in Ollama
+  (``items``, ``$defs``, ``anyOf``, nested ``properties``) are printed one level deep in Python's
+  form and deeper in Go's compact form (docs/design.md).
+"""
+
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .gojson import GoMap
+
+__all__ = ["tool_view", "go_tools", "go_message", "json_snippet", "call_view"]
+
+
+def q(expr: str) -> str:
+    """Go template text writing the string ``expr`` as Python's ``json.dumps`` does (for printable text)."""
+    return f'{{{{ printf "%q" {expr} }}}}'
+
+
+def val(expr: str) -> str:
+    """Go template text writing a JSON value: a string quoted as :func:`q` does, anything else as ``json``."""
+    return f'{{{{ if eq (printf "%T" {expr}) "string" }}}}{q(expr)}{{{{ else }}}}{{{{ json {expr} }}}}{{{{ end }}}}'
+
+
+# -- the data on both sides ------------------------------------------------------------------------
+
+def _prop_view(p: dict) -> dict:
+    out: dict = {}
+    if p.get("anyOf"):
+        out["anyOf"] = [_prop_view(x) for x in p["anyOf"]]
+    t = p.get("type")
+    if t:
+        out["type"] = t if isinstance(t, str) else (t[0] if len(t) == 1 else list(t))
+    if p.get("items") is not None:
+        out["items"] = p["items"]
+    if p.get("description"):
+        out["description"] = p["description"]
+    if p.get("enum"):
+        out["enum"] = list(p["enum"])
+    if p.get("properties") is not None:
+        out["properties"] = {k: _prop_view(v) for k, v in sorted(p["properties"].items())}
+    if p.get("required"):
+        out["required"] = list(p["required"])
+    return out
+
+
+def tool_view(tool: dict) -> dict:
+    """``tool`` (an OpenAI/Ollama tool object) as Ollama passes it to a template, in JSON form: the
+    object transformers' ``tojson`` would print."""
+    fn = tool.get("function") or {}
+    params = fn.get("parameters") or {}
+    out: dict = {"type": tool.get("type", "function")}
+    if tool.get("items") is not None:
+        out["items"] = tool["items"]
+    pv: dict = {"type": params.get("type", "")}
+    if params.get("$defs") is not None:
+        pv["$defs"] = params["$defs"]
+    if params.get("items") is not None:
+        pv["items"] = params["items"]
+    if params.get("required"):
+        pv["required"] = list(params["required"])
+    props = params.get("properties")
+    # no properties and empty ones look alike to a Go template: both are written as {}
+    pv["properties"] = {k: _prop_view(v) for k, v in sorted((props or {}).items())}
+    out["function"] = {"name": fn.get("name", ""), "description": fn.get("description", ""), "parameters": pv}
+    return out
+
+
+def call_view(call: dict) -> dict:
+    """A tool call as the Jinja side gets it: arguments in key order (Ollama's template data is a map)."""
+    fn = call.get("function") or {}
+    return {"type": "function", "function": {"name": fn.get("name", ""),
+                                             "arguments": dict(sorted((fn.get("arguments") or {}).items()))}}
+
+
+def _go_prop(p: dict) -> dict:
+    t = p.get("type")
+    return {"AnyOf": [_go_prop(x) for x in p.get("anyOf") or []] or None,
+            "Type": ([t] if isinstance(t, str) else list(t)) if t else None,
+            "Items": p.get("items"), "Description": p.get("description", ""),
+            "Enum": list(p["enum"]) if p.get("enum") else None,
+            "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items()) if p.get("properties") else None,
+            "Required": list(p["required"]) if p.get("required") else None}
+
+
+def go_tools(tools: Optional[list]) -> Optional[list]:
+    """``tools`` with Go's field names, as this project's Go renderer reads ``.Tools``."""
+    if not tools:
+        return None
+    out = []
+    for tool in tools:
+        fn = tool.get("function") or {}
+        params = fn.get("parameters") or {}
+        props = params.get("properties")
+        out.append({"Type": tool.get("type", "function"), "Items": tool.get("items"),
+                    "Function": {"Name": fn.get("name", ""), "Description": fn.get("description", ""),
+                                 "Parameters": {"Type": params.get("type", ""), "Defs": params.get("$defs"),
+                                                "Items": params.get("items"),
+                                                "Required": list(params["required"]) if params.get("required") else None,
+                                                "Properties": None if props is None else
+                                                GoMap((k, _go_prop(v)) for k, v in props.items())}}})
+    return out
+
+
+def go_message(m: dict) -> dict:
+    """A chat message (``role``, ``content``, ``tool_calls``, ``tool_name``...) with Go's field names."""
+    calls = []
+    for i, c in enumerate(m.get("tool_calls") or []):
+        fn = c.get("function") or {}
+        calls.append({"ID": c.get("id", ""), "Function": {"Index": fn.get("index", i), "Name": fn.get("name", ""),
+                                                          "Arguments": GoMap(fn.get("arguments") or {})}})
+    return {"Role": m.get("role", ""), "Content": m.get("content") or "", "Thinking": m.get("thinking", ""),
+            "Images": None, "ToolCalls": calls or None, "ToolName": m.get("tool_name", ""),
+            "ToolCallID": m.get("tool_call_id", "")}
+
+
+# -- printing Python's JSON from a Go template ---------------------------------------------------------
+
+class _Printer:
+    """Writes Go template text for ``json.dumps(value, indent=indent)`` of one of Ollama's fixed shapes."""
+
+    def __init__(self, indent: Optional[int]):
+        self.indent = indent
+        self.n = 0
+
+    def var(self, stem: str) -> str:
+        self.n += 1
+        return f"${stem}{self.n}"
+
+    def nl(self, depth: int) -> str:
+        return "" if self.indent is None else "\n" + " " * (self.indent * depth)
+
+    @property
+    def item_sep(self) -> str:
+        return ", " if self.indent is None else ","
+
+    def strings(self, expr: str, depth: int) -> str:
+        """A non-empty list of strings (or other plain values)."""
+        e = self.var("e")
+        i = self.var("i")
+        return (f'[{{{{ range {i}, {e} := {expr} }}}}{{{{ if {i} }}}}{self.item_sep}{{{{ end }}}}'
+                f'{self.nl(depth + 1)}{val(e)}{{{{ end }}}}{self.nl(depth)}]')
+
+    def any(self, expr: str, depth: int) -> str:
+        """A value typed ``any``: a JSON object is printed one level deep as Python prints it."""
+        k, v, s = self.var("k"), self.var("v"), self.var("s")
+        first = self.nl(depth + 1)
+        return (f'{{{{ if eq (printf "%T" {expr}) "map[string]interface {{}}" }}}}{{{{ "{{" }}}}'
+                f'{{{{ {s} := "" }}}}{{{{ range {k}, {v} := {expr} }}}}{{{{ if {s} }}}}{self.item_sep}{{{{ end }}}}'
+                f'{{{{ {s} = "," }}}}{first}{q(k)}: {val(v)}{{{{ end }}}}'
+                f'{{{{ if {s} }}}}{self.nl(depth)}{{{{ end }}}}{{{{ "}}" }}}}{{{{ else }}}}{{{{ json {expr} }}}}{{{{ end }}}}')
+
+    def obj(self, fields: list[tuple[str, str, Optional[str]]], depth: int) -> str:
+        """An object whose fields are (key, value text, condition or None: always written). The first
+        field of every fixed shape is always written, or every field is conditional."""
+        out = ["{{ \"{\" }}"]
+        if all(c is not None for _, _, c in fields):
+            s = self.var("s")
+            out.append(f'{{{{ {s} := "" }}}}')
+            for key, text, cond in fields:
+                out.append(f'{{{{ if {cond} }}}}{{{{ if {s} }}}}{self.item_sep}{{{{ end }}}}{{{{ {s} = "," }}}}'
+                           f'{self.nl(depth + 1)}"{key}": {text}{{{{ end }}}}')
+            out.append(f'{{{{ if {s} }}}}{self.nl(depth)}{{{{ end }}}}')
+        else:
+            for n, (key, text, cond) in enumerate(fields):
+                piece = f'{self.item_sep if n else ""}{self.nl(depth + 1)}"{key}": {text}'
+                out.append(piece if cond is None else f"{{{{ if {cond} }}}}{piece}{{{{ end }}}}")
+            out.append(self.nl(depth))
+        out.append("{{ \"}\" }}")
+        return "".join(out)
+
+    def prop(self, p: str, depth: int) -> str:
+        t = (f'{{{{ if eq (len {p}.Type) 1 }}}}{q(f"(index {p}.Type 0)")}{{{{ else }}}}'
+             f'{self.strings(p + ".Type", depth + 1)}{{{{ end }}}}')
+        return self.obj([("anyOf", f"{{{{ json {p}.AnyOf }}}}", f"{p}.AnyOf"),
+                         ("type", t, f"{p}.Type"),
+                         ("items", self.any(p + ".Items", depth + 1), f"{p}.Items"),
+                         ("description", q(p + ".Description"), f"{p}.Description"),
+                         ("enum", self.strings(p + ".Enum", depth + 1), f"{p}.Enum"),
+                         ("properties", f"{{{{ json {p}.Properties }}}}", f"{p}.Properties"),
+                         ("required", self.strings(p + ".Required", depth + 1), f"{p}.Required")], depth)
+
+    def props(self, expr: str, depth: int) -> str:
+        k, v, s = self.var("k"), self.var("p"), self.var("s")
+        return (f'{{{{ if {expr} }}}}{{{{ "{{" }}}}{{{{ {s} := "" }}}}{{{{ range {k}, {v} := {expr} }}}}'
+                f'{{{{ if {s} }}}}{self.item_sep}{{{{ end }}}}{{{{ {s} = "," }}}}{self.nl(depth + 1)}'
+                f'{q(k)}: {self.prop(v, depth + 1)}{{{{ end }}}}{self.nl(depth)}{{{{ "}}" }}}}'
+                f'{{{{ else }}}}{{{{ "{{}}" }}}}{{{{ end }}}}')
+
+    def function(self, f: str, depth: int) -> str:
+        pr = f + ".Parameters"
+        params = self.obj([("type", q(pr + ".Type"), None),
+                           ("$defs", self.any(pr + ".Defs", depth + 2), f"{pr}.Defs"),
+                           ("items", self.any(pr + ".Items", depth + 2), f"{pr}.Items"),
+                           ("required", self.strings(pr + ".Required", depth + 2), f"{pr}.Required"),
+                           ("properties", self.props(pr + ".Properties", depth + 2), None)], depth + 1)
+        return self.obj([("name", q(f + ".Name"), None),
+                         ("description", q(f + ".Description"), None),
+                         ("parameters", params, None)], depth)
+
+    def tool(self, t: str, depth: int) -> str:
+        return self.obj([("type", q(t + ".Type"), None),
+                         ("items", self.any(t + ".Items", depth + 1), f"{t}.Items"),
+                         ("function", self.function(t + ".Function", depth + 1), None)], depth)
+
+
+def json_snippet(var: str, *, indent: Optional[int] = None, root: str = "tool") -> str:
+    """Go template text printing the tool in ``var`` (``root="function"``: its ``.Function``) as
+    ``json.dumps(tool_view(tool)[...], indent=indent, ensure_ascii=False)`` prints it."""
+    p = _Printer(indent)
+    return p.tool(var, 0) if root == "tool" else p.function(var + ".Function", 0)
+
+
+# -- finding where a chat template puts tools, calls and results --------------------------------------
+
+#: marker strings of the tool probes (see chat_template's _M)
+TM = {"tn1": "@@TN1_7a1@@", "td1": "@@TD1_7a1@@", "tp1": "@@TP1_7a1@@", "tpd1": "@@TPD1_7a1@@",
+      "tn2": "@@TN2_7a1@@", "td2": "@@TD2_7a1@@",
+      "ak1": "@@AK1_7a1@@", "av1": "@@AV1_7a1@@", "ak2": "@@AK2_7a1@@", "av2": "@@AV2_7a1@@",
+      "tr1": "@@TR1_7a1@@", "tr2": "@@TR2_7a1@@", "tools": "@@TOOLS_7a1@@"}
+
+
+def probe_tools() -> tuple[dict, dict]:
+    """The two tool definitions the probes offer (OpenAI form)."""
+    t1 = {"type": "function", "function": {"name": TM["tn1"], "description": TM["td1"], "parameters": {
+        "type": "object", "properties": {TM["tp1"]: {"type": "string", "description": TM["tpd1"]}},
+        "required": [TM["tp1"]]}}}
+    t2 = {"type": "function", "function": {"name": TM["tn2"], "description": TM["td2"], "parameters": {
+        "type": "object", "properties": {}}}}
+    return t1, t2
+
+
+def probe_calls() -> dict:
+    """Tool calls the probes make: one argument, two, none."""
+    return {"c1": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: TM["av1"]}}},
+            "c1b": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: TM["av1"], TM["ak2"]: TM["av2"]}}},
+            "c0": {"function": {"name": TM["tn2"], "arguments": {}}}}
+
+
+class ToolShapeError(ValueError):
+    """The chat template writes tools in a way this converter does not know (the reason says how)."""
+
+
+def _once(text: str, needle: str) -> int:
+    i = text.find(needle)
+    if i < 0 or text.find(needle, i + 1) >= 0:
+        return -1
+    return i
+
+
+def find_definitions(with_one: str, with_two: str, t1: dict, t2: dict) -> dict:
+    """How the tool definitions are written: {"text": the first tool's text, "indent", "root",
+    "join": what comes between two tools}."""
+    v1, v2 = tool_view(t1), tool_view(t2)
+    import json
+    for indent in (None, 2, 4):
+        for root in ("tool", "function"):
+            a = v1 if root == "tool" else v1["function"]
+            b = v2 if root == "tool" else v2["function"]
+            s1 = json.dumps(a, indent=indent, ensure_ascii=False)
+            s2 = json.dumps(b, indent=indent, ensure_ascii=False)
+            i = _once(with_one, s1)
+            if i < 0:
+                continue
+            j = _once(with_two, s1)
+            k = _once(with_two, s2)
+            if j < 0 or k < j + len(s1):
+                raise ToolShapeError("two tool definitions are not written one after the other")
+            join = with_two[j + len(s1):k]
+            if with_two != with_one[:i] + s1 + join + s2 + with_one[i + len(s1):]:
+                raise ToolShapeError("a second tool definition changes more than the list of tools")
+            return {"text": s1, "indent": indent, "root": root, "join": join}
+    raise ToolShapeError("tool definitions are not written as JSON (tojson) of each tool")
+
+
+def args_snippet(var: str, indent: Optional[int]) -> str:
+    """Go template text printing the arguments map in ``var`` as ``json.dumps(args, indent=indent)``
+    (values one level deep in Python's form)."""
+    sep = ", " if indent is None else ","
+    nl = "" if indent is None else "\n" + " " * indent
+    end = "" if indent is None else "\n"
+    return (f'{{{{ "{{" }}}}{{{{ $as := "" }}}}{{{{ range $ak, $av := {var} }}}}{{{{ if $as }}}}{sep}{{{{ end }}}}'
+            f'{{{{ $as = "," }}}}{nl}{q("$ak")}: {val("$av")}{{{{ end }}}}'
+            f'{{{{ if $as }}}}{end}{{{{ end }}}}{{{{ "}}" }}}}')
+
+
+def find_calls(calls: dict[str, str]) -> dict:
+    """How a call is written, from the text of the assistant turn's calls in the probes: ``k1`` (one
+    call, one argument), ``k2`` (two arguments), ``k0`` (no argument), ``kk`` (the one-argument call
+    then the no-argument one), ``kc`` (the turn's text, then one call: what comes between).
+    Returns the pieces :func:`calls_snippet` writes."""
+    import json
+    c1, c2, c0, cc = calls["k1"], calls["k2"], calls["k0"], calls.get("kk")
+    i = _once(c1, TM["tn1"])
+    if i < 0:
+        raise ToolShapeError("a tool call's name is not written once")
+    first, rest = c1[:i], c1[i + len(TM["tn1"]):]
+    spec: dict = {"first": first}
+    for indent in (None, 2, 4):
+        s = json.dumps({TM["ak1"]: TM["av1"]}, indent=indent, ensure_ascii=False)
+        k = _once(rest, s)
+        if k >= 0:
+            spec.update(form="json", indent=indent, before=rest[:k], after=rest[k + len(s):])
+            s2 = json.dumps({TM["ak1"]: TM["av1"], TM["ak2"]: TM["av2"]}, indent=indent, ensure_ascii=False)
+            if c2 != first + TM["tn1"] + spec["before"] + s2 + spec["after"]:
+                raise ToolShapeError("a call with two arguments is not written like one with one")
+            e = json.dumps({}, indent=indent)
+            if c0 != first + TM["tn2"] + spec["before"] + e + spec["after"]:
+                raise ToolShapeError("a call without arguments is not written like one with arguments")
+            break
+    else:
+        k = _once(rest, TM["ak1"])
+        if k < 0:
+            raise ToolShapeError("a tool call's arguments are not written, or not in a form this converter knows")
+        head, after_k = rest[:k], rest[k + len(TM["ak1"]):]
+        quoted = '"' + TM["av1"] + '"'
+        if _once(after_k, quoted) >= 0:
+            v, q = quoted, True
+        else:
+            v, q = TM["av1"], False
+        m = _once(after_k, v)
+        if m < 0:
+            raise ToolShapeError("a tool call's argument value is not written after its name")
+        kv_sep, tail = after_k[:m], after_k[m + len(v):]
+        v2 = '"' + TM["av2"] + '"' if q else TM["av2"]
+        j = _once(c2, TM["ak2"])
+        pre2 = first + TM["tn1"] + head + TM["ak1"] + kv_sep + v
+        if j < 0 or not c2.startswith(pre2):
+            raise ToolShapeError("a call with two arguments is not written like one with one")
+        join = c2[len(pre2):j]
+        if c2 != pre2 + join + TM["ak2"] + kv_sep + v2 + tail:
+            raise ToolShapeError("a call's arguments are not written one after the other")
+        if not c0.startswith(first + TM["tn2"]):
+            raise ToolShapeError("a call without arguments starts unlike one with arguments")
+        spec.update(form="pairs", head=head, kv_sep=kv_sep, quoted=q, join=join, tail=tail,
+                    empty=c0[len(first + TM["tn2"]):])
+    if cc is None:                      # one call per turn (the template refuses two)
+        spec["later"] = first
+    else:
+        if not cc.startswith(c1):
+            raise ToolShapeError("a second call changes how the first one is written")
+        later = cc[len(c1):]
+        n = _once(later, TM["tn2"])
+        if n < 0 or later[n + len(TM["tn2"]):] != c0[len(first + TM["tn2"]):]:
+            raise ToolShapeError("a second call is not written like the first")
+        spec["later"] = later[:n]
+    kc = calls["kc"]
+    m = _once(kc, TM["tn1"])
+    if m < 0 or kc[m:] != c1[i:]:
+        raise ToolShapeError("a call after the turn's text is written unlike one without text")
+    spec["after_text"] = kc[:m]       # between the turn's text and its first call
+    return spec
+
+
+def calls_snippet(spec: dict, lit) -> str:
+    """Go template text for the calls of the assistant message in the dot (``lit`` escapes literal text)."""
+    if spec["form"] == "json":
+        args = f'{lit(spec["before"])}{args_snippet(".Function.Arguments", spec["indent"])}{lit(spec["after"])}'
+    else:
+        value = val("$av") if spec["quoted"] else \
+            '{{ if eq (printf "%T" $av) "string" }}{{ $av }}{{ else }}{{ json $av }}{{ end }}'
+        args = (f'{{{{ if .Function.Arguments }}}}{lit(spec["head"])}{{{{ $as := "" }}}}'
+                f'{{{{ range $ak, $av := .Function.Arguments }}}}{{{{ if $as }}}}{lit(spec["join"])}{{{{ end }}}}'
+                f'{{{{ $as = "," }}}}{{{{ $ak }}}}{lit(spec["kv_sep"])}{value}{{{{ end }}}}{lit(spec["tail"])}'
+                f'{{{{ else }}}}{lit(spec["empty"])}{{{{ end }}}}')
+    return (f'{{{{ $mc := .Content }}}}{{{{ range $ci, $c := .ToolCalls }}}}{{{{ if $ci }}}}{lit(spec["later"])}'
+            f'{{{{ else if $mc }}}}{lit(spec["after_text"])}{{{{ else }}}}{lit(spec["first"])}{{{{ end }}}}'
+            f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}')

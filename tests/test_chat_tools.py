@@ -1,0 +1,130 @@
+"""Tools in derived templates (ollama_oci/chat_tools.py): Ollama's .Tools and tool calls printed as
+transformers' tojson prints them, and chat templates whose tool definitions, calls and results are
+derived. The same renderings were compared with Ollama's own template engine, built from its
+source (docs/design.md, "Checked with Ollama's own code"): they agree on every one."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ollama_oci.chat_template import derive_template, render_jinja
+from ollama_oci.chat_tools import call_view, go_message, go_tools, json_snippet, tool_view
+from ollama_oci.gotemplate import check_ollama_template, go_quote, ollama_execute
+from ollama_oci.template_choice import template_selection
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_templates")
+
+SEARCH = {"type": "function", "function": {"name": "search_docs", "description": "Search the docs & return <hits>",
+          "parameters": {"type": "object", "required": ["query"], "properties": {
+              "query": {"type": "string", "description": "What to look for"},
+              "limit": {"type": "integer", "description": "At most this many"},
+              "kinds": {"type": "array", "items": {"type": "string"}, "description": "Kinds"},
+              "mode": {"type": ["string", "null"], "enum": ["fast", "full"]}}}}}
+CLOCK = {"type": "function", "function": {"name": "get_time", "description": "Zeit jetzt 🕒 \"quoted\"",
+                                          "parameters": {"type": "object", "properties": {}}}}
+BARE = {"type": "function", "function": {"name": "bare", "description": "no parameters at all",
+                                         "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("indent", [None, 2, 4])
+@pytest.mark.parametrize("root", ["tool", "function"])
+def test_a_tool_prints_as_pythons_json_dumps_prints_it(indent, root):
+    snippet = json_snippet("$t", indent=indent, root=root)
+    template = "{{ range $t := .Tools }}" + snippet + "\n{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}"
+    check_ollama_template(template)
+    for tool in (SEARCH, CLOCK, BARE):
+        v = tool_view(tool)
+        want = json.dumps(v if root == "tool" else v["function"], indent=indent, ensure_ascii=False) + "\n"
+        assert ollama_execute(template, [{"Role": "user", "Content": ""}], tools=go_tools([tool])) == want
+
+
+def test_the_view_is_ollamas_structure():
+    v = tool_view({"function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "b": {"type": "string"}, "a": {"type": ["integer"], "description": "x"}}}}})
+    # Ollama's field order, empty fields left out, properties in key order, a one-type list as a string
+    assert json.dumps(v) == ('{"type": "function", "function": {"name": "f", "description": "", "parameters": '
+                             '{"type": "object", "properties": {"a": {"type": "integer", "description": "x"}, '
+                             '"b": {"type": "string"}}}}}')
+
+
+def test_strings_are_quoted_as_go_quotes_them():
+    # what Go's strconv.Quote writes (checked against Go): printable text unchanged, C escapes,
+    # \x for ASCII controls, \u for other non-printable characters
+    assert go_quote('a"b\\c') == '"a\\"b\\\\c"'
+    assert go_quote("<>& 🩵 日本") == '"<>& 🩵 日本"'
+    assert go_quote("\t\n\x01\x7f\u2028\U000e0001") == '"\\t\\n\\x01\\x7f\\u2028\\U000e0001"'
+
+
+def _templates():
+    out = {n: open(os.path.join(HERE, "ollama-renderers", n), encoding="utf-8").read()
+           for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja")}
+    with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
+        out.update(next(iter(json.loads(line).items())) for line in f if line.strip())
+    return out
+
+
+TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>")}
+CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
+CALL2 = {"function": {"name": "get_time", "arguments": {}}}
+U = {"role": "user", "content": "Find docs on auth"}
+CONVERSATIONS = [
+    ([U], [SEARCH]),
+    ([{"role": "system", "content": "You are terse."}, U], [SEARCH, CLOCK]),
+    ([U, {"role": "assistant", "content": "", "tool_calls": [CALL]}, {"role": "tool", "content": "3 hits: a, b"}],
+     [SEARCH]),
+    ([U, {"role": "assistant", "content": "Let me look.", "tool_calls": [CALL]}, {"role": "tool", "content": "none"},
+      {"role": "assistant", "content": "Nothing found."}, {"role": "user", "content": "Try again"}], [SEARCH, CLOCK]),
+    ([{"role": "system", "content": "S"}, U, {"role": "assistant", "content": "", "tool_calls": [CALL, CALL2]},
+      {"role": "tool", "content": "x"}, {"role": "tool", "content": "12:00"}], [SEARCH, CLOCK]),
+    ([U, {"role": "assistant", "content": "", "tool_calls": [CALL2]}, {"role": "tool", "content": '{"t": 1}'}],
+     [CLOCK]),
+]
+
+
+@pytest.mark.parametrize("name", ["laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2",
+                                  "qwen38_chat_template.jinja", "llama3-instruct"])
+def test_tool_conversations_render_as_the_chat_template(name):
+    """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
+    indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
+    results in turns of their own or grouped in one (Qwen), results written as JSON strings (Llama)."""
+    src = _templates()[name]
+    bos, eos = TOKENS.get(name, ("<s>", "</s>"))
+    d = derive_template(src, bos_token=bos, eos_token=eos)
+    assert d.tools and d.tools_error is None
+    jobs = [([dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+              for m in msgs], True, [tool_view(t) for t in tools]) for msgs, tools in CONVERSATIONS]
+    rendered = 0
+    for (msgs, tools), want in zip(CONVERSATIONS, render_jinja(src, jobs, bos_token=bos, eos_token=eos)):
+        if isinstance(want, tuple):
+            assert name == "llama3-instruct" and "single tool-calls" in want[1]
+            continue
+        want = want[len(bos):] if bos and want.startswith(bos) else want
+        assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
+        rendered += 1
+    assert rendered >= 5
+    # without tools the template is what it was
+    plain = [{"role": "user", "content": "Hi"}]
+    want = render_jinja(src, [(plain, True)], bos_token=bos, eos_token=eos)[0]
+    assert ollama_execute(d.template, [go_message(m) for m in plain]) == \
+        (want[len(bos):] if bos and want.startswith(bos) else want)
+
+
+def test_ollama_030_keeps_a_derived_template_with_tools():
+    src = _templates()["llama3-instruct"]
+    d = derive_template(src, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    sel = template_selection(go_template=d.template, chat_template=src)
+    assert sel[0]["ollama"] == ">=0.30" and sel[0]["source"] == "go_template"
+    assert "tools: yes" in sel[-1]["why"]
+
+
+@pytest.mark.parametrize("name, why", [("gemma4_31b_chat_template.jinja2", "not written as JSON"),
+                                       ("nemotron3nano_chat_template.jinja2", "not written as JSON")])
+def test_tools_in_a_form_of_their_own_are_left_out_with_the_reason(name, why):
+    src = open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
+    bos, eos = ("<bos>", "<turn|>") if "gemma" in name else ("<s>", "<|im_end|>")
+    d = derive_template(src, bos_token=bos, eos_token=eos)
+    assert not d.tools and why in d.tools_error
+    assert ".Tools" not in d.template
