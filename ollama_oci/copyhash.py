@@ -11,6 +11,9 @@ the bytes the file holds, not of what the sources held a moment before, and the 
 two cores: a merge costs about one hash pass (docs/benchmarks.md). Where the kernel or filesystem
 refuses ``copy_file_range`` (another filesystem, an old kernel, a pipe), the writer falls back to
 ``pread``/``pwrite`` with one reusable buffer. Memory is two fixed buffers whatever the size.
+
+A stream (a ``.tar.zst`` bundle's member, decompressed) is written by :func:`write_stream`: a thread
+decompresses and writes each block, the calling thread hashes that same block meanwhile.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Callable, Iterable, Optional, Union
 
 from .digest import Digest
 
-__all__ = ["Range", "copy_pieces", "ShortSource"]
+__all__ = ["Range", "copy_pieces", "write_stream", "ShortSource"]
 
 CHUNK = 8 << 20
 # errors that mean "copy_file_range cannot do this pair of files", not "the copy failed"
@@ -161,3 +164,67 @@ def copy_pieces(out_fd: int, pieces: Iterable[Piece], *,
     if w.error is not None:
         raise w.error
     return Digest("sha256:" + h.hexdigest()), pos
+
+
+class _StreamWriter(threading.Thread):
+    """Pulls blocks from an iterator (a decompressor: the C library runs without the GIL), writes each
+    at its offset and hands it on through a bounded queue to the hashing thread."""
+
+    def __init__(self, out_fd: int, blocks: Iterable[bytes], depth: int):
+        super().__init__(name="ollama-oci-stream", daemon=True)
+        import queue
+        self.out_fd = out_fd
+        self.blocks = blocks
+        self.q: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.stop = False
+
+    def run(self) -> None:
+        pos = 0
+        try:
+            for b in self.blocks:
+                if self.stop:
+                    return
+                view = memoryview(b)
+                while view:
+                    n = os.pwrite(self.out_fd, view, pos)
+                    view = view[n:]
+                    pos += n
+                self.q.put(b)
+            self.q.put(None)
+        except BaseException as e:  # handed to the caller's thread
+            self.q.put(e)
+
+
+def write_stream(out_fd: int, blocks: Iterable[bytes], *,
+                 progress: Optional[Callable[[int], None]] = None) -> tuple[Digest, int]:
+    """Write ``blocks`` (a stream read in blocks, such as a zstd decompressor) into ``out_fd`` from
+    offset 0 and return the sha256 and size of what was written.
+
+    A thread pulls each block (decompression) and writes it; this thread hashes the same block, the
+    very buffer that was handed to ``pwrite``, while the next one is decompressed and written (no
+    second read of the file, as :func:`copy_pieces` needs for kernel copies it never sees). At most
+    a few blocks are in flight: memory stays flat. The caller fsyncs."""
+    import queue
+    w = _StreamWriter(out_fd, blocks, depth=4)
+    h = hashlib.sha256()
+    total = 0
+    w.start()
+    try:
+        while True:
+            b = w.q.get()
+            if b is None:
+                break
+            if isinstance(b, BaseException):
+                raise b
+            h.update(b)
+            total += len(b)
+            if progress is not None:
+                progress(len(b))
+    finally:
+        w.stop = True
+        while w.is_alive():               # let a writer blocked on a full queue finish
+            try:
+                w.q.get_nowait()
+            except queue.Empty:
+                w.join(0.01)
+    return Digest("sha256:" + h.hexdigest()), total

@@ -79,3 +79,40 @@ def test_a_failing_progress_callback_stops_the_writer(tmp_path):
     import threading
     assert not [t for t in threading.enumerate() if t.name == "ollama-oci-copy" and t.is_alive()]
     assert os.path.getsize(tmp_path / "out") < 50 * len(a)
+
+
+def test_a_stream_is_written_and_hashed_in_one_pass(tmp_path):
+    import hashlib
+
+    from ollama_oci.copyhash import write_stream
+    blocks = [os.urandom(n) for n in (1 << 20, 5, 3 << 19, 0, 77)]
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        seen = []
+        d, n = write_stream(fd, iter(blocks), progress=seen.append)
+    finally:
+        os.close(fd)
+    data = b"".join(blocks)
+    assert (tmp_path / "out").read_bytes() == data
+    assert d == "sha256:" + hashlib.sha256(data).hexdigest() and n == len(data) == sum(seen)
+
+
+def test_a_stream_that_fails_midway_raises_its_error_and_stops(tmp_path):
+    from ollama_oci.copyhash import write_stream
+
+    def blocks():
+        for _ in range(20):           # more than the queue holds: the writer must not hang
+            yield b"x" * 1024
+        raise ValueError("zstd data is damaged")
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(ValueError, match="damaged"):
+            write_stream(fd, blocks())
+    finally:
+        os.close(fd)
+    ro = os.open(tmp_path / "out", os.O_RDONLY)      # a write that fails: its error, not a hang
+    try:
+        with pytest.raises(OSError):
+            write_stream(ro, iter([b"y" * 4096] * 50))
+    finally:
+        os.close(ro)

@@ -195,12 +195,14 @@ class LocalStore:
             with open(tmp, "xb+", buffering=0) as out:
                 lock = hold(tmp)  # held until committed or discarded: prune leaves it alone
                 rng = take_range() if take_range is not None and getattr(f, "size", None) == desc.size else None
-                # a plain file's range is copied by the kernel; a stream (a decompressor) is read and
-                # written by a second thread; this one hashes what was written, behind it
-                from ..copyhash import ShortSource, copy_pieces
+                # a plain file's range is copied by the kernel and hashed behind it; a stream (a
+                # decompressor) is decompressed and written by a second thread, this one hashing each block
+                from ..copyhash import ShortSource, copy_pieces, write_stream
                 try:
-                    got, n = copy_pieces(out.fileno(), [rng] if rng is not None else _blocks(f, desc.size),
-                                         progress=progress)
+                    if rng is not None:
+                        got, n = copy_pieces(out.fileno(), [rng], progress=progress)
+                    else:
+                        got, n = write_stream(out.fileno(), _blocks(f, desc.size), progress=progress)
                 except ShortSource:
                     raise VerificationError(f"blob {desc.digest} is cut short (the archive is truncated); "
                                             "nothing was imported", expected=desc.digest) from None
