@@ -499,6 +499,10 @@ def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[O
             elif d.tools_error:
                 note += (f"; tools are left out ({d.tools_error}): with this template Ollama < 0.30 cannot call "
                          "tools (--template-mode gguf lets Ollama >= 0.30 render the chat template itself)")
+            if d.think_switch:
+                note += "; a request's think switches thinking on or off as the chat template's enable_thinking does"
+            if d.thinking_error:
+                note += f"; thinking is not switched by a request ({d.thinking_error})"
             if d.trims:
                 note += ("; the chat template trims each message (| trim) and no Ollama template function can, so "
                          "a message with leading or trailing whitespace renders differently (--template-mode gguf "

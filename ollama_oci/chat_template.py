@@ -61,6 +61,12 @@ class DerivedTemplate:
     tools: bool = False
     #: why it does not, when the chat template writes tools (None: it does, or there are none)
     tools_error: Optional[str] = None
+    #: earlier turns' thinking (``.Thinking``) is written where the chat template writes it
+    thinking: bool = False
+    #: the template follows a request's ``think`` (``.IsThinkSet``/``.Think``) as ``enable_thinking``
+    think_switch: bool = False
+    #: why not, when the chat template switches on ``enable_thinking``
+    thinking_error: Optional[str] = None
 
 
 # -- sandboxed rendering --------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def _child(conn, src, jobs, extra):
 
 
 def render_jinja(src: str, jobs: Sequence[tuple], *, bos_token: str = "", eos_token: str = "",
-                 timeout: float = TIMEOUT) -> list:
+                 timeout: float = TIMEOUT, variables: Optional[dict] = None) -> list:
     """Render a chat template on several conversations in a sandboxed child process: each job is
     (messages, add_generation_prompt) or (messages, add_generation_prompt, tools).
 
@@ -191,8 +197,8 @@ def render_jinja(src: str, jobs: Sequence[tuple], *, bos_token: str = "", eos_to
     import resource  # noqa: F401
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(child, src, list(jobs), {"bos_token": bos_token, "eos_token": eos_token}),
-                    daemon=True)
+    p = ctx.Process(target=_child, args=(child, src, list(jobs), {**(variables or {}), "bos_token": bos_token,
+                                                                  "eos_token": eos_token}), daemon=True)
     p.start()
     child.close()
     try:
@@ -380,15 +386,27 @@ def _go_template(p: dict) -> str:
     out.append(f'{{{{ .Content }}}}{L(p["u_post"])}')
     if p["gen"]:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
+    a_pre = L(p["a_pre"])
+    th = p.get("think")
+    if th is not None:
+        at, drop = th["at"], th["drop"]
+        if th.get("hidden"):
+            # through the range variable: a .Thinking field here would make Ollama infer thinking tags
+            mid = f'{{{{ if $_.Thinking }}}}{L(th["pre"])}{{{{ end }}}}'
+        else:
+            body = f'{L(th["pre"])}{{{{ .Thinking }}}}{L(th["post"])}'
+            mid = f'{{{{ if .Thinking }}}}{body}{{{{ else }}}}{L(th["pre"] + th["post"])}{{{{ end }}}}' if th["always"] \
+                else f"{{{{ if .Thinking }}}}{body}{{{{ end }}}}"
+        a_pre = L(p["a_pre"][:at]) + mid + L(p["a_pre"][at + drop:])
     calls = p.get("calls")
     if calls is None:
-        out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{{{{ .Content }}}}{L(p["a_post"])}'
+        out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{{{{ .Content }}}}{L(p["a_post"])}'
                    f'{{{{ end }}}}{{{{ end }}}}')
         return "".join(out)
     from .chat_tools import calls_snippet
     res = p["results"]
     text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
-    out.append(f'{{{{ else if eq .Role "assistant" }}}}{L(p["a_pre"])}{text}{calls_snippet(calls, L)}'
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{text}{calls_snippet(calls, L)}'
                f'{L(p["a_post"])}{{{{ else if eq .Role "tool" }}}}'
                # the roles before and after this message: consecutive results share one turn
                '{{ $next := "" }}{{ range $j, $m := slice $.Messages $i }}{{ if eq $j 1 }}{{ $next = $m.Role }}'
@@ -437,6 +455,41 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     ``vocab``: the model's special tokens (stop words are kept only if they are tokens);
     ``eos_token`` is what the template's ``eos_token`` renders as.
     """
+    d = _derive_one(jinja_src, vocab, bos_token, eos_token, timeout, {})
+    if "enable_thinking" in jinja_src:
+        _think_variants(d, jinja_src, vocab, bos_token, eos_token, timeout)
+    return d
+
+
+def _think_variants(d: DerivedTemplate, src: str, vocab, bos: str, eos: str, timeout: float) -> None:
+    """A chat template switched by ``enable_thinking`` (Qwen 3, Laguna, Nemotron) is derived three times:
+    as it renders by default, with thinking on and with it off; Ollama's ``.IsThinkSet`` and ``.Think``
+    (a request's ``think``) pick one. Variants that render alike are written once."""
+    try:
+        on = _derive_one(src, vocab, bos, eos, timeout, {"enable_thinking": True})
+        off = _derive_one(src, vocab, bos, eos, timeout, {"enable_thinking": False})
+    except TemplateDerivationError as e:
+        d.thinking_error = str(e).replace("cannot turn the chat template into an Ollama template: ", "")
+        return
+    if on.tools != d.tools or off.tools != d.tools:
+        d.thinking_error = "tools are written with thinking on or off but not in both"
+        return
+    if on.template == d.template and off.template == d.template:
+        return
+    if on.template == d.template:
+        d.template = f"{{{{ if and .IsThinkSet (not .Think) }}}}{off.template}{{{{ else }}}}{d.template}{{{{ end }}}}"
+    elif off.template == d.template:
+        d.template = f"{{{{ if and .IsThinkSet .Think }}}}{on.template}{{{{ else }}}}{d.template}{{{{ end }}}}"
+    else:
+        d.template = (f"{{{{ if and .IsThinkSet .Think }}}}{on.template}{{{{ else if .IsThinkSet }}}}{off.template}"
+                      f"{{{{ else }}}}{d.template}{{{{ end }}}}")
+    d.think_switch = True
+    d.thinking = d.thinking or on.thinking or off.thinking
+
+
+def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: float,
+                variables: dict) -> DerivedTemplate:
+    """One derivation, with the chat template's ``variables`` (``enable_thinking``) set as given."""
     from .gotemplate import check_ollama_template
     if not jinja_src or not jinja_src.strip():
         _fail("the chat template is empty")
@@ -452,19 +505,23 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     checks = [([{"role": r, "content": c} for r, c in conv], True) for conv in _CHECKS]
     # BOS is what the template writes (Llama 2 opens every turn with it); the runtime adds the first
     # one itself, so one leading BOS is taken off every rendering
-    results = render_jinja(jinja_src, list(probes.values()) + checks, bos_token=bos_token, eos_token=eos_token,
-                           timeout=timeout)
+    results = render_jinja(jinja_src, list(probes.values()) + checks + [_think_probe()], bos_token=bos_token,
+                           eos_token=eos_token, timeout=timeout, variables=variables)
     if bos_token:
         results = [x[len(bos_token):] if isinstance(x, str) and x.startswith(bos_token) else x for x in results]
     r = dict(zip(probes, results))
-    wants = results[len(probes):]
+    r["th"] = results[-1]
+    wants = results[len(probes):-1]
     first_error = None
     for cand in _candidates(r):
         try:
             p = _solve(cand, eos_token, bos_token)
+            _find_thinking(p, cand)
             go = _dates_to_go(_go_template(p))
             nodes = check_ollama_template(go)
             agreed = _verify(nodes, p, wants)
+            if "think" in p:
+                _verify_thinking(nodes, cand["th"])
             break
         except TemplateDerivationError as e:
             first_error = first_error or e
@@ -474,9 +531,10 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     w = r["w"]
     trims = isinstance(w, str) and _M["u1"] in w and " \n" + _M["u1"] + " \n" not in w
     d = DerivedTemplate(go, _stop_words(p, vocab_set, bos_token), p["system"], agreed, p, trims)
+    d.thinking = "think" in p and not p["think"].get("hidden")
     if "tool" in jinja_src:
         try:
-            tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout)
+            tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout, variables, p.get("think"))
         except TemplateDerivationError as e:
             d.tools_error = str(e).replace("cannot turn the chat template into an Ollama template: ", "")
         else:
@@ -485,6 +543,15 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
                 d.tools = True
                 d.parts = dict(p, tools=tp)
     return d
+
+
+def r_plain_a_pre(r: dict, eos: str, bos: str) -> str:
+    for cand in _candidates(r):
+        try:
+            return _solve(cand, eos, bos)["a_pre"]
+        except TemplateDerivationError:
+            continue
+    return "\0"
 
 
 def r_plain_u_pre(r: dict, eos: str, bos: str) -> str:
@@ -496,6 +563,87 @@ def r_plain_u_pre(r: dict, eos: str, bos: str) -> str:
         except TemplateDerivationError:
             continue
     return "\0"
+
+
+_THINK = "@@TH_7a1@@"
+
+
+def _think_probe() -> tuple:
+    """user, assistant (with a thinking marker under every name templates read it by), user."""
+    a = {"role": "assistant", "content": _M["a1"], "reasoning_content": _THINK, "reasoning": _THINK,
+         "thinking": _THINK}
+    return ([_msg("user", "u1"), a, _msg("user", "u2")], True)
+
+
+def _find_thinking(p: dict, r: dict) -> None:
+    """Where an earlier assistant turn's thinking goes (``p["think"]``), from the thinking probe
+    against the same conversation without it: at an offset of the assistant prefix, always (an
+    empty thinking writes the same tags) or only when there is some."""
+    th, t2 = r.get("th"), r.get("t2")
+    if not isinstance(th, str) or not isinstance(t2, str) or th == t2:
+        return
+    if th.count(_THINK) > 1:
+        _fail("an assistant turn's thinking is written more than once")
+    n = 0
+    while n < min(len(th), len(t2)) and th[n] == t2[n]:
+        n += 1
+    m = 0
+    while m < min(len(th), len(t2)) - n and th[len(th) - 1 - m] == t2[len(t2) - 1 - m]:
+        m += 1
+    inserted, mid = th[n:len(th) - m], t2[n:len(t2) - m]
+    ia = t2.find(_M["a1"])
+    start = ia - len(p["a_pre"])
+    if ia < 0 or not start <= n <= ia or t2[start:ia] != p["a_pre"]:
+        _fail("an assistant turn's thinking is written outside the turn's opening")
+    at = n - start
+    if _THINK not in inserted:
+        # the thinking itself is not written, but its presence changes the turn (Nemotron adds a
+        # newline after an empty <think></think>)
+        if mid:
+            _fail("an assistant turn with thinking changes more than the thinking")
+        p["think"] = {"at": at, "pre": inserted, "post": "", "always": False, "drop": 0, "hidden": True}
+        return
+    pre, post = _cut(inserted, _THINK)
+    if mid == pre + post:
+        a = p["a_pre"]
+        if not pre and not post:
+            # no tag of its own around it (Qwen's "<think>\n" + thinking + "\n</think>"): take the tags
+            # of the prefix around the insertion, so that Ollama infers them (thinking.InferTags)
+            lt = a.rfind("<", 0, at)
+            gt = a.find(">", at)
+            if lt >= 0 and gt >= 0:
+                gt += 1
+                while gt < len(a) and a[gt] in " \n":
+                    gt += 1
+                pre, post, at = a[lt:at], a[at:gt], lt
+                mid = pre + post
+        p["think"] = {"at": at, "pre": pre, "post": post, "always": True, "drop": len(mid)}
+    elif mid == "":
+        p["think"] = {"at": at, "pre": pre, "post": post, "always": False, "drop": 0}
+    else:
+        _fail("an assistant turn with thinking changes more than the thinking")
+
+
+def _verify_thinking(nodes, want: str) -> None:
+    """The thinking probe, rendered by the derived template with the thinking as Ollama's
+    ``.Thinking``, must give what the chat template gave."""
+    import datetime
+
+    from . import gotemplate
+    from .chat_tools import go_message
+    from .gotemplate import render
+    msgs, _gen = _think_probe()
+    data = {"Messages": [go_message(dict(m, thinking=m.get("reasoning_content", ""))) for m in msgs], "System": ""}
+    day = datetime.date(2031, 2, 3)
+    gotemplate.TODAY = lambda: day
+    try:
+        got = render(nodes, data)
+    finally:
+        gotemplate.TODAY = None
+    want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
+    if got != want:
+        _fail(f"with thinking, the derived template renders {got[:80]!r}... where the chat template gives "
+              f"{want[:80]!r}...")
 
 
 def _tool_checks() -> list:
@@ -521,7 +669,8 @@ def _tool_checks() -> list:
     ]
 
 
-def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float):
+def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
+                  think: Optional[dict]):
     """The Go template of a conversation with tools (None: the chat template ignores tools) and the
     parts found, or TemplateDerivationError with the reason."""
     from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions, go_message, go_tools,
@@ -548,7 +697,7 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     checks = _tool_checks()
     jobs = [(m, g, tv) for m, g in probes.values()] + list(extra.values()) + \
         [(m, True, [tool_view(t) for t in tools]) for m, tools in checks]
-    out = render_jinja(src, jobs, bos_token=bos, eos_token=eos, timeout=timeout)
+    out = render_jinja(src, jobs, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
     if bos:
         out = [x[len(bos):] if isinstance(x, str) and x.startswith(bos) else x for x in out]
     names = list(probes) + list(extra)
@@ -638,6 +787,10 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
             pre, post, join = pre[:-1], post[1:], join[1:-1]
         p.update(calls=calls, results={"pre": pre, "post": post, "join": join, "quoted": quoted},
                  first_user_tools=first_user)
+        if think is not None:
+            if p["a_pre"] != r_plain_a_pre(r, eos, bos):
+                raise ToolShapeError("an assistant turn opens differently with tools, and thinking goes into it")
+            p["think"] = think
     except ToolShapeError as e:
         _fail(str(e))
     rng = (f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
@@ -702,6 +855,7 @@ def _verify(nodes, p: dict, wants: list) -> int:
     import datetime
 
     from . import gotemplate
+    from .chat_tools import go_message
     from .gotemplate import render
     agreed = 0
     # two clocks: a date must come from Ollama's currentDate at chat time, never from the pack's clock
@@ -710,7 +864,7 @@ def _verify(nodes, p: dict, wants: list) -> int:
             if isinstance(want, tuple):
                 continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
             want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
-            data = {"Messages": [{"Role": role, "Content": c} for role, c in conv],
+            data = {"Messages": [go_message({"role": role, "content": c}) for role, c in conv],
                     "System": "\n\n".join(c for role, c in conv if role == "system")}
             if p["system"] == "unsupported":
                 data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]

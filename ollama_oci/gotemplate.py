@@ -947,8 +947,13 @@ def _collate(messages: list[dict]) -> tuple[str, list[dict]]:
         if out and out[-1]["Role"] == m.get("Role") and m.get("Role") != "tool":
             out[-1] = dict(out[-1], Content=out[-1].get("Content", "") + "\n\n" + m.get("Content", ""))
         else:
-            out.append(dict(m))
+            out.append({**_MESSAGE_FIELDS, **m})   # every field of Ollama's templateMessage is there
     return "\n\n".join(system), out
+
+
+#: the fields of Ollama's ``templateMessage``, as they are when a message leaves them empty
+_MESSAGE_FIELDS = {"Role": "", "Content": "", "Thinking": "", "Images": None, "ToolCalls": None, "ToolName": "",
+                   "ToolCallID": ""}
 
 
 def _cut_after_response(nodes: list[Node]) -> list[Node]:

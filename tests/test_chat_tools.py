@@ -128,3 +128,47 @@ def test_tools_in_a_form_of_their_own_are_left_out_with_the_reason(name, why):
     d = derive_template(src, bos_token=bos, eos_token=eos)
     assert not d.tools and why in d.tools_error
     assert ".Tools" not in d.template
+
+
+THINK_CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2+2?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+     {"role": "assistant", "content": "Hello.", "thinking": "A greeting; answer briefly."},
+     {"role": "user", "content": "2+2?"}],
+]
+
+
+@pytest.mark.parametrize("name, bos, eos, tags", [
+    ("qwen38_chat_template.jinja", "", "<|im_end|>", ("<think>", "</think>")),
+    ("laguna_v8_chat_template.jinja2", "<s>", "</s>", ("<think>", "</think>")),
+    ("nemotron3nano_chat_template.jinja2", "<s>", "<|im_end|>", ("", "")),
+])
+def test_thinking_follows_the_requests_think_and_earlier_turns_keep_theirs(name, bos, eos, tags):
+    """enable_thinking unset, on and off: Ollama's .IsThinkSet and .Think pick the matching variant;
+    an earlier turn's .Thinking is written where reasoning_content is (Qwen 3.8 always, Laguna with
+    thinking on), or only changes what it changes (Nemotron drops it but adds a newline)."""
+    from ollama_oci.gotemplate import ollama_parse
+    from ollama_oci.template_choice import _thinking_tags, go_template_capabilities
+    src = open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
+    d = derive_template(src, bos_token=bos, eos_token=eos)
+    assert d.think_switch and d.thinking_error is None
+    for setting in (None, True, False):
+        jobs = [([dict(m, reasoning_content=m["thinking"]) if m.get("thinking") else m for m in msgs], True)
+                for msgs in THINK_CONVERSATIONS]
+        variables = {} if setting is None else {"enable_thinking": setting}
+        for msgs, want in zip(THINK_CONVERSATIONS, render_jinja(src, jobs, bos_token=bos, eos_token=eos,
+                                                                variables=variables)):
+            want = want[len(bos):] if bos and want.startswith(bos) else want
+            got = ollama_execute(d.template, [go_message(m) for m in msgs], think=bool(setting),
+                                 is_think_set=setting is not None)
+            assert got == want, (setting, msgs)
+    # what Ollama infers from the Go template: thinking with the model's own tags, or none
+    assert _thinking_tags(ollama_parse(d.template)) == tags
+    assert ("thinking" in go_template_capabilities(d.template)) == d.thinking == bool(tags[0])
+
+
+def test_ollama_030_keeps_a_derived_template_with_tools_and_thinking():
+    src = open(os.path.join(HERE, "ollama-renderers", "qwen38_chat_template.jinja"), encoding="utf-8").read()
+    d = derive_template(src, eos_token="<|im_end|>")
+    assert d.tools and d.thinking
+    assert template_selection(go_template=d.template, chat_template=src)[0]["source"] == "go_template"
