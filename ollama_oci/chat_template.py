@@ -438,8 +438,8 @@ def _stop_words(p: dict, vocab: Optional[set], bos: str) -> list[str]:
     seen: list[str] = []
     for t in texts:
         for m in _SPECIAL.findall(t):
-            if m == bos or m in seen or m == "<s>":
-                continue
+            if m == bos or m in seen or m == "<s>" or "think" in m.lower():
+                continue    # not BOS, and not thinking tags (an answer opens with <think>, Qwen's history has it)
             if vocab is not None and m not in vocab:
                 continue
             seen.append(m)

@@ -381,6 +381,8 @@ def calls_snippet(spec: dict, lit) -> str:
                 f'{{{{ range $ak, $av := .Function.Arguments }}}}{{{{ if $as }}}}{lit(spec["join"])}{{{{ end }}}}'
                 f'{{{{ $as = "," }}}}{{{{ $ak }}}}{lit(spec["kv_sep"])}{value}{{{{ end }}}}{lit(spec["tail"])}'
                 f'{{{{ else }}}}{lit(spec["empty"])}{{{{ end }}}}')
-    return (f'{{{{ $mc := .Content }}}}{{{{ range $ci, $c := .ToolCalls }}}}{{{{ if $ci }}}}{lit(spec["later"])}'
-            f'{{{{ else if $mc }}}}{lit(spec["after_text"])}{{{{ else }}}}{lit(spec["first"])}{{{{ end }}}}'
-            f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}')
+    # the first call's opening as the first text inside {{ if .ToolCalls }}, before the range: Ollama
+    # takes its tool-call tag from there (tools.parseTag) to find calls in the model's output
+    return (f'{{{{ if .ToolCalls }}}}{{{{ if not .Content }}}}{lit(spec["first"])}{{{{ else }}}}{lit(spec["after_text"])}'
+            f'{{{{ end }}}}{{{{ range $ci, $c := .ToolCalls }}}}{{{{ if $ci }}}}{lit(spec["later"])}{{{{ end }}}}'
+            f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}{{{{ end }}}}')

@@ -270,10 +270,15 @@ def test_no_date_is_baked_into_a_derived_template():
     ("{% for m in messages %}{% if m['role'] == 'user' %}<extra_id_1>User\n{{ m['content'] }}\n"
      "{% elif m['role'] == 'assistant' %}<extra_id_1>Assistant\n{{ m['content'] }}\n{% endif %}{% endfor %}"
      "{% if add_generation_prompt %}<extra_id_1>Assistant\n{% endif %}", ["<extra_id_1>"], ["<extra_id_1>"]),
+    # Qwen 3: every earlier assistant turn opens with <think>...</think>, and an answer with <think>
+    ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['role'] == 'assistant' %}<think>\n\n</think>\n\n"
+     "{% endif %}{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+     "{% endif %}", ["<|im_start|>", "<|im_end|>", "<think>", "</think>"], ["<|im_start|>", "<|im_end|>"]),
 ])
 def test_stop_words_in_every_bracket_style(src, vocab, stops):
     """Turn markers as full-width <｜…｜> (DeepSeek), [|…|] (EXAONE) and <extra_id_N> (Nemotron) are stop
-    words; what only the generation prompt adds (DeepSeek-R1's <think>) is not (issue 14 item 5)."""
+    words; what only the generation prompt adds (DeepSeek-R1's <think>) and thinking tags in a turn's
+    opening (Qwen 3) are not (issue 14 item 5)."""
     assert derive_template(src, vocab=vocab).stop == stops
 
 

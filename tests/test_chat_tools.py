@@ -172,3 +172,11 @@ def test_ollama_030_keeps_a_derived_template_with_tools_and_thinking():
     d = derive_template(src, eos_token="<|im_end|>")
     assert d.tools and d.thinking
     assert template_selection(go_template=d.template, chat_template=src)[0]["source"] == "go_template"
+
+
+def test_the_first_calls_opening_is_where_ollama_looks_for_its_tool_call_tag():
+    """Ollama finds tool calls in a model's output by a tag: the first text inside the template's
+    {{ if .ToolCalls }} (tools.parseTag, checked with Ollama's own parser: "<tool_call>" for Laguna,
+    "{" for Llama 3.1, whose JSON calls its parser then reads back)."""
+    d = derive_template(_templates()["laguna_v8_chat_template.jinja2"], bos_token="<s>", eos_token="</s>")
+    assert "{{ if .ToolCalls }}{{ if not .Content }}<tool_call>{{ else }}" in d.template
