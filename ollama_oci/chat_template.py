@@ -545,7 +545,8 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
     return d
 
 
-def r_plain_a_pre(r: dict, eos: str, bos: str) -> str:
+def _plain_a_pre(r: dict, eos: str, bos: str) -> str:
+    """The assistant-turn prefix of the conversation without tools."""
     for cand in _candidates(r):
         try:
             return _solve(cand, eos, bos)["a_pre"]
@@ -554,7 +555,7 @@ def r_plain_a_pre(r: dict, eos: str, bos: str) -> str:
     return "\0"
 
 
-def r_plain_u_pre(r: dict, eos: str, bos: str) -> str:
+def _plain_u_pre(r: dict, eos: str, bos: str) -> str:
     """The user-turn prefix of the conversation without tools (what a first user message with tool
     definitions still starts with)."""
     for cand in _candidates(r):
@@ -723,9 +724,10 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
         cut = _cut(marked["g0"], _M["u1"])
         if cut is not None and TM["tools"] in cut[0]:
             before = cut[0]
-            at = before.rfind(r_plain_u_pre(r, eos, bos), 0, before.find(TM["tools"]))
+            u_pre = _plain_u_pre(r, eos, bos)
+            at = before.rfind(u_pre, 0, before.find(TM["tools"]))
             if at >= 0:
-                start = at + len(r_plain_u_pre(r, eos, bos))
+                start = at + len(u_pre)
                 block = before[start:]
                 if TM["tools"] in block and _M["sys"] not in block:
                     first_user = block
@@ -788,7 +790,7 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
         p.update(calls=calls, results={"pre": pre, "post": post, "join": join, "quoted": quoted},
                  first_user_tools=first_user)
         if think is not None:
-            if p["a_pre"] != r_plain_a_pre(r, eos, bos):
+            if p["a_pre"] != _plain_a_pre(r, eos, bos):
                 raise ToolShapeError("an assistant turn opens differently with tools, and thinking goes into it")
             p["think"] = think
     except ToolShapeError as e:
