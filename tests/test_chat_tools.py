@@ -61,12 +61,14 @@ def test_strings_are_quoted_as_go_quotes_them():
 def _templates():
     out = {n: open(os.path.join(HERE, "ollama-renderers", n), encoding="utf-8").read()
            for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja")}
+    out["chatml-tools"] = open(os.path.join(HERE, "shapes", "chatml-tools.jinja"), encoding="utf-8").read()
     with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
         out.update(next(iter(json.loads(line).items())) for line in f if line.strip())
     return out
 
 
-TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>")}
+TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>"),
+          "chatml-tools": ("", "<|im_end|>")}
 CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
 CALL2 = {"function": {"name": "get_time", "arguments": {}}}
 U = {"role": "user", "content": "Find docs on auth"}
@@ -85,7 +87,7 @@ CONVERSATIONS = [
 
 
 @pytest.mark.parametrize("name", ["laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2",
-                                  "qwen38_chat_template.jinja", "llama3-instruct"])
+                                  "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools"])
 def test_tool_conversations_render_as_the_chat_template(name):
     """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
     indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
@@ -180,3 +182,5 @@ def test_the_first_calls_opening_is_where_ollama_looks_for_its_tool_call_tag():
     "{" for Llama 3.1, whose JSON calls its parser then reads back)."""
     d = derive_template(_templates()["laguna_v8_chat_template.jinja2"], bos_token="<s>", eos_token="</s>")
     assert "{{ if .ToolCalls }}{{ if not .Content }}<tool_call>{{ else }}" in d.template
+    d = derive_template(_templates()["chatml-tools"], eos_token="<|im_end|>")
+    assert '{{ if .ToolCalls }}{{ if not .Content }}<tool_call>\n{"name": "{{ else }}' in d.template
