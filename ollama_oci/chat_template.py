@@ -537,6 +537,8 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
             tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout, variables, p.get("think"))
         except TemplateDerivationError as e:
             d.tools_error = str(e).replace("cannot turn the chat template into an Ollama template: ", "")
+        except Exception as e:   # a bug in the optional part: keep the template without tools, and say so
+            d.tools_error = f"internal error ({type(e).__name__}: {e}); please report it"
         else:
             if tgo is not None:
                 d.template = "{{ if .Tools }}" + tgo + "{{ else }}" + go + "{{ end }}"
