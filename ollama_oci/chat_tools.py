@@ -55,7 +55,7 @@ def _prop_view(p: dict) -> dict:
         out["description"] = p["description"]
     if p.get("enum"):
         out["enum"] = list(p["enum"])
-    if p.get("properties") is not None:
+    if p.get("properties"):
         out["properties"] = {k: _prop_view(v) for k, v in sorted(p["properties"].items())}
     if p.get("required"):
         out["required"] = list(p["required"])
