@@ -255,7 +255,7 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
                 if pre is not None:
                     digest, size = Digest(pre[0]), pre[1]
                 else:
-                    done = 0
+                    done = 0    # a hash started ahead whose file changed may have reported some already
                     digest, size = hash_stream(f, progress=tick)
                 if method == "hardlink":
                     os.fsync(f.fileno())
