@@ -717,6 +717,8 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     try:
         defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
         marked = {k: v.replace(defs["text"], TM["tools"]) for k, v in rt.items() if k != "tt"}
+        for n in range(len(defs["names"] or [])):   # lists of names too: the first names written are theirs
+            marked = {k: v.replace(TM["tn1"], f'{TM["names"]}{n}@', 1) for k, v in marked.items()}
         if any(TM[x] in v for k, v in marked.items() if k in probes for x in ("tn1", "td1", "tp1", "tpd1")):
             raise ToolShapeError("a tool's name or description is written outside its definition")
         # tool definitions in the first user message, before its text (Llama 3.1): that block is taken
@@ -800,6 +802,9 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     rng = (f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
            f'{json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
     go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
+    for n, between in enumerate(defs["names"] or []):
+        go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
+                                                f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
     nodes = check_ollama_template(go)
     import datetime
 

@@ -235,7 +235,7 @@ def json_snippet(var: str, *, indent: Optional[int] = None, root: str = "tool") 
 TM = {"tn1": "@@TN1_7a1@@", "td1": "@@TD1_7a1@@", "tp1": "@@TP1_7a1@@", "tpd1": "@@TPD1_7a1@@",
       "tn2": "@@TN2_7a1@@", "td2": "@@TD2_7a1@@",
       "ak1": "@@AK1_7a1@@", "av1": "@@AV1_7a1@@", "ak2": "@@AK2_7a1@@", "av2": "@@AV2_7a1@@",
-      "tr1": "@@TR1_7a1@@", "tr2": "@@TR2_7a1@@", "tools": "@@TOOLS_7a1@@"}
+      "tr1": "@@TR1_7a1@@", "tr2": "@@TR2_7a1@@", "tools": "@@TOOLS_7a1@@", "names": "@@NAMES_7a1@@"}
 
 
 def probe_tools() -> tuple[dict, dict]:
@@ -285,10 +285,39 @@ def find_definitions(with_one: str, with_two: str, t1: dict, t2: dict) -> dict:
             if j < 0 or k < j + len(s1):
                 raise ToolShapeError("two tool definitions are not written one after the other")
             join = with_two[j + len(s1):k]
-            if with_two != with_one[:i] + s1 + join + s2 + with_one[i + len(s1):]:
-                raise ToolShapeError("a second tool definition changes more than the list of tools")
-            return {"text": s1, "indent": indent, "root": root, "join": join}
+            one = with_one[:i] + TM["tools"] + with_one[i + len(s1):]
+            two = with_two[:j] + TM["tools"] + with_two[k + len(s2):]
+            names = None
+            if one != two:
+                names = _name_list(one, two)
+            return {"text": s1, "indent": indent, "root": root, "join": join, "names": names}
     raise ToolShapeError("tool definitions are not written as JSON (tojson) of each tool")
+
+
+def _name_list(one: str, two: str) -> list[str]:
+    """Other lists that name each tool (Glimmer's "Tool metadata" lines and its "Valid recipients"):
+    for each place the first tool's name is written, what comes between two names there. ``one`` and
+    ``two``: the renderings with one and two tools, the definitions' list already replaced by a marker."""
+    n1, n2 = TM["tn1"], TM["tn2"]
+    betweens: list[str] = []
+    rebuilt, at, pos2 = [], 0, 0
+    while True:
+        i = one.find(n1, at)
+        if i < 0:
+            break
+        k = two.find(n2, pos2)
+        head = one[at:i + len(n1)]
+        if k < 0 or two[pos2:pos2 + len(head)] != head:
+            raise ToolShapeError("a second tool definition changes more than the list of tools")
+        between = two[pos2 + len(head):k]
+        if any(m in between for m in TM.values()):
+            raise ToolShapeError("a second tool definition changes more than the list of tools")
+        betweens.append(between)
+        rebuilt.append(head + between + n2)
+        at, pos2 = i + len(n1), k + len(n2)
+    if not betweens or "".join(rebuilt) + one[at:] != two:
+        raise ToolShapeError("a second tool definition changes more than the list of tools")
+    return betweens
 
 
 def args_snippet(var: str, indent: Optional[int]) -> str:

@@ -184,3 +184,20 @@ def test_the_first_calls_opening_is_where_ollama_looks_for_its_tool_call_tag():
     assert "{{ if .ToolCalls }}{{ if not .Content }}<tool_call>{{ else }}" in d.template
     d = derive_template(_templates()["chatml-tools"], eos_token="<|im_end|>")
     assert '{{ if .ToolCalls }}{{ if not .Content }}<tool_call>\n{"name": "{{ else }}' in d.template
+
+
+def test_a_second_list_that_names_the_tools_is_written_too():
+    """Besides the definitions, a template may list the tools' names elsewhere (Glimmer's metadata and
+    recipients lines); each such list is written from .Tools as well."""
+    src = _templates()["chatml-tools"].replace(
+        '{{- "\\n</tools>',
+        '{{- "\\n</tools>\\nNames: " }}{% for t in tools %}{{ t.function.name }}{% if not loop.last %}, {% endif %}'
+        '{% endfor %}{{- "',
+        1)
+    assert "Names: " in src
+    d = derive_template(src, eos_token="<|im_end|>")
+    assert d.tools, d.tools_error
+    msgs, tools = CONVERSATIONS[1]
+    want = render_jinja(src, [(msgs, True, [tool_view(t) for t in tools])], eos_token="<|im_end|>")[0]
+    assert "Names: search_docs, get_time" in want
+    assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
