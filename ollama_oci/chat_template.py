@@ -654,10 +654,11 @@ def _tool_checks() -> list:
     weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                                 "parameters": {"type": "object", "required": ["city"], "properties": {
                                                     "city": {"type": "string", "description": "The city"},
+                                                    "days": {"type": "integer", "description": "How many days"},
                                                     "unit": {"type": "string", "enum": ["c", "f"]}}}}}
     clock = {"type": "function", "function": {"name": "now", "description": "The time",
                                               "parameters": {"type": "object", "properties": {}}}}
-    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}}
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "unit": "c"}}}
     call2 = {"function": {"name": "now", "arguments": {}}}
     u = {"role": "user", "content": "Weather in Paris, and the time?"}
     return [
@@ -675,31 +676,51 @@ def _tool_checks() -> list:
 def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
                   think: Optional[dict]):
     """The Go template of a conversation with tools (None: the chat template ignores tools) and the
-    parts found, or TemplateDerivationError with the reason."""
+    parts found, or TemplateDerivationError with the reason. Calls' arguments go to the chat template
+    as a map (transformers' convention); a template that splices them in as text (DeepSeek's, or one
+    that prints them as they are) is tried again with the JSON string of that map."""
+    try:
+        return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, think, False)
+    except TemplateDerivationError as first:
+        try:
+            return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, think, True)
+        except TemplateDerivationError:
+            raise first from None
+
+
+def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
+                       think: Optional[dict], string_args: bool):
     from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions, go_message, go_tools,
                              json_snippet, probe_calls, probe_tools, tool_view)
     from .gotemplate import check_ollama_template
     t1, t2 = probe_tools()
     tv = [tool_view(t1)]
-    c = {k: call_view(v) for k, v in probe_calls().items()}
     u1, u2 = _msg("user", "u1"), _msg("user", "u2")
-
-    def asst(*calls, content=""):
-        return {"role": "assistant", "content": content, "tool_calls": list(calls)}
 
     def tool(key):
         return {"role": "tool", "content": TM[key]}
-    extra = {
-        "tt": ([u1], False, [tool_view(t1), tool_view(t2)]),
-        "k1": ([u1, asst(c["c1"]), u2], True, tv), "k2": ([u1, asst(c["c1b"]), u2], True, tv),
-        "k0": ([u1, asst(c["c0"]), u2], True, tv), "kk": ([u1, asst(c["c1"], c["c0"]), u2], True, tv),
-        "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
-        "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
-        "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
-    }
+
+    def jobs_for(string_args: bool):
+        """The probes and checks; calls' arguments as a map (transformers' convention) or, for
+        templates that splice them in as text (DeepSeek), as the JSON string of that map."""
+        c = {k: call_view(v, string_args) for k, v in probe_calls().items()}
+
+        def asst(*calls, content=""):
+            return {"role": "assistant", "content": content, "tool_calls": list(calls)}
+        extra = {
+            "tt": ([u1], False, [tool_view(t1), tool_view(t2)]),
+            "k1": ([u1, asst(c["c1"]), u2], True, tv), "k2": ([u1, asst(c["c1b"]), u2], True, tv),
+            "k0": ([u1, asst(c["c0"]), u2], True, tv), "kk": ([u1, asst(c["c1"], c["c0"]), u2], True, tv),
+            "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
+            "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
+            "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
+        }
+        checked = [([dict(m, tool_calls=[call_view(x, string_args) for x in m["tool_calls"]])
+                     if m.get("tool_calls") else m for m in msgs], True, [tool_view(t) for t in tools])
+                   for msgs, tools in checks]
+        return extra, [(m, g, tv) for m, g in probes.values()] + list(extra.values()) + checked
     checks = _tool_checks()
-    jobs = [(m, g, tv) for m, g in probes.values()] + list(extra.values()) + \
-        [(m, True, [tool_view(t) for t in tools]) for m, tools in checks]
+    extra, jobs = jobs_for(string_args)
     out = render_jinja(src, jobs, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
     if bos:
         out = [x[len(bos):] if isinstance(x, str) and x.startswith(bos) else x for x in out]
@@ -712,12 +733,16 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     for k, v in rt.items():
         if isinstance(v, tuple):
             _fail(f"a conversation with tools does not render ({v[1]})")
+    defs = None
     if rt["g0"] == r["g0"] and rt["tt"] == r["g0"]:
-        return None, None             # tools are ignored: the template without them is the answer
+        if TM["tn1"] not in rt["k1"]:
+            return None, None         # tools are ignored: the template without them is the answer
+        # no definitions, but calls and results are written (DeepSeek-R1's distills)
     try:
-        defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
-        marked = {k: v.replace(defs["text"], TM["tools"]) for k, v in rt.items() if k != "tt"}
-        for n in range(len(defs["names"] or [])):   # lists of names too: the first names written are theirs
+        if defs is None and rt["g0"] != r["g0"]:
+            defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
+        marked = {k: v.replace(defs["text"], TM["tools"]) if defs else v for k, v in rt.items() if k != "tt"}
+        for n in range(len((defs or {}).get("names") or [])):   # lists of names too: the first names are theirs
             marked = {k: v.replace(TM["tn1"], f'{TM["names"]}{n}@', 1) for k, v in marked.items()}
         if any(TM[x] in v for k, v in marked.items() if k in probes for x in ("tn1", "td1", "tp1", "tpd1")):
             raise ToolShapeError("a tool's name or description is written outside its definition")
@@ -799,10 +824,11 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
             p["think"] = think
     except ToolShapeError as e:
         _fail(str(e))
-    rng = (f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
-           f'{json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
+    rng = "" if defs is None else (
+        f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
+        f'{json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
     go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
-    for n, between in enumerate(defs["names"] or []):
+    for n, between in enumerate((defs or {}).get("names") or []):
         go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
                                                 f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
     nodes = check_ollama_template(go)
@@ -831,7 +857,7 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
         agreed += 1
     if agreed < 3:
         _fail("too few conversations with tools render with the chat template to check a derived one")
-    return go, {"definitions": {k: v for k, v in defs.items() if k != "text"}, "calls": calls,
+    return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k != "text"}, "calls": calls,
                 "results": p["results"]}
 
 

@@ -84,11 +84,14 @@ def tool_view(tool: dict) -> dict:
     return out
 
 
-def call_view(call: dict) -> dict:
-    """A tool call as the Jinja side gets it: arguments in key order (Ollama's template data is a map)."""
+def call_view(call: dict, string_args: bool = False) -> dict:
+    """A tool call as the Jinja side gets it: arguments in key order (Ollama's template data is a map),
+    or (``string_args``, for templates that splice them in as text) that map's JSON string."""
+    import json
     fn = call.get("function") or {}
+    args = dict(sorted((fn.get("arguments") or {}).items()))
     return {"type": "function", "function": {"name": fn.get("name", ""),
-                                             "arguments": dict(sorted((fn.get("arguments") or {}).items()))}}
+                                             "arguments": json.dumps(args, ensure_ascii=False) if string_args else args}}
 
 
 def _go_prop(p: dict) -> dict:

@@ -201,3 +201,18 @@ def test_a_second_list_that_names_the_tools_is_written_too():
     want = render_jinja(src, [(msgs, True, [tool_view(t) for t in tools])], eos_token="<|im_end|>")[0]
     assert "Names: search_docs, get_time" in want
     assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
+
+
+def test_arguments_spliced_in_as_text_are_written_as_their_json():
+    """Some templates take a call's arguments as a JSON string and write it as it is (DeepSeek's):
+    the derivation tries that convention too, and the Go template writes the arguments' JSON."""
+    src = _templates()["chatml-tools"].replace("{{- tool_call.arguments | tojson }}", "{{- tool_call.arguments }}")
+    assert "tool_call.arguments }}" in src
+    d = derive_template(src, eos_token="<|im_end|>")
+    assert d.tools, d.tools_error
+    msgs, tools = CONVERSATIONS[3]
+    jinja_msgs = [dict(m, tool_calls=[call_view(c, string_args=True) for c in m["tool_calls"]])
+                  if m.get("tool_calls") else m for m in msgs]
+    want = render_jinja(src, [(jinja_msgs, True, [tool_view(t) for t in tools])], eos_token="<|im_end|>")[0]
+    assert '"arguments": {"limit": 3, "query": "registry auth"}' in want
+    assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
