@@ -406,7 +406,8 @@ def _go_template(p: dict) -> str:
     from .chat_tools import calls_snippet
     res = p["results"]
     text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
-    out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{text}{calls_snippet(calls, L)}'
+    body = calls_snippet(calls, L) + text if calls.get("text_after") else text + calls_snippet(calls, L)
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{body}'
                f'{L(p["a_post"])}{{{{ else if eq .Role "tool" }}}}'
                # the roles before and after this message: consecutive results share one turn
                '{{ $next := "" }}{{ range $j, $m := slice $.Messages $i }}{{ if eq $j 1 }}{{ $next = $m.Role }}'
@@ -684,8 +685,9 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     except TemplateDerivationError as first:
         try:
             return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, think, True)
-        except TemplateDerivationError:
-            raise first from None
+        except TemplateDerivationError as second:
+            # the reason of the convention the template takes: strings, if maps did not even render
+            raise (second if "concatenate str" in str(first) else first) from None
 
 
 def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
@@ -785,13 +787,14 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             if not v.startswith(head) or not v.endswith(tail):
                 raise ToolShapeError("an assistant turn with tool calls is placed unlike one without")
             return v[len(head):len(v) - len(tail)]
-        # the turn's text before its calls, or (Llama 3.1) no text at all in a turn that calls
+        # the turn's text before its calls, after them (LFM2), or (Llama 3.1) not at all in a turn that calls
         drops_text = middle("kc") == middle("k1")
+        text_after = middle("kc") == middle("k1") + _M["a1"]
         calls = find_calls({"k1": middle("k1"), "k2": middle("k2"), "k0": middle("k0"),
                             "kk": None if single else middle("kk"),
-                            "kc": middle("k1") if drops_text else
+                            "kc": middle("k1") if drops_text or text_after else
                             middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""})
-        calls["drops_text"] = drops_text
+        calls["drops_text"], calls["text_after"] = drops_text, text_after
         after = tail[len(p["a_post"]):]          # the next user turn and the generation prompt
 
         def results(key, calls_text):

@@ -341,11 +341,26 @@ def find_calls(calls: dict[str, str]) -> dict:
     Returns the pieces :func:`calls_snippet` writes."""
     import json
     c1, c2, c0, cc = calls["k1"], calls["k2"], calls["k0"], calls.get("kk")
+    kc = calls["kc"]
+    # what closes the list of calls, written once after the last (LFM2's "]<|tool_call_end|>"): the
+    # shortest tail of one call that two calls end with too, the first call written in full before it
+    close = ""
+    if cc is not None and not cc.startswith(c1):
+        for n in range(1, len(c1) + 1):
+            tail_ = c1[len(c1) - n:]
+            if all(x.endswith(tail_) for x in (cc, c0, c2)) and cc.startswith(c1[:len(c1) - n]):
+                close = tail_
+                break
+        else:
+            raise ToolShapeError("a second call changes how the first one is written")
+        c1, c2, c0, cc = (x[:len(x) - len(close)] for x in (c1, c2, c0, cc))
+        if kc.endswith(close):
+            kc = kc[:len(kc) - len(close)]
     i = _once(c1, TM["tn1"])
     if i < 0:
         raise ToolShapeError("a tool call's name is not written once")
     first, rest = c1[:i], c1[i + len(TM["tn1"]):]
-    spec: dict = {"first": first}
+    spec: dict = {"first": first, "close": close}
     for indent in (None, 2, 4):
         s = json.dumps({TM["ak1"]: TM["av1"]}, indent=indent, ensure_ascii=False)
         k = _once(rest, s)
@@ -394,7 +409,6 @@ def find_calls(calls: dict[str, str]) -> dict:
         if n < 0 or later[n + len(TM["tn2"]):] != c0[len(first + TM["tn2"]):]:
             raise ToolShapeError("a second call is not written like the first")
         spec["later"] = later[:n]
-    kc = calls["kc"]
     m = _once(kc, TM["tn1"])
     if m < 0 or kc[m:] != c1[i:]:
         raise ToolShapeError("a call after the turn's text is written unlike one without text")
@@ -417,4 +431,4 @@ def calls_snippet(spec: dict, lit) -> str:
     # takes its tool-call tag from there (tools.parseTag) to find calls in the model's output
     return (f'{{{{ if .ToolCalls }}}}{{{{ if not .Content }}}}{lit(spec["first"])}{{{{ else }}}}{lit(spec["after_text"])}'
             f'{{{{ end }}}}{{{{ range $ci, $c := .ToolCalls }}}}{{{{ if $ci }}}}{lit(spec["later"])}{{{{ end }}}}'
-            f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}{{{{ end }}}}')
+            f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}{lit(spec.get("close", ""))}{{{{ end }}}}')

@@ -333,15 +333,29 @@ TOOLS_CHATML = (
     "{% endif %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
+#: tools written as prose, not JSON: the derived template carries no tools
+TOOLS_PROSE = TOOLS_CHATML.replace("Tools: {{ tools | tojson }}",
+                                   "Tools: {% for t in tools %}{{ t.function.name }} ({{ t.function.description }}) "
+                                   "{% endfor %}")
+
+
 def test_which_template_ollama_will_use_and_template_modes(tmp_path):
     """pack and show say which template each Ollama version renders with, as server/images.go decides;
     --template-mode chooses."""
     from ollama_oci.template_choice import chat_template_capabilities, go_template_capabilities
-    gguf = _gguf_with_template(tmp_path / "tools.gguf", TOOLS_CHATML)
     models = tmp_path / "m"
+    # tools written as JSON: the derived Go template writes them too, and Ollama >= 0.30 keeps it
+    json_tools = _gguf_with_template(tmp_path / "json-tools.gguf", TOOLS_CHATML)
+    cp = run_cli("pack", json_tools, "--name", "tools:json", "--models-dir", models, "--json", check=0)
+    doc = json.loads(cp.stdout)
+    sel = {s["ollama"]: s["source"] for s in doc["template_selection"]}
+    assert sel[">=0.30"] == "go_template" and sel["<0.30"] == "go_template", sel
+    assert "tool definitions, calls and results are written as the chat template writes them" in cp.stderr
+    gguf = _gguf_with_template(tmp_path / "tools.gguf", TOOLS_PROSE)
     cp = run_cli("pack", gguf, "--name", "tools:auto", "--models-dir", models, "--json", check=0)
     doc = json.loads(cp.stdout)
     assert "template" in [x["kind"] for x in doc["layers"]]
+    assert "tools are left out (tool definitions are not written as JSON" in cp.stderr
     # the Jinja template has tools, the derived Go template has none: Ollama >= 0.30 skips the Go one
     sel = {s["ollama"]: s["source"] for s in doc["template_selection"]}
     assert sel[">=0.30"] == "gguf_chat_template" and sel["<0.30"] == "go_template", sel

@@ -216,3 +216,40 @@ def test_arguments_spliced_in_as_text_are_written_as_their_json():
     want = render_jinja(src, [(jinja_msgs, True, [tool_view(t) for t in tools])], eos_token="<|im_end|>")[0]
     assert '"arguments": {"limit": 3, "query": "registry auth"}' in want
     assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
+
+
+#: written for this test in the shape LFM2 uses: tools as one JSON list in the system turn, a turn's
+#: calls as one list that a closing token ends, the turn's text after its calls
+CALL_LIST = r"""{%- set ns = namespace(sys="") -%}
+{%- if messages[0]['role'] == 'system' -%}{%- set ns.sys = messages[0]['content'] -%}{%- set messages = messages[1:] -%}{%- endif -%}
+{%- if tools -%}
+{%- set ns.sys = ns.sys + ("\n" if ns.sys else "") + "Tools: <|tl|>[" -%}
+{%- for t in tools -%}{%- set ns.sys = ns.sys + (t | tojson) + (", " if not loop.last else "") -%}{%- endfor -%}
+{%- set ns.sys = ns.sys + "]<|/tl|>" -%}
+{%- endif -%}
+{%- if ns.sys -%}{{- "<|im_start|>system\n" + ns.sys + "<|im_end|>\n" -}}{%- endif -%}
+{%- for m in messages -%}
+{{- "<|im_start|>" + m["role"] + "\n" -}}
+{%- set c = m["content"] if m["content"] else "" -%}
+{%- if m["role"] == "tool" -%}{%- set c = "<|tr|>" + c + "<|/tr|>" -%}
+{%- elif m["role"] == "assistant" and m.get("tool_calls") -%}
+{%- set tc = namespace(r="") -%}
+{%- for call in m["tool_calls"] -%}
+{%- set tc.r = tc.r + (", " if not loop.first else "") + '{"name": "' + call["function"]["name"] + '", "arguments": ' + (call["function"]["arguments"] | tojson) + "}" -%}
+{%- endfor -%}
+{%- set c = "<|tc|>[" + tc.r + "]<|/tc|>" + c -%}
+{%- endif -%}
+{{- c + "<|im_end|>\n" -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\n" -}}{%- endif -%}"""
+
+
+def test_a_list_of_calls_with_its_closer_and_the_text_after_the_calls():
+    d = derive_template(CALL_LIST, eos_token="<|im_end|>")
+    assert d.tools, d.tools_error
+    jobs = [([dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+              for m in msgs], True, [tool_view(t) for t in tools]) for msgs, tools in CONVERSATIONS]
+    for (msgs, tools), want in zip(CONVERSATIONS, render_jinja(CALL_LIST, jobs, eos_token="<|im_end|>")):
+        assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
+    assert '"arguments": {"limit": 3, "query": "registry auth"}}, {"name": "get_time"' in \
+        ollama_execute(d.template, [go_message(m) for m in CONVERSATIONS[4][0]], tools=go_tools(CONVERSATIONS[4][1]))
