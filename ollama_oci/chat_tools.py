@@ -23,6 +23,7 @@ holds:
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from .gojson import GoMap
@@ -87,7 +88,6 @@ def tool_view(tool: dict) -> dict:
 def call_view(call: dict, string_args: bool = False) -> dict:
     """A tool call as the Jinja side gets it: arguments in key order (Ollama's template data is a map),
     or (``string_args``, for templates that splice them in as text) that map's JSON string."""
-    import json
     fn = call.get("function") or {}
     args = dict(sorted((fn.get("arguments") or {}).items()))
     return {"type": "function", "function": {"name": fn.get("name", ""),
@@ -271,9 +271,9 @@ def _once(text: str, needle: str) -> int:
 
 def find_definitions(with_one: str, with_two: str, t1: dict, t2: dict) -> dict:
     """How the tool definitions are written: {"text": the first tool's text, "indent", "root",
-    "join": what comes between two tools}."""
+    "join": what comes between two tools, "names": the other lists of tool names (:func:`_name_list`)
+    or None}."""
     v1, v2 = tool_view(t1), tool_view(t2)
-    import json
     for indent in (None, 2, 4):
         for root in ("tool", "function"):
             a = v1 if root == "tool" else v1["function"]
@@ -339,7 +339,6 @@ def find_calls(calls: dict[str, str]) -> dict:
     call, one argument), ``k2`` (two arguments), ``k0`` (no argument), ``kk`` (the one-argument call
     then the no-argument one), ``kc`` (the turn's text, then one call: what comes between).
     Returns the pieces :func:`calls_snippet` writes."""
-    import json
     c1, c2, c0, cc = calls["k1"], calls["k2"], calls["k0"], calls.get("kk")
     kc = calls["kc"]
     # what closes the list of calls, written once after the last (LFM2's "]<|tool_call_end|>"): the
