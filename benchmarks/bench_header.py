@@ -1,6 +1,10 @@
 """GGUF header reading: ollama-oci's reader vs gguf-py's GGUFReader, same file, same run.
 
     python benchmarks/bench_header.py [FILE.gguf]      (default: the real Gemma 3 270M, 262,144 tokens)
+
+With OLLAMA_GGUF_READER=PROGRAM set, PROGRAM FILE is timed as a whole process beside `ollama-oci
+inspect FILE`: a small program around Ollama's own `fs/ggml.Decode(f, -1)`, built from Ollama's
+source (docs/benchmarks.md says how it was measured; it is not part of this repository).
 """
 
 from __future__ import annotations
@@ -33,10 +37,20 @@ def main() -> None:
         t = time.perf_counter()
         subprocess.run([cli, "--version"], stdout=subprocess.DEVNULL, check=True)
         start.append(time.perf_counter() - t)
+    go = os.environ.get("OLLAMA_GGUF_READER")
+    go_walls = []
+    for _ in range(15 if go else 0):
+        t = time.perf_counter()
+        subprocess.run([go, path], stdout=subprocess.DEVNULL, check=True)
+        go_walls.append(time.perf_counter() - t)
     lines = [f"`ollama-oci inspect FILE` process  median {statistics.median(walls) * 1000:8.1f} ms   min "
              f"{min(walls) * 1000:8.1f} ms   peak RSS {rss:.1f} MiB",
              f"`ollama-oci --version` process     median {statistics.median(start) * 1000:8.1f} ms   min "
              f"{min(start) * 1000:8.1f} ms   (interpreter, click)"]
+    if go_walls:
+        lines.append(f"Ollama's Go reader process         median {statistics.median(go_walls) * 1000:8.1f} ms   min "
+                     f"{min(go_walls) * 1000:8.1f} ms   (OLLAMA_GGUF_READER; inspect / Go: "
+                     f"{statistics.median(walls) / statistics.median(go_walls):.1f}x)")
     from ollama_oci import model_info, read_gguf
 
     def ours():
