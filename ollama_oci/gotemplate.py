@@ -680,18 +680,14 @@ def go_quote(s: str) -> str:
     r"""Go's ``strconv.Quote`` (``printf "%q"``): printable characters as they are (Go's
     ``unicode.IsPrint``), ``\"`` and ``\\``, C escapes, ``\xNN`` for other ASCII controls and
     ``\uNNNN`` / ``\UNNNNNNNN`` for other non-printable characters."""
-    import bisect
-
-    from .go_printable import RANGES
-    starts, ends = RANGES[0::2], RANGES[1::2]
+    from .modelfile import is_print
     out = ['"']
     for ch in s:
         cp = ord(ch)
         if ch in ('"', "\\"):
             out.append("\\" + ch)
             continue
-        i = bisect.bisect_right(starts, cp) - 1
-        if i >= 0 and cp <= ends[i]:
+        if is_print(ch):
             out.append(ch)
         elif ch in "\a\b\f\n\r\t\v":
             out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import go_printable
 from .errors import ModelfileError
 
-__all__ = ["Command", "Modelfile", "parse_modelfile", "quote_value"]
+__all__ = ["Command", "Modelfile", "is_print", "parse_modelfile", "quote_value"]
 
 COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser",
             "parameter", "message", "requires")
@@ -74,7 +74,7 @@ _PRINT_STARTS = go_printable.RANGES[0::2]
 _PRINT_ENDS = go_printable.RANGES[1::2]
 
 
-def _is_print(c: str) -> bool:
+def is_print(c: str) -> bool:
     """Go's ``strconv.IsPrint`` (letters, marks, numbers, punctuation, symbols, ASCII space) by Go's
     own Unicode tables (15.0.0), not this Python's: characters newer than the interpreter's Unicode
     (🩵, 🛜 on Python 3.11) are kept, as Ollama keeps them."""
@@ -210,7 +210,7 @@ def parse_modelfile(source: str | bytes) -> Modelfile:
                 f.commands.append(Command(name, s, start))
             buf = []
             curr = nxt
-        if r is not None and _is_print(r):
+        if r is not None and is_print(r):
             buf.append(r)
 
     if curr == _VALUE:
