@@ -20,6 +20,7 @@ adds that one itself (Llama 2 writes BOS before every later turn too).
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing as mp
 import re
 from dataclasses import dataclass, field
@@ -522,7 +523,7 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
             nodes = check_ollama_template(go)
             agreed = _verify(nodes, p, wants)
             if "think" in p:
-                _verify_thinking(nodes, cand["th"])
+                _verify_thinking(nodes, p, cand["th"])
             break
         except TemplateDerivationError as e:
             first_error = first_error or e
@@ -535,7 +536,7 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
     d.thinking = "think" in p and not p["think"].get("hidden")
     if "tool" in jinja_src:
         try:
-            tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout, variables, p.get("think"))
+            tgo, tp = _derive_tools(jinja_src, r, probes, bos_token, eos_token, timeout, variables, p)
         except TemplateDerivationError as e:
             d.tools_error = str(e).replace("cannot turn the chat template into an Ollama template: ", "")
         except Exception as e:   # a bug in the optional part: keep the template without tools, and say so
@@ -546,27 +547,6 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
                 d.tools = True
                 d.parts = dict(p, tools=tp)
     return d
-
-
-def _plain_a_pre(r: dict, eos: str, bos: str) -> str:
-    """The assistant-turn prefix of the conversation without tools."""
-    for cand in _candidates(r):
-        try:
-            return _solve(cand, eos, bos)["a_pre"]
-        except TemplateDerivationError:
-            continue
-    return "\0"
-
-
-def _plain_u_pre(r: dict, eos: str, bos: str) -> str:
-    """The user-turn prefix of the conversation without tools (what a first user message with tool
-    definitions still starts with)."""
-    for cand in _candidates(r):
-        try:
-            return _solve(cand, eos, bos)["u_pre"]
-        except TemplateDerivationError:
-            continue
-    return "\0"
 
 
 _THINK = "@@TH_7a1@@"
@@ -628,26 +608,36 @@ def _find_thinking(p: dict, r: dict) -> None:
         _fail("an assistant turn with thinking changes more than the thinking")
 
 
-def _verify_thinking(nodes, want: str) -> None:
-    """The thinking probe, rendered by the derived template with the thinking as Ollama's
-    ``.Thinking``, must give what the chat template gave."""
-    import datetime
-
+def _check_rendering(nodes, p: dict, messages: list[dict], want: str, day, tools: Optional[list] = None,
+                     what: str = "") -> None:
+    """The derived template, rendered on ``messages`` (chat-template form) with Ollama's data and
+    ``day`` as Ollama's date, must give ``want`` (the chat template's text, its date markers set to
+    ``day``), or TemplateDerivationError."""
     from . import gotemplate
-    from .chat_tools import go_message
-    from .gotemplate import render
-    msgs, _gen = _think_probe()
-    data = {"Messages": [go_message(dict(m, thinking=m.get("reasoning_content", ""))) for m in msgs], "System": ""}
-    day = datetime.date(2031, 2, 3)
+    from .chat_tools import go_message, go_tools
+    data = {"Messages": [go_message(m) for m in messages], "Tools": go_tools(tools),
+            "System": "\n\n".join(m.get("content") or "" for m in messages if m["role"] == "system")}
+    if p["system"] == "unsupported":
+        data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
+    want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
     gotemplate.TODAY = lambda: day
     try:
-        got = render(nodes, data)
+        got = gotemplate.render(nodes, data)
     finally:
         gotemplate.TODAY = None
-    want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
     if got != want:
-        _fail(f"with thinking, the derived template renders {got[:80]!r}... where the chat template gives "
-              f"{want[:80]!r}...")
+        _fail(f"{what}the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
+
+
+_CHECK_DAYS = (datetime.date(2031, 2, 3), datetime.date(2029, 11, 28))
+
+
+def _verify_thinking(nodes, p: dict, want: str) -> None:
+    """The thinking probe, rendered by the derived template with the thinking as Ollama's
+    ``.Thinking``, must give what the chat template gave."""
+    msgs, _gen = _think_probe()
+    _check_rendering(nodes, p, [dict(m, thinking=m.get("reasoning_content", "")) for m in msgs], want,
+                     _CHECK_DAYS[0], what="with thinking, ")
 
 
 def _tool_checks() -> list:
@@ -675,24 +665,25 @@ def _tool_checks() -> list:
 
 
 def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
-                  think: Optional[dict]):
+                  plain: dict):
     """The Go template of a conversation with tools (None: the chat template ignores tools) and the
     parts found, or TemplateDerivationError with the reason. Calls' arguments go to the chat template
     as a map (transformers' convention); a template that splices them in as text (DeepSeek's, or one
     that prints them as they are) is tried again with the JSON string of that map."""
     try:
-        return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, think, False)
+        return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, False)
     except TemplateDerivationError as first:
         try:
-            return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, think, True)
+            return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, True)
         except TemplateDerivationError as second:
             # the reason of the convention the template takes: strings, if maps did not even render
             raise (second if "concatenate str" in str(first) else first) from None
 
 
 def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
-                       think: Optional[dict], string_args: bool):
-    from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions, go_message, go_tools,
+                       plain: dict, string_args: bool):
+    """``plain``: the parts of the conversation without tools (``_solve``'s, as derived and checked)."""
+    from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions,
                              json_snippet, probe_calls, probe_tools, tool_view)
     from .gotemplate import check_ollama_template
     t1, t2 = probe_tools()
@@ -755,7 +746,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         cut = _cut(marked["g0"], _M["u1"])
         if cut is not None and TM["tools"] in cut[0]:
             before = cut[0]
-            u_pre = _plain_u_pre(r, eos, bos)
+            u_pre = plain["u_pre"]
             at = before.rfind(u_pre, 0, before.find(TM["tools"]))
             if at >= 0:
                 start = at + len(u_pre)
@@ -821,10 +812,10 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             pre, post, join = pre[:-1], post[1:], join[1:-1]
         p.update(calls=calls, results={"pre": pre, "post": post, "join": join, "quoted": quoted},
                  first_user_tools=first_user)
-        if think is not None:
-            if p["a_pre"] != _plain_a_pre(r, eos, bos):
+        if "think" in plain:
+            if p["a_pre"] != plain["a_pre"]:
                 raise ToolShapeError("an assistant turn opens differently with tools, and thinking goes into it")
-            p["think"] = think
+            p["think"] = plain["think"]
     except ToolShapeError as e:
         _fail(str(e))
     rng = "" if defs is None else (
@@ -835,28 +826,11 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
                                                 f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
     nodes = check_ollama_template(go)
-    import datetime
-
-    from . import gotemplate
-    from .gotemplate import render
     agreed = 0
     for (msgs, tools), want in zip(checks, wants):
         if isinstance(want, tuple):
             continue       # the chat template refuses it (two calls in one turn): nothing to match
-        day = datetime.date(2031, 2, 3)
-        want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
-        data = {"Messages": [go_message(m) for m in msgs], "Tools": go_tools(tools),
-                "System": "\n\n".join(m["content"] for m in msgs if m["role"] == "system")}
-        if p["system"] == "unsupported":
-            data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
-        gotemplate.TODAY = lambda d=day: d
-        try:
-            got = render(nodes, data)
-        finally:
-            gotemplate.TODAY = None
-        if got != want:
-            _fail(f"with tools, the derived template renders {got[:80]!r}... where the chat template gives "
-                  f"{want[:80]!r}...")
+        _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
         agreed += 1
     if agreed < 3:
         _fail("too few conversations with tools render with the chat template to check a derived one")
@@ -890,29 +864,13 @@ def _candidates(r: dict):
 def _verify(nodes, p: dict, wants: list) -> int:
     """Render the derived template on the check conversations (two clocks) and compare with the
     chat template's renderings; the number that agreed, or TemplateDerivationError."""
-    import datetime
-
-    from . import gotemplate
-    from .chat_tools import go_message
-    from .gotemplate import render
     agreed = 0
     # two clocks: a date must come from Ollama's currentDate at chat time, never from the pack's clock
-    for day in (datetime.date(2031, 2, 3), datetime.date(2029, 11, 28)):
+    for day in _CHECK_DAYS:
         for conv, want in zip(_CHECKS, wants):
             if isinstance(want, tuple):
                 continue  # the Jinja template refuses this conversation (e.g. a system message): nothing to match
-            want = _DATE_MARK.sub(lambda m: day.strftime(m.group(1)), want)
-            data = {"Messages": [go_message({"role": role, "content": c}) for role, c in conv],
-                    "System": "\n\n".join(c for role, c in conv if role == "system")}
-            if p["system"] == "unsupported":
-                data["Messages"] = [m for m in data["Messages"] if m["Role"] != "system"]
-            gotemplate.TODAY = lambda d=day: d
-            try:
-                got = render(nodes, data)
-            finally:
-                gotemplate.TODAY = None
-            if got != want:
-                _fail(f"the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
+            _check_rendering(nodes, p, [{"role": r, "content": c} for r, c in conv], want, day)
             agreed += 1
     agreed //= 2
     if agreed < 2:
