@@ -6,7 +6,8 @@
 before anything is visible; the references unpack the same archive with `tar -x` (no verification,
 no fsync), and with `tar -x` followed by one `openssl dgst -sha256` pass over the blobs (the hashing
 the import also does; still no fsync). `.tar.zst` is compared with `zstd -d -c | tar -x`. Export is compared
-with `tar -cf - | zstd -3 -T0`. Every command is its own process (the ollama-oci one from the
+with `tar -cf - | zstd -3 -T0`, and with the same pipeline followed by `sync FILE` (the bundle made
+durable, as the export makes it before giving it its name). Every command is its own process (the ollama-oci one from the
 benchmark venv, as deployed), round-robin after a `sync`, best and median.
 """
 
@@ -56,7 +57,7 @@ def one_model(cli: str, gguf: str, work: str, label: str) -> list[str]:
     subprocess.run([cli, "export", "bench/m:1", "-o", tar, "--models-dir", models, "-q"], check=True)
     subprocess.run([cli, "export", "bench/m:1", "-o", tzst, "--models-dir", models, "-q"], check=True)
     out = os.path.join(work, "out")
-    rows: dict[str, list[float]] = {k: [] for k in ("tar", "tarsum", "imp", "zt", "zimp", "etar", "eimp")}
+    rows: dict[str, list[float]] = {k: [] for k in ("tar", "tarsum", "imp", "zt", "zimp", "etar", "etarsync", "eimp")}
 
     def fresh() -> str:
         shutil.rmtree(out, ignore_errors=True)
@@ -71,6 +72,8 @@ def one_model(cli: str, gguf: str, work: str, label: str) -> list[str]:
         "zt": lambda: f"zstd -d -q -c {tzst} | tar -xf - -C {fresh()}",
         "zimp": lambda: f"{cli} import {tzst} --models-dir {fresh()} -q",
         "etar": lambda: f"tar -C {models} -cf - manifests blobs | zstd -3 -T0 -q -c > {fresh()}/x.tar.zst",
+        "etarsync": lambda: (f"tar -C {models} -cf - manifests blobs | zstd -3 -T0 -q -c > {fresh()}/x.tar.zst && "
+                             f"sync {out}/x.tar.zst"),
         "eimp": lambda: f"{cli} export bench/m:1 -o {fresh()}/x.tar.zst --models-dir {models} -q",
     }
     keys = list(cmds)
@@ -95,7 +98,9 @@ def one_model(cli: str, gguf: str, work: str, label: str) -> list[str]:
         f"| `zstd -d -c \\| tar -xf -` | {cell('zt')} | reference |",
         f"| `ollama-oci import x.tar.zst` | {cell('zimp')} | **{ratio('zt', 'zimp')}** |",
         f"| `tar -cf - \\| zstd -3 -T0` | {cell('etar')} | reference |",
-        f"| `ollama-oci export -o x.tar.zst` | {cell('eimp')} | **{ratio('etar', 'eimp')}** |",
+        f"| `tar -cf - \\| zstd -3 -T0 > x && sync x` | {cell('etarsync')} | durable reference |",
+        f"| `ollama-oci export -o x.tar.zst` | {cell('eimp')} | **{ratio('etar', 'eimp')}**; "
+        f"{ratio('etarsync', 'eimp')} of the durable one |",
         "",
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
@@ -20,7 +21,7 @@ from .errors import InvalidInput, StoreError, VerificationError
 from . import prehash
 
 __all__ = ["unlink_quiet", "atomic_write", "fsync_dir", "ingest_file", "stage_file", "commit_staged", "discard_staged", "Staged",
-           "LINK_MODES", "locked", "tmp_name"]
+           "LINK_MODES", "locked", "tmp_name", "WriteBehind"]
 
 LINK_MODES = ("auto", "reflink", "hardlink", "copy")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -42,6 +43,44 @@ def fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class WriteBehind:
+    """Makes a file being written durable as it grows, not all at the end.
+
+    Call :meth:`wrote` after writes: every ``every`` bytes it starts an ``fdatasync`` on a thread
+    (never two at once), so the kernel writes the file out while the program is still producing
+    it, and the ``fsync`` that makes the whole file durable waits only for the last stretch. Export
+    to a ``.tar.zst`` with it: the final fsync of the Gemma's 238 MB bundle fell from ~95 ms to the
+    tail's, and the median export time by ~9% (docs/benchmarks.md). Call :meth:`close` before the
+    file descriptor is closed.
+    """
+
+    def __init__(self, fd: int, every: int = 32 << 20):
+        self.fd = fd
+        self.every = every
+        self._next = every
+        self._thread: Optional[threading.Thread] = None
+
+    def wrote(self, position: int) -> None:
+        """The file is now ``position`` bytes long; start a flush if one is due and none is running."""
+        if position < self._next or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._next = position + self.every
+        self._thread = threading.Thread(target=self._flush, name="ollama-oci-write-behind", daemon=True)
+        self._thread.start()
+
+    def _flush(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError:   # the caller's own fsync at the end reports a failing disk
+            pass
+
+    def close(self) -> None:
+        """Wait for a flush in progress (the descriptor must not be closed under it)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 def _io_error(what: str, path: str, e: OSError) -> StoreError:

@@ -109,3 +109,45 @@ def test_two_packs_of_the_same_gguf_at_once(tmp_path):
     assert sorted(e.name.display for e in OllamaStore(models).list()) == ["other0:latest", "other1:latest", "same:tag"]
     assert sorted(e.name.display for e in OCILayout(oci).list()) == ["other0:latest", "other1:latest", "same:tag"]
     assert not [n for n in os.listdir(os.path.join(models, "blobs")) if not n.startswith("sha256-")]
+
+
+def test_write_behind_flushes_while_writing_and_never_twice_at_once(tmp_path, monkeypatch):
+    """fsutil.WriteBehind: a file being written goes to disk every `every` bytes, on a thread, one
+    flush at a time, and close() waits for the flush in progress (so the fd is never closed under it)."""
+    import threading
+
+    from ollama_oci import fsutil
+    calls, running, overlap = [], [0], []
+    release = threading.Event()
+    real = os.fdatasync
+
+    def slow_fdatasync(fd):
+        running[0] += 1
+        overlap.append(running[0])
+        calls.append(fd)
+        release.wait(5)
+        real(fd)
+        running[0] -= 1
+    monkeypatch.setattr(fsutil.os, "fdatasync", slow_fdatasync)
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        wb = fsutil.WriteBehind(f.fileno(), every=1 << 20)
+        block = b"x" * (256 << 10)
+        for _ in range(3):               # 768 KiB: not due yet
+            f.write(block)
+            wb.wrote(f.tell())
+        assert calls == []
+        for _ in range(8):               # past 1 MiB: one flush starts; the next ones are skipped while it runs
+            f.write(block)
+            f.flush()
+            wb.wrote(f.tell())
+        assert calls == [f.fileno()]
+        release.set()
+        wb.close()
+        assert wb._thread is None
+        f.write(block * 8)               # due again after the first flush ended
+        f.flush()
+        wb.wrote(f.tell())
+        wb.close()
+    assert len(calls) == 2 and max(overlap) == 1
+    assert path.stat().st_size == 19 * (256 << 10)

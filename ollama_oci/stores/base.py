@@ -182,7 +182,7 @@ class LocalStore:
         """Capability: take a blob from a stream without making it visible (hashed against its
         digest as it is written; :meth:`commit` or :func:`~ollama_oci.fsutil.discard_staged` it
         later). None if the store already has it."""
-        from ..fsutil import tmp_name, unlink_quiet
+        from ..fsutil import WriteBehind, tmp_name, unlink_quiet
         if self.exists(desc):
             return None
         self.prepare()
@@ -198,14 +198,25 @@ class LocalStore:
                 # a plain file's range is copied by the kernel and hashed behind it; a stream (a
                 # decompressor) is decompressed and written by a second thread, this one hashing each block
                 from ..copyhash import ShortSource, copy_pieces, write_stream
+                behind = WriteBehind(out.fileno())
+                done = 0
+
+                def tick(n: int) -> None:   # the blob goes to disk as it is written (fsutil.WriteBehind)
+                    nonlocal done
+                    done += n
+                    behind.wrote(done)
+                    if progress is not None:
+                        progress(n)
                 try:
                     if rng is not None:
-                        got, n = copy_pieces(out.fileno(), [rng], progress=progress)
+                        got, n = copy_pieces(out.fileno(), [rng], progress=tick)
                     else:
-                        got, n = write_stream(out.fileno(), _blocks(f, desc.size), progress=progress)
+                        got, n = write_stream(out.fileno(), _blocks(f, desc.size), progress=tick)
                 except ShortSource:
                     raise VerificationError(f"blob {desc.digest} is cut short (the archive is truncated); "
                                             "nothing was imported", expected=desc.digest) from None
+                finally:
+                    behind.close()
                 os.fsync(out.fileno())
             if got != desc.digest or n != desc.size:
                 raise VerificationError(f"blob {desc.digest} is damaged (it hashes to {got}); nothing was "

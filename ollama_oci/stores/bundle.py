@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Optional
 from ..copyhash import Range
 from ..digest import CHUNK, Digest, digest_bytes
 from ..errors import InvalidInput, NotFound, StoreError, Unsupported, VerificationError
-from ..fsutil import fsync_dir, tmp_name, unlink_quiet
+from ..fsutil import WriteBehind, fsync_dir, tmp_name, unlink_quiet
 from ..names import ModelName, parse_name
 from ..spec import MT, Descriptor, parse_manifest
 from .contract import BlobSource, ProgressFn
@@ -91,6 +91,7 @@ class BundleWriter:
         self._dir = d
         self._tmp = tmp_name(d)
         self._raw = open(self._tmp, "xb")
+        self._behind = WriteBehind(self._raw.fileno())
         self._out: Any = self._raw
         if compressed(path):
             import zstandard
@@ -105,6 +106,7 @@ class BundleWriter:
     def _w(self, b) -> None:
         self._out.write(b)
         self.size += len(b)
+        self._behind.wrote(self._raw.tell())
 
     def _pad(self, n: int) -> None:
         if n % 512:
@@ -226,6 +228,7 @@ class BundleWriter:
             if self._out is not self._raw:
                 self._finish_compression()
             self._raw.flush()
+            self._behind.close()
             os.fsync(self._raw.fileno())
             self._raw.close()
             os.replace(self._tmp, self.path)
@@ -264,6 +267,7 @@ class BundleWriter:
                     self._out.close()
             except Exception:
                 pass
+            self._behind.close()
             self._raw.close()
             unlink_quiet(self._tmp)
 
