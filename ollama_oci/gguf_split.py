@@ -32,7 +32,7 @@ from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
 from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
-from .modelinfo import SHARD_NAME, shard_siblings, split_info
+from .modelinfo import SHARD_NAME, names_a_set, shard_siblings, split_info
 
 __all__ = ["SplitSet", "open_split_set", "is_split", "names_a_set", "stage_merged"]
 
@@ -59,13 +59,6 @@ def _loader_order(name: str) -> tuple[int, bytes]:
         except ValueError:
             layer = -1
     return layer, b
-
-
-def names_a_set(path: str) -> bool:
-    """Whether ``path`` is named as a shard of a set of two or more (``NAME-00002-of-00003.gguf``):
-    decided without opening the file."""
-    m = SHARD_NAME.match(os.path.basename(path))
-    return m is not None and int(m.group(3)) > 1
 
 
 def is_split(path: str) -> bool:

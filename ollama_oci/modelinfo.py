@@ -167,6 +167,13 @@ def model_info(g: GGUFFile) -> ModelInfo:
     )
 
 
+def names_a_set(path: str) -> bool:
+    """Whether ``path`` is named as a shard of a set of two or more (``NAME-00002-of-00003.gguf``):
+    decided without opening the file."""
+    m = SHARD_NAME.match(os.path.basename(path))
+    return m is not None and int(m.group(3)) > 1
+
+
 def shard_siblings(path: str) -> Optional[list[str]]:
     """For ``x-00002-of-00003.gguf``, the paths of all shards in order (None if not a shard name)."""
     d, base = os.path.split(path)

@@ -121,12 +121,12 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
     if _looks_remote(gguf):
         return _inspect_remote(gguf, transport, as_json)
     from ..gguf_header import read_gguf
-    from ..gguf_split import names_a_set, open_split_set
-    from ..modelinfo import model_info, split_info
+    from ..modelinfo import model_info, names_a_set, split_info
     split_set, split_problem = None, None
     g = read_gguf(gguf)
     shard = split_info(g)
     if names_a_set(gguf) or (shard is not None and shard.count > 1):
+        from ..gguf_split import open_split_set   # (not imported for a single file: inspect starts faster)
         try:   # one shard stands for its set: show the model the set makes
             split_set = open_split_set([gguf])
             g.close()
