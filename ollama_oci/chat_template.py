@@ -406,6 +406,8 @@ def _go_template(p: dict) -> str:
         return "".join(out)
     from .chat_tools import calls_snippet
     res = p["results"]
+    if res.get("a_pre") is not None:    # an answer right after a tool result opens its own way
+        a_pre = f'{{{{ if eq $prev "tool" }}}}{L(res["a_pre"])}{{{{ else }}}}{a_pre}{{{{ end }}}}'
     text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
     body = calls_snippet(calls, L) + text if calls.get("text_after") else text + calls_snippet(calls, L)
     out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{body}'
@@ -416,8 +418,9 @@ def _go_template(p: dict) -> str:
                f'{{{{ if eq $prev "tool" }}}}{L(res["join"])}{{{{ else }}}}{L(res["pre"])}{{{{ end }}}}'
                f'{"{{ json .Content }}" if res.get("quoted") else "{{ .Content }}"}'
                f'{{{{ if ne $next "tool" }}}}{L(res["post"])}{{{{ end }}}}')
-    if p["gen"]:
-        out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
+    gen = res.get("gen", p["gen"])     # the generation prompt after a tool result
+    if gen:
+        out.append(f'{{{{ if $last }}}}{L(gen)}{{{{ end }}}}')
     out.append("{{ end }}{{ $prev = .Role }}{{ end }}")
     start = '{{ $prev := "" }}' + ("{{ $toolsDone := false }}" if p.get("first_user_tools") else "")
     return "".join(out).replace("{{ range $i, $_ := .Messages }}", start + "{{ range $i, $_ := .Messages }}", 1)
@@ -626,7 +629,20 @@ def _check_rendering(nodes, p: dict, messages: list[dict], want: str, day, tools
     finally:
         gotemplate.TODAY = None
     if got != want:
-        _fail(f"{what}the derived template renders {got[:80]!r}... where the chat template gives {want[:80]!r}...")
+        at, a, b = _first_difference(got, want)
+        _fail(f"{what}the derived template renders {a!r} where the chat template gives {b!r} (from character {at})")
+
+
+def _first_difference(got: str, want: str, before: int = 30, after: int = 50) -> tuple[int, str, str]:
+    """Where two renderings part, and each one's text around that place (a few characters of the
+    common text before it, so the reader sees where it is)."""
+    n = min(len(got), len(want))
+    i = next((k for k in range(n) if got[k] != want[k]), n)
+    start = max(0, i - before)
+
+    def cut(s: str) -> str:
+        return ("..." if start else "") + s[start:i + after] + ("..." if len(s) > i + after else "")
+    return i, cut(got), cut(want)
 
 
 _CHECK_DAYS = (datetime.date(2031, 2, 3), datetime.date(2029, 11, 28))
@@ -661,6 +677,11 @@ def _tool_checks() -> list:
           {"role": "assistant", "content": "Checking.", "tool_calls": [call, call2]},
           {"role": "tool", "content": "21 C"}, {"role": "tool", "content": "10:00"},
           {"role": "assistant", "content": "21 C at 10:00."}, {"role": "user", "content": "Thanks"}], [weather, clock]),
+        # a second turn that calls: a flag the template sets at the first call must not change it
+        ([u, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "21 C"},
+          {"role": "assistant", "content": "21 C."}, {"role": "user", "content": "And the time?"},
+          {"role": "assistant", "content": "", "tool_calls": [call2]}, {"role": "tool", "content": "10:00"}],
+         [weather, clock]),
     ]
 
 
@@ -707,6 +728,9 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
             "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
             "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
+            # after a result: the generation prompt, and the answer turn (DeepSeek writes neither's opener)
+            "rg": ([u1, asst(c["c1"]), tool("tr1")], True, tv),
+            "ra": ([u1, asst(c["c1"]), tool("tr1"), _msg("assistant", "a1"), u2], True, tv),
         }
         checked = [([dict(m, tool_calls=[call_view(x, string_args) for x in m["tool_calls"]])
                      if m.get("tool_calls") else m for m in msgs], True, [tool_view(t) for t in tools])
@@ -723,6 +747,9 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
     if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
         del rt["kk"], rt["r2"]
+    for k in ("rg", "ra"):   # not every template takes these: then they are not written differently
+        if isinstance(rt[k], tuple):
+            del rt[k]
     for k, v in rt.items():
         if isinstance(v, tuple):
             _fail(f"a conversation with tools does not render ({v[1]})")
@@ -807,11 +834,31 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                 raise ToolShapeError("two tool results are not written like one")
             join = two[j1 + len(TM["tr1"]):j2]
         # a result written as a JSON string (Llama 3.1's tojson of the content)
+        res = {"pre": pre, "post": post, "join": join}
+        # what follows a result where a turn would open: the generation prompt, and an answer turn's
+        # opening (DeepSeek V3.1 continues its answer straight after the tool's output)
+        done = head + middle("k1") + p["a_post"] + one
+        if "rg" in marked:
+            if not marked["rg"].startswith(done):
+                raise ToolShapeError("a conversation that ends with a tool result renders unlike one going on")
+            gen = marked["rg"][len(done):]
+            if gen != p["gen"]:
+                res["gen"] = gen
+        if "ra" in marked:
+            v = marked["ra"]
+            ia = v.find(_M["a1"], len(done))
+            if not v.startswith(done) or ia < 0 or v[ia + len(_M["a1"]):] != p["a_post"] + after:
+                raise ToolShapeError("an answer after a tool result is written unlike another assistant turn")
+            if v[len(done):ia] != p["a_pre"]:
+                if "think" in plain:
+                    raise ToolShapeError("an answer after a tool result opens differently, and thinking goes "
+                                         "into assistant turns")
+                res["a_pre"] = v[len(done):ia]
         quoted = pre.endswith('"') and post.startswith('"') and join.startswith('"') and join.endswith('"')
         if quoted:
-            pre, post, join = pre[:-1], post[1:], join[1:-1]
-        p.update(calls=calls, results={"pre": pre, "post": post, "join": join, "quoted": quoted},
-                 first_user_tools=first_user)
+            res.update(pre=pre[:-1], post=post[1:], join=join[1:-1])
+        res["quoted"] = quoted
+        p.update(calls=calls, results=res, first_user_tools=first_user)
         if "think" in plain:
             if p["a_pre"] != plain["a_pre"]:
                 raise ToolShapeError("an assistant turn opens differently with tools, and thinking goes into it")

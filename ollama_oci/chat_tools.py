@@ -345,13 +345,20 @@ def find_calls(calls: dict[str, str]) -> dict:
     # shortest tail of one call that two calls end with too, the first call written in full before it
     close = ""
     if cc is not None and not cc.startswith(c1):
-        for n in range(1, len(c1) + 1):
+        def closes(n: int) -> bool:
             tail_ = c1[len(c1) - n:]
-            if all(x.endswith(tail_) for x in (cc, c0, c2)) and cc.startswith(c1[:len(c1) - n]):
-                close = tail_
-                break
-        else:
+            return all(x.endswith(tail_) for x in (cc, c0, c2)) and cc.startswith(c1[:len(c1) - n])
+        n = next((n for n in range(1, len(c1) + 1) if closes(n)), 0)
+        if not n:
             raise ToolShapeError("a second call changes how the first one is written")
+        # not from inside a special token: DeepSeek's "<｜tool▁call▁end｜>" and "<｜tool▁calls▁end｜>"
+        # share their start, and the closer is the whole second token
+        from .chat_template import _SPECIAL
+        cut = len(c1) - n
+        for m in _SPECIAL.finditer(c1):
+            if m.start() < cut < m.end() and closes(len(c1) - m.start()):
+                n = len(c1) - m.start()
+        close = c1[len(c1) - n:]
         c1, c2, c0, cc = (x[:len(x) - len(close)] for x in (c1, c2, c0, cc))
         if kc.endswith(close):
             kc = kc[:len(kc) - len(close)]

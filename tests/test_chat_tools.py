@@ -253,3 +253,59 @@ def test_a_list_of_calls_with_its_closer_and_the_text_after_the_calls():
         assert ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)) == want
     assert '"arguments": {"limit": 3, "query": "registry auth"}}, {"name": "get_time"' in \
         ollama_execute(d.template, [go_message(m) for m in CONVERSATIONS[4][0]], tools=go_tools(CONVERSATIONS[4][1]))
+
+
+#: written for this test in the shape DeepSeek V3.1 and the R1 distills use: no tool definitions, calls
+#: between two tokens that share their start, arguments spliced in as text, and after a tool's output
+#: the answer goes on with no assistant opening (and no generation prompt)
+AFTER_RESULT = r"""{{- bos_token -}}
+{%- set st = namespace(prev="") -%}
+{%- for m in messages -%}
+{%- if m.role == "system" -%}{{- m.content -}}
+{%- elif m.role == "user" -%}{{- "<｜User｜>" + m.content -}}
+{%- elif m.role == "assistant" -%}
+{%- if st.prev != "tool" -%}{{- "<｜Assistant｜>" -}}{%- endif -%}
+{{- m.content -}}
+{%- if m.tool_calls -%}
+{{- "<｜tool▁calls▁begin｜>" -}}
+{%- for c in m.tool_calls -%}
+{{- "<｜tool▁call▁begin｜>" + c.function.name + "<｜tool▁sep｜>" + c.function.arguments + "<｜tool▁call▁end｜>" -}}
+{%- endfor -%}
+{{- "<｜tool▁calls▁end｜>" -}}
+{%- endif -%}
+{{- "<｜end▁of▁sentence｜>" -}}
+{%- elif m.role == "tool" -%}{{- "<｜tool▁output▁begin｜>" + m.content + "<｜tool▁output▁end｜>" -}}
+{%- endif -%}
+{%- set st.prev = m.role -%}
+{%- endfor -%}
+{%- if add_generation_prompt and st.prev != "tool" -%}{{- "<｜Assistant｜>" -}}{%- endif -%}"""
+
+
+def test_after_a_tool_result_the_answer_goes_on_without_an_opening():
+    """DeepSeek's shape: after a tool's output neither the generation prompt nor the answer turn
+    writes the assistant opening; the derived template follows (``$prev`` is "tool"), and the list
+    of calls closes with the whole token that ends it, not the tail the two closing tokens share."""
+    bos, eos = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+    d = derive_template(AFTER_RESULT, bos_token=bos, eos_token=eos)
+    assert d.tools, d.tools_error
+    assert "{{ end }}<｜tool▁calls▁end｜>{{ end }}" in d.template and "<｜tool▁call{{" not in d.template
+    jobs = [([dict(m, tool_calls=[call_view(c, string_args=True) for c in m["tool_calls"]])
+              if m.get("tool_calls") else m for m in msgs], True, [tool_view(t) for t in tools])
+            for msgs, tools in CONVERSATIONS]
+    outs = []
+    for (msgs, tools), want in zip(CONVERSATIONS, render_jinja(AFTER_RESULT, jobs, bos_token=bos, eos_token=eos)):
+        want = want[len(bos):]
+        got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools))
+        assert got == want
+        outs.append(got)
+    assert outs[2].endswith("<｜tool▁output▁begin｜>3 hits: a, b<｜tool▁output▁end｜>")     # no prompt after a result
+    assert "<｜tool▁output▁end｜>Nothing found.<｜end▁of▁sentence｜>" in outs[3]             # the answer, no opening
+    assert outs[0].endswith("<｜User｜>Find docs on auth<｜Assistant｜>")
+
+
+def test_a_check_that_fails_shows_where_the_renderings_part():
+    from ollama_oci.chat_template import _first_difference
+    common = "x" * 200
+    at, got, want = _first_difference(common + "A>tail", common + "B>tail")
+    assert at == 200 and got == "..." + "x" * 30 + "A>tail" and want == "..." + "x" * 30 + "B>tail"
+    assert _first_difference("abc", "abcdef") == (3, "abc", "abcdef")
