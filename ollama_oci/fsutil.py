@@ -257,10 +257,13 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
     method = None
     done = 0
     lock = -1
+    behind: Optional[WriteBehind] = None   # a copy goes to disk as it is written
 
     def tick(n: int) -> None:
         nonlocal done
         done += n
+        if behind is not None:
+            behind.wrote(done)
         if progress is not None:
             progress(done, total)
 
@@ -306,11 +309,14 @@ def stage_file(src: str, tmp_dir: str, *, link_mode: str = "auto",
             with open(src, "rb", buffering=0) as fin:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 lock = hold(tmp)
+                behind = WriteBehind(fd)
                 try:
                     # the kernel copies, this thread hashes what was written (copyhash.py)
                     digest, size = copy_pieces(fd, [Range(fin.fileno(), 0, total, src)], progress=tick)
+                    behind.close()
                     os.fsync(fd)
                 finally:
+                    behind.close()
                     os.close(fd)
             if known is not None:
                 check(known[0], digest, expected_size=known[1], actual_size=size, what=src)

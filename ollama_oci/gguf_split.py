@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
-from .fsutil import Staged, ensure_room, hold, tmp_name, unlink_quiet
+from .fsutil import Staged, WriteBehind, ensure_room, hold, tmp_name, unlink_quiet
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
 from .modelinfo import SHARD_NAME, names_a_set, shard_siblings, split_info
 
@@ -106,15 +106,17 @@ class SplitSet:
         """Write the merged file to ``out_fd`` (open for reading and writing) in one pass: the
         tensor data is copied by the kernel while the written file is hashed behind it
         (:mod:`ollama_oci.copyhash`). Returns (digest, size)."""
+        from .copyhash import Range, ShortSource, copy_pieces   # only a merge needs it (inspect does not)
         done = 0
+        behind = WriteBehind(out_fd)    # the merged file goes to disk as it is written; the caller fsyncs
 
         def tick(n: int) -> None:
             nonlocal done
             done += n
+            behind.wrote(done)
             if progress is not None:
                 progress(done, self.size)
 
-        from .copyhash import Range, ShortSource, copy_pieces   # only a merge needs it (inspect does not)
         fds: list[int] = []
         try:
             for p in self.paths:
@@ -136,6 +138,7 @@ class SplitSet:
             except ShortSource as e:
                 raise GGUFError(f"{e.name} ended early while being merged (it changed)", None, e.name) from None
         finally:
+            behind.close()
             for fd in fds:
                 os.close(fd)
         if size != self.size:
