@@ -811,7 +811,8 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         calls = find_calls({"k1": middle("k1"), "k2": middle("k2"), "k0": middle("k0"),
                             "kk": None if single else middle("kk"),
                             "kc": middle("k1") if drops_text or text_after else
-                            middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""})
+                            middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""},
+                           tokens=_SPECIAL)
         calls["drops_text"], calls["text_after"] = drops_text, text_after
         after = tail[len(p["a_post"]):]          # the next user turn and the generation prompt
 

@@ -24,6 +24,7 @@ holds:
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 from .gojson import GoMap
@@ -334,10 +335,11 @@ def args_snippet(var: str, indent: Optional[int]) -> str:
             f'{{{{ if $as }}}}{end}{{{{ end }}}}{{{{ "}}" }}}}')
 
 
-def find_calls(calls: dict[str, str]) -> dict:
+def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None) -> dict:
     """How a call is written, from the text of the assistant turn's calls in the probes: ``k1`` (one
     call, one argument), ``k2`` (two arguments), ``k0`` (no argument), ``kk`` (the one-argument call
     then the no-argument one), ``kc`` (the turn's text, then one call: what comes between).
+    ``tokens`` matches the special tokens a closer must not start inside.
     Returns the pieces :func:`calls_snippet` writes."""
     c1, c2, c0, cc = calls["k1"], calls["k2"], calls["k0"], calls.get("kk")
     kc = calls["kc"]
@@ -353,9 +355,8 @@ def find_calls(calls: dict[str, str]) -> dict:
             raise ToolShapeError("a second call changes how the first one is written")
         # not from inside a special token: DeepSeek's "<｜tool▁call▁end｜>" and "<｜tool▁calls▁end｜>"
         # share their start, and the closer is the whole second token
-        from .chat_template import _SPECIAL
         cut = len(c1) - n
-        for m in _SPECIAL.finditer(c1):
+        for m in (tokens.finditer(c1) if tokens is not None else ()):
             if m.start() < cut < m.end() and closes(len(c1) - m.start()):
                 n = len(c1) - m.start()
         close = c1[len(c1) - n:]
