@@ -834,7 +834,6 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             if j1 < 0 or j2 < j1 or two[:j1] != pre or two[j2 + len(TM["tr2"]):] != post:
                 raise ToolShapeError("two tool results are not written like one")
             join = two[j1 + len(TM["tr1"]):j2]
-        # a result written as a JSON string (Llama 3.1's tojson of the content)
         res = {"pre": pre, "post": post, "join": join}
         # what follows a result where a turn would open: the generation prompt, and an answer turn's
         # opening (DeepSeek V3.1 continues its answer straight after the tool's output)
@@ -855,6 +854,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                     raise ToolShapeError("an answer after a tool result opens differently, and thinking goes "
                                          "into assistant turns")
                 res["a_pre"] = v[len(done):ia]
+        # a result written as a JSON string (Llama 3.1's tojson of the content)
         quoted = pre.endswith('"') and post.startswith('"') and join.startswith('"') and join.endswith('"')
         if quoted:
             res.update(pre=pre[:-1], post=post[1:], join=join[1:-1])

@@ -50,10 +50,10 @@ class WriteBehind:
 
     Call :meth:`wrote` after writes: every ``every`` bytes it starts an ``fdatasync`` on a thread
     (never two at once), so the kernel writes the file out while the program is still producing
-    it, and the ``fsync`` that makes the whole file durable waits only for the last stretch. Export
-    to a ``.tar.zst`` with it: the final fsync of the Gemma's 238 MB bundle fell from ~95 ms to the
-    tail's, and the median export time by ~9% (docs/benchmarks.md). Call :meth:`close` before the
-    file descriptor is closed.
+    it, and the ``fsync`` that makes the whole file durable waits only for the last stretch (on the
+    Gemma's 238 MB ``.tar.zst`` bundle: ~35 ms instead of ~95 ms; docs/benchmarks.md has what it did
+    to import, export, copy and merge times). Call :meth:`close` before the file descriptor is
+    closed.
     """
 
     def __init__(self, fd: int, every: int = 32 << 20):

@@ -141,6 +141,10 @@ def test_write_behind_flushes_while_writing_and_never_twice_at_once(tmp_path, mo
             f.write(block)
             f.flush()
             wb.wrote(f.tell())
+        for _ in range(500):             # the flush runs on its thread: wait (bounded) until it has begun
+            if calls:
+                break
+            time.sleep(0.01)
         assert calls == [f.fileno()]
         release.set()
         wb.close()
