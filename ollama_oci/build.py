@@ -310,6 +310,9 @@ def recipe_from_modelfile(mf: Modelfile | str | bytes, base_dir: str = ".", *, w
             r.parser = c.args
         elif c.name == "requires":
             r.requires = c.args[1:] if c.args.startswith("v") else c.args
+            if not _SEMVER.match("v" + r.requires):   # each one, as Ollama checks them (an empty one too)
+                where = f"{path or 'Modelfile'}:{c.line}: " if c.line else ""
+                raise InvalidInput(f"{where}requires must be a valid semver (e.g. 0.14.0)")
         elif c.name == "message":
             role, _, msg = c.args.partition(": ")
             r.messages.append((role, msg))

@@ -185,6 +185,18 @@ def test_requires_takes_semver_shorthands_as_ollama_does():
     assert [c.args for c in mf.commands if c.name == "requires"] == ["0.14"]
 
 
+def test_every_requires_line_is_checked_as_ollama_checks_it():
+    """Ollama's CreateRequest checks each REQUIRES as it comes: an empty one fails even when a valid
+    one follows (found by comparing 28,000 random Modelfiles with Ollama's parser)."""
+    from ollama_oci.build import recipe_from_modelfile
+    from ollama_oci.errors import InvalidInput
+    for mf in ("FROM llama3.2\nREQUIRES \nREQUIRES 0.5.0\n", "FROM llama3.2\nREQUIRES x\nREQUIRES 0.5.0\n",
+               "FROM llama3.2\nREQUIRES \n"):
+        with pytest.raises(InvalidInput, match=r"Modelfile:2: requires must be a valid semver"):
+            recipe_from_modelfile(mf)
+    assert recipe_from_modelfile("FROM llama3.2\nREQUIRES 0.4\nREQUIRES v0.5.0\n").requires == "0.5.0"
+
+
 def test_characters_newer_than_pythons_unicode_are_kept():
     """Go 1.21+ has Unicode 15.0 in strconv.IsPrint; Python 3.11 has 14.0. 🩵 (U+1FA75) and 🛜
     (U+1F6DC) are printable to Ollama and stay; NO-BREAK SPACE and ZERO WIDTH SPACE are not."""
