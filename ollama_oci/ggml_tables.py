@@ -99,9 +99,19 @@ def tables() -> dict:
     return out
 
 
+#: block sizes gguf-py gets wrong: its Q8_1 is the 2023 block with float scales (40 bytes); ggml's
+#: block_q8_1 has been two halves and 32 quants since (36 bytes: ggml-common.h's static_assert), and
+#: Ollama's decoder sizes it so too (fs/ggml TypeSize)
+_BLOCK_FIXES = {9: 36}
+
+
 @lru_cache(maxsize=None)
 def _tensor_types() -> dict[int, tuple[str, int, int]]:
-    return {int(k): (v[0], int(v[1]), int(v[2])) for k, v in tables()["tensor_types"].items()}
+    out = {int(k): (v[0], int(v[1]), int(v[2])) for k, v in tables()["tensor_types"].items()}
+    for code, size in _BLOCK_FIXES.items():
+        if code in out:
+            out[code] = (out[code][0], out[code][1], size)
+    return out
 
 
 def tensor_type_name(code: int) -> str:

@@ -120,10 +120,18 @@ class ModelInfo:
         return d
 
 
+#: the tensor types Ollama's decoder can size (``TensorType.TypeSize`` in fs/ggml, Ollama commit
+#: fb30760): any other (TQ1_0 and TQ2_0, which gguf-py knows; 4, 5 and the repacked 31-33 and 36-38;
+#: a newer ggml type) fails its load with 'tensor "NAME" size overflow'. (Rows that are not whole
+#: blocks, and sizes past the file's end, which fail it too, are refused by the header reader.)
+OLLAMA_TENSOR_TYPES = frozenset([0, 1, 2, 3, *range(6, 31), 39, 40, 41])
+
+
 def load_problems(g: GGUFFile) -> tuple[str, ...]:
     """What in this header Ollama's own GGUF decoder (fs/ggml) refuses, though llama.cpp's tools or
-    gguf-py wrote it: a big-endian file, GGUF v1, an array of arrays (checked against Ollama's code:
-    `invalid array type: 9`, `GGUF string length ... exceeds maximum`)."""
+    gguf-py wrote it: a big-endian file, GGUF v1, an array of arrays, a tensor it cannot size
+    (checked against Ollama's code: `invalid array type: 9`, `GGUF string length ... exceeds
+    maximum`, `tensor "NAME" size overflow`)."""
     out = []
     if g.byte_order != "little":
         out.append("it is big-endian; Ollama reads only little-endian GGUF (convert it on a little-endian "
@@ -134,6 +142,11 @@ def load_problems(g: GGUFFile) -> tuple[str, ...]:
     if nested:
         out.append(f"key {nested[0]!r} is an array of arrays, which Ollama's decoder refuses "
                    f"('invalid array type: 9')" + (f" ({len(nested) - 1} more such keys)" if len(nested) > 1 else ""))
+    bad = [t for t in g.tensors if t.type not in OLLAMA_TENSOR_TYPES]
+    if bad:
+        out.append(f"tensor {bad[0].name!r} has type {bad[0].type_name}, which Ollama's decoder cannot size "
+                   f"('tensor {bad[0].name!r} size overflow')"
+                   + (f" ({len(bad) - 1} more such tensors)" if len(bad) > 1 else ""))
     return tuple(out)
 
 

@@ -224,3 +224,64 @@ def test_ggufs_ollama_cannot_load_are_flagged_and_refused_with_strict(tmp_path, 
     assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file()]   # no blob, no manifest, no leftover
     ok = run_cli("inspect", shared_path("ggml-vocab-gpt-2.gguf"), "--json", check=0)
     assert __import__("json").loads(ok.stdout)["load_problems"] == []
+
+
+def _gguf_with_tensors(path, tensors):
+    """A little-endian GGUF v3 with ``general.architecture`` and these (name, type, shape, data bytes)."""
+    import struct
+
+    def s(x: bytes) -> bytes:
+        return struct.pack("<Q", len(x)) + x
+    infos, data, off = b"", b"", 0
+    for name, ttype, shape, nbytes in tensors:
+        infos += s(name.encode()) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
+        infos += struct.pack("<IQ", ttype, off)
+        chunk = b"\0" * nbytes + b"\0" * (-nbytes % 32)
+        data += chunk
+        off += len(chunk)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 1) + s(b"general.architecture") + struct.pack("<I", 8) + s(b"llama")
+    head += infos
+    with open(path, "wb") as f:
+        f.write(head + b"\0" * (-len(head) % 32) + data)
+
+
+def test_tensors_ollamas_decoder_cannot_size_are_flagged(tmp_path):
+    """fs/ggml's Tensor.size: a type outside its TypeSize table (TQ1_0, which gguf-py knows, or one
+    nobody knows) fails Ollama's load with 'tensor "NAME" size overflow' (found by mutating GGUF
+    headers and comparing with Ollama's decoder: of 4,500 mutants, none now reads silently here where
+    Ollama's decoder fails)."""
+    from ollama_oci import read_gguf
+    from ollama_oci.errors import GGUFError
+    from ollama_oci.modelinfo import load_problems
+    ok = tmp_path / "ok.gguf"
+    _gguf_with_tensors(ok, [("a", 0, (3,), 12), ("b", 8, (64, 2), 136), ("c", 12, (256,), 144)])
+    with read_gguf(ok) as g:
+        assert load_problems(g) == ()
+    tq = tmp_path / "tq.gguf"
+    _gguf_with_tensors(tq, [("a", 0, (3,), 12), ("t", 34, (256,), 54), ("u", 35, (256,), 66)])
+    with read_gguf(tq) as g:
+        (p,) = load_problems(g)
+    assert "tensor 't' has type TQ1_0, which Ollama's decoder cannot size" in p and "size overflow" in p
+    assert "(1 more such tensors)" in p
+    unknown = tmp_path / "unknown.gguf"
+    _gguf_with_tensors(unknown, [("x", 2304, (64,), 64)])      # a type no table knows: its size is unknown
+    with read_gguf(unknown) as g:
+        (p,) = load_problems(g)
+    assert "tensor 'x' has type type2304" in p
+    rows = tmp_path / "rows.gguf"                                # rows that are not whole blocks fail Ollama's
+    _gguf_with_tensors(rows, [("q", 8, (48, 2), 102)])          # load too: the header reader refuses them
+    with pytest.raises(GGUFError, match="row length 48 is not a multiple of the Q8_0 block size 32"):
+        read_gguf(rows)
+
+
+def test_q8_1_tensors_are_sized_as_ggml_and_ollama_size_them(tmp_path):
+    """gguf-py's table still has the 2023 Q8_1 block (float scales, 40 bytes); ggml's block_q8_1 is
+    two halves and 32 quants (36), and Ollama's decoder sizes it so: a Q8_1 tensor that fits the file
+    for both of them is not refused as truncated here (found by the header mutation comparison)."""
+    from ollama_oci import ggml_tables, read_gguf
+    from ollama_oci.modelinfo import load_problems
+    assert ggml_tables.tensor_block(9) == (32, 36)
+    path = tmp_path / "q81.gguf"
+    _gguf_with_tensors(path, [("q", 9, (64, 2), 144)])      # 4 blocks of 36 bytes (gguf-py's table: 160)
+    with read_gguf(path) as g:
+        assert g.tensors[0].n_bytes == 144 and load_problems(g) == ()
