@@ -694,6 +694,8 @@ def go_quote(s: str) -> str:
                         "\v": "\\v"}[ch])
         elif cp < 0x20 or cp == 0x7F:
             out.append(f"\\x{cp:02x}")
+        elif 0xDC80 <= cp <= 0xDCFF:    # a byte that is not UTF-8 (a string sliced mid-character)
+            out.append(f"\\x{cp - 0xDC00:02x}")
         elif cp < 0x10000:
             out.append(f"\\u{cp:04x}")
         else:
@@ -732,6 +734,16 @@ def _printf(fmt: str, args: list) -> str:
     return "".join(out)
 
 
+def _go_len(v: Any) -> int:
+    """Go's ``len`` builtin in a template: bytes of a string (UTF-8, as Go strings are), items of a
+    slice or map; an error for anything else."""
+    if isinstance(v, str):
+        return len(v.encode("utf-8", "surrogateescape"))
+    if v is None or isinstance(v, (list, tuple, dict)):
+        return len(v or ())      # (a dict stands for a map here; Ollama's messages, structs, refuse len)
+    raise TemplateError(f"template: error calling len: len of type {_go_type(v)}")
+
+
 def _call(name: str, args: list) -> Any:
     if name == "eq":
         return any(args[0] == a for a in args[1:])
@@ -758,17 +770,36 @@ def _call(name: str, args: list) -> Any:
     if name == "not":
         return not _truth(args[0])
     if name == "len":
-        return len(args[0] or [])
+        return _go_len(args[0])
     if name == "index":
         v = args[0]
         for i in args[1:]:
-            v = v[i]
+            if isinstance(v, (list, tuple, str)):
+                n = _go_len(v)
+                if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n:
+                    raise TemplateError(f"template: error calling index: index out of range: {i}")
+                v = v.encode("utf-8", "surrogateescape")[i] if isinstance(v, str) else v[i]
+            elif isinstance(v, dict):
+                v = v.get(i)
+            else:
+                raise TemplateError(f"template: error calling index: can't index item of type {_go_type(v)}")
         return v
     if name == "slice":
         v = args[0]
         if len(args) == 1:
             return v
-        return v[args[1]:args[2]] if len(args) > 2 else v[args[1]:]
+        if not isinstance(v, (list, tuple, str)):
+            raise TemplateError(f"template: error calling slice: can't slice item of type {_go_type(v)}")
+        n = _go_len(v)
+        i = args[1]
+        j = args[2] if len(args) > 2 else n
+        if i > j and 0 <= j <= n:    # Go: indexes within the length, in order (no Python wrap-around)
+            raise TemplateError(f"template: error calling slice: invalid slice index: {i} > {j}")
+        if not 0 <= i <= j <= n:
+            raise TemplateError(f"template: error calling slice: index out of range: {j if j > n or j < 0 else i}")
+        if isinstance(v, str):       # Go strings are bytes: a slice may cut a character
+            return v.encode("utf-8", "surrogateescape")[i:j].decode("utf-8", "surrogateescape")
+        return v[i:j]
     if name == "print":
         return "".join(_go_str(a) for a in args)
     if name == "printf":
