@@ -330,11 +330,18 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
                     opener = s0[:-len(tail)]
                     parts.update(opener=opener, s_pre=x[len(opener):], skip_empty_system=True)
                 return parts
-            if pre.endswith(y) and x.startswith(pre[:len(pre) - len(y)]):
-                # a fixed header the system prompt goes into, before every turn (Nemotron's
-                # "<extra_id_0>System" + "\n" + system + "\n\n"): A [B SYSTEM] C
-                a = pre[:len(pre) - len(y)]
-                parts.update(system="header", h_pre=a, h_sys=x[len(a):], h_post=y, pre="")
+            # a fixed header the system prompt goes into, before every turn (Nemotron's
+            # "<extra_id_0>System" + "\n" + system + "\n\n"): A [B SYSTEM D] C, where D is written
+            # only with a system prompt (Nemotron Nano 2's "\n\n" before its tool instructions)
+            k = 0
+            while k < min(len(y), len(pre)) and y[len(y) - 1 - k] == pre[len(pre) - 1 - k]:
+                k += 1
+            while k >= 0 and not x.startswith(pre[:len(pre) - k]):
+                k -= 1
+            if k >= 0:
+                a = pre[:len(pre) - k]
+                parts.update(system="header", h_pre=a, h_sys=x[len(a):], h_sep=y[:len(y) - k],
+                             h_post=y[len(y) - k:], pre="")
                 # an empty system message adds nothing to the header (Qwen 3's reasoning-effort header)
                 parts["skip_empty_system"] = isinstance(r.get("s0"), str) and r["s0"] == r["g0"]
                 return parts
@@ -358,7 +365,8 @@ def _go_template(p: dict) -> str:
     if p["system"] == "header":
         out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
         cond = "$.System" if p.get("skip_empty_system") else "$sys"
-        out.append(f'{L(p["h_pre"])}{{{{ if {cond} }}}}{L(p["h_sys"])}{{{{ $.System }}}}{{{{ end }}}}{L(p["h_post"])}')
+        out.append(f'{L(p["h_pre"])}{{{{ if {cond} }}}}{L(p["h_sys"])}{{{{ $.System }}}}{L(p.get("h_sep", ""))}'
+                   f'{{{{ end }}}}{L(p["h_post"])}')
     if p["system"] == "default":
         # the default system prompt stands in only when the conversation has no system message at all:
         # an empty one is a system turn of its own, as in the Jinja template (never two system turns)

@@ -309,3 +309,39 @@ def test_a_check_that_fails_shows_where_the_renderings_part():
     at, got, want = _first_difference(common + "A>tail", common + "B>tail")
     assert at == 200 and got == "..." + "x" * 30 + "A>tail" and want == "..." + "x" * 30 + "B>tail"
     assert _first_difference("abc", "abcdef") == (3, "abc", "abcdef")
+
+
+#: written for this test in the shape of NVIDIA's Nemotron Nano 2: one header opens every
+#: conversation, the system prompt goes into it, and the tool instructions follow the system prompt
+#: after a blank line that is written only when there is a system prompt
+SYSTEM_HEADER = r"""{%- set sys = messages[0].content if messages[0].role == "system" else "" -%}
+{{- "<H>System\n" + sys -}}
+{%- if tools -%}
+{%- if sys -%}{{- "\n\n" -}}{%- endif -%}
+{{- "Tools: [" -}}{%- for t in tools -%}{{- t | tojson -}}{{- ", " if not loop.last else "" -}}{%- endfor -%}{{- "]" -}}
+{%- endif -%}
+{{- "\n\n" -}}
+{%- for m in messages if m.role != "system" -%}
+{%- if m.role == "user" -%}{{- "<T>User\n" + m.content + "\n" -}}
+{%- elif m.role == "tool" -%}{{- "<T>Tool\n" + m.content + "\n" -}}
+{%- else -%}{{- "<T>Assistant\n" + m.content -}}
+{%- if m.tool_calls -%}{{- "<CALL>" -}}{%- for c in m.tool_calls -%}{{- {"name": c.function.name, "arguments": c.function.arguments} | tojson -}}{%- endfor -%}{{- "</CALL>" -}}{%- endif -%}
+{{- "\n<E>\n" -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<T>Assistant\n" -}}{%- endif -%}"""
+
+
+def test_a_system_prompt_in_a_header_with_a_separator_of_its_own():
+    """Without a system prompt the tool instructions follow the header's opening directly; with one,
+    after a blank line: the derived template writes that blank line only with a system prompt."""
+    d = derive_template(SYSTEM_HEADER, eos_token="<E>")
+    assert d.tools, d.tools_error
+    jobs = [([dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+              for m in msgs], True, [tool_view(t) for t in tools]) for msgs, tools in CONVERSATIONS]
+    outs = []
+    for (msgs, tools), want in zip(CONVERSATIONS, render_jinja(SYSTEM_HEADER, jobs, eos_token="<E>")):
+        got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools))
+        assert got == want
+        outs.append(got)
+    assert outs[0].startswith("<H>System\nTools: [") and outs[1].startswith("<H>System\nYou are terse.\n\nTools: [")
