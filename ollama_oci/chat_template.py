@@ -673,7 +673,7 @@ def _tool_checks() -> list:
                                                     "unit": {"type": "string", "enum": ["c", "f"]}}}}}
     clock = {"type": "function", "function": {"name": "now", "description": "The time",
                                               "parameters": {"type": "object", "properties": {}}}}
-    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "unit": "c"}}}
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3, "unit": "c", "hourly": True}}}
     call2 = {"function": {"name": "now", "arguments": {}}}
     u = {"role": "user", "content": "Weather in Paris, and the time?"}
     return [

@@ -385,16 +385,18 @@ def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None
         if k < 0:
             raise ToolShapeError("a tool call's arguments are not written, or not in a form this converter knows")
         head, after_k = rest[:k], rest[k + len(TM["ak1"]):]
-        quoted = '"' + TM["av1"] + '"'
-        if _once(after_k, quoted) >= 0:
-            v, q = quoted, True
-        else:
-            v, q = TM["av1"], False
+        # a string value in JSON quotes, in Python's single quotes (LFM2.5's name(key='value')), or bare
+        q = next((c for c in ('"', "'") if _once(after_k, c + TM["av1"] + c) >= 0), "")
+        v = q + TM["av1"] + q
         m = _once(after_k, v)
         if m < 0:
             raise ToolShapeError("a tool call's argument value is not written after its name")
         kv_sep, tail = after_k[:m], after_k[m + len(v):]
-        v2 = '"' + TM["av2"] + '"' if q else TM["av2"]
+        if q == "'" and head.endswith("'") and kv_sep.startswith("'"):
+            # {'key': 'value'}: Python's repr of the map, what a template that writes the arguments as
+            # they are makes of transformers' dict; the JSON string convention is what it means
+            raise ToolShapeError("a call's arguments are written as Python's repr of a map")
+        v2 = q + TM["av2"] + q
         j = _once(c2, TM["ak2"])
         pre2 = first + TM["tn1"] + head + TM["ak1"] + kv_sep + v
         if j < 0 or not c2.startswith(pre2):
@@ -428,8 +430,13 @@ def calls_snippet(spec: dict, lit) -> str:
     if spec["form"] == "json":
         args = f'{lit(spec["before"])}{args_snippet(".Function.Arguments", spec["indent"])}{lit(spec["after"])}'
     else:
-        value = val("$av") if spec["quoted"] else \
-            '{{ if eq (printf "%T" $av) "string" }}{{ $av }}{{ else }}{{ json $av }}{{ end }}'
+        if spec["quoted"] == '"':
+            value = val("$av")
+        elif spec["quoted"] == "'":     # Python's form: 'text' as it is, True/False, numbers
+            value = ('{{ if eq (printf "%T" $av) "string" }}\'{{ $av }}\'{{ else if eq (printf "%T" $av) "bool" }}'
+                     '{{ if $av }}True{{ else }}False{{ end }}{{ else }}{{ json $av }}{{ end }}')
+        else:
+            value = '{{ if eq (printf "%T" $av) "string" }}{{ $av }}{{ else }}{{ json $av }}{{ end }}'
         args = (f'{{{{ if .Function.Arguments }}}}{lit(spec["head"])}{{{{ $as := "" }}}}'
                 f'{{{{ range $ak, $av := .Function.Arguments }}}}{{{{ if $as }}}}{lit(spec["join"])}{{{{ end }}}}'
                 f'{{{{ $as = "," }}}}{{{{ $ak }}}}{lit(spec["kv_sep"])}{value}{{{{ end }}}}{lit(spec["tail"])}'

@@ -345,3 +345,44 @@ def test_a_system_prompt_in_a_header_with_a_separator_of_its_own():
         assert got == want
         outs.append(got)
     assert outs[0].startswith("<H>System\nTools: [") and outs[1].startswith("<H>System\nYou are terse.\n\nTools: [")
+
+
+#: written for this test in the shape of LFM2.5: tools as one JSON list in the system turn, calls
+#: written as Python calls, name(key='text', n=3, flag=True), in one list per turn
+PY_CALLS = r"""{%- macro arg(v) -%}{%- if v is string -%}{{- "'" + v + "'" -}}{%- elif v is mapping -%}{{- v | tojson -}}{%- else -%}{{- v | string -}}{%- endif -%}{%- endmacro -%}
+{%- set sys = messages[0].content if messages[0].role == "system" else "" -%}
+{%- if tools -%}{%- set sys = sys + ("\n" if sys else "") + "Tools: " + (tools | tojson) -%}{%- endif -%}
+{%- if sys -%}{{- "<|im_start|>system\n" + sys + "<|im_end|>\n" -}}{%- endif -%}
+{%- for m in messages if m.role != "system" -%}
+{{- "<|im_start|>" + m.role + "\n" + m.content -}}
+{%- if m.tool_calls -%}
+{%- set calls = namespace(items=[]) -%}
+{%- for c in m.tool_calls -%}
+{%- set a = namespace(items=[]) -%}
+{%- for k, v in c.function.arguments.items() -%}{%- set a.items = a.items + [k + "=" + arg(v)] -%}{%- endfor -%}
+{%- set calls.items = calls.items + [c.function.name + "(" + (a.items | join(", ")) + ")"] -%}
+{%- endfor -%}
+{{- "<|tool_call_start|>[" + (calls.items | join(", ")) + "]<|tool_call_end|>" -}}
+{%- endif -%}
+{{- "<|im_end|>\n" -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\n" -}}{%- endif -%}"""
+
+
+def test_calls_written_as_python_calls():
+    """Strings in single quotes as they are, True/False for booleans, numbers as numbers; and a
+    template that writes the whole argument map as it is (Python's repr of a dict) is still taken
+    as the JSON-string convention, not as this form."""
+    d = derive_template(PY_CALLS, eos_token="<|im_end|>")
+    assert d.tools, d.tools_error
+    call = {"function": {"name": "search_docs", "arguments": {"query": "it's", "limit": 3, "exact": True}}}
+    convs = CONVERSATIONS + [([U, {"role": "assistant", "content": "", "tool_calls": [call]},
+                               {"role": "tool", "content": "none"}], [SEARCH])]
+    jobs = [([dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+              for m in msgs], True, [tool_view(t) for t in tools]) for msgs, tools in convs]
+    outs = []
+    for (msgs, tools), want in zip(convs, render_jinja(PY_CALLS, jobs, eos_token="<|im_end|>")):
+        got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools))
+        assert got == want
+        outs.append(got)
+    assert "[search_docs(exact=True, limit=3, query='it's')]" in outs[-1]
