@@ -324,6 +324,10 @@ def _solve(r: dict, eos: str = "", bos: str = "") -> dict:
                 # the template writes a default system turn when none is given
                 parts.update(system="default", s_pre=x, s_post=y, default=pre[len(x):len(pre) - len(y)], pre="")
                 s0 = r.get("s0")
+                if isinstance(s0, str) and s0 == r["g0"]:
+                    # an empty system message is no system message: the default stands in (MiniMax-M2)
+                    parts.update(skip_empty_system=True, empty_means_default=True)
+                    return parts
                 if isinstance(s0, str) and s0.endswith(tail) and x.startswith(s0[:-len(tail)]):
                     # an empty system message opts out of the default and writes no system turn
                     # (Laguna): what the empty one leaves is an opener written in every case
@@ -370,7 +374,9 @@ def _go_template(p: dict) -> str:
     if p["system"] == "default":
         # the default system prompt stands in only when the conversation has no system message at all:
         # an empty one is a system turn of its own, as in the Jinja template (never two system turns)
-        out.append('{{ $sys := false }}{{ range .Messages }}{{ if eq .Role "system" }}{{ $sys = true }}{{ end }}{{ end }}')
+        has = 'and (eq .Role "system") .Content' if p.get("empty_means_default") else 'eq .Role "system"'
+        out.append(f'{{{{ $sys := false }}}}{{{{ range .Messages }}}}{{{{ if {has} }}}}{{{{ $sys = true }}}}{{{{ end }}}}'
+                   '{{ end }}')
         out.append(f'{L(p.get("opener", ""))}{{{{ if not $sys }}}}{L(p["s_pre"])}{L(p["default"])}{L(p["s_post"])}'
                    '{{ end }}')
     out.append(L(p["pre"]))

@@ -304,6 +304,25 @@ def test_an_empty_system_message_is_one_system_turn():
     assert out == want
 
 
+def test_an_empty_system_message_can_mean_the_default():
+    """The other convention (MiniMax-M2): a system message without content is no system message, and
+    the default system prompt stands in for it; a system message with content replaces the default."""
+    from ollama_oci.chat_tools import go_message
+    from ollama_oci.gotemplate import ollama_execute
+    src = ('{%- if messages[0].role == "system" and messages[0].content -%}{%- set sys = messages[0].content -%}'
+           '{%- else -%}{%- set sys = "You are helpful." -%}{%- endif -%}{{- "<S>" + sys + "</S>" -}}'
+           '{%- for m in messages if m.role != "system" -%}{{- "<" + m.role + ">" + m.content + "</>" -}}{%- endfor -%}'
+           '{%- if add_generation_prompt -%}{{- "<assistant>" -}}{%- endif -%}')
+    d = derive_template(src, eos_token="</>")
+    convs = [[{"role": "system", "content": ""}, {"role": "user", "content": "Hi."}],
+             [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi."}],
+             [{"role": "user", "content": "Hi."}]]
+    wants = render_jinja(src, [(c, True) for c in convs], eos_token="</>")
+    outs = [ollama_execute(d.template, [go_message(m) for m in c]) for c in convs]
+    assert outs == wants
+    assert outs[0] == "<S>You are helpful.</S><user>Hi.</><assistant>" and outs[1].startswith("<S>Be terse.</S>")
+
+
 def _gguf_with_template(path, chat_template):
     """A minimal model GGUF (llama architecture, a ChatML vocabulary) carrying ``chat_template``."""
     import struct
