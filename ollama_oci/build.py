@@ -504,6 +504,9 @@ def _derive(paths: Sequence[str], infos: Sequence[ModelInfo], inputs: Sequence[O
                          "tools (--template-mode gguf lets Ollama >= 0.30 render the chat template itself)")
             if d.think_switch:
                 note += "; a request's think switches thinking on or off as the chat template's enable_thinking does"
+            if d.think_levels:
+                note += (f"; a request's thinking level ({', '.join(d.think_levels)}; think: true is medium) "
+                         "sets the chat template's reasoning_effort")
             if d.thinking_error:
                 note += f"; thinking is not switched by a request ({d.thinking_error})"
             if d.trims:

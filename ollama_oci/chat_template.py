@@ -20,6 +20,7 @@ adds that one itself (Llama 2 writes BOS before every later turn too).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import multiprocessing as mp
 import re
@@ -68,6 +69,8 @@ class DerivedTemplate:
     think_switch: bool = False
     #: why not, when the chat template switches on ``enable_thinking``
     thinking_error: Optional[str] = None
+    #: the ``reasoning_effort`` levels the template follows from a request's level (``.ThinkLevel``)
+    think_levels: list = field(default_factory=list)
 
 
 # -- sandboxed rendering --------------------------------------------------------------------------
@@ -493,8 +496,10 @@ def _think_variants(d: DerivedTemplate, src: str, vocab, bos: str, eos: str, tim
     if on.tools != d.tools or off.tools != d.tools:
         d.thinking_error = "tools are written with thinking on or off but not in both"
         return
-    if on.template == d.template and off.template == d.template:
+    on_t = _level_variants(d, on, src, vocab, bos, eos, timeout)
+    if on_t == d.template and off.template == d.template:
         return
+    on = dataclasses.replace(on, template=on_t)
     if on.template == d.template:
         d.template = f"{{{{ if and .IsThinkSet (not .Think) }}}}{off.template}{{{{ else }}}}{d.template}{{{{ end }}}}"
     elif off.template == d.template:
@@ -504,6 +509,34 @@ def _think_variants(d: DerivedTemplate, src: str, vocab, bos: str, eos: str, tim
                       f"{{{{ else }}}}{d.template}{{{{ end }}}}")
     d.think_switch = True
     d.thinking = d.thinking or on.thinking or off.thinking
+
+
+#: the levels Ollama hands a template in ``.ThinkLevel`` (``think: true`` is "medium")
+OLLAMA_THINK_LEVELS = ("low", "medium", "high", "max")
+
+
+def _level_variants(d: DerivedTemplate, on: DerivedTemplate, src: str, vocab, bos: str, eos: str,
+                    timeout: float) -> str:
+    """The "thinking on" template, choosing by ``.ThinkLevel`` among the chat template's
+    ``reasoning_effort`` levels that Ollama's level names (Qwen 3.8 takes low and medium; a request's
+    ``think: true`` is Ollama's "medium", as its own Qwen 3.8 renderer has it). A level the chat
+    template refuses, or renders as with no level, is left to the plain "on" template."""
+    if "reasoning_effort" not in src:
+        return on.template
+    branches = []
+    for level in OLLAMA_THINK_LEVELS:
+        try:
+            v = _derive_one(src, vocab, bos, eos, timeout, {"enable_thinking": True, "reasoning_effort": level})
+        except TemplateDerivationError:
+            continue        # the chat template refuses the level (raise_exception): not one of its own
+        if v.tools == on.tools and v.template != on.template:
+            branches.append((level, v.template))
+    if not branches:
+        return on.template
+    d.think_levels = [level for level, _ in branches]
+    out = "".join(f'{{{{ {"if" if i == 0 else "else if"} eq .ThinkLevel "{level}" }}}}{t}'
+                  for i, (level, t) in enumerate(branches))
+    return f"{out}{{{{ else }}}}{on.template}{{{{ end }}}}"
 
 
 def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: float,

@@ -386,3 +386,26 @@ def test_calls_written_as_python_calls():
         assert got == want
         outs.append(got)
     assert "[search_docs(exact=True, limit=3, query='it's')]" in outs[-1]
+
+
+def test_a_requests_thinking_level_picks_the_reasoning_effort():
+    """Ollama hands a template its request's level in .ThinkLevel ("medium" for think: true, as its
+    own Qwen 3.8 renderer reads it); Qwen 3.8's chat template takes reasoning_effort low, medium or
+    xhigh (its default). The levels it knows pick their variant; "high" and "max", which it refuses,
+    keep the default. Checked against Ollama's engine too (docs/design.md)."""
+    src = open(os.path.join(HERE, "ollama-renderers", "qwen38_chat_template.jinja"), encoding="utf-8").read()
+    d = derive_template(src, eos_token="<|im_end|>")
+    assert d.think_levels == ["low", "medium"]
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    outs = {}
+    for level in ("low", "medium", "high", "max"):
+        variables = {"enable_thinking": True}
+        if level in d.think_levels:
+            variables["reasoning_effort"] = level
+        want = render_jinja(src, [(msgs, True)], eos_token="<|im_end|>", variables=variables)[0]
+        got = ollama_execute(d.template, [go_message(m) for m in msgs], think=True, think_level=level,
+                             is_think_set=True)
+        assert got == want, level
+        outs[level] = got
+    assert "Reasoning effort is set to low" in outs["low"] and "Reasoning effort" not in outs["medium"]
+    assert "Reasoning effort is set to xhigh" in outs["high"] and outs["high"] == outs["max"]
