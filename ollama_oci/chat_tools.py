@@ -44,6 +44,25 @@ def val(expr: str) -> str:
 
 # -- the data on both sides ------------------------------------------------------------------------
 
+def sorted_any(v):
+    """A JSON value with every object's keys in the order Go writes a map's (Ollama's template data
+    holds JSON objects as Go maps): what the Jinja side of a check is given."""
+    if isinstance(v, dict):
+        return {k: sorted_any(x) for k, x in sorted(v.items(), key=lambda kv: kv[0].encode("utf-8"))}
+    if isinstance(v, list):
+        return [sorted_any(x) for x in v]
+    return v
+
+
+def go_any(v):
+    """A JSON value as Ollama's template data holds it: objects as Go maps (:class:`GoMap`)."""
+    if isinstance(v, dict):
+        return GoMap((k, go_any(x)) for k, x in sorted(v.items(), key=lambda kv: kv[0].encode("utf-8")))
+    if isinstance(v, list):
+        return [go_any(x) for x in v]
+    return v
+
+
 def _prop_view(p: dict) -> dict:
     out: dict = {}
     if p.get("anyOf"):
@@ -52,7 +71,7 @@ def _prop_view(p: dict) -> dict:
     if t:
         out["type"] = t if isinstance(t, str) else (t[0] if len(t) == 1 else list(t))
     if p.get("items") is not None:
-        out["items"] = p["items"]
+        out["items"] = sorted_any(p["items"])
     if p.get("description"):
         out["description"] = p["description"]
     if p.get("enum"):
@@ -71,12 +90,12 @@ def tool_view(tool: dict) -> dict:
     params = fn.get("parameters") or {}
     out: dict = {"type": tool.get("type", "function")}
     if tool.get("items") is not None:
-        out["items"] = tool["items"]
+        out["items"] = sorted_any(tool["items"])
     pv: dict = {"type": params.get("type", "")}
     if params.get("$defs") is not None:
-        pv["$defs"] = params["$defs"]
+        pv["$defs"] = sorted_any(params["$defs"])
     if params.get("items") is not None:
-        pv["items"] = params["items"]
+        pv["items"] = sorted_any(params["items"])
     if params.get("required"):
         pv["required"] = list(params["required"])
     props = params.get("properties")
@@ -90,7 +109,7 @@ def call_view(call: dict, string_args: bool = False) -> dict:
     """A tool call as the Jinja side gets it: arguments in key order (Ollama's template data is a map),
     or (``string_args``, for templates that splice them in as text) that map's JSON string."""
     fn = call.get("function") or {}
-    args = dict(sorted((fn.get("arguments") or {}).items()))
+    args = sorted_any(fn.get("arguments") or {})      # nested objects too: Go maps, written in key order
     return {"type": "function", "function": {"name": fn.get("name", ""),
                                              "arguments": json.dumps(args, ensure_ascii=False) if string_args else args}}
 
@@ -99,7 +118,7 @@ def _go_prop(p: dict) -> dict:
     t = p.get("type")
     return {"AnyOf": [_go_prop(x) for x in p.get("anyOf") or []] or None,
             "Type": ([t] if isinstance(t, str) else list(t)) if t else None,
-            "Items": p.get("items"), "Description": p.get("description", ""),
+            "Items": go_any(p.get("items")), "Description": p.get("description", ""),
             "Enum": list(p["enum"]) if p.get("enum") else None,
             "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items()) if p.get("properties") else None,
             "Required": list(p["required"]) if p.get("required") else None}
@@ -114,10 +133,10 @@ def go_tools(tools: Optional[list]) -> Optional[list]:
         fn = tool.get("function") or {}
         params = fn.get("parameters") or {}
         props = params.get("properties")
-        out.append({"Type": tool.get("type", "function"), "Items": tool.get("items"),
+        out.append({"Type": tool.get("type", "function"), "Items": go_any(tool.get("items")),
                     "Function": {"Name": fn.get("name", ""), "Description": fn.get("description", ""),
-                                 "Parameters": {"Type": params.get("type", ""), "Defs": params.get("$defs"),
-                                                "Items": params.get("items"),
+                                 "Parameters": {"Type": params.get("type", ""), "Defs": go_any(params.get("$defs")),
+                                                "Items": go_any(params.get("items")),
                                                 "Required": list(params["required"]) if params.get("required") else None,
                                                 "Properties": None if props is None else
                                                 GoMap((k, _go_prop(v)) for k, v in props.items())}}})
@@ -130,7 +149,7 @@ def go_message(m: dict) -> dict:
     for i, c in enumerate(m.get("tool_calls") or []):
         fn = c.get("function") or {}
         calls.append({"ID": c.get("id", ""), "Function": {"Index": fn.get("index", i), "Name": fn.get("name", ""),
-                                                          "Arguments": GoMap(fn.get("arguments") or {})}})
+                                                          "Arguments": go_any(fn.get("arguments") or {})}})
     return {"Role": m.get("role", ""), "Content": m.get("content") or "", "Thinking": m.get("thinking", ""),
             "Images": None, "ToolCalls": calls or None, "ToolName": m.get("tool_name", ""),
             "ToolCallID": m.get("tool_call_id", "")}

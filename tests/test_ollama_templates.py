@@ -184,3 +184,17 @@ def test_indexes_out_of_range_fail_as_in_go(text, error):
     from ollama_oci.gotemplate import TemplateError
     with pytest.raises(TemplateError, match=error):
         ollama_execute(text, [go_message({"role": "user", "content": "é日本"})])
+
+
+def test_nested_objects_in_arguments_are_go_maps():
+    """A call's arguments reach a template as Go maps, nested objects too: json writes their keys in
+    order, as Ollama's engine did on this very conversation (a random comparison over tool data found
+    the nested ones kept in arrival order)."""
+    from ollama_oci.chat_tools import call_view, go_message
+    call = {"function": {"name": "f", "arguments": {"z": {"k": [1, 2], "b": {"c": None, "a": 1}}, "a": 1.5,
+                                                       "n": 123456789012, "t": True}}}
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    out = ollama_execute("{{ range .Messages }}{{ range .ToolCalls }}{{ json .Function.Arguments }}{{ end }}{{ end }}",
+                         [go_message(m) for m in msgs])
+    assert out == '{"a":1.5,"n":123456789012,"t":true,"z":{"b":{"a":1,"c":null},"k":[1,2]}}'
+    assert list(call_view(call)["function"]["arguments"]["z"]) == ["b", "k"]    # the Jinja side alike
