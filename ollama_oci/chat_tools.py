@@ -28,6 +28,7 @@ import re
 from typing import Optional
 
 from .gojson import GoMap
+from .gotemplate import GoJSONList, GoJSONMap, GoJSONStruct, GoNilSlice, PropertyType
 
 __all__ = ["tool_view", "go_tools", "go_message", "json_snippet", "call_view"]
 
@@ -55,12 +56,19 @@ def sorted_any(v):
 
 
 def go_any(v):
-    """A JSON value as Ollama's template data holds it: objects as Go maps (:class:`GoMap`)."""
+    """A JSON value as Ollama's template data holds it: objects as Go maps (:class:`GoMap`),
+    numbers as float64."""
     if isinstance(v, dict):
         return GoMap((k, go_any(x)) for k, x in sorted(v.items(), key=lambda kv: kv[0].encode("utf-8")))
     if isinstance(v, list):
         return [go_any(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
     return v
+
+
+def _slice(v) -> list:
+    return list(v) if v else GoNilSlice()
 
 
 def _prop_view(p: dict) -> dict:
@@ -115,41 +123,47 @@ def call_view(call: dict, string_args: bool = False) -> dict:
 
 
 def _go_prop(p: dict) -> dict:
+    """A property as Ollama's ``api.ToolProperty`` (nil slices are empty ones: they print as ``[]``)."""
     t = p.get("type")
-    return {"AnyOf": [_go_prop(x) for x in p.get("anyOf") or []] or None,
-            "Type": ([t] if isinstance(t, str) else list(t)) if t else None,
-            "Items": go_any(p.get("items")), "Description": p.get("description", ""),
-            "Enum": list(p["enum"]) if p.get("enum") else None,
-            "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items()) if p.get("properties") else None,
-            "Required": list(p["required"]) if p.get("required") else None}
+    return GoJSONStruct({"AnyOf": _slice([_go_prop(x) for x in p.get("anyOf") or []]),
+                         "Type": PropertyType([t] if isinstance(t, str) else (t or [])),
+                         "Items": go_any(p.get("items")), "Description": p.get("description", ""),
+                         "Enum": _slice(p.get("enum")),
+                         "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items())
+                         if p.get("properties") else None,
+                         "Required": _slice(p.get("required"))}, _prop_view(p))
 
 
 def go_tools(tools: Optional[list]) -> Optional[list]:
-    """``tools`` with Go's field names, as this project's Go renderer reads ``.Tools``."""
+    """``tools`` with Go's field names, as this project's Go renderer reads ``.Tools``; ``json`` and
+    printing write them as Ollama's ``templateTool`` does (its JSON; see :class:`GoJSONStruct`)."""
     if not tools:
         return None
-    out = []
+    out = GoJSONList()
     for tool in tools:
         fn = tool.get("function") or {}
         params = fn.get("parameters") or {}
         props = params.get("properties")
-        out.append({"Type": tool.get("type", "function"), "Items": go_any(tool.get("items")),
-                    "Function": {"Name": fn.get("name", ""), "Description": fn.get("description", ""),
-                                 "Parameters": {"Type": params.get("type", ""), "Defs": go_any(params.get("$defs")),
-                                                "Items": go_any(params.get("items")),
-                                                "Required": list(params["required"]) if params.get("required") else None,
-                                                "Properties": None if props is None else
-                                                GoMap((k, _go_prop(v)) for k, v in props.items())}}})
+        view = tool_view(tool)
+        pv = view["function"]["parameters"]
+        parameters = GoJSONStruct({"Type": params.get("type", ""), "Defs": go_any(params.get("$defs")),
+                                   "Items": go_any(params.get("items")), "Required": _slice(params.get("required")),
+                                   "Properties": None if props is None else
+                                   GoJSONMap((k, _go_prop(v)) for k, v in props.items())}, pv)
+        function = GoJSONStruct({"Name": fn.get("name", ""), "Description": fn.get("description", ""),
+                                 "Parameters": parameters}, view["function"])
+        out.append(GoJSONStruct({"Type": tool.get("type", "function"), "Items": go_any(tool.get("items")),
+                                 "Function": function}, view, stringer=True))
     return out
 
 
 def go_message(m: dict) -> dict:
     """A chat message (``role``, ``content``, ``tool_calls``, ``tool_name``...) with Go's field names."""
     calls = []
-    for i, c in enumerate(m.get("tool_calls") or []):
+    for c in m.get("tool_calls") or []:
         fn = c.get("function") or {}
-        calls.append({"ID": c.get("id", ""), "Function": {"Index": fn.get("index", i), "Name": fn.get("name", ""),
-                                                          "Arguments": go_any(fn.get("arguments") or {})}})
+        calls.append({"ID": c.get("id", ""), "Function": {"Index": fn.get("index", 0), "Name": fn.get("name", ""),
+                                                          "Arguments": GoJSONMap(go_any(fn.get("arguments") or {}))}})
     return {"Role": m.get("role", ""), "Content": m.get("content") or "", "Thinking": m.get("thinking", ""),
             "Images": None, "ToolCalls": calls or None, "ToolName": m.get("tool_name", ""),
             "ToolCallID": m.get("tool_call_id", "")}

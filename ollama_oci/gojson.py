@@ -75,6 +75,9 @@ def format_float(x: float) -> str:
 
 
 def _encode(obj: Any, out: list[str]) -> None:
+    marshal = getattr(obj, "go_json", None)     # a value with a MarshalJSON of its own
+    if marshal is not None:
+        obj = marshal()
     if obj is None:
         out.append("null")
     elif obj is True:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import InvalidInput
+from .gojson import GoMap, dumps
 
 __all__ = ["TemplateError", "parse", "render", "check_ollama_template", "unknown_fields", "ollama_parse", "ollama_execute",
            "OLLAMA_FUNCS"]
@@ -646,15 +647,79 @@ def _go_float(x: float) -> str:
     return f"{neg}{text[:dp]}.{text[dp:]}"
 
 
-def _go_str(v: Any) -> str:
+class PropertyType(list):
+    """Ollama's ``api.PropertyType`` (a tool property's ``type``: one name or several): printed as
+    its ``String`` method prints it (the one name, or ``[a b]``) and written by ``json`` as its
+    ``MarshalJSON`` writes it (a string for one name)."""
+
+    def go_string(self) -> str:
+        return "" if not self else self[0] if len(self) == 1 else "[" + " ".join(self) + "]"
+
+    def go_json(self) -> Any:
+        return self[0] if len(self) == 1 else list(self)
+
+
+class GoJSONMap(GoMap):
+    """A Go map whose ``String`` method writes its JSON (Ollama's ``templateArgs`` and
+    ``templateProperties``): ``{{ .Function.Arguments }}`` prints ``{"city":"Paris"}``."""
+
+    def go_string(self) -> str:
+        return dumps(self, newline=False).decode("utf-8")
+
+
+class GoJSONStruct(dict):
+    """A Go struct in template data: fields by Go name (``.Function.Name``), written by ``json`` in
+    its JSON form (JSON field names, empty ones left out as its tags say), and printed by its
+    ``String`` method where it has one (Ollama's ``templateTool``: the JSON) or as Go prints a
+    struct (``{v1 v2 ...}``)."""
+
+    def __init__(self, fields: dict, json_form: Any, stringer: bool = False):
+        super().__init__(fields)
+        self.json_form = json_form
+        self.stringer = stringer
+
+    def go_json(self) -> Any:
+        return self.json_form
+
+    def go_string(self) -> str:
+        if self.stringer:
+            return dumps(self.json_form, newline=False).decode("utf-8")
+        return "{" + " ".join(_go_str(v, False) for v in self.values()) + "}"
+
+
+class GoNilSlice(list):
+    """A nil Go slice: empty, printed as ``[]``, written by ``json`` as ``null``."""
+
+    def go_json(self) -> Any:
+        return None
+
+
+class GoJSONList(list):
+    """A Go slice whose ``String`` method writes its JSON (Ollama's ``templateTools``)."""
+
+    def go_string(self) -> str:
+        return dumps(list(self), newline=False).decode("utf-8")
+
+
+def _go_str(v: Any, top: bool = True) -> str:
+    """A value as Go's fmt prints it in a template (``%v``): slices as ``[a b]``, maps as
+    ``map[k:v]`` with sorted keys, nil as ``<no value>`` at the top and ``<nil>`` inside."""
+    as_string = getattr(v, "go_string", None)
+    if as_string is not None:
+        return as_string()
     if v is None:
-        return "<no value>"
+        return "<no value>" if top else "<nil>"
     if v is True:
         return "true"
     if v is False:
         return "false"
     if isinstance(v, float):
         return _go_float(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(_go_str(x, False) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{_go_str(k, False)}:{_go_str(x, False)}"
+                                 for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))) + "]"
     return str(v)
 
 
@@ -671,6 +736,8 @@ def _go_type(v: Any) -> str:
         return "string"
     if isinstance(v, dict):
         return "map[string]interface {}"
+    if isinstance(v, PropertyType):
+        return "api.PropertyType"
     if isinstance(v, (list, tuple)):
         return "[]interface {}"
     return type(v).__name__
@@ -730,7 +797,7 @@ def _printf(fmt: str, args: list) -> str:
         elif verb == "d" and isinstance(a, (int, float)) and not isinstance(a, bool) and a == int(a):
             out.append(str(int(a)))
         else:
-            out.append(_go_str(a))
+            out.append(_go_str(a, False))      # printf writes nil as <nil>, an action as <no value>
     return "".join(out)
 
 
@@ -801,11 +868,17 @@ def _call(name: str, args: list) -> Any:
             return v.encode("utf-8", "surrogateescape")[i:j].decode("utf-8", "surrogateescape")
         return v[i:j]
     if name == "print":
-        return "".join(_go_str(a) for a in args)
+        # fmt.Sprint: a space between two operands when neither is a string
+        out = []
+        for i, a in enumerate(args):
+            if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
+                out.append(" ")
+            out.append(_go_str(a, False))
+        return "".join(out)
     if name == "printf":
         return _printf(args[0], args[1:])
     if name == "println":
-        return " ".join(_go_str(a) for a in args) + "\n"
+        return " ".join(_go_str(a, False) for a in args) + "\n"
     if name == "json":
         from .gojson import dumps
         return dumps(args[0], newline=False).decode("utf-8")

@@ -198,3 +198,48 @@ def test_nested_objects_in_arguments_are_go_maps():
                          [go_message(m) for m in msgs])
     assert out == '{"a":1.5,"n":123456789012,"t":true,"z":{"b":{"a":1,"c":null},"k":[1,2]}}'
     assert list(call_view(call)["function"]["arguments"]["z"]) == ["b", "k"]    # the Jinja side alike
+
+
+_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather & more", "parameters": {
+    "type": "object", "required": ["city"], "properties": {"city": {"type": "string", "description": "The city"},
+                                                           "days": {"type": ["integer", "null"]}}}}}]
+
+
+@pytest.mark.parametrize("text, want", [
+    ("{{ json .Tools }}", '[{"type":"function","function":{"name":"get_weather","description":"Weather \\u0026 more",'
+                          '"parameters":{"type":"object","required":["city"],"properties":{"city":{"type":"string",'
+                          '"description":"The city"},"days":{"type":["integer","null"]}}}}}]'),
+    ("{{ range .Tools }}{{ . }}{{ end }}", '{"type":"function","function":{"name":"get_weather","description":'
+                                          '"Weather \\u0026 more","parameters":{"type":"object","required":["city"],'
+                                          '"properties":{"city":{"type":"string","description":"The city"},'
+                                          '"days":{"type":["integer","null"]}}}}}'),
+    ("{{ range .Tools }}{{ range $k, $v := .Function.Parameters.Properties }}{{ $k }}={{ $v.Type }}/{{ json $v.Type }};"
+     "{{ end }}{{ end }}", 'city=string/"string";days=[integer null]/["integer","null"];'),
+    ('{{ print 1 2 "a" 3 }}|{{ range .Tools }}{{ json .Function.Parameters.Required }}{{ range $k, $v := '
+     ".Function.Parameters.Properties }}{{ json $v.Enum }}{{ $v.Enum }}{{ end }}{{ end }}", '1 2a3|["city"]null[]null[]'),
+    ("{{ range .Messages }}{{ range .ToolCalls }}{{ .Function.Arguments }}{{ end }}{{ end }}",
+     '{"city":"Paris","n":123456789012,"x":null}'),
+    ('{{ range .Messages }}{{ range .ToolCalls }}{{ range $k, $v := .Function.Arguments }}{{ $k }}={{ $v }}|'
+     '{{ printf "%v" $v }};{{ end }}{{ end }}{{ end }}', "city=Paris|Paris;n=1.23456789012e+11|1.23456789012e+11;"
+                                                       "x=<no value>|<nil>;"),
+])
+def test_tool_data_prints_and_encodes_as_ollamas_types(text, want):
+    """Ollama's template data are Go types: a tool prints as its JSON (templateTool's String), json
+    writes JSON field names, a property's type prints as PropertyType's String, a nil slice prints
+    [] and encodes null, arguments are float64 and print as their JSON. Each expected output is what
+    Ollama's Template.Execute gave (random templates over tool data, 2,900 of them, now agree)."""
+    from ollama_oci.chat_tools import go_message, go_tools
+    msgs = [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "get_weather", "arguments": {"city": "Paris", "n": 123456789012, "x": None}}}]}]
+    assert ollama_execute("{{ range .Messages }}{{ end }}" + text, [go_message(m) for m in msgs],
+                          tools=go_tools(_TOOLS)) == want
+
+
+def test_ollamas_command_r_template_writes_tools_as_ollama_does():
+    """Ollama's own command-r template prints each property's type: one name, or [a b]."""
+    from ollama_oci.chat_tools import go_message, go_tools
+    text = open(os.path.join(HERE, "command-r.gotmpl"), encoding="utf-8").read()
+    out = ollama_execute(text, [go_message({"role": "user", "content": "hi"})], tools=go_tools(_TOOLS))
+    assert "def get_weather(city: string, days: [integer null], ) -> List[Dict]:" in out
+    assert "city (string): The city" in out
