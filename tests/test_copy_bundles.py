@@ -523,3 +523,26 @@ def test_a_compressed_export_reports_the_compression_still_running(tmp_path):
     assert last.total > 0 and last.done == last.total and last.label == "zstd -19"
     run_cli("import", tmp_path / "x.tar.zst", "--models-dir", tmp_path / "back", check=0)
     assert OllamaStore(str(tmp_path / "back")).verify()[1] == []
+
+
+@pytest.mark.parametrize("damage", ["flipped", "short"])
+def test_an_export_refuses_a_damaged_store_blob_and_leaves_no_bundle(tmp_path, damage):
+    """Export verifies every blob it bundles (read and hashed on a thread while the bundle is
+    written): a store blob damaged in place, or cut short, is refused by name and no bundle appears."""
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY], system="a"), "a", [store])
+    gguf = next(d for d in store.get_manifest(parse_name("a"))[0].layers if d.kind == "model")
+    path = os.path.join(store.root, "blobs", "sha256-" + gguf.digest.hex)
+    data = bytearray(open(path, "rb").read())
+    os.unlink(path)          # the store may have hard-linked the fixture: damage a copy of its own
+    if damage == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[-1000:]
+    with open(path, "wb") as f:
+        f.write(data)
+    for out in (tmp_path / "a.tar", tmp_path / "a.tar.zst"):
+        cp = run_cli("export", "a", "-o", out, "--models-dir", store.root, check=5)   # 5: verification failed
+        assert gguf.digest.hex in cp.stderr, cp.stderr
+        assert ("is damaged" if damage == "flipped" else "ended after") in cp.stderr, cp.stderr
+        assert os.listdir(tmp_path) == ["models"]       # no bundle, no temp file left behind

@@ -116,3 +116,44 @@ def test_a_stream_that_fails_midway_raises_its_error_and_stops(tmp_path):
             write_stream(ro, iter([b"y" * 4096] * 50))
     finally:
         os.close(ro)
+
+
+def test_a_blob_is_read_and_hashed_on_a_thread_in_order(tmp_path):
+    import hashlib
+
+    from ollama_oci.copyhash import HashedReader
+    data = os.urandom((5 << 20) + 333)
+    (tmp_path / "blob").write_bytes(data + b"tail not asked for")
+    with open(tmp_path / "blob", "rb") as f, HashedReader(f, len(data), block=1 << 20, depth=2) as r:
+        got = b"".join(r)
+        digest = r.hexdigest()
+    assert got == data and digest == hashlib.sha256(data).hexdigest() and not r.short
+    # a file shorter than said: the blocks that are there, then `short`
+    with open(tmp_path / "blob", "rb") as f, HashedReader(f, len(data) + 100) as r:
+        assert len(b"".join(r)) == len(data) + len(b"tail not asked for") and r.short
+
+
+def test_a_hashed_read_that_fails_or_is_left_early_stops_its_thread(tmp_path):
+    import threading
+
+    from ollama_oci.copyhash import HashedReader
+
+    class Failing:
+        def __init__(self):
+            self.n = 0
+
+        def read(self, n):
+            self.n += 1
+            if self.n > 6:
+                raise OSError(errno.EIO, "Input/output error")
+            return b"x" * n
+    with pytest.raises(OSError, match="Input/output"), HashedReader(Failing(), 1 << 30, block=4096, depth=2) as r:
+        for _ in r:
+            pass
+    # the consumer stops after one block (its write failed): the reader, blocked on a full queue, ends
+    src = Failing()
+    src.n = -10**9
+    with pytest.raises(RuntimeError, match="disk full"), HashedReader(src, 1 << 30, block=4096, depth=2) as r:
+        for _ in r:
+            raise RuntimeError("disk full")
+    assert not any(t.name == "ollama-oci-read-hash" for t in threading.enumerate())

@@ -12,14 +12,13 @@ members carry no dates or owners.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tarfile
 import threading
 from typing import Any, BinaryIO, Optional
 
-from ..copyhash import Range
+from ..copyhash import HashedReader, Range
 from ..digest import CHUNK, Digest, digest_bytes
 from ..errors import InvalidInput, NotFound, StoreError, Unsupported, VerificationError
 from ..fsutil import WriteBehind, fsync_dir, tmp_name, unlink_quiet
@@ -171,22 +170,22 @@ class BundleWriter:
             if self.exists(desc):
                 return "exists"
             self._w(tar_header(f"blobs/sha256/{desc.digest.hex}", desc.size))
-            h = hashlib.sha256()
-            left = desc.size
-            with source.open() as f:
-                while left:
-                    chunk = f.read(min(CHUNK, left))
-                    if not chunk:
-                        raise VerificationError(f"blob {desc.digest} ended after {desc.size - left} of {desc.size} "
-                                                f"bytes in {source.store.describe()}")
-                    h.update(chunk)
+            done = 0
+            # read and hashed on a thread while this one writes (and compresses): the verification
+            # overlaps the writing
+            with source.open() as f, HashedReader(f, desc.size, block=CHUNK) as blocks:
+                for chunk in blocks:
                     self._w(chunk)
-                    left -= len(chunk)
+                    done += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
-            if "sha256:" + h.hexdigest() != desc.digest:
+                hexdigest = blocks.hexdigest()
+            if done != desc.size:
+                raise VerificationError(f"blob {desc.digest} ended after {done} of {desc.size} "
+                                        f"bytes in {source.store.describe()}")
+            if "sha256:" + hexdigest != desc.digest:
                 raise VerificationError(f"blob {desc.digest} is damaged in {source.store.describe()} (it hashes to "
-                                        f"sha256:{h.hexdigest()}); run 'ollama-oci verify'", expected=desc.digest)
+                                        f"sha256:{hexdigest}); run 'ollama-oci verify'", expected=desc.digest)
             self._pad(desc.size)
             self._written[str(desc.digest)] = desc.size
             self.blob_bytes += desc.size
