@@ -157,3 +157,21 @@ def test_a_hashed_read_that_fails_or_is_left_early_stops_its_thread(tmp_path):
         for _ in r:
             raise RuntimeError("disk full")
     assert not any(t.name == "ollama-oci-read-hash" for t in threading.enumerate())
+
+
+def test_a_mapped_hashed_read_gives_the_same_blocks_and_notices_a_short_file(tmp_path):
+    import hashlib
+
+    from ollama_oci.copyhash import HashedReader
+    data = os.urandom((3 << 20) + 77)
+    (tmp_path / "blob").write_bytes(data)
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data), block=1 << 20) as r:
+        got = b"".join(bytes(b) for b in r)
+    assert got == data and r.hexdigest() == hashlib.sha256(data).hexdigest() and not r.short
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data) + 1) as r:
+        assert sum(len(b) for b in r) == len(data) and r.short
+    (tmp_path / "empty").write_bytes(b"")
+    with HashedReader.mapped(str(tmp_path / "empty"), 0) as r:
+        assert list(r) == [] and r.hexdigest() == hashlib.sha256(b"").hexdigest() and not r.short
+    with HashedReader.mapped(str(tmp_path / "empty"), 5) as r:
+        assert list(r) == [] and r.short

@@ -12,6 +12,7 @@ members carry no dates or owners.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tarfile
@@ -173,12 +174,19 @@ class BundleWriter:
             done = 0
             # read and hashed on a thread while this one writes (and compresses): the verification
             # overlaps the writing
-            with source.open() as f, HashedReader(f, desc.size, block=CHUNK) as blocks:
+            path = source.local_path
+            with contextlib.ExitStack() as stack:
+                if path is not None:    # a local file: read through a map, no copy of the page cache
+                    blocks = stack.enter_context(HashedReader.mapped(path, desc.size, block=CHUNK))
+                else:
+                    blocks = stack.enter_context(HashedReader(stack.enter_context(source.open()), desc.size,
+                                                              block=CHUNK))
                 for chunk in blocks:
                     self._w(chunk)
                     done += len(chunk)
                     if progress is not None:
                         progress(len(chunk))
+                    del chunk
                 hexdigest = blocks.hexdigest()
             if done != desc.size:
                 raise VerificationError(f"blob {desc.digest} ended after {done} of {desc.size} "
