@@ -4,16 +4,19 @@ TOML, bounded, with errors that name the file; and sizes written as people write
 from __future__ import annotations
 
 import os
-import re
-from typing import Any
 
 from .errors import InvalidInput, NotFound
+
+# re and typing are not imported at load: cache_dir is on the path of `ollama-oci inspect`
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["read_toml", "parse_toml", "parse_size", "MAX_CONFIG_BYTES"]
 
 MAX_CONFIG_BYTES = 1 << 20
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
+_SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$"
 
 
 def parse_toml(raw: bytes, where: str) -> dict:
@@ -47,7 +50,8 @@ def parse_size(v: Any, what: str = "size") -> int:
         if v < 0:
             raise InvalidInput(f"{what}: a size cannot be negative")
         return v
-    m = _SIZE.match(str(v))
+    import re
+    m = re.match(_SIZE_PATTERN, str(v), re.I)
     if not m:
         raise InvalidInput(f"{what}: expected a size like \"200GB\" or \"500MiB\", got {v!r}")
     unit = (m.group(2) or "b").lower()

@@ -8,19 +8,46 @@ and 5.1).
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
-from typing import Optional
+from collections import namedtuple
 
 from . import ggml_tables
 from .errors import GGUFError
-from .gguf_header import ARRAY, UINT32, GGUFFile
+from .gguf_header import ARRAY, UINT32
+
+# No re, dataclasses or typing at import: this module is on the path of `ollama-oci inspect`, a
+# process of ~40 ms (docs/benchmarks.md). SHARD_NAME is compiled when first asked for.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from .gguf_header import GGUFFile
 
 __all__ = ["load_problems", "ModelInfo", "human_number", "model_info", "layer_kind", "SplitInfo", "split_info",
-           "SHARD_NAME"]
+           "SHARD_NAME", "shard_name_parts"]
 
-#: llama.cpp's shard file name pattern (1-based index), as ollama groups them
-SHARD_NAME = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+#: llama.cpp's shard file name pattern (1-based index), as ollama groups them (the regular expression
+#: ``SHARD_NAME``; :func:`shard_name_parts` decides the same without compiling it)
+_SHARD_PATTERN = r"^(.*)-(\d{5})-of-(\d{5})\.gguf$"
+
+
+def __getattr__(name: str):
+    if name == "SHARD_NAME":
+        import re
+        globals()["SHARD_NAME"] = pat = re.compile(_SHARD_PATTERN)
+        return pat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def shard_name_parts(base: str) -> tuple[str, str, str] | None:
+    """``SHARD_NAME.match(base).groups()`` (prefix, index, count as written), or None: the same
+    decision, with no regular expression (``$`` also matches before one final newline, ``.`` never
+    matches a newline, ``\\d`` is any Unicode decimal digit)."""
+    if base.endswith("\n"):
+        base = base[:-1]
+    if len(base) < 20 or "\n" in base or not base.endswith(".gguf") or base[-20] != "-" or base[-14:-10] != "-of-":
+        return None
+    index, count = base[-19:-14], base[-10:-5]
+    if not (index.isdecimal() and count.isdecimal()):
+        return None
+    return base[:-20], index, count
 
 
 #: the renderer/parser ``ollama create`` (v0.30+) writes into the config for these architectures
@@ -65,16 +92,14 @@ def layer_kind(g: GGUFFile) -> str:
     return "model"
 
 
-@dataclass(frozen=True)
-class SplitInfo:
-    """One shard of a split model (``split.no`` is 0-based)."""
+class SplitInfo(namedtuple("SplitInfo", "index count tensors_total")):
+    """One shard of a split model: ``index`` (``split.no``, 0-based), ``count``, ``tensors_total``
+    (None if the shard does not say)."""
 
-    index: int
-    count: int
-    tensors_total: Optional[int]
+    __slots__ = ()
 
 
-def split_info(g: GGUFFile) -> Optional[SplitInfo]:
+def split_info(g: GGUFFile) -> SplitInfo | None:
     arch = g.architecture or ""
     def first_int(*keys):
         for k in keys:
@@ -90,30 +115,27 @@ def split_info(g: GGUFFile) -> Optional[SplitInfo]:
     return SplitInfo(no if no is not None else 0, count if count is not None else 1, total)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """The facts ollama derives from a GGUF header."""
+_MODEL_INFO_FIELDS = ("architecture parameter_count model_type file_type file_type_id context_length "
+                      "embedding_length chat_template kind quantization_version name size_label license split "
+                      "tensor_count tensor_types load_problems")
 
-    architecture: str              # general.architecture, "unknown" if absent
-    parameter_count: int           # sum of tensor element counts
-    model_type: str                # human_number(parameter_count)
-    file_type: str                 # ollama's name for general.file_type
-    file_type_id: Optional[int]
-    context_length: Optional[int]
-    embedding_length: Optional[int]
-    chat_template: Optional[str]
-    kind: str                      # model / adapter / projector
-    quantization_version: Optional[int]
-    name: Optional[str]
-    size_label: Optional[str]
-    license: Optional[str]
-    split: Optional[SplitInfo]
-    tensor_count: int
-    tensor_types: dict             # type name -> count
-    load_problems: tuple = ()      # what Ollama's decoder refuses in this file (load_problems)
+
+class ModelInfo(namedtuple("ModelInfo", _MODEL_INFO_FIELDS, defaults=((),))):
+    """The facts ollama derives from a GGUF header.
+
+    ``architecture`` (general.architecture, "unknown" if absent); ``parameter_count`` (the sum of
+    tensor element counts); ``model_type`` (``human_number(parameter_count)``); ``file_type``
+    (ollama's name for general.file_type) and ``file_type_id``; ``context_length``,
+    ``embedding_length``, ``chat_template``; ``kind`` (model, adapter or projector);
+    ``quantization_version``, ``name``, ``size_label``, ``license``; ``split`` (a
+    :class:`SplitInfo` or None); ``tensor_count``; ``tensor_types`` (type name -> count);
+    ``load_problems`` (what Ollama's decoder refuses in this file, :func:`load_problems`).
+    """
+
+    __slots__ = ()
 
     def to_json(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = dict(zip(self._fields, self))
         d["load_problems"] = list(self.load_problems)
         d["split"] = None if self.split is None else {
             "index": self.split.index, "count": self.split.count, "tensors_total": self.split.tensors_total}
@@ -183,17 +205,17 @@ def model_info(g: GGUFFile) -> ModelInfo:
 def names_a_set(path: str) -> bool:
     """Whether ``path`` is named as a shard of a set of two or more (``NAME-00002-of-00003.gguf``):
     decided without opening the file."""
-    m = SHARD_NAME.match(os.path.basename(path))
-    return m is not None and int(m.group(3)) > 1
+    parts = shard_name_parts(os.path.basename(path))
+    return parts is not None and int(parts[2]) > 1
 
 
-def shard_siblings(path: str) -> Optional[list[str]]:
+def shard_siblings(path: str) -> list[str] | None:
     """For ``x-00002-of-00003.gguf``, the paths of all shards in order (None if not a shard name)."""
     d, base = os.path.split(path)
-    m = SHARD_NAME.match(base)
-    if not m:
+    parts = shard_name_parts(base)
+    if parts is None:
         return None
-    prefix, count = m.group(1), int(m.group(3))
+    prefix, count = parts[0], int(parts[2])
     if count < 1:
         raise GGUFError(f"bad shard name {base!r}: a set cannot have {count} files", None, path)
     return [os.path.join(d, f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]

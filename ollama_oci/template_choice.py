@@ -10,7 +10,9 @@ lacks. ``OLLAMA_GO_TEMPLATE`` set forces one way. Older versions always use the 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover  (typing is not imported at load: `inspect` is a short process)
+    from typing import Any, Optional
 
 # gotemplate is imported where a Go template is looked at: a model without one (pack's common case)
 # does not pay for the parser

@@ -105,13 +105,23 @@ def test_ggml_tables_come_from_gguf_py_and_are_cached_per_installed_version(tmp_
         return _json.loads(out.stdout)
     tables, loaded = run()
     assert tables == direct and loaded                       # first process: read from gguf-py, cached
-    cache = tmp_path / "ollama-oci" / "ggml-tables.json"
-    assert _json.loads(cache.read_text())["tables"] == direct
+    cache = tmp_path / "ollama-oci" / "ggml-tables.txt"
+    assert ggml_tables._load(cache.read_text(), _key(ggml_tables)) == direct
     tables, loaded = run()
     assert tables == direct and not loaded                   # later ones: the cache, no gguf-py import
-    doc = _json.loads(cache.read_text())
-    doc["key"][1] += 1                                       # as if gguf-py were upgraded
-    cache.write_text(_json.dumps(doc))
+    lines = cache.read_text().split("\n")
+    size, rest = lines[1].split(" ", 2)[1], lines[1].split(" ", 2)[2]
+    lines[1] = f"key {int(size) + 1} {rest}"                 # as if gguf-py were upgraded
+    cache.write_text("\n".join(lines))
     assert run() == [direct, True]
     cache.write_text("{not json")
     assert run() == [direct, True]
+    text = cache.read_text()
+    cache.write_text(text.replace("t 12 Q4_K", "t 12 Q4_K x"))    # a damaged line: read gguf-py again
+    assert run() == [direct, True]
+    assert cache.read_text() == text
+
+
+def _key(ggml_tables) -> list:
+    st = os.stat(ggml_tables._constants_path())
+    return [ggml_tables._constants_path(), st.st_size, st.st_mtime_ns]

@@ -140,3 +140,21 @@ def test_sigkill_during_a_merge_leaves_nothing_visible(tmp_path, shards):
     assert str(m.layers[0].digest) == "sha256:" + GEMMA_SHA256 and store.verify()[1] == []
     h = hashlib.sha256(open(store.blob_path(m.layers[0].digest), "rb").read()).hexdigest()
     assert h == GEMMA_SHA256
+
+
+def test_shard_names_are_recognised_exactly_as_the_pattern_says():
+    """names_a_set and shard_siblings decide without compiling SHARD_NAME (inspect does not import
+    re); random names, Unicode digits and a final newline included, get the pattern's answer."""
+    import random
+
+    from ollama_oci.modelinfo import SHARD_NAME, shard_name_parts
+    rnd = random.Random(7)
+    parts = ["a", "-", "0", "1", "9", "\u0663", "\uff10", "-of-", ".gguf", "\n", "x", "00001", "00002",
+             "-00001-of-00003.gguf", "-00002-of-00002.gguf"]
+    matched = 0
+    for _ in range(30000):
+        name = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 8)))
+        m = SHARD_NAME.match(name)
+        assert shard_name_parts(name) == (m.groups() if m else None), repr(name)
+        matched += m is not None
+    assert matched > 500
