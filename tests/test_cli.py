@@ -40,6 +40,80 @@ def test_inspect_human_and_errors(tmp_path):
     assert "no such file" in cp.stderr
 
 
+def _gguf_files():
+    """The tiny fixture and the shared llama.cpp GGUFs when they are there (big vocabularies, v1, v2,
+    big-endian)."""
+    from conftest import SHARED
+    files = [TINY]
+    if os.path.isdir(SHARED):
+        files += sorted(os.path.join(SHARED, f) for f in os.listdir(SHARED) if f.endswith(".gguf"))
+    return files
+
+
+def test_inspect_of_a_file_is_answered_without_click_and_prints_what_the_command_prints(tmp_path):
+    """`inspect FILE` and `inspect FILE --json` are answered by the console script before click is
+    loaded (the process is ~30 ms shorter); the bytes are those of the click command, which prints
+    the same report. Errors, other options and remote references go to the full program."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def run(entry, *args):
+        code = "import sys; before = set(sys.modules)\n" + {
+            "console": "from ollama_oci.console import console_main; console_main()",
+            "click": "from ollama_oci.cli import main; main()"}[entry]
+        # the modules among these that the command loaded (this machine's site hooks may load some first)
+        code += "\nprint(' '.join(sorted(m for m in ('click', 're', 'json', 'dataclasses', 'typing') " \
+                "if m in set(sys.modules) - before)), file=sys.stderr)"
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                              cwd=REPO, timeout=120)
+    for f in _gguf_files():
+        fast, full = run("console", "inspect", f), run("click", "inspect", f)
+        assert fast.returncode == full.returncode == 0, (fast.stderr, full.stderr)
+        assert fast.stdout == full.stdout and "architecture" in fast.stdout
+        assert fast.stderr.strip() == "", fast.stderr            # none of click, re, json, dataclasses, typing
+        fast, full = run("console", "inspect", f, "--json"), run("click", "inspect", f, "--json")
+        assert fast.stdout == full.stdout and json.loads(fast.stdout)["schema"] == "ollama-oci.inspect/v1"
+        assert "click" not in fast.stderr
+    # anything else is the full program's: an error (same line, same exit code), another option
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"hello world, not a model")
+    fast, full = run("console", "inspect", bad), run("click", "inspect", bad)
+    assert fast.returncode == full.returncode == 3 and fast.stderr.startswith(full.stderr.splitlines()[0])
+    fast = run("console", "inspect", TINY, "--tensors")
+    assert fast.returncode == 0 and "tensors (" in fast.stdout          # (the full program: it exits itself)
+
+
+def test_inspect_args_takes_only_the_plain_forms(tmp_path):
+    from ollama_oci.console import inspect_args
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF")
+    assert inspect_args(["inspect", str(f)]) == (str(f), False)
+    assert inspect_args(["inspect", str(f), "--json"]) == (str(f), True)
+    for argv in (["inspect"], ["inspect", str(f), "--tensors"], ["inspect", "--json", str(f)], ["inspect", str(tmp_path)],
+                 ["inspect", str(tmp_path / "missing.gguf")], ["inspect", "registry.example.com/a/b:1"],
+                 ["inspect", str(f), "--json", "-v"], ["show", str(f)], ["inspect", "--help"]):
+        assert inspect_args(argv) is None, argv
+
+
+def test_report_json_text_is_json_dumps():
+    """The text report quotes strings as json.dumps(ensure_ascii=False) does, without importing json."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ollama_oci.gguf_report import json_text
+    values = st.recursive(st.text() | st.integers() | st.floats() | st.booleans() | st.none(),
+                          lambda inner: st.lists(inner, max_size=4), max_leaves=12)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(values)
+    def check(v):
+        assert json_text(v) == json.dumps(v, ensure_ascii=False)
+    check()
+    assert json_text("a\x00\x1f\x7f\u2028\"\\é") == json.dumps("a\x00\x1f\x7f\u2028\"\\é", ensure_ascii=False)
+
+
 def test_pack_list_show_rm_verify(tmp_path):
     models = tmp_path / "models"
     sysf = tmp_path / "system.txt"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
 
 import click
 
@@ -13,41 +12,6 @@ from ..errors import OllamaOCIError, printable
 from .app import CONTEXT, cli
 from .common import (Progress, ago, emit_json, existing_store, human_size, json_option, local_store, model_name,
                      models_dir_option, oci_option, transport_options, warn)
-
-
-def _kv_json(kv, full_arrays: bool) -> dict:
-    from ..gguf_header import GGUFArray
-    v = kv.value
-    if isinstance(v, GGUFArray):
-        d: dict[str, Any] = {"type": "ARRAY", "elem_type": v.elem_type_name, "len": len(v)}
-        if full_arrays or len(v) <= 64:
-            d["value"] = _plain(v.to_list())
-        else:
-            d["head"] = _plain([x.to_list() if isinstance(x, GGUFArray) else x for x in v[:8]])
-        return d
-    return {"type": kv.type_name, "value": _plain(v)}
-
-
-def _plain(v):
-    if isinstance(v, str):
-        return v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _kv_text(kv, width: int = 100) -> str:
-    from ..gguf_header import GGUFArray
-    v = kv.value
-    if isinstance(v, GGUFArray):
-        head = [x.to_list() if isinstance(x, GGUFArray) else x for x in v[:5]]
-        more = ", ..." if len(v) > 5 else ""
-        s = f"[{v.elem_type_name} x {len(v)}] {json.dumps(_plain(head), ensure_ascii=False)[:-1]}{more}]"
-    elif isinstance(v, str):
-        s = json.dumps(_plain(v), ensure_ascii=False)
-    else:
-        s = str(v).lower() if isinstance(v, bool) else str(v)
-    return s if len(s) <= width else s[: width - 3] + "..."
 
 
 def _looks_remote(text: str) -> bool:
@@ -120,99 +84,11 @@ def inspect(gguf: str, tensors: bool, full_arrays: bool, transport, as_json: boo
     """
     if _looks_remote(gguf):
         return _inspect_remote(gguf, transport, as_json)
-    from ..gguf_header import read_gguf
-    from ..modelinfo import model_info, names_a_set, split_info
-    split_set, split_problem = None, None
-    g = read_gguf(gguf)
-    shard = split_info(g)
-    if names_a_set(gguf) or (shard is not None and shard.count > 1):
-        from ..gguf_split import open_split_set   # (not imported for a single file: inspect starts faster)
-        try:   # one shard stands for its set: show the model the set makes
-            split_set = open_split_set([gguf])
-            g.close()
-            g = split_set.merged_header()
-        except OllamaOCIError as e:
-            split_problem = str(e)
-    with g:
-        info = model_info(g)
-        selection = _template_paths(info)
-        if as_json:
-            doc = {
-                "schema": "ollama-oci.inspect/v1",
-                "path": gguf,
-                "split_set": None if split_set is None else {
-                    "shards": split_set.paths, "merged_size": split_set.size,
-                    "note": "the model the whole set makes, merged as ollama create merges it"},
-                "split_problem": split_problem,
-                "size": g.file_size,
-                "gguf_version": g.version,
-                "byte_order": g.byte_order,
-                "alignment": g.alignment,
-                "header_end": g.header_end,
-                "data_offset": g.data_offset,
-                **info.to_json(),
-                "template_selection": selection,
-                "metadata": {k: _kv_json(kv, full_arrays) for k, kv in g.kv.items()},
-            }
-            if tensors:
-                doc["tensors"] = [{"name": t.name, "type": t.type_name, "shape": list(t.shape),
-                                   "offset": t.offset, "n_elements": t.n_elements, "n_bytes": t.n_bytes}
-                                  for t in g.tensors]
-            emit_json(doc)
-            return
-        rows = [
-            ("file", f"{gguf} ({g.file_size:,} bytes)"),
-            ("format", f"GGUF v{g.version}, {g.byte_order}-endian, alignment {g.alignment}"),
-            ("architecture", info.architecture),
-            ("kind", info.kind),
-            ("parameters", f"{info.parameter_count:,} ({info.model_type})"),
-            ("file type", f"{info.file_type}" + (f" ({info.file_type_id})" if info.file_type_id is not None else "")),
-            ("context length", str(info.context_length) if info.context_length is not None else "-"),
-            ("tensors", f"{info.tensor_count}" + (
-                " (" + ", ".join(f"{k} {v}" for k, v in info.tensor_types.items()) + ")" if info.tensor_types else "")),
-            ("chat template", (f"yes ({len(info.chat_template)} chars" + "".join(
-                f", {c}" for c in selection["chat_template_capabilities"]) + ")") if info.chat_template else "no"),
-        ]
-        for mode in ("auto", "gguf"):
-            if selection.get(mode):
-                rows.append((f"template ({mode})", "; ".join(f"Ollama {s['ollama']}: {s['source']}"
-                                                             for s in selection[mode])))
-        if split_set is not None:
-            rows.insert(1, ("split set", f"{len(split_set.paths)} shards, merged into one {split_set.size:,}-byte "
-                                         f"model blob by pack (as ollama create merges them)"))
-        elif info.split:
-            rows.append(("split", f"shard {info.split.index + 1} of {info.split.count}" +
-                         (f": {split_problem}" if split_problem else "")))
-        for problem in info.load_problems:
-            rows.append(("ollama", f"cannot load this file: {problem}"))
-        for k, v in rows:
-            click.echo(f"{k:<15} {printable(v, 4000)}")
-        click.echo(f"\nmetadata ({len(g.kv)} keys):")
-        for k, kv in g.kv.items():
-            click.echo(f"  {printable(k, 200)} = {printable(_kv_text(kv), 4000)}")
-        if tensors:
-            click.echo(f"\ntensors ({len(g.tensors)}):")
-            for t in g.tensors:
-                shape = "x".join(map(str, t.shape)) or "scalar"
-                click.echo(f"  {printable(t.name, 200):<40} {t.type_name:<8} {shape:<20} offset {t.offset:>12} "
-                           f"bytes {t.n_bytes if t.n_bytes is not None else '?'}")
-
-
-def _template_paths(info) -> dict:
-    """Which template each Ollama version would use for a model packed from this GGUF, with pack's
-    default (``auto``: a Go template derived from the chat template, which carries no tools or
-    thinking) and with ``--template-mode gguf`` (no template layer)."""
-    from ..modelinfo import ARCH_RENDERER
-    from ..template_choice import chat_template_capabilities, template_selection
-    if info.kind != "model":
-        return {}
-    derived = "{{ range .Messages }}{{ .Content }}{{ end }}" if info.chat_template else None  # stands for one
-    arch = info.architecture
-    common = {"chat_template": info.chat_template, "renderer": ARCH_RENDERER.get(arch, ""),
-              "parser": ARCH_RENDERER.get(arch, ""), "model_family": arch}
-    return {"chat_template_capabilities": chat_template_capabilities(info.chat_template or ""),
-            "auto": template_selection(go_template=derived, **common),
-            "gguf": template_selection(go_template=None, **common)}
+    from ..gguf_report import report_json, report_lines   # what the console script also answers alone
+    if as_json:
+        emit_json(report_json(gguf, tensors=tensors, full_arrays=full_arrays))
+        return
+    click.echo("\n".join(report_lines(gguf, tensors=tensors)))
 
 
 @cli.command("list", context_settings=CONTEXT)
