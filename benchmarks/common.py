@@ -30,6 +30,12 @@ def installed() -> tuple[str, str]:
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         subprocess.run([*pip, REPO, "oras"], check=True)
+    # as deploy/Dockerfile: a current pip, whose console scripts do not import `re` (pip >= 25.0;
+    # a venv's own pip may be older, and its `ollama-oci` script ~7 ms slower to start)
+    have = subprocess.run([py, "-c", "import pip; print(pip.__version__)"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if int(have.split(".")[0]) < 25:
+        subprocess.run([*pip, "-U", "pip"], check=True)
     subprocess.run([*pip, "--force-reinstall", "--no-deps", REPO], check=True)
     return py, os.path.join(venv, "bin", "ollama-oci")
 

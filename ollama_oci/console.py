@@ -76,6 +76,8 @@ def _inspect(path: str, as_json: bool) -> bool:
 def console_main() -> None:
     fast = inspect_args(sys.argv[1:])
     if fast is not None and _inspect(*fast):
+        import gc
+        gc.freeze()      # as cli.console_main: no collection walk of what the run made, at exit
         return
     from . import prehash
     for path in gguf_args(sys.argv[1:]):

@@ -87,6 +87,8 @@ def test_recipes_install_ollama_oci_from_this_source():
     dockerfile = open(os.path.join(REPO, "deploy", "Dockerfile")).read()
     assert "pip install --no-cache-dir ollama-oci" not in dockerfile
     assert "pip install --no-cache-dir /src" in dockerfile
+    # a pip that writes the console script without `import re` (pip >= 25.0), before the install
+    assert dockerfile.index("pip install --no-cache-dir -U pip") < dockerfile.index("pip install --no-cache-dir /src")
     for line in dockerfile.splitlines():
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
