@@ -57,6 +57,10 @@ def _inspect(path: str, as_json: bool) -> bool:
             text = "\n".join(report_lines(path))
         data = (text + "\n").encode(sys.stdout.encoding or "utf-8")   # fails here, before any output
         out = sys.stdout.buffer
+    except KeyboardInterrupt:   # as the CLI says it
+        from .errors import EXIT_INTERRUPTED
+        sys.stderr.write("interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
     except Exception:
         return False
     try:
