@@ -177,6 +177,8 @@ class BundleWriter:
             path = source.local_path
             with contextlib.ExitStack() as stack:
                 if path is not None:    # a local file: read through a map, no copy of the page cache
+                    if source.cancel is not None:
+                        source.cancel.check()       # as source.open() checks it
                     blocks = stack.enter_context(HashedReader.mapped(path, desc.size, block=CHUNK))
                 else:
                     blocks = stack.enter_context(HashedReader(stack.enter_context(source.open()), desc.size,
