@@ -245,14 +245,17 @@ class HashedReader:
 
     :meth:`mapped` reads a local file through a memory map instead: the blocks are views of the page
     cache, not copies of it (~25 ms less CPU on the Gemma's 253 MB, where both cores are busy
-    compressing). Its blocks are valid until the reader is left (the map is closed then). Store
-    blobs are written once and renamed into place, never truncated in place, which a mapped read
-    relies on.
+    compressing). A block is valid until the caller asks for the next one: then its pages are
+    dropped from this process's mapping (``MADV_DONTNEED``; they stay in the page cache), so the
+    resident size stays a few blocks, as with reads (without it a 1 GiB export showed 1.1 GiB peak
+    RSS). Store blobs are written once and renamed into place, never truncated in place, which a
+    mapped read relies on.
     """
 
     def __init__(self, f, size: int, *, block: int = 1 << 20, depth: int = 4):
         import queue
         self._f = f
+        self._own = None          # a file this reader opened itself (closed on exit)
         self._map = None
         self._left = size
         self._block = block
@@ -266,14 +269,20 @@ class HashedReader:
     def mapped(cls, path: str, size: int, *, block: int = 1 << 20, depth: int = 4) -> "HashedReader":
         """The first ``size`` bytes of the file at ``path``, read through a memory map."""
         import mmap
+        if not hasattr(mmap, "MADV_DONTNEED"):   # no way to let pages go: read into buffers instead
+            f = open(path, "rb")
+            r = cls(f, size, block=block, depth=depth)
+            r._own = f
+            return r
         with open(path, "rb") as f:
             have = os.fstat(f.fileno()).st_size
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if have else None
-        if m is not None and hasattr(m, "madvise"):
+        if m is not None:
             m.madvise(mmap.MADV_SEQUENTIAL)
         r = cls(None, size, block=block, depth=depth)
         r._map = m
         r._have = have
+        r._dontneed = mmap.MADV_DONTNEED
         return r
 
     def _run(self) -> None:
@@ -313,6 +322,7 @@ class HashedReader:
         return self
 
     def __iter__(self):
+        done = 0          # (mapped) where the blocks the caller has finished with end
         while True:
             b = self._q.get()
             if b is None:
@@ -320,6 +330,13 @@ class HashedReader:
             if isinstance(b, BaseException):
                 raise b
             yield b
+            if self._map is not None:
+                # the caller is done with this block (written, or copied into the compressor): its
+                # pages leave this process's mapping (they stay in the page cache), so the resident
+                # size stays a few blocks whatever the blob's size, as with reads into buffers
+                n = len(b)
+                self._map.madvise(self._dontneed, done, n)
+                done += n
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
@@ -332,6 +349,8 @@ class HashedReader:
                 self._q.get_nowait()
             except queue.Empty:
                 self._thread.join(0.01)
+        if self._own is not None:
+            self._own.close()
         if self._map is not None:
             try:
                 self._map.close()
