@@ -180,14 +180,14 @@ def test_a_mapped_hashed_read_gives_the_same_blocks_and_notices_a_short_file(tmp
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RssFile from /proc")
 def test_a_mapped_hashed_read_keeps_few_pages_resident(tmp_path):
     """Memory stays flat: the pages of blocks the caller is done with leave the mapping (they stay in
-    the page cache). Without that, mapping a 64 MiB blob left 64 MiB resident (a 1 GiB export
+    the page cache). Without that, mapping a 160 MiB blob left 160 MiB resident (a 1 GiB export
     showed 1.1 GiB peak RSS)."""
     from ollama_oci.copyhash import HashedReader
 
     def rss_file() -> int:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("RssFile:")) << 10
-    size = 64 << 20
+    size = 160 << 20
     with open(tmp_path / "blob", "wb") as f:
         for _ in range(size >> 20):
             f.write(os.urandom(1 << 20))
@@ -196,4 +196,4 @@ def test_a_mapped_hashed_read_keeps_few_pages_resident(tmp_path):
         for b in r:
             bytes(b[:1])
             peak = max(peak, rss_file() - before)
-    assert peak < 16 << 20, peak
+    assert peak < 48 << 20, peak       # DROP_EVERY (32 MiB) and the blocks in flight
