@@ -61,6 +61,24 @@ def _index(entries: list[tuple[ModelName, bytes, str]]) -> bytes:
     return json.dumps(index, indent=2).encode() + b"\n"
 
 
+class _Behind:
+    """The bundle file as the compressor writes to it: every write tells the write-behind how long the
+    file is, also while the compressor empties its last jobs at the end (~30-40 ms less fsync tail on
+    the Gemma's bundle, where that phase used to write its output unflushed)."""
+
+    def __init__(self, f: BinaryIO, behind: WriteBehind):
+        self.f, self.behind, self.pos = f, behind, f.tell()
+
+    def write(self, data) -> int:
+        n = self.f.write(data)
+        self.pos += len(data) if n is None else n
+        self.behind.wrote(self.pos)
+        return n
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 class BundleWriter:
     """A bundle being written. Use as a context manager: the file appears on a clean exit only."""
 
@@ -98,7 +116,7 @@ class BundleWriter:
             params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=self.JOB_SIZE,
                                                                     write_checksum=1)
             self._cctx = zstandard.ZstdCompressor(compression_params=params)
-            self._out = self._cctx.stream_writer(self._raw, closefd=False)
+            self._out = self._cctx.stream_writer(_Behind(self._raw, self._behind), closefd=False)
         self._add_bytes("oci-layout", LAYOUT_FILE)
         self._closed = False
 
@@ -106,7 +124,8 @@ class BundleWriter:
     def _w(self, b) -> None:
         self._out.write(b)
         self.size += len(b)
-        self._behind.wrote(self._raw.tell())
+        if self._out is self._raw:    # (compressed: the compressor's writes tell it, _Behind)
+            self._behind.wrote(self._raw.tell())
 
     def _pad(self, n: int) -> None:
         if n % 512:
