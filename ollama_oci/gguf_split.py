@@ -32,7 +32,7 @@ from .digest import Digest
 from .errors import GGUFError, InvalidInput, NotFound, Unsupported
 from .fsutil import Staged, WriteBehind, ensure_room, hold, tmp_name, unlink_quiet
 from .gguf_header import GGUFFile, parse_gguf, read_gguf
-from .modelinfo import SHARD_NAME, names_a_set, shard_siblings, split_info
+from .modelinfo import names_a_set, shard_name_parts, shard_siblings, split_info
 
 __all__ = ["SplitSet", "open_split_set", "is_split", "names_a_set", "stage_merged"]
 
@@ -64,7 +64,7 @@ def _loader_order(name: str) -> tuple[int, bytes]:
 def is_split(path: str) -> bool:
     """Whether ``path`` is one shard of a split set, by its name or else its header's ``split.count``
     (which costs a header parse)."""
-    if SHARD_NAME.match(os.path.basename(path)):
+    if shard_name_parts(os.path.basename(path)) is not None:
         return names_a_set(path)
     try:
         with read_gguf(path) as g:
@@ -184,10 +184,10 @@ def open_split_set(paths: list[str]) -> SplitSet:
                 g.close()
                 raise InvalidInput(f"{p}: is from another split set (split.count {info.count}, "
                                    f"split.tensors.count {info.tensors_total}; the others say {count}, {total})")
-            m = SHARD_NAME.match(os.path.basename(p))
-            if m and (int(m.group(2)) != info.index + 1 or int(m.group(3)) != info.count):
+            named = shard_name_parts(os.path.basename(p))
+            if named and (int(named[1]) != info.index + 1 or int(named[2]) != info.count):
                 g.close()
-                raise InvalidInput(f"{p}: its name says shard {int(m.group(2))} of {int(m.group(3))}, its header "
+                raise InvalidInput(f"{p}: its name says shard {int(named[1])} of {int(named[2])}, its header "
                                    f"says split.no {info.index} (shard {info.index + 1}) of {info.count}")
             if info.index in headers:
                 g.close()
