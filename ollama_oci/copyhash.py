@@ -25,7 +25,7 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 from .digest import Digest
 
@@ -206,30 +206,43 @@ def write_stream(out_fd: int, blocks: Iterable[bytes], *,
     very buffer that was handed to ``pwrite``, while the next one is decompressed and written (no
     second read of the file, as :func:`copy_pieces` needs for kernel copies it never sees). At most
     a few blocks are in flight: memory stays flat. The caller fsyncs."""
-    import queue
     w = _StreamWriter(out_fd, blocks, depth=4)
     h = hashlib.sha256()
     total = 0
     w.start()
     try:
-        while True:
-            b = w.q.get()
-            if b is None:
-                break
-            if isinstance(b, BaseException):
-                raise b
+        for b in _received(w.q):
             h.update(b)
             total += len(b)
             if progress is not None:
                 progress(len(b))
     finally:
         w.stop = True
-        while w.is_alive():               # let a writer blocked on a full queue finish
-            try:
-                w.q.get_nowait()
-            except queue.Empty:
-                w.join(0.01)
+        _wait_out(w, w.q)
     return Digest("sha256:" + h.hexdigest()), total
+
+
+def _received(q) -> Iterator:
+    """What a worker thread hands over through ``q``, in order, up to its ``None``; an exception it
+    hands over is raised here, in the caller's thread."""
+    while True:
+        item = q.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _wait_out(thread: threading.Thread, q) -> None:
+    """Wait for a worker told to stop; if it is blocked on a full ``q`` (its consumer left early),
+    take what it put there so that it can finish."""
+    import queue
+    while thread.is_alive():
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            thread.join(0.01)
 
 
 class HashedReader:
@@ -328,12 +341,7 @@ class HashedReader:
 
     def __iter__(self):
         done = dropped = 0     # (mapped) where the blocks the caller is done with end; what left the map
-        while True:
-            b = self._q.get()
-            if b is None:
-                return
-            if isinstance(b, BaseException):
-                raise b
+        for b in _received(self._q):
             yield b
             if self._map is not None:
                 # the caller is done with this block (written, or copied into the compressor): its
@@ -348,13 +356,8 @@ class HashedReader:
         return self._h.hexdigest()
 
     def __exit__(self, *exc) -> None:
-        import queue
         self._stop = True
-        while self._thread.is_alive():    # let a reader blocked on a full queue finish
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                self._thread.join(0.01)
+        _wait_out(self._thread, self._q)
         if self._own is not None:
             self._own.close()
         if self._map is not None:
