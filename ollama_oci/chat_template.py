@@ -772,6 +772,8 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             "tt": ([u1], False, [tool_view(t1), tool_view(t2)]),
             "k1": ([u1, asst(c["c1"]), u2], True, tv), "k2": ([u1, asst(c["c1b"]), u2], True, tv),
             "k0": ([u1, asst(c["c0"]), u2], True, tv), "kk": ([u1, asst(c["c1"], c["c0"]), u2], True, tv),
+            "kb": ([u1, asst(c["cb"]), u2], True, tv), "kn": ([u1, asst(c["cn"]), u2], True, tv),
+            "km": ([u1, asst(c["cm"]), u2], True, tv),
             "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
             "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
             "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
@@ -794,7 +796,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
     if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
         del rt["kk"], rt["r2"]
-    for k in ("rg", "ra"):   # not every template takes these: then they are not written differently
+    for k in ("rg", "ra", "kb", "kn", "km"):   # not every template takes these: then they are not written differently
         if isinstance(rt[k], tuple):
             del rt[k]
     for k, v in rt.items():
@@ -807,7 +809,12 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         # no definitions, but calls and results are written (DeepSeek-R1's distills)
     try:
         if defs is None and rt["g0"] != r["g0"]:
-            defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
+            try:
+                defs = find_definitions(rt["g0"], rt["tt"], t1, t2)
+            except ToolShapeError as e:
+                if "not written as JSON" not in str(e):
+                    raise
+                defs = _field_definitions(src, rt, bos, eos, timeout, variables, e)
         marked = {k: v.replace(defs["text"], TM["tools"]) if defs else v for k, v in rt.items() if k != "tt"}
         for n in range(len((defs or {}).get("names") or [])):   # lists of names too: the first names are theirs
             marked = {k: v.replace(TM["tn1"], f'{TM["names"]}{n}@', 1) for k, v in marked.items()}
@@ -857,6 +864,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         text_after = middle("kc") == middle("k1") + _M["a1"]
         calls = find_calls({"k1": middle("k1"), "k2": middle("k2"), "k0": middle("k0"),
                             "kk": None if single else middle("kk"),
+                            **{k: middle(k) for k in ("kb", "kn", "km") if k in marked},
                             "kc": middle("k1") if drops_text or text_after else
                             middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""},
                            tokens=_SPECIAL)
@@ -915,7 +923,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         _fail(str(e))
     rng = "" if defs is None else (
         f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
-        f'{json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
+        f'{defs.get("go") or json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
     go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
     for n, between in enumerate((defs or {}).get("names") or []):
         go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
@@ -929,8 +937,33 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         agreed += 1
     if agreed < 3:
         _fail("too few conversations with tools render with the chat template to check a derived one")
-    return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k != "text"}, "calls": calls,
+    return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k not in ("text", "go")},
+                "calls": calls,
                 "results": p["results"]}
+
+
+def _field_definitions(src: str, rt: dict, bos: str, eos: str, timeout: float, variables: dict,
+                       not_json: Exception) -> dict:
+    """Tool definitions written field by field (Qwen3-Coder's tags): learned from more probes
+    (:mod:`ollama_oci.chat_tool_fields`); ``not_json`` is the reason given when that fails too."""
+    from .chat_tool_fields import field_probe_tools, learn_field_definitions, tool_check
+    from .chat_tools import ToolShapeError, probe_tools, tool_view
+    from .gotemplate import render
+    lists = field_probe_tools()
+    lists["b"] = [probe_tools()[1]]
+    out = render_jinja(src, [([_msg("user", "u1")], False, [tool_view(t) for t in v]) for v in lists.values()],
+                       bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
+    r = {"g0": rt["g0"], "tt": rt["tt"]}
+    for k, v in zip(lists, out):
+        if isinstance(v, tuple):
+            raise ToolShapeError(f"{not_json}, and a tool written field by field does not render ({v[1]})")
+        r[k] = v[len(bos):] if bos and v.startswith(bos) else v
+    try:
+        defs = learn_field_definitions(r, tool_check(render))
+    except ToolShapeError as e:
+        raise ToolShapeError(f"{not_json}, nor field by field: {e}") from None
+    return {"text": defs["text"], "join": defs["join"], "go": defs["go"], "indent": None, "root": "fields",
+            "names": None}
 
 
 def _candidates(r: dict):

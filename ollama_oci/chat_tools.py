@@ -289,7 +289,16 @@ def probe_calls() -> dict:
     """Tool calls the probes make: one argument, two, none."""
     return {"c1": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: TM["av1"]}}},
             "c1b": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: TM["av1"], TM["ak2"]: TM["av2"]}}},
-            "c0": {"function": {"name": TM["tn2"], "arguments": {}}}}
+            "c0": {"function": {"name": TM["tn2"], "arguments": {}}},
+            # values that are not strings, for calls written as name/value pairs: how true, null
+            # and an object come out (Python's str(), JSON, ...)
+            "cb": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: True}}},
+            "cn": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: None}}},
+            "cm": {"function": {"name": TM["tn1"], "arguments": {TM["ak1"]: VALUE_PROBE}}}}
+
+
+#: the object and list value of the "cm" call probe
+VALUE_PROBE = {"a": 1, "b": ["x", 2.5]}
 
 
 class ToolShapeError(ValueError):
@@ -441,6 +450,17 @@ def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None
             raise ToolShapeError("a call without arguments starts unlike one with arguments")
         spec.update(form="pairs", head=head, kv_sep=kv_sep, quoted=q, join=join, tail=tail,
                     empty=c0[len(first + TM["tn2"]):])
+        # how values other than strings are written, where the probes show it
+        for key, what in (("kb", "true"), ("kn", "null"), ("km", "object")):
+            text = calls.get(key)
+            if text is None:
+                continue
+            if close and text.endswith(close):
+                text = text[:len(text) - len(close)]
+            pre = first + TM["tn1"] + head + TM["ak1"] + kv_sep
+            if not text.startswith(pre) or not text.endswith(tail) or len(text) < len(pre) + len(tail):
+                raise ToolShapeError(f"a call whose argument is {what} is written unlike one with a string")
+            spec[what] = text[len(pre):len(text) - len(tail)]
     if cc is None:                      # one call per turn (the template refuses two)
         spec["later"] = first
     else:
@@ -458,18 +478,35 @@ def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None
     return spec
 
 
+def _pair_value(spec: dict) -> str:
+    """Go text for the value ``$av`` of a call written as name/value pairs: a string in JSON quotes,
+    in Python's single quotes (LFM2.5) or bare, anything else as the probes showed it: true as
+    ``True`` (Python's ``str()``, Qwen3-Coder) or ``true``, null as ``None`` or ``null``, objects and
+    lists as Python's ``json.dumps`` writes them or as Go's ``json``."""
+    qt = spec["quoted"]
+    python = qt == "'"     # Python's form: 'text', True/False (what templates written so do)
+    if spec.get("true") in ("True", "true"):
+        python = spec["true"] == "True"
+    true, false = ("True", "False") if python else ("true", "false")
+    none = spec["null"] if spec.get("null") in ("None", "null") else "null"
+    string = {'"': q("$av"), "'": "'{{ $av }}'"}.get(qt, "{{ $av }}")
+    other = "{{ json $av }}"
+    if spec.get("object") == json.dumps(VALUE_PROBE, ensure_ascii=False):
+        p = _Printer(None)
+        lst = p.strings("$av", 0)
+        other = (f'{{{{ if eq (printf "%T" $av) "[]interface {{}}" }}}}{lst}{{{{ else }}}}{p.any("$av", 0)}'
+                 f'{{{{ end }}}}')
+    return (f'{{{{ if eq (printf "%T" $av) "string" }}}}{string}'
+            f'{{{{ else if eq (printf "%T" $av) "bool" }}}}{{{{ if $av }}}}{true}{{{{ else }}}}{false}{{{{ end }}}}'
+            f'{{{{ else if eq (printf "%T" $av) "<nil>" }}}}{none}{{{{ else }}}}{other}{{{{ end }}}}')
+
+
 def calls_snippet(spec: dict, lit) -> str:
     """Go template text for the calls of the assistant message in the dot (``lit`` escapes literal text)."""
     if spec["form"] == "json":
         args = f'{lit(spec["before"])}{args_snippet(".Function.Arguments", spec["indent"])}{lit(spec["after"])}'
     else:
-        if spec["quoted"] == '"':
-            value = val("$av")
-        elif spec["quoted"] == "'":     # Python's form: 'text' as it is, True/False, numbers
-            value = ('{{ if eq (printf "%T" $av) "string" }}\'{{ $av }}\'{{ else if eq (printf "%T" $av) "bool" }}'
-                     '{{ if $av }}True{{ else }}False{{ end }}{{ else }}{{ json $av }}{{ end }}')
-        else:
-            value = '{{ if eq (printf "%T" $av) "string" }}{{ $av }}{{ else }}{{ json $av }}{{ end }}'
+        value = _pair_value(spec)
         args = (f'{{{{ if .Function.Arguments }}}}{lit(spec["head"])}{{{{ $as := "" }}}}'
                 f'{{{{ range $ak, $av := .Function.Arguments }}}}{{{{ if $as }}}}{lit(spec["join"])}{{{{ end }}}}'
                 f'{{{{ $as = "," }}}}{{{{ $ak }}}}{lit(spec["kv_sep"])}{value}{{{{ end }}}}{lit(spec["tail"])}'

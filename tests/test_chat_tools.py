@@ -60,15 +60,18 @@ def test_strings_are_quoted_as_go_quotes_them():
 
 def _templates():
     out = {n: open(os.path.join(HERE, "ollama-renderers", n), encoding="utf-8").read()
-           for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja")}
-    out["chatml-tools"] = open(os.path.join(HERE, "shapes", "chatml-tools.jinja"), encoding="utf-8").read()
+           for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja",
+                     "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2")}
+    for shape in ("chatml-tools", "fields-markdown"):
+        out[shape] = open(os.path.join(HERE, "shapes", shape + ".jinja"), encoding="utf-8").read()
     with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
         out.update(next(iter(json.loads(line).items())) for line in f if line.strip())
     return out
 
 
 TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>"),
-          "chatml-tools": ("", "<|im_end|>")}
+          "chatml-tools": ("", "<|im_end|>"), "nemotron35_chat_template.jinja2": ("<s>", "<|im_end|>"),
+          "nemotron3nano_chat_template.jinja2": ("<s>", "<|im_end|>"), "fields-markdown": ("", "<|end|>")}
 CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
 CALL2 = {"function": {"name": "get_time", "arguments": {}}}
 U = {"role": "user", "content": "Find docs on auth"}
@@ -103,7 +106,9 @@ def _renderings(d, src, convs, bos="", eos="", string_args=False):
 
 
 @pytest.mark.parametrize("name", ["laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2",
-                                  "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools"])
+                                  "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools",
+                                  "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
+                                  "fields-markdown"])
 def test_tool_conversations_render_as_the_chat_template(name):
     """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
     indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
@@ -136,8 +141,10 @@ def test_ollama_030_keeps_a_derived_template_with_tools():
 
 
 @pytest.mark.parametrize("name, why", [("gemma4_31b_chat_template.jinja2", "not written as JSON"),
-                                       ("nemotron3nano_chat_template.jinja2", "not written as JSON")])
+                                       ("gemma4_e2b_chat_template.jinja2", "nor field by field")])
 def test_tools_in_a_form_of_their_own_are_left_out_with_the_reason(name, why):
+    """Gemma 4 writes tools in a notation of its own (types in capitals, fields chosen by type): no
+    tools, and the reason says both forms were tried."""
     src = open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
     bos, eos = ("<bos>", "<turn|>") if "gemma" in name else ("<s>", "<|im_end|>")
     d = derive_template(src, bos_token=bos, eos_token=eos)

@@ -1,0 +1,368 @@
+"""Tool definitions a chat template writes field by field (not as the JSON of each tool).
+
+Qwen3-Coder's template and the ones built on it (NVIDIA's Nemotron 3) write each tool as tagged
+fields::
+
+    <function>
+    <name>get_weather</name>
+    <description>Weather for a city</description>
+    <parameters>
+    <parameter>
+    <name>city</name>
+    <type>string</type>
+    ...
+
+Nothing here knows those tags. The chat template is rendered with probe tools whose names,
+descriptions, property names, types and enum values are markers, in variants that each leave one
+field out (a property without a type, without a description, without an enum; a tool without
+``required``) or write a list longer (two properties, two enum values, two types). What a variant
+adds or removes is the field's text; what sits around two list items is the list's form. From them a
+Go template for one tool is built over Ollama's ``.Tools`` (``$tool.Function.Name``,
+``.Parameters.Properties`` ranged in key order, as Ollama's template data holds them):
+
+* literal text is kept as it is; a marker becomes the field it stands for;
+* a field that a variant leaves out is written under ``{{ if }}`` of that field;
+* a list (``required``, ``enum``, several types) is written with a ``range``, items in JSON quotes
+  as Python's ``json.dumps`` writes them (``printf "%q"``) or bare.
+
+The result is checked on every probe tool, rendered by this project's Go renderer, before it is
+used, and then, with the rest of the derived template, on the conversations with real tools
+(``chat_template._tool_checks``). What cannot be seen through markers is not derived: a template
+that trims a description, or compares a type with ``"string"``, renders the checks differently and
+is left without tools, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable, Optional
+
+from .chat_tools import TM, ToolShapeError, _Printer, go_tools, val
+
+__all__ = ["FIELD_MARKS", "field_probe_tools", "learn_field_definitions"]
+
+#: markers of the field probes, beyond chat_tools.TM's
+FIELD_MARKS = {"ty1": "@@TY1_7a1@@", "ty2": "@@TY2_7a1@@", "ev1": "@@EV1_7a1@@", "ev2": "@@EV2_7a1@@",
+               "tp2": "@@TP2_7a1@@", "tpd2": "@@TPD2_7a1@@"}
+_MARK = re.compile(r"@@[A-Z0-9]+_7a1@@")
+#: the ``items`` of the property in the "fp_items" probe
+ITEMS_PROBE = {"type": FIELD_MARKS["ty2"]}
+F = FIELD_MARKS
+
+
+def _tool(props: dict, required: Optional[list] = None) -> dict:
+    params: dict = {"type": "object", "properties": props}
+    if required:
+        params["required"] = required
+    return {"type": "function", "function": {"name": TM["tn1"], "description": TM["td1"], "parameters": params}}
+
+
+def field_probe_tools() -> dict[str, list]:
+    """The probe tool lists (each rendered alone in the conversation of the plain ``g0`` probe)."""
+    p1 = {"type": F["ty1"], "description": TM["tpd1"]}
+    p2 = {"type": F["ty2"], "description": F["tpd2"]}
+    enum2 = [F["ev1"], F["ev2"]]
+    return {
+        "b": None,   # the second tool of chat_tools.probe_tools alone: filled in by the caller
+        "fa": [_tool({TM["tp1"]: p1}, [TM["tp1"]])],
+        "fa_nr": [_tool({TM["tp1"]: p1})],
+        "fa2": [_tool({TM["tp1"]: p1, F["tp2"]: p2}, [TM["tp1"], F["tp2"]])],
+        "fa2_nr": [_tool({TM["tp1"]: p1, F["tp2"]: p2})],
+        "fa_only2_nr": [_tool({F["tp2"]: p2})],
+        "fp_full": [_tool({TM["tp1"]: dict(p1, enum=enum2)})],
+        "fp_enum1": [_tool({TM["tp1"]: dict(p1, enum=[F["ev1"]])})],
+        "fp_notype": [_tool({TM["tp1"]: {"description": TM["tpd1"], "enum": enum2}})],
+        "fp_nodesc": [_tool({TM["tp1"]: {"type": F["ty1"], "enum": enum2}})],
+        "fp_types": [_tool({TM["tp1"]: {"type": [F["ty1"], F["ty2"]], "description": TM["tpd1"], "enum": enum2}})],
+        "fp_items": [_tool({TM["tp1"]: dict(p1, enum=enum2, items=ITEMS_PROBE)})],
+    }
+
+
+# -- text helpers --------------------------------------------------------------------------------------
+
+def _unsplit(text: str, n: int) -> int:
+    """``n`` moved back so that ``text[:n]`` does not end inside a marker."""
+    for m in _MARK.finditer(text):
+        if m.start() < n < m.end():
+            return m.start()
+    return n
+
+
+def _prefix(a: str, b: str) -> int:
+    n = 0
+    limit = min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return min(_unsplit(a, n), _unsplit(b, n))
+
+
+def _suffix(a: str, b: str, limit: int) -> int:
+    n = 0
+    limit = min(limit, len(a), len(b))
+    while n < limit and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
+        n += 1
+    # not from inside a marker: the cut is at len - n
+    while n and (_unsplit(a, len(a) - n) != len(a) - n or _unsplit(b, len(b) - n) != len(b) - n):
+        n -= 1
+    return n
+
+
+def split_two(one: str, other: str, both: str) -> tuple[str, str, str, str, str]:
+    """``one`` and ``other`` write one item each, ``both`` the two in a row: (before, the first
+    item's text, between, the second's, after), such that one = before + first + after."""
+    p = _prefix(one, other)
+    s = _suffix(one, other, min(len(one), len(other)) - p)
+    head, tail = one[:p], one[len(one) - s:]
+    x1, x2 = one[p:len(one) - s], other[p:len(other) - s]
+    if len(both) < len(head) + len(x1) + len(x2) + len(tail) or not both.startswith(head + x1) \
+            or not both.endswith(x2 + tail):
+        raise ToolShapeError("two tool definitions are not written one after the other")
+    mid = both[len(head) + len(x1):len(both) - len(x2) - len(tail)]
+    # mid = (the end the items share) + between + (the start they share). Any split writes the same
+    # text; the one taken cuts the items where a reader would (after a tag or at a line break, not
+    # inside a word), then leaves as little as can be between them
+    max_c = 0
+    while max_c < min(len(mid), len(head)) and mid[len(mid) - 1 - max_c] == head[len(head) - 1 - max_c]:
+        max_c += 1
+    max_d = 0
+    while max_d < min(len(mid), len(tail)) and mid[max_d] == tail[max_d]:
+        max_d += 1
+    best = None
+    for c in range(max_c + 1):
+        if _unsplit(head, len(head) - c) != len(head) - c:
+            continue
+        for d in range(min(max_d, len(mid) - c) + 1):
+            if _unsplit(tail, d) != d:
+                continue
+            score = (_good(one, len(head) - c) + _good(one, len(one) - len(tail) + d), c + d, c)
+            if best is None or score > best[0]:
+                best = (score, c, d)
+    _score, c, d = best
+    start, end = head[len(head) - c:], tail[:d]
+    return head[:len(head) - c], start + x1 + end, mid[d:len(mid) - c], start + x2 + end, tail[d:]
+
+
+def _good(text: str, x: int) -> int:
+    """1 where a cut at ``x`` falls where a reader would cut: at either end, at whitespace, after a
+    closing tag or bracket, before an opening one."""
+    if x <= 0 or x >= len(text):
+        return 1
+    a, b = text[x - 1], text[x]
+    return int(a.isspace() or b.isspace() or a in ">]})," or b in "<[{(")
+
+
+def _starts(full: str, less: str) -> tuple[list[int], int]:
+    """Where the text ``less`` lacks may start in ``full``, and its length: for each start i,
+    full = less[:i] + full[i:i + n] + less[i:], and neither end cuts through a marker."""
+    n = len(full) - len(less)
+    if n <= 0:
+        raise ToolShapeError("a tool field left out does not shorten the tool's text")
+    p = 0
+    while p < len(less) and full[p] == less[p]:
+        p += 1
+    s = 0
+    while s < len(less) and full[len(full) - 1 - s] == less[len(less) - 1 - s]:
+        s += 1
+    out = [x for x in range(max(0, len(less) - s), p + 1)
+           if _unsplit(full, x) == x and _unsplit(full, x + n) == x + n]
+    if not out:
+        raise ToolShapeError("a tool field left out changes more than its own text")
+    return out, n
+
+
+def _removed(full: str, less: str) -> tuple[int, int]:
+    """The span of ``full`` that ``less`` lacks: where more than one would do, the leftmost of those
+    cut where a reader would (:func:`_good`), else the leftmost (the same choice for every field keeps
+    the spans of neighbouring fields apart)."""
+    starts, n = _starts(full, less)
+    i = next((x for x in starts if _good(full, x) and _good(full, x + n)), starts[0])
+    return i, i + n
+
+
+def _between(text: str, a: str, b: str) -> Optional[tuple[str, str, str]]:
+    """text = head + a + mid + b + tail, each marker once: (head, mid, tail)."""
+    i, j = text.find(a), text.find(b)
+    if i < 0 or j < i + len(a) or text.find(a, i + 1) >= 0 or text.find(b, j + 1) >= 0:
+        return None
+    return text[:i], text[i + len(a):j], text[j + len(b):]
+
+
+def _lit(s: str) -> str:
+    if _MARK.search(s):
+        raise ToolShapeError("a tool's field is written in a form this converter does not know")
+    return s if "{{" not in s else '{{ "{{" }}'.join(s.split("{{"))
+
+
+def _list(expr: str, var: str, head: str, mid: str, tail: str) -> str:
+    """A list written item by item: in JSON's quotes (strings as Python's json.dumps writes them),
+    or bare."""
+    if head.endswith('"') and tail.startswith('"') and mid.startswith('"') and mid.endswith('"') and len(mid) >= 2:
+        head, mid, tail = head[:-1], mid[1:-1], tail[1:]
+        item = val(var)
+    else:
+        item = f"{{{{ {var} }}}}"
+    i = var + "i"
+    return (f"{_lit(head)}{{{{ range {i}, {var} := {expr} }}}}{{{{ if {i} }}}}{_lit(mid)}{{{{ end }}}}"
+            f"{item}{{{{ end }}}}{_lit(tail)}")
+
+
+def _fill(text: str, fields: dict[str, str]) -> str:
+    """Literal text with each marker in ``fields`` replaced by its Go text."""
+    out, at = [], 0
+    for m in _MARK.finditer(text):
+        if m.group() not in fields:
+            raise ToolShapeError("a tool's field is written in a form this converter does not know")
+        out.append(_lit(text[at:m.start()]))
+        out.append(fields[m.group()])
+        at = m.end()
+    out.append(_lit(text[at:]))
+    return "".join(out)
+
+
+def _with_spans(text: str, spans: list[tuple[int, int, str]], fields: dict[str, str]) -> str:
+    """``text`` with each (start, end, Go text) span replaced, the rest filled as :func:`_fill`."""
+    out, at = [], 0
+    for i, j, go in sorted(spans, key=lambda t: (t[0], t[1])):
+        if i < at:
+            raise ToolShapeError("two optional fields of a tool are written overlapping")
+        out.append(_fill(text[at:i], fields))
+        out.append(go)
+        at = j
+    out.append(_fill(text[at:], fields))
+    return "".join(out)
+
+
+# -- learning -----------------------------------------------------------------------------------------
+
+def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
+    """Go text of one property (``$pk``, ``$p``) from the units of the single-property probes."""
+    def inner(key):
+        u = units[key]
+        if not u.startswith(pre) or not u.endswith(post) or len(u) < len(pre) + len(post):
+            raise ToolShapeError("a property's fields change more than the property's own text")
+        return u[len(pre):len(u) - len(post)]
+    full = inner("fp_full")
+    spans = []
+    # enum: two values in fp_full, one in fp_enum1, none in fa_nr
+    i, j = _removed(full, inner("fa_nr"))
+    seg2 = full[i:j]
+    parts = _between(seg2, F["ev1"], F["ev2"])
+    if parts is None or inner("fp_enum1") != full[:i] + parts[0] + F["ev1"] + parts[2] + full[j:]:
+        raise ToolShapeError("a property's enum is not written as a list")
+    spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
+    # description
+    i, j = _removed(full, inner("fp_nodesc"))
+    spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
+                        f"{{{{ end }}}}"))
+    # type: one written as it is, several as a list
+    i, j = _removed(full, inner("fp_notype"))
+    one = full[i:j]
+    types = inner("fp_types")
+    if not types.startswith(full[:i]) or not types.endswith(full[j:]):
+        raise ToolShapeError("a property with several types changes more than its type")
+    parts = _between(types[i:len(types) - (len(full) - j)], F["ty1"], F["ty2"])
+    if parts is None or one.count(F["ty1"]) != 1:
+        raise ToolShapeError("a property's type is not written as it is")
+    single = _fill(one, {F["ty1"]: "{{ index $p.Type 0 }}"})
+    spans.append((i, j, f"{{{{ if $p.Type }}}}{{{{ if eq (len $p.Type) 1 }}}}{single}{{{{ else }}}}"
+                        f"{_list('$p.Type', '$ty', *parts)}{{{{ end }}}}{{{{ end }}}}"))
+    # items (typed any in Ollama): written, if at all, as Python's json.dumps writes them
+    with_items = inner("fp_items")
+    if with_items != full:
+        starts, n = _starts(with_items, full)
+        at = [x for x in starts if not any(a < x < b for a, b, _ in spans)]
+        at = [x for x in at if _good(with_items, x) and _good(with_items, x + n)] or at
+        if not at:
+            raise ToolShapeError("a property's items are written inside another of its fields")
+        seg = with_items[at[0]:at[0] + n]
+        parts = seg.split(json.dumps(ITEMS_PROBE, ensure_ascii=False))
+        if len(parts) != 2:
+            raise ToolShapeError("a property's items are not written as JSON")
+        spans.append((at[0], at[0], f"{{{{ if $p.Items }}}}{_fill(parts[0], {})}{_Printer(None).any('$p.Items', 0)}"
+                                    f"{_fill(parts[1], {})}{{{{ end }}}}"))
+    return _with_spans(full, spans, {TM["tp1"]: "{{ $pk }}"})
+
+
+def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str], bool]) -> dict:
+    """How tools are written, field by field. ``r``: renderings of the plain conversation with the
+    tool lists of :func:`field_probe_tools` (``g0``: the first probe tool, ``tt``: both, ``b``: the
+    second alone). ``check(go_unit, tool, text)``: whether the Go text of one tool renders ``tool``
+    as ``text``.
+
+    Returns {"text": the first probe tool's text, "join": what comes between two tools, "go": Go text
+    for one tool in ``$tool``} or raises ToolShapeError."""
+    pre, u1, join, u2, post = split_two(r["g0"], r["b"], r["tt"])
+    units = {}
+    for key, v in r.items():
+        if key in ("g0", "tt", "b"):
+            continue
+        if not v.startswith(pre) or not v.endswith(post) or len(v) < len(pre) + len(post):
+            raise ToolShapeError("a tool's fields change text outside its definition")
+        units[key] = v[len(pre):len(v) - len(post)]
+    # the properties: the text around them, and what one property is
+    lpre, pu1, pjoin, _pu2, lpost = split_two(units["fa_nr"], units["fa_only2_nr"], units["fa2_nr"])
+    base = {TM["tn1"]: "{{ $tool.Function.Name }}", TM["td1"]: "{{ $tool.Function.Description }}"}
+    # a tool without properties: nothing more, or the text around the properties left out too
+    empty = u2.replace(TM["tn2"], TM["tn1"]).replace(TM["td2"], TM["td1"])
+    if empty == lpre + lpost:
+        w1 = w2 = ""
+    else:
+        a = _prefix(lpre, empty)
+        b = _suffix(lpost, empty, len(empty) - a)
+        if lpre[:a] + lpost[len(lpost) - b:] != empty:
+            raise ToolShapeError("a tool without properties is written unlike one with them")
+        lpre, w1 = lpre[:a], lpre[a:]
+        w2, lpost = lpost[:len(lpost) - b], lpost[len(lpost) - b:]
+    pre_p = lpre + w1
+    post_p = w2 + lpost
+    prop = _prop_go({k: v for k, v in units.items() if k.startswith("fp_") or k == "fa_nr"},
+                    pre_p, post_p)
+    if pu1 != units["fa_nr"][len(pre_p):len(units["fa_nr"]) - len(post_p)]:
+        raise ToolShapeError("a tool's properties are not written one after the other")
+    # a range over a map gives key and value in key order, as Ollama's template data holds properties
+    sep = (f"{{{{ if $ps }}}}{_lit(pjoin)}{{{{ end }}}}{{{{ $ps = true }}}}" if pjoin else "")
+    props = "".join((f"{{{{ if $tool.Function.Parameters.Properties }}}}{_fill(w1, base)}",
+                     "{{ $ps := false }}" if pjoin else "",
+                     f"{{{{ range $pk, $p := $tool.Function.Parameters.Properties }}}}{sep}{prop}{{{{ end }}}}",
+                     f"{_fill(w2, base)}{{{{ end }}}}"))
+    # required: a list, in a span of its own before or after the properties
+    nr = units["fa_nr"]
+    a_end, b_start = len(lpre), len(nr) - len(lpost)
+    starts, n = _starts(units["fa"], nr)
+    i = b_start if b_start in starts else a_end if a_end in starts else \
+        next((x for x in starts if x <= a_end or x >= b_start), None)
+    if i is None:
+        raise ToolShapeError("a tool's required list is written inside its properties")
+    seg1 = units["fa"][i:i + n]
+    # the two-item list: where its span sits so that it reads as the one-item list with one more item
+    starts2, n2 = _starts(units["fa2"], units["fa2_nr"])
+    parts = None
+    for k in starts2:
+        parts = _between(units["fa2"][k:k + n2], TM["tp1"], F["tp2"])
+        if parts is not None and seg1 == parts[0] + TM["tp1"] + parts[2]:
+            break
+        parts = None
+    if parts is None:
+        raise ToolShapeError("a tool's required properties are not written as a list")
+    req = (f"{{{{ if $tool.Function.Parameters.Required }}}}"
+           f"{_list('$tool.Function.Parameters.Required', '$rq', *parts)}{{{{ end }}}}")
+    if i <= a_end:
+        go = _fill(nr[:i], base) + req + _fill(nr[i:a_end], base) + props + _fill(nr[b_start:], base)
+    else:
+        go = _fill(nr[:a_end], base) + props + _fill(nr[b_start:i], base) + req + _fill(nr[i:], base)
+    # every probe tool must come out as the chat template wrote it
+    tools = field_probe_tools()
+    for key, text in units.items():
+        if not check(go, tools[key][0], text):
+            raise ToolShapeError("tool definitions written field by field do not come out as the chat template "
+                                 "writes them")
+    return {"text": u1, "join": join, "go": go, "unit2": u2}
+
+
+def tool_check(render: Callable[[str, dict], str]):
+    """A ``check`` for :func:`learn_field_definitions` from a Go renderer (template text, data)."""
+    def check(go: str, tool: dict, text: str) -> bool:
+        return render("{{ range $ti, $tool := .Tools }}" + go + "{{ end }}", {"Tools": go_tools([tool])}) == text
+    return check
+
