@@ -421,18 +421,30 @@ def _go_template(p: dict) -> str:
         out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{{{{ .Content }}}}{L(p["a_post"])}'
                    f'{{{{ end }}}}{{{{ end }}}}')
         return "".join(out)
-    from .chat_tools import calls_snippet
+    from .chat_tools import TM, calls_snippet
     res = p["results"]
+
+    def named(text: str) -> str:       # a result's opening, with its tool's name
+        return "{{ .ToolName }}".join(L(x) for x in text.split(TM["rn1"]))
     if res.get("a_pre") is not None:    # an answer right after a tool result opens its own way
         a_pre = f'{{{{ if eq $prev "tool" }}}}{L(res["a_pre"])}{{{{ else }}}}{a_pre}{{{{ end }}}}'
     text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
     body = calls_snippet(calls, L) + text if calls.get("text_after") else text + calls_snippet(calls, L)
-    out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{body}'
-               f'{L(p["a_post"])}{{{{ else if eq .Role "tool" }}}}'
+    if calls.get("whole_turn"):       # a turn that calls is its calls, opener and closer their own
+        before = ""           # thinking before the calls, only when there is some (Glimmer's "to=self" message)
+        if calls.get("think"):
+            before = f'{{{{ if .Thinking }}}}{L(calls["think"][0])}{{{{ .Thinking }}}}{L(calls["think"][1])}{{{{ end }}}}'
+        # through the range variable: Ollama's tool parser takes its tag from the first {{ if }} on a
+        # .ToolCalls field, which must be the calls' own (tools.parseTag)
+        turn = (f'{{{{ if $_.ToolCalls }}}}{before}{calls_snippet(calls, L)}{{{{ else }}}}{a_pre}{{{{ .Content }}}}'
+                f'{L(p["a_post"])}{{{{ end }}}}')
+    else:
+        turn = f'{a_pre}{body}{L(p["a_post"])}'
+    out.append(f'{{{{ else if eq .Role "assistant" }}}}{turn}{{{{ else if eq .Role "tool" }}}}'
                # the roles before and after this message: consecutive results share one turn
                '{{ $next := "" }}{{ range $j, $m := slice $.Messages $i }}{{ if eq $j 1 }}{{ $next = $m.Role }}'
                '{{ break }}{{ end }}{{ end }}'
-               f'{{{{ if eq $prev "tool" }}}}{L(res["join"])}{{{{ else }}}}{L(res["pre"])}{{{{ end }}}}'
+               f'{{{{ if eq $prev "tool" }}}}{named(res["join"])}{{{{ else }}}}{named(res["pre"])}{{{{ end }}}}'
                f'{"{{ json .Content }}" if res.get("quoted") else "{{ .Content }}"}'
                f'{{{{ if ne $next "tool" }}}}{L(res["post"])}{{{{ end }}}}')
     gen = res.get("gen", p["gen"])     # the generation prompt after a tool result
@@ -718,8 +730,8 @@ def _tool_checks() -> list:
     return [
         ([u], [weather]),
         ([{"role": "system", "content": "Use tools."}, u], [weather, clock]),
-        ([u, {"role": "assistant", "content": "", "tool_calls": [call]}, {"role": "tool", "content": "21 C"}],
-         [weather]),
+        ([u, {"role": "assistant", "content": "", "tool_calls": [call]},
+          {"role": "tool", "content": "21 C", "name": "get_weather"}], [weather]),
         ([{"role": "system", "content": "Be brief."}, u,
           {"role": "assistant", "content": "Checking.", "tool_calls": [call, call2]},
           {"role": "tool", "content": "21 C"}, {"role": "tool", "content": "10:00"},
@@ -759,7 +771,8 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     u1, u2 = _msg("user", "u1"), _msg("user", "u2")
 
     def tool(key):
-        return {"role": "tool", "content": TM[key]}
+        # a result with its tool's name, as Ollama hands a tool_name to a chat template ("name")
+        return {"role": "tool", "content": TM[key], "name": TM["rn" + key[-1]]}
 
     def jobs_for(string_args: bool):
         """The probes and checks; calls' arguments as a map (transformers' convention) or, for
@@ -774,6 +787,9 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             "k0": ([u1, asst(c["c0"]), u2], True, tv), "kk": ([u1, asst(c["c1"], c["c0"]), u2], True, tv),
             "kb": ([u1, asst(c["cb"]), u2], True, tv), "kn": ([u1, asst(c["cn"]), u2], True, tv),
             "km": ([u1, asst(c["cm"]), u2], True, tv),
+            # a turn that calls, with thinking (where a turn that calls is written whole: is it there?)
+            "kt": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK), u2],
+                   True, tv),
             "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
             "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
             "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
@@ -796,7 +812,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
     if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
         del rt["kk"], rt["r2"]
-    for k in ("rg", "ra", "kb", "kn", "km"):   # not every template takes these: then they are not written differently
+    for k in ("rg", "ra", "kb", "kn", "km", "kt"):   # not every template takes these: then they are not written differently
         if isinstance(rt[k], tuple):
             del rt[k]
     for k, v in rt.items():
@@ -853,6 +869,15 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         head, tail = t2r[:ia], t2r[ia + len(_M["a1"]):]
         if not tail.startswith(p["a_post"]):
             raise ToolShapeError("an assistant turn ends differently with tools")
+        a_post = p["a_post"]        # what closes a turn that calls: the plain turn's closer, or
+        probed = [k for k in ("k1", "k2", "k0", "kk", "kc", "kb", "kn", "km") if k in marked]
+        whole = not all(marked[k].startswith(head) and marked[k].endswith(tail) for k in probed)
+        if whole:
+            # a turn that calls is written whole, opener and closer its own (Glimmer's
+            # "<|start|>assistant to=NAME<|message|>...<|eom|>" per call): calls stand where the turn would
+            if not head.endswith(p["a_pre"]):
+                raise ToolShapeError("an assistant turn with tool calls is placed unlike one without")
+            head, tail, a_post = head[:len(head) - len(p["a_pre"])], tail[len(a_post):], ""
 
         def middle(key):
             v = marked[key]
@@ -868,12 +893,14 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                             "kc": middle("k1") if drops_text or text_after else
                             middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""},
                            tokens=_SPECIAL)
-        calls["drops_text"], calls["text_after"] = drops_text, text_after
-        after = tail[len(p["a_post"]):]          # the next user turn and the generation prompt
+        calls["drops_text"], calls["text_after"], calls["whole_turn"] = drops_text, text_after, whole
+        if whole and not drops_text:
+            raise ToolShapeError("a turn that calls is written whole, with its text in a place of its own")
+        after = tail[len(a_post):]          # the next user turn and the generation prompt
 
         def results(key, calls_text):
             v = marked[key]
-            start = head + calls_text + p["a_post"]
+            start = head + calls_text + a_post
             if not v.startswith(start) or not v.endswith(after):
                 raise ToolShapeError("a tool result is placed unlike a turn after the assistant's")
             return v[len(start):len(v) - len(after)]
@@ -889,10 +916,15 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             if j1 < 0 or j2 < j1 or two[:j1] != pre or two[j2 + len(TM["tr2"]):] != post:
                 raise ToolShapeError("two tool results are not written like one")
             join = two[j1 + len(TM["tr1"]):j2]
+        # the tool's name, where a result is written with it (Glimmer's "<|start|>tool NAME<|message|>"):
+        # in what opens a result, as the result's own .ToolName
+        if TM["rn1"] in post or TM["rn1"] in join:
+            raise ToolShapeError("a tool result's name is written after the result")
+        join = join.replace(TM["rn2"], TM["rn1"])
         res = {"pre": pre, "post": post, "join": join}
         # what follows a result where a turn would open: the generation prompt, and an answer turn's
         # opening (DeepSeek V3.1 continues its answer straight after the tool's output)
-        done = head + middle("k1") + p["a_post"] + one
+        done = head + middle("k1") + a_post + one
         if "rg" in marked:
             if not marked["rg"].startswith(done):
                 raise ToolShapeError("a conversation that ends with a tool result renders unlike one going on")
@@ -918,6 +950,16 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         if "think" in plain:
             if p["a_pre"] != plain["a_pre"]:
                 raise ToolShapeError("an assistant turn opens differently with tools, and thinking goes into it")
+            th = plain["think"]
+            if whole:
+                # thinking written before the turn's opener, only when there is some (Glimmer's
+                # "to=self" message): the same before a turn that calls, or not derived
+                kt, k1 = (middle("kt") if "kt" in marked else ""), middle("k1")
+                block = kt[:len(kt) - len(k1)] if kt.endswith(k1) else ""
+                if th.get("always") or th.get("hidden") or block.count(_THINK) != 1:
+                    raise ToolShapeError("a turn that calls is written whole, and its thinking is written "
+                                         "unlike a plain turn's")
+                calls["think"] = block.split(_THINK)
             p["think"] = plain["think"]
     except ToolShapeError as e:
         _fail(str(e))

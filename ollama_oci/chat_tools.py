@@ -28,7 +28,7 @@ import re
 from typing import Optional
 
 from .gojson import GoMap
-from .gotemplate import GoJSONList, GoJSONMap, GoJSONStruct, GoNilSlice, PropertyType
+from .gotemplate import GoJSONList, GoJSONMap, GoJSONStruct, GoNilSlice, PropertyType, go_quote
 
 __all__ = ["tool_view", "go_tools", "go_message", "json_snippet", "call_view"]
 
@@ -164,8 +164,10 @@ def go_message(m: dict) -> dict:
         fn = c.get("function") or {}
         calls.append({"ID": c.get("id", ""), "Function": {"Index": fn.get("index", 0), "Name": fn.get("name", ""),
                                                           "Arguments": GoJSONMap(go_any(fn.get("arguments") or {}))}})
+    # a tool result's name: Ollama hands ToolName to a chat template as "name" (llamaServerChatMessage)
+    name = m.get("tool_name") or (m.get("name", "") if m.get("role") == "tool" else "")
     return {"Role": m.get("role", ""), "Content": m.get("content") or "", "Thinking": m.get("thinking", ""),
-            "Images": None, "ToolCalls": calls or None, "ToolName": m.get("tool_name", ""),
+            "Images": None, "ToolCalls": calls or None, "ToolName": name,
             "ToolCallID": m.get("tool_call_id", "")}
 
 
@@ -272,7 +274,8 @@ def json_snippet(var: str, *, indent: Optional[int] = None, root: str = "tool") 
 TM = {"tn1": "@@TN1_7a1@@", "td1": "@@TD1_7a1@@", "tp1": "@@TP1_7a1@@", "tpd1": "@@TPD1_7a1@@",
       "tn2": "@@TN2_7a1@@", "td2": "@@TD2_7a1@@",
       "ak1": "@@AK1_7a1@@", "av1": "@@AV1_7a1@@", "ak2": "@@AK2_7a1@@", "av2": "@@AV2_7a1@@",
-      "tr1": "@@TR1_7a1@@", "tr2": "@@TR2_7a1@@", "tools": "@@TOOLS_7a1@@", "names": "@@NAMES_7a1@@"}
+      "tr1": "@@TR1_7a1@@", "tr2": "@@TR2_7a1@@", "tools": "@@TOOLS_7a1@@", "names": "@@NAMES_7a1@@",
+      "name_again": "@@CNAME_7a1@@", "rn1": "@@RN1_7a1@@", "rn2": "@@RN2_7a1@@"}
 
 
 def probe_tools() -> tuple[dict, dict]:
@@ -377,12 +380,28 @@ def args_snippet(var: str, indent: Optional[int]) -> str:
             f'{{{{ if $as }}}}{end}{{{{ end }}}}{{{{ "}}" }}}}')
 
 
+def _name_again(text: str, name: str) -> str:
+    """``text`` with every occurrence of ``name`` after the first replaced by ``TM["name_again"]``."""
+    i = text.find(name)
+    if i < 0:
+        return text
+    return text[:i + len(name)] + text[i + len(name):].replace(name, TM["name_again"])
+
+
 def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None) -> dict:
     """How a call is written, from the text of the assistant turn's calls in the probes: ``k1`` (one
     call, one argument), ``k2`` (two arguments), ``k0`` (no argument), ``kk`` (the one-argument call
     then the no-argument one), ``kc`` (the turn's text, then one call: what comes between).
     ``tokens`` matches the special tokens a closer must not start inside.
     Returns the pieces :func:`calls_snippet` writes."""
+    # a name written more than once in a call (Glimmer's "to=NAME" header and its invoke tag): the
+    # first is where the call's name goes, the others become a marker written as the name too
+    calls = {k: _name_again(v, TM["tn2"] if k == "k0" else TM["tn1"]) if isinstance(v, str) else v
+             for k, v in calls.items()}
+    if calls.get("kk") is not None:
+        second = calls["kk"].find(TM["tn2"])
+        if second >= 0:
+            calls["kk"] = calls["kk"][:second] + _name_again(calls["kk"][second:], TM["tn2"])
     c1, c2, c0, cc = calls["k1"], calls["k2"], calls["k0"], calls.get("kk")
     kc = calls["kc"]
     # what closes the list of calls, written once after the last (LFM2's "]<|tool_call_end|>"): the
@@ -503,6 +522,12 @@ def _pair_value(spec: dict) -> str:
 
 def calls_snippet(spec: dict, lit) -> str:
     """Go template text for the calls of the assistant message in the dot (``lit`` escapes literal text)."""
+    outer = lit
+    if any(TM["name_again"] in spec.get(k, "") for k in ("first", "after_text", "close")):
+        raise ToolShapeError("a call's name is written again outside the call")
+
+    def lit(text: str) -> str:       # noqa: F811 (inside a call: the name marker is the call's name)
+        return "{{ .Function.Name }}".join(outer(x) for x in text.split(TM["name_again"]))
     if spec["form"] == "json":
         args = f'{lit(spec["before"])}{args_snippet(".Function.Arguments", spec["indent"])}{lit(spec["after"])}'
     else:
@@ -512,7 +537,14 @@ def calls_snippet(spec: dict, lit) -> str:
                 f'{{{{ $as = "," }}}}{{{{ $ak }}}}{lit(spec["kv_sep"])}{value}{{{{ end }}}}{lit(spec["tail"])}'
                 f'{{{{ else }}}}{lit(spec["empty"])}{{{{ end }}}}')
     # the first call's opening as the first text inside {{ if .ToolCalls }}, before the range: Ollama
-    # takes its tool-call tag from there (tools.parseTag) to find calls in the model's output
-    return (f'{{{{ if .ToolCalls }}}}{{{{ if not .Content }}}}{lit(spec["first"])}{{{{ else }}}}{lit(spec["after_text"])}'
+    # takes its tool-call tag from there (tools.parseTag) to find calls in the model's output. Its
+    # parser reads only JSON arguments back; calls in any other form it would hold back whole (the
+    # client gets an empty message), so there the opening is written as a string action, which
+    # ends Ollama's search: no tag, and the model's calls reach the client as text
+    readable = spec["form"] == "json"
+    first = lit(spec["first"]) if readable or not spec["first"] else f'{{{{ {go_quote(spec["first"])} }}}}'
+    after_text = lit(spec["after_text"]) if readable or not spec["after_text"] else \
+        f'{{{{ {go_quote(spec["after_text"])} }}}}'
+    return (f'{{{{ if .ToolCalls }}}}{{{{ if not .Content }}}}{first}{{{{ else }}}}{after_text}'
             f'{{{{ end }}}}{{{{ range $ci, $c := .ToolCalls }}}}{{{{ if $ci }}}}{lit(spec["later"])}{{{{ end }}}}'
             f'{{{{ .Function.Name }}}}{args}{{{{ end }}}}{lit(spec.get("close", ""))}{{{{ end }}}}')

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover  (typing is not imported at load: `inspect
 # gotemplate is imported where a Go template is looked at: a model without one (pack's common case)
 # does not pay for the parser
 
-__all__ = ["template_selection", "go_template_capabilities", "chat_template_capabilities"]
+__all__ = ["template_selection", "go_template_capabilities", "chat_template_capabilities", "tool_call_tag"]
 
 TOOLS, THINKING, INSERT = "tools", "thinking", "insert"
 
@@ -115,6 +115,57 @@ def go_template_capabilities(template: str) -> list[str]:
     if opening and closing:
         caps.append(THINKING)
     return caps
+
+
+def tool_call_tag(template) -> str:
+    """The tag Ollama's tool parser looks for in a model's output (``tools.parseTag``): the first
+    non-blank text inside the first ``{{ if }}`` on a ``.ToolCalls`` field, up to a ``{``, trimmed;
+    ``{`` where there is none (then only output that starts with a JSON object is read as calls,
+    and anything else reaches the client as text). An action before any text ends the search."""
+    from .gotemplate import Action, If, Range, Text, With, ollama_parse
+    nodes = ollama_parse(template) if isinstance(template, str) else template
+
+    def on_calls(pipe) -> bool:      # a field argument naming ToolCalls (not a variable, not a sub-pipe)
+        return any(kind == "field" and "ToolCalls" in val.split(".")[1:] for cmd in pipe.cmds for kind, val in cmd)
+
+    def chain(n: If, k: int) -> tuple:
+        """Go's view of branch k of an if/else-if chain: (condition, body, else list)."""
+        cond, body = n.branches[k]
+        rest = [If(n.branches[k + 1:], n.otherwise)] if k + 1 < len(n.branches) else n.otherwise
+        return cond, body, rest
+
+    def find_if(lst):
+        for n in lst:
+            if isinstance(n, If):
+                cond, body, rest = chain(n, 0)
+                if on_calls(cond):
+                    return body
+                found = find_if(body) or find_if(rest)
+                if found is not None:
+                    return found
+            elif isinstance(n, (Range, With)):
+                found = find_if(n.body) or find_if(n.otherwise)
+                if found is not None:
+                    return found
+        return None
+
+    def find_text(lst):
+        for n in lst:
+            if isinstance(n, Text):
+                if n.text.strip():
+                    return n.text
+            elif isinstance(n, If):
+                _cond, body, rest = chain(n, 0)
+                return find_text(body) or find_text(rest)
+            elif isinstance(n, (Range, With)):
+                return find_text(n.body) or find_text(n.otherwise)
+            elif isinstance(n, Action):
+                return None
+        return None
+    body = find_if(nodes)
+    text = find_text(body) if body is not None else None
+    tag = (text or "").replace("\r\n", "\n").split("{", 1)[0].strip()
+    return tag or "{"
 
 
 def go_template_tool_round_trip(template: str) -> bool:

@@ -5,12 +5,13 @@ source (docs/design.md, "Checked with Ollama's own code"): they agree on every o
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 
 import pytest
 
-from ollama_oci.chat_template import derive_template, render_jinja
+from ollama_oci.chat_template import _DATE_MARK, derive_template, render_jinja
 from ollama_oci.chat_tools import call_view, go_message, go_tools, json_snippet, tool_view
 from ollama_oci.gotemplate import check_ollama_template, go_quote, ollama_execute
 from ollama_oci.template_choice import template_selection
@@ -61,7 +62,8 @@ def test_strings_are_quoted_as_go_quotes_them():
 def _templates():
     out = {n: open(os.path.join(HERE, "ollama-renderers", n), encoding="utf-8").read()
            for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja",
-                     "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2")}
+                     "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
+                     "glimmer_chat_template.jinja")}
     for shape in ("chatml-tools", "fields-markdown"):
         out[shape] = open(os.path.join(HERE, "shapes", shape + ".jinja"), encoding="utf-8").read()
     with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
@@ -80,10 +82,12 @@ CONVERSATIONS = [
     ([{"role": "system", "content": "You are terse."}, U], [SEARCH, CLOCK]),
     ([U, {"role": "assistant", "content": "", "tool_calls": [CALL]}, {"role": "tool", "content": "3 hits: a, b"}],
      [SEARCH]),
-    ([U, {"role": "assistant", "content": "Let me look.", "tool_calls": [CALL]}, {"role": "tool", "content": "none"},
+    ([U, {"role": "assistant", "content": "Let me look.", "tool_calls": [CALL]},
+      {"role": "tool", "content": "none", "name": "search_docs"},
       {"role": "assistant", "content": "Nothing found."}, {"role": "user", "content": "Try again"}], [SEARCH, CLOCK]),
     ([{"role": "system", "content": "S"}, U, {"role": "assistant", "content": "", "tool_calls": [CALL, CALL2]},
-      {"role": "tool", "content": "x"}, {"role": "tool", "content": "12:00"}], [SEARCH, CLOCK]),
+      {"role": "tool", "content": "x", "name": "search_docs"}, {"role": "tool", "content": "12:00", "name": "get_time"}],
+     [SEARCH, CLOCK]),
     ([U, {"role": "assistant", "content": "", "tool_calls": [CALL2]}, {"role": "tool", "content": '{"t": 1}'}],
      [CLOCK]),
 ]
@@ -101,6 +105,7 @@ def _renderings(d, src, convs, bos="", eos="", string_args=False):
             out.append((None, want))
             continue
         want = want[len(bos):] if bos and want.startswith(bos) else want
+        want = _DATE_MARK.sub(lambda m: datetime.date.today().strftime(m.group(1)), want)   # Glimmer's date
         out.append((ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools)), want))
     return out
 
@@ -108,7 +113,7 @@ def _renderings(d, src, convs, bos="", eos="", string_args=False):
 @pytest.mark.parametrize("name", ["laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2",
                                   "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools",
                                   "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
-                                  "fields-markdown"])
+                                  "fields-markdown", "glimmer_chat_template.jinja"])
 def test_tool_conversations_render_as_the_chat_template(name):
     """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
     indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
@@ -128,6 +133,7 @@ def test_tool_conversations_render_as_the_chat_template(name):
     # without tools the template is what it was
     plain = [{"role": "user", "content": "Hi"}]
     want = render_jinja(src, [(plain, True)], bos_token=bos, eos_token=eos)[0]
+    want = _DATE_MARK.sub(lambda m: datetime.date.today().strftime(m.group(1)), want)
     assert ollama_execute(d.template, [go_message(m) for m in plain]) == \
         (want[len(bos):] if bos and want.startswith(bos) else want)
 
@@ -198,12 +204,40 @@ def test_ollama_030_keeps_a_derived_template_with_tools_and_thinking():
 
 def test_the_first_calls_opening_is_where_ollama_looks_for_its_tool_call_tag():
     """Ollama finds tool calls in a model's output by a tag: the first text inside the template's
-    {{ if .ToolCalls }} (tools.parseTag, checked with Ollama's own parser: "<tool_call>" for Laguna,
-    "{" for Llama 3.1, whose JSON calls its parser then reads back)."""
-    d = derive_template(_templates()["laguna_v8_chat_template.jinja2"], bos_token="<s>", eos_token="</s>")
-    assert "{{ if .ToolCalls }}{{ if not .Content }}<tool_call>{{ else }}" in d.template
+    {{ if .ToolCalls }} (tools.parseTag; template_choice.tool_call_tag agreed with Ollama's own on
+    these templates). Its parser reads JSON arguments back ("<tool_call>" for the ChatML shape, "{"
+    for Llama 3.1); calls in any other form it would hold back whole, so there the opening is a
+    string action and the tag is "{": the model's calls reach the client as text."""
+    from ollama_oci.template_choice import tool_call_tag
     d = derive_template(_templates()["chatml-tools"], eos_token="<|im_end|>")
     assert '{{ if .ToolCalls }}{{ if not .Content }}<tool_call>\n{"name": "{{ else }}' in d.template
+    assert tool_call_tag(d.template) == "<tool_call>"
+    d = derive_template(_templates()["llama3-instruct"], bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    assert tool_call_tag(d.template) == "{"
+    for name, bos, eos in (("laguna_v8_chat_template.jinja2", "<s>", "</s>"),
+                           ("nemotron3nano_chat_template.jinja2", "<s>", "<|im_end|>"),
+                           ("glimmer_chat_template.jinja", "<s>", "</s>")):
+        d = derive_template(_templates()[name], bos_token=bos, eos_token=eos)
+        assert d.tools and tool_call_tag(d.template) == "{", name
+    d = derive_template(_templates()["laguna_v8_chat_template.jinja2"], bos_token="<s>", eos_token="</s>")
+    assert '{{ if .ToolCalls }}{{ if not .Content }}{{ "<tool_call>" }}{{ else }}' in d.template
+
+
+def test_the_tool_call_tag_is_found_as_ollama_finds_it():
+    """tools.parseTag's walk: the first {{ if }} on a .ToolCalls field (not a variable's), its first
+    non-blank text cut at "{", an action before any text ending the search."""
+    from ollama_oci.template_choice import tool_call_tag
+    assert tool_call_tag("{{ if .ToolCalls }} <tc>{{ range .ToolCalls }}{}{{ end }}{{ end }}") == "<tc>"
+    assert tool_call_tag('{{ if .ToolCalls }}[TOOL_CALLS] {"name"{{ end }}') == "[TOOL_CALLS]"
+    assert tool_call_tag("{{ if .ToolCalls }}{{ .Content }}<tc>{{ end }}") == "{"
+    assert tool_call_tag("{{ $m := . }}{{ if $m.ToolCalls }}<a>{{ end }}{{ if .ToolCalls }}<b>{{ end }}") == "<b>"
+    assert tool_call_tag("{{ if .ToolCalls }}{{ if .X }}{{ else }}<c>{{ end }}<d>{{ end }}") == "<c>"
+    assert tool_call_tag("{{ if .ToolCalls }}{{ if .X }}{{ end }}<d>{{ end }}") == "{"
+    assert tool_call_tag("{{ range .Messages }}{{ if .ToolCalls }}\n <e>\n{{ end }}{{ end }}") == "<e>"
+    assert tool_call_tag("{{ if .X }}{{ else if .ToolCalls }}<f>{{ end }}") == "<f>"
+    assert tool_call_tag("{{ if and .ToolCalls .Y }}<g>{{ end }}") == "<g>"
+    assert tool_call_tag("{{ with .ToolCalls }}<h>{{ end }}{{ if .ToolCalls }}<i>{{ end }}") == "<i>"
+    assert tool_call_tag("no calls") == "{"
 
 
 def test_a_second_list_that_names_the_tools_is_written_too():
