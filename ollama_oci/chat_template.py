@@ -489,9 +489,11 @@ def derive_template(jinja_src: str, *, vocab: Optional[Sequence[str]] = None, bo
     ``vocab``: the model's special tokens (stop words are kept only if they are tokens);
     ``eos_token`` is what the template's ``eos_token`` renders as.
     """
+    from .chat_tools import with_py_json
     d = _derive_one(jinja_src, vocab, bos_token, eos_token, timeout, {})
     if "enable_thinking" in jinja_src:
         _think_variants(d, jinja_src, vocab, bos_token, eos_token, timeout)
+    d.template = with_py_json(d.template)
     return d
 
 
@@ -967,10 +969,13 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
         f'{defs.get("go") or json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
     go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
+    from .chat_tools import with_py_json
     for n, between in enumerate((defs or {}).get("names") or []):
         go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
                                                 f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
-    nodes = check_ollama_template(go)
+    # the definition nested values are written with goes at the top of the whole template (Go takes
+    # a {{ define }} nowhere else): derive_template puts it there
+    nodes = check_ollama_template(with_py_json(go))
     agreed = 0
     for (msgs, tools), want in zip(checks, wants):
         if isinstance(want, tuple):

@@ -38,7 +38,7 @@ import json
 import re
 from typing import Callable, Optional
 
-from .chat_tools import TM, ToolShapeError, _Printer, go_tools, val
+from .chat_tools import TM, ToolShapeError, go_tools, py_json, val, with_py_json
 
 __all__ = ["FIELD_MARKS", "field_probe_tools", "learn_field_definitions"]
 
@@ -152,12 +152,14 @@ def _good(text: str, x: int) -> int:
     return int(a.isspace() or b.isspace() or a in ">]})," or b in "<[{(")
 
 
-def _starts(full: str, less: str) -> tuple[list[int], int]:
+def _starts(full: str, less: str, what: str) -> tuple[list[int], int]:
     """Where the text ``less`` lacks may start in ``full``, and its length: for each start i,
-    full = less[:i] + full[i:i + n] + less[i:], and neither end cuts through a marker."""
+    full = less[:i] + full[i:i + n] + less[i:], and neither end cuts through a marker. ``what``
+    names the field, for the error."""
     n = len(full) - len(less)
     if n <= 0:
-        raise ToolShapeError("a tool field left out does not shorten the tool's text")
+        raise ToolShapeError(f"{what} is not written on its own (fields chosen by a property's type, or written "
+                             "in a notation of their own?)")
     p = 0
     while p < len(less) and full[p] == less[p]:
         p += 1
@@ -167,15 +169,15 @@ def _starts(full: str, less: str) -> tuple[list[int], int]:
     out = [x for x in range(max(0, len(less) - s), p + 1)
            if _unsplit(full, x) == x and _unsplit(full, x + n) == x + n]
     if not out:
-        raise ToolShapeError("a tool field left out changes more than its own text")
+        raise ToolShapeError(f"{what} left out changes more than its own text")
     return out, n
 
 
-def _removed(full: str, less: str) -> tuple[int, int]:
+def _removed(full: str, less: str, what: str) -> tuple[int, int]:
     """The span of ``full`` that ``less`` lacks: where more than one would do, the leftmost of those
     cut where a reader would (:func:`_good`), else the leftmost (the same choice for every field keeps
     the spans of neighbouring fields apart)."""
-    starts, n = _starts(full, less)
+    starts, n = _starts(full, less, what)
     i = next((x for x in starts if _good(full, x) and _good(full, x + n)), starts[0])
     return i, i + n
 
@@ -245,18 +247,18 @@ def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
     full = inner("fp_full")
     spans = []
     # enum: two values in fp_full, one in fp_enum1, none in fa_nr
-    i, j = _removed(full, inner("fa_nr"))
+    i, j = _removed(full, inner("fa_nr"), "a property's enum")
     seg2 = full[i:j]
     parts = _between(seg2, F["ev1"], F["ev2"])
     if parts is None or inner("fp_enum1") != full[:i] + parts[0] + F["ev1"] + parts[2] + full[j:]:
         raise ToolShapeError("a property's enum is not written as a list")
     spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
     # description
-    i, j = _removed(full, inner("fp_nodesc"))
+    i, j = _removed(full, inner("fp_nodesc"), "a property's description")
     spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
                         f"{{{{ end }}}}"))
     # type: one written as it is, several as a list
-    i, j = _removed(full, inner("fp_notype"))
+    i, j = _removed(full, inner("fp_notype"), "a property's type")
     one = full[i:j]
     types = inner("fp_types")
     if not types.startswith(full[:i]) or not types.endswith(full[j:]):
@@ -270,7 +272,7 @@ def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
     # items (typed any in Ollama): written, if at all, as Python's json.dumps writes them
     with_items = inner("fp_items")
     if with_items != full:
-        starts, n = _starts(with_items, full)
+        starts, n = _starts(with_items, full, "a property's items")
         at = [x for x in starts if not any(a < x < b for a, b, _ in spans)]
         at = [x for x in at if _good(with_items, x) and _good(with_items, x + n)] or at
         if not at:
@@ -279,7 +281,7 @@ def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
         parts = seg.split(json.dumps(ITEMS_PROBE, ensure_ascii=False))
         if len(parts) != 2:
             raise ToolShapeError("a property's items are not written as JSON")
-        spans.append((at[0], at[0], f"{{{{ if $p.Items }}}}{_fill(parts[0], {})}{_Printer(None).any('$p.Items', 0)}"
+        spans.append((at[0], at[0], f"{{{{ if $p.Items }}}}{_fill(parts[0], {})}{py_json('$p.Items')}"
                                     f"{_fill(parts[1], {})}{{{{ end }}}}"))
     return _with_spans(full, spans, {TM["tp1"]: "{{ $pk }}"})
 
@@ -329,14 +331,14 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
     # required: a list, in a span of its own before or after the properties
     nr = units["fa_nr"]
     a_end, b_start = len(lpre), len(nr) - len(lpost)
-    starts, n = _starts(units["fa"], nr)
+    starts, n = _starts(units["fa"], nr, "a tool's required list")
     i = b_start if b_start in starts else a_end if a_end in starts else \
         next((x for x in starts if x <= a_end or x >= b_start), None)
     if i is None:
         raise ToolShapeError("a tool's required list is written inside its properties")
     seg1 = units["fa"][i:i + n]
     # the two-item list: where its span sits so that it reads as the one-item list with one more item
-    starts2, n2 = _starts(units["fa2"], units["fa2_nr"])
+    starts2, n2 = _starts(units["fa2"], units["fa2_nr"], "a tool's required list")
     parts = None
     for k in starts2:
         parts = _between(units["fa2"][k:k + n2], TM["tp1"], F["tp2"])
@@ -363,6 +365,7 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
 def tool_check(render: Callable[[str, dict], str]):
     """A ``check`` for :func:`learn_field_definitions` from a Go renderer (template text, data)."""
     def check(go: str, tool: dict, text: str) -> bool:
-        return render("{{ range $ti, $tool := .Tools }}" + go + "{{ end }}", {"Tools": go_tools([tool])}) == text
+        return render(with_py_json("{{ range $ti, $tool := .Tools }}" + go + "{{ end }}"),
+                      {"Tools": go_tools([tool])}) == text
     return check
 

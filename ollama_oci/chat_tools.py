@@ -43,6 +43,67 @@ def val(expr: str) -> str:
     return f'{{{{ if eq (printf "%T" {expr}) "string" }}}}{q(expr)}{{{{ else }}}}{{{{ json {expr} }}}}{{{{ end }}}}'
 
 
+#: named templates that write any JSON value of Ollama's template data (a JSON object is a Go map,
+#: arrays are slices, numbers float64) as Python's ``json.dumps`` writes it: compact (", " and ": ")
+#: at any depth, the template calling itself; indented, one template per depth (a template cannot
+#: carry a number), :data:`PY_JSON_DEPTH` levels below the shallowest call, deeper values in Go's
+#: compact form. Keys in order,
+#: strings as :func:`q` writes them. A derived template that uses :func:`py_json` starts with the
+#: definitions it calls (:func:`with_py_json`; Go takes a ``{{ define }}`` only at the top).
+PY_JSON = "python-json"
+PY_JSON_DEPTH = 12
+
+
+def _py_json_define(name: str, inner: str, indent: Optional[int], depth: int) -> str:
+    """One definition: ``inner`` names the template for the values inside."""
+    nl_in = "" if indent is None else "\n" + " " * (indent * (depth + 1))
+    nl_out = "" if indent is None else "\n" + " " * (indent * depth)
+    sep = ", " if indent is None else ","
+    empty = (f'{{{{ if not . }}}}{{{{ "{{}}" }}}}{{{{ else }}}}', '{{ end }}') if indent is not None else ("", "")
+    empty_list = ("{{ if not . }}[]{{ else }}", "{{ end }}") if indent is not None else ("", "")
+    return (f'{{{{ define "{name}" }}}}{{{{ if eq (printf "%T" .) "map[string]interface {{}}" }}}}{empty[0]}'
+            f'{{{{ "{{" }}}}{{{{ $s := "" }}}}{{{{ range $k, $v := . }}}}{{{{ $s }}}}{nl_in}{{{{ printf "%q" $k }}}}: '
+            f'{{{{ template "{inner}" $v }}}}{{{{ $s = "{sep}" }}}}{{{{ end }}}}{nl_out}{{{{ "}}" }}}}{empty[1]}'
+            f'{{{{ else if eq (printf "%T" .) "[]interface {{}}" }}}}{empty_list[0]}[{{{{ range $i, $v := . }}}}'
+            f'{{{{ if $i }}}}{sep}{{{{ end }}}}{nl_in}{{{{ template "{inner}" $v }}}}{{{{ end }}}}{nl_out}]{empty_list[1]}'
+            f'{{{{ else if eq (printf "%T" .) "string" }}}}{{{{ printf "%q" . }}}}{{{{ else }}}}{{{{ json . }}}}{{{{ end }}}}'
+            f'{{{{ end }}}}')
+
+
+def _py_json_name(indent: Optional[int], depth: int) -> str:
+    return PY_JSON if indent is None else f"{PY_JSON}-i{indent}-{depth}"
+
+
+def _py_json_defines(indent: Optional[int], first: int = 0) -> str:
+    """The definitions for ``indent``, from depth ``first`` (the shallowest a template calls) on."""
+    if indent is None:
+        return _py_json_define(PY_JSON, PY_JSON, None, 0)
+    last = first + PY_JSON_DEPTH
+    out = [_py_json_define(_py_json_name(indent, d), _py_json_name(indent, d + 1), indent, d)
+           for d in range(first, last)]
+    out.append(f'{{{{ define "{_py_json_name(indent, last)}" }}}}{{{{ json . }}}}{{{{ end }}}}')
+    return "".join(out)
+
+
+def py_json(expr: str, indent: Optional[int] = None, depth: int = 0) -> str:
+    """Go template text writing the JSON value ``expr`` as ``json.dumps(value, indent=indent)``
+    writes it where it stands ``depth`` levels deep."""
+    return f'{{{{ template "{_py_json_name(indent, depth)}" {expr} }}}}'
+
+
+def with_py_json(template: str) -> str:
+    """``template`` with the definitions :func:`py_json` calls in it, at its top."""
+    heads = []
+    if f'{{{{ template "{PY_JSON}" ' in template:
+        heads.append(_py_json_defines(None))
+    calls: dict[int, int] = {}
+    for ind, depth in re.findall(r'\{\{ template "python-json-i(\d+)-(\d+)" ', template):
+        calls[int(ind)] = min(calls.get(int(ind), 1 << 30), int(depth))
+    for ind in sorted(calls):
+        heads.append(_py_json_defines(ind, calls[ind]))
+    return "".join(heads) + template
+
+
 # -- the data on both sides ------------------------------------------------------------------------
 
 def sorted_any(v):
@@ -131,7 +192,14 @@ def _go_prop(p: dict) -> dict:
                          "Enum": _slice(p.get("enum")),
                          "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items())
                          if p.get("properties") else None,
-                         "Required": _slice(p.get("required"))}, _prop_view(p))
+                         "Required": _slice(p.get("required"))}, _prop_view(p), go_type="api.ToolProperty")
+
+
+def _properties(items) -> GoJSONMap:
+    """A tool's properties as Ollama's ``templateProperties`` (a named map type)."""
+    m = GoJSONMap(items)
+    m.go_type = "template.templateProperties"
+    return m
 
 
 def go_tools(tools: Optional[list]) -> Optional[list]:
@@ -149,11 +217,12 @@ def go_tools(tools: Optional[list]) -> Optional[list]:
         parameters = GoJSONStruct({"Type": params.get("type", ""), "Defs": go_any(params.get("$defs")),
                                    "Items": go_any(params.get("items")), "Required": _slice(params.get("required")),
                                    "Properties": None if props is None else
-                                   GoJSONMap((k, _go_prop(v)) for k, v in props.items())}, pv)
+                                   _properties((k, _go_prop(v)) for k, v in props.items())}, pv,
+                                  go_type="template.templateToolFunctionParameters")
         function = GoJSONStruct({"Name": fn.get("name", ""), "Description": fn.get("description", ""),
-                                 "Parameters": parameters}, view["function"])
+                                 "Parameters": parameters}, view["function"], go_type="template.templateToolFunction")
         out.append(GoJSONStruct({"Type": tool.get("type", "function"), "Items": go_any(tool.get("items")),
-                                 "Function": function}, view, stringer=True))
+                                 "Function": function}, view, stringer=True, go_type="template.templateTool"))
     return out
 
 
@@ -199,13 +268,8 @@ class _Printer:
                 f'{self.nl(depth + 1)}{val(e)}{{{{ end }}}}{self.nl(depth)}]')
 
     def any(self, expr: str, depth: int) -> str:
-        """A value typed ``any``: a JSON object is printed one level deep as Python prints it."""
-        k, v, s = self.var("k"), self.var("v"), self.var("s")
-        first = self.nl(depth + 1)
-        return (f'{{{{ if eq (printf "%T" {expr}) "map[string]interface {{}}" }}}}{{{{ "{{" }}}}'
-                f'{{{{ {s} := "" }}}}{{{{ range {k}, {v} := {expr} }}}}{{{{ if {s} }}}}{self.item_sep}{{{{ end }}}}'
-                f'{{{{ {s} = "," }}}}{first}{q(k)}: {val(v)}{{{{ end }}}}'
-                f'{{{{ if {s} }}}}{self.nl(depth)}{{{{ end }}}}{{{{ "}}" }}}}{{{{ else }}}}{{{{ json {expr} }}}}{{{{ end }}}}')
+        """A value typed ``any`` (a JSON value), as Python prints it, ``depth`` levels deep."""
+        return py_json(expr, self.indent, depth)
 
     def obj(self, fields: list[tuple[str, str, Optional[str]]], depth: int) -> str:
         """An object whose fields are (key, value text, condition or None: always written). The first
@@ -371,12 +435,13 @@ def _name_list(one: str, two: str) -> list[str]:
 
 def args_snippet(var: str, indent: Optional[int]) -> str:
     """Go template text printing the arguments map in ``var`` as ``json.dumps(args, indent=indent)``
-    (values one level deep in Python's form)."""
+    (values as Python writes them, :data:`PY_JSON_DEPTH` levels deep)."""
     sep = ", " if indent is None else ","
     nl = "" if indent is None else "\n" + " " * indent
     end = "" if indent is None else "\n"
+    value = py_json("$av", indent, 1)
     return (f'{{{{ "{{" }}}}{{{{ $as := "" }}}}{{{{ range $ak, $av := {var} }}}}{{{{ if $as }}}}{sep}{{{{ end }}}}'
-            f'{{{{ $as = "," }}}}{nl}{q("$ak")}: {val("$av")}{{{{ end }}}}'
+            f'{{{{ $as = "," }}}}{nl}{q("$ak")}: {value}{{{{ end }}}}'
             f'{{{{ if $as }}}}{end}{{{{ end }}}}{{{{ "}}" }}}}')
 
 
@@ -511,10 +576,7 @@ def _pair_value(spec: dict) -> str:
     string = {'"': q("$av"), "'": "'{{ $av }}'"}.get(qt, "{{ $av }}")
     other = "{{ json $av }}"
     if spec.get("object") == json.dumps(VALUE_PROBE, ensure_ascii=False):
-        p = _Printer(None)
-        lst = p.strings("$av", 0)
-        other = (f'{{{{ if eq (printf "%T" $av) "[]interface {{}}" }}}}{lst}{{{{ else }}}}{p.any("$av", 0)}'
-                 f'{{{{ end }}}}')
+        other = py_json("$av")
     return (f'{{{{ if eq (printf "%T" $av) "string" }}}}{string}'
             f'{{{{ else if eq (printf "%T" $av) "bool" }}}}{{{{ if $av }}}}{true}{{{{ else }}}}{false}{{{{ end }}}}'
             f'{{{{ else if eq (printf "%T" $av) "<nil>" }}}}{none}{{{{ else }}}}{other}{{{{ end }}}}')

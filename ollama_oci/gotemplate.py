@@ -230,6 +230,17 @@ class _LoopJump(Exception):
 
 
 @dataclass
+class TemplateCall(Node):
+    """``{{ template "name" pipeline }}`` (and the call a ``{{ block }}`` makes): runs the body that
+    ``{{ define "name" }}`` gave, with the pipeline's value as the dot and ``$`` (Go allows it to
+    call itself: derived templates write nested JSON values so). ``defs`` is the parse's table of
+    definitions, filled by the end of the parse."""
+    name: str
+    pipe: Optional[Pipe]
+    defs: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
 class Range(Node):
     pipe: Pipe
     body: list[Node]
@@ -252,6 +263,7 @@ class _Parser:
         self.items = self._split(text)
         self.pos = 0
         self.vars = ["$"]   # variables in scope, as Go's parser keeps them (popped at a control's end)
+        self.defs: dict[str, list[Node]] = {}   # {{ define }} bodies by name
 
     @staticmethod
     def _split(text: str) -> list[tuple[str, Any, int]]:
@@ -361,6 +373,9 @@ class _Parser:
             elif word in ("range", "with"):
                 nodes.append(self._control(word, toks[1:], line))
             elif word in ("define", "block", "template"):
+                if word == "define" and stops:
+                    # Go takes a definition only at the top level, outside any action's body
+                    raise TemplateError(f"template: :{line}: unexpected <define> in command")
                 if len(toks) < 2 or toks[1][0] not in ("str", "raw"):
                     got = toks[1][1] if len(toks) > 1 else "}}"
                     raise TemplateError(f'template: :{line}: unexpected "{got}" in {word} clause')
@@ -369,17 +384,20 @@ class _Parser:
                 if word == "template" and len(toks) == 2:
                     # Go parses it; Ollama's template.Parse refuses it (template.Identifiers)
                     raise TemplateError("undefined template specified")
-                if len(toks) > 2:
-                    self._pipe(toks[2:], line, context=word)
+                name = _go_unquote(toks[1][1], line) if toks[1][0] == "str" else toks[1][1][1:-1]
+                call_pipe = self._pipe(toks[2:], line, context=word) if len(toks) > 2 else None
                 if word != "template":
                     outer, self.vars = self.vars, ["$"]   # a template body has its own variables
                     depth, self.range_depth = self.range_depth, 0
                     try:
-                        _, stop = self._list(("end",))
+                        body, stop = self._list(("end",))
                     finally:
                         self.vars, self.range_depth = outer, depth
                     if stop is None:
                         raise TemplateError(f"template: :{line}: unexpected EOF")
+                    self.defs[name] = body
+                if word != "define":
+                    nodes.append(TemplateCall(name, call_pipe, self.defs))
             else:
                 nodes.append(Action(self._pipe(toks, line, allow_decl=True)))
         return nodes, None
@@ -551,7 +569,10 @@ def _fields_used(nodes: list[Node], top: bool = True) -> set[str]:
 
     def walk(ns: list[Node], dot_is_top: bool) -> None:
         for n in ns:
-            if isinstance(n, Action):
+            if isinstance(n, TemplateCall):
+                if n.pipe is not None:
+                    pipe_fields(n.pipe, dot_is_top)
+            elif isinstance(n, Action):
                 pipe_fields(n.pipe, dot_is_top)
             elif isinstance(n, If):
                 for cond, body in n.branches:
@@ -663,6 +684,9 @@ class GoJSONMap(GoMap):
     """A Go map whose ``String`` method writes its JSON (Ollama's ``templateArgs`` and
     ``templateProperties``): ``{{ .Function.Arguments }}`` prints ``{"city":"Paris"}``."""
 
+    #: what ``printf "%T"`` names it: Ollama's named map types (the properties' is set by their builder)
+    go_type = "template.templateArgs"
+
     def go_string(self) -> str:
         return dumps(self, newline=False).decode("utf-8")
 
@@ -673,10 +697,11 @@ class GoJSONStruct(dict):
     ``String`` method where it has one (Ollama's ``templateTool``: the JSON) or as Go prints a
     struct (``{v1 v2 ...}``)."""
 
-    def __init__(self, fields: dict, json_form: Any, stringer: bool = False):
+    def __init__(self, fields: dict, json_form: Any, stringer: bool = False, go_type: str = ""):
         super().__init__(fields)
         self.json_form = json_form
         self.stringer = stringer
+        self.go_type = go_type       # what printf "%T" names it
 
     def go_json(self) -> Any:
         return self.json_form
@@ -728,6 +753,8 @@ def _go_type(v: Any) -> str:
     ``map[string]interface {}``, ``[]interface {}``, ``float64``, ``string``, ``bool``."""
     if v is None:
         return "<nil>"
+    if isinstance(v, GoJSONMap) or (isinstance(v, GoJSONStruct) and v.go_type):
+        return v.go_type
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, (int, float)):
@@ -893,6 +920,7 @@ class _Renderer:
     def __init__(self, data: Any):
         self.scope = _Scope(data)
         self.out: list[str] = []
+        self.depth = 0
 
     def operand(self, kind: str, val: Any, dot: Any) -> Any:
         if kind == "lit":
@@ -970,8 +998,26 @@ class _Renderer:
                             break
                     finally:
                         self.scope.vars.pop()
+            elif isinstance(n, TemplateCall):
+                body = n.defs.get(n.name)
+                if body is None:
+                    raise TemplateError(f'template: executing: template "{n.name}" not defined')
+                v = self.pipe(n.pipe, dot) if n.pipe is not None else None
+                if self.depth >= _MAX_TEMPLATE_DEPTH:
+                    raise TemplateError(f"template: exceeded maximum template depth ({_MAX_TEMPLATE_DEPTH})")
+                outer, self.scope.vars = self.scope.vars, [{"$": v}]
+                self.depth += 1
+                try:
+                    self.run(body, v)
+                finally:
+                    self.scope.vars = outer
+                    self.depth -= 1
             elif isinstance(n, (Break, Continue)):
                 raise _LoopJump(n)
+
+
+#: how deep {{ template }} calls may nest here (Go allows 100000; Python's stack would not)
+_MAX_TEMPLATE_DEPTH = 60
 
 
 def render(template: str | list[Node], data: Any) -> str:
@@ -1009,7 +1055,10 @@ def identifiers(nodes: list[Node]) -> set[str]:
 
     def walk(ns: list[Node]) -> None:
         for n in ns:
-            if isinstance(n, Action):
+            if isinstance(n, TemplateCall):
+                if n.pipe is not None:
+                    pipe(n.pipe)
+            elif isinstance(n, Action):
                 pipe(n.pipe)
             elif isinstance(n, If):
                 for cond, body in n.branches:
@@ -1096,6 +1145,9 @@ def _cut_after_response(nodes: list[Node]) -> list[Node]:
                 out.append(Range(n.pipe, walk(n.body), walk(n.otherwise)))
             elif isinstance(n, With):
                 out.append(With(n.pipe, walk(n.body), walk(n.otherwise)))
+            elif isinstance(n, TemplateCall):
+                # Ollama runs the cut tree as a new template: the definitions are not there
+                out.append(TemplateCall(n.name, n.pipe, {}))
             else:
                 out.append(n)
         return out

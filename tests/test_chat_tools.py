@@ -12,7 +12,7 @@ import os
 import pytest
 
 from ollama_oci.chat_template import _DATE_MARK, derive_template, render_jinja
-from ollama_oci.chat_tools import call_view, go_message, go_tools, json_snippet, tool_view
+from ollama_oci.chat_tools import call_view, go_message, go_tools, json_snippet, tool_view, with_py_json
 from ollama_oci.gotemplate import check_ollama_template, go_quote, ollama_execute
 from ollama_oci.template_choice import template_selection
 
@@ -28,15 +28,20 @@ CLOCK = {"type": "function", "function": {"name": "get_time", "description": "Ze
                                           "parameters": {"type": "object", "properties": {}}}}
 BARE = {"type": "function", "function": {"name": "bare", "description": "no parameters at all",
                                          "parameters": {"type": "object"}}}
+#: items that nest: an array of objects with their own properties
+NESTED = {"type": "function", "function": {"name": "batch", "description": "several at once", "parameters": {
+    "type": "object", "properties": {"jobs": {"type": "array", "description": "Jobs", "items": {
+        "type": "object", "properties": {"id": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["id"]}}}}}}
 
 
 @pytest.mark.parametrize("indent", [None, 2, 4])
 @pytest.mark.parametrize("root", ["tool", "function"])
 def test_a_tool_prints_as_pythons_json_dumps_prints_it(indent, root):
     snippet = json_snippet("$t", indent=indent, root=root)
-    template = "{{ range $t := .Tools }}" + snippet + "\n{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}"
+    template = with_py_json("{{ range $t := .Tools }}" + snippet + "\n{{ end }}{{ range .Messages }}{{ .Content }}{{ end }}")
     check_ollama_template(template)
-    for tool in (SEARCH, CLOCK, BARE):
+    for tool in (SEARCH, CLOCK, BARE) + ((NESTED,) if indent is None else ()):
         v = tool_view(tool)
         want = json.dumps(v if root == "tool" else v["function"], indent=indent, ensure_ascii=False) + "\n"
         assert ollama_execute(template, [{"Role": "user", "Content": ""}], tools=go_tools([tool])) == want
@@ -76,6 +81,9 @@ TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_t
           "nemotron3nano_chat_template.jinja2": ("<s>", "<|im_end|>"), "fields-markdown": ("", "<|end|>")}
 CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
 CALL2 = {"function": {"name": "get_time", "arguments": {}}}
+#: arguments of every JSON type: an object holding a list, false, null, a float
+CALL3 = {"function": {"name": "search_docs", "arguments": {"query": "x", "filters": {"kind": "doc", "tags": ["a", 2]},
+                                                            "exact": False, "since": None, "score": 0.5}}}
 U = {"role": "user", "content": "Find docs on auth"}
 CONVERSATIONS = [
     ([U], [SEARCH]),
@@ -90,6 +98,8 @@ CONVERSATIONS = [
      [SEARCH, CLOCK]),
     ([U, {"role": "assistant", "content": "", "tool_calls": [CALL2]}, {"role": "tool", "content": '{"t": 1}'}],
      [CLOCK]),
+    ([U, {"role": "assistant", "content": "", "tool_calls": [CALL3]}, {"role": "tool", "content": "0 hits"}],
+     [SEARCH, NESTED]),
 ]
 
 

@@ -117,6 +117,12 @@ CORPUS = [
     ("{{ range $a, 1 }}{{ end }}", "range can only initialize variables"),
     ("{{ range $i, $m = .Messages }}{{ end }}", None),              # parses; executing it fails
     ("{{ (($x := 1)) }}{{ $x }}", None),                             # a declaration in parentheses
+    # definitions: only at the top (derived templates put theirs there)
+    ('{{ if .X }}{{ define "a" }}x{{ end }}{{ end }}', "unexpected <define> in command"),
+    ('{{ define "a" }}{{ define "b" }}{{ end }}{{ end }}', "unexpected <define> in command"),
+    ('{{ range .Messages }}{{ define "a" }}{{ end }}{{ end }}', "unexpected <define> in command"),
+    ('{{ if .X }}{{ block "a" . }}x{{ end }}{{ end }}', None),         # a block may stand anywhere
+    ('{{ template "nope" . }}', None),                                # an execution error, not a parse one
 ]
 
 
@@ -129,6 +135,20 @@ def test_the_parser_agrees_with_ollamas(text, error):
         with pytest.raises(TemplateError) as ei:
             check_ollama_template(text)
         assert error in str(ei.value)
+
+
+def test_a_defined_template_runs_with_its_argument_and_may_call_itself():
+    """{{ template "name" pipeline }} runs the definition with the pipeline as the dot and $ (what
+    Go does; checked with Ollama's engine): derived templates write nested JSON values so."""
+    from ollama_oci.gojson import GoMap
+    from ollama_oci.gotemplate import TemplateError, render
+    t = ('{{ define "d" }}{{ if eq (printf "%T" .) "[]interface {}" }}[{{ range . }}{{ template "d" . }}{{ end }}]'
+         '{{ else }}{{ . }}{{ $ }}{{ end }}{{ end }}{{ $x := 1 }}{{ template "d" .V }}|{{ block "b" .W }}<{{ . }}>{{ end }}')
+    assert render(t, GoMap(V=[1.0, [2.0, "a"]], W="w")) == "[11[22aa]]|<w>"
+    with pytest.raises(TemplateError, match='template "nope" not defined'):
+        render('{{ template "nope" . }}', {})
+    with pytest.raises(TemplateError, match="maximum template depth"):
+        render('{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}', {})
 
 
 def test_assigning_an_undeclared_variable_parses_but_fails_when_executed():
