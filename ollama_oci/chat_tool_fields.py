@@ -108,7 +108,7 @@ def _suffix(a: str, b: str, limit: int) -> int:
     return n
 
 
-def split_two(one: str, other: str, both: str) -> tuple[str, str, str, str, str]:
+def split_two(one: str, other: str, both: str, what: str = "two tool definitions") -> tuple[str, str, str, str, str]:
     """``one`` and ``other`` write one item each, ``both`` the two in a row: (before, the first
     item's text, between, the second's, after), such that one = before + first + after."""
     p = _prefix(one, other)
@@ -117,7 +117,7 @@ def split_two(one: str, other: str, both: str) -> tuple[str, str, str, str, str]
     x1, x2 = one[p:len(one) - s], other[p:len(other) - s]
     if len(both) < len(head) + len(x1) + len(x2) + len(tail) or not both.startswith(head + x1) \
             or not both.endswith(x2 + tail):
-        raise ToolShapeError("two tool definitions are not written one after the other")
+        raise ToolShapeError(f"{what} are not written one after the other")
     mid = both[len(head) + len(x1):len(both) - len(x2) - len(tail)]
     # mid = (the end the items share) + between + (the start they share). Any split writes the same
     # text; the one taken cuts the items where a reader would (after a tag or at a line break, not
@@ -129,6 +129,8 @@ def split_two(one: str, other: str, both: str) -> tuple[str, str, str, str, str]
     while max_d < min(len(mid), len(tail)) and mid[max_d] == tail[max_d]:
         max_d += 1
     best = None
+    if (max_c + 1) * (max_d + 1) > 40_000:        # a long shared run (hostile or odd text): no scoring
+        max_c, max_d = max(0, max_c - 1), 0
     for c in range(max_c + 1):
         if _unsplit(head, len(head) - c) != len(head) - c:
             continue
@@ -303,7 +305,7 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
             raise ToolShapeError("a tool's fields change text outside its definition")
         units[key] = v[len(pre):len(v) - len(post)]
     # the properties: the text around them, and what one property is
-    lpre, pu1, pjoin, _pu2, lpost = split_two(units["fa_nr"], units["fa_only2_nr"], units["fa2_nr"])
+    lpre, pu1, pjoin, _pu2, lpost = split_two(units["fa_nr"], units["fa_only2_nr"], units["fa2_nr"], "two properties")
     base = {TM["tn1"]: "{{ $tool.Function.Name }}", TM["td1"]: "{{ $tool.Function.Description }}"}
     # a tool without properties: nothing more, or the text around the properties left out too
     empty = u2.replace(TM["tn2"], TM["tn1"]).replace(TM["td2"], TM["td1"])
@@ -353,10 +355,12 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
         go = _fill(nr[:i], base) + req + _fill(nr[i:a_end], base) + props + _fill(nr[b_start:], base)
     else:
         go = _fill(nr[:a_end], base) + props + _fill(nr[b_start:i], base) + req + _fill(nr[i:], base)
-    # every probe tool must come out as the chat template wrote it
-    tools = field_probe_tools()
-    for key, text in units.items():
-        if not check(go, tools[key][0], text):
+    # every probe tool must come out as the chat template wrote it, the two plain ones too
+    from .chat_tools import probe_tools
+    tools = {k: v[0] for k, v in field_probe_tools().items() if v}
+    t1, t2 = probe_tools()
+    for tool, text in [(tools[k], v) for k, v in units.items()] + [(t1, u1), (t2, u2)]:
+        if not check(go, tool, text):
             raise ToolShapeError("tool definitions written field by field do not come out as the chat template "
                                  "writes them")
     return {"text": u1, "join": join, "go": go, "unit2": u2}

@@ -59,7 +59,7 @@ def _py_json_define(name: str, inner: str, indent: Optional[int], depth: int) ->
     nl_in = "" if indent is None else "\n" + " " * (indent * (depth + 1))
     nl_out = "" if indent is None else "\n" + " " * (indent * depth)
     sep = ", " if indent is None else ","
-    empty = (f'{{{{ if not . }}}}{{{{ "{{}}" }}}}{{{{ else }}}}', '{{ end }}') if indent is not None else ("", "")
+    empty = ('{{ if not . }}{{ "{}" }}{{ else }}', "{{ end }}") if indent is not None else ("", "")
     empty_list = ("{{ if not . }}[]{{ else }}", "{{ end }}") if indent is not None else ("", "")
     return (f'{{{{ define "{name}" }}}}{{{{ if eq (printf "%T" .) "map[string]interface {{}}" }}}}{empty[0]}'
             f'{{{{ "{{" }}}}{{{{ $s := "" }}}}{{{{ range $k, $v := . }}}}{{{{ $s }}}}{nl_in}{{{{ printf "%q" $k }}}}: '
