@@ -248,29 +248,33 @@ def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
         return u[len(pre):len(u) - len(post)]
     full = inner("fp_full")
     spans = []
+    # each field may also not be written at all (its variant renders the same): then it is left out
     # enum: two values in fp_full, one in fp_enum1, none in fa_nr
-    i, j = _removed(full, inner("fa_nr"), "a property's enum")
-    seg2 = full[i:j]
-    parts = _between(seg2, F["ev1"], F["ev2"])
-    if parts is None or inner("fp_enum1") != full[:i] + parts[0] + F["ev1"] + parts[2] + full[j:]:
-        raise ToolShapeError("a property's enum is not written as a list")
-    spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
+    if inner("fa_nr") != full:
+        i, j = _removed(full, inner("fa_nr"), "a property's enum")
+        seg2 = full[i:j]
+        parts = _between(seg2, F["ev1"], F["ev2"])
+        if parts is None or inner("fp_enum1") != full[:i] + parts[0] + F["ev1"] + parts[2] + full[j:]:
+            raise ToolShapeError("a property's enum is not written as a list")
+        spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
     # description
-    i, j = _removed(full, inner("fp_nodesc"), "a property's description")
-    spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
-                        f"{{{{ end }}}}"))
+    if inner("fp_nodesc") != full:
+        i, j = _removed(full, inner("fp_nodesc"), "a property's description")
+        spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
+                            f"{{{{ end }}}}"))
     # type: one written as it is, several as a list
-    i, j = _removed(full, inner("fp_notype"), "a property's type")
-    one = full[i:j]
-    types = inner("fp_types")
-    if not types.startswith(full[:i]) or not types.endswith(full[j:]):
-        raise ToolShapeError("a property with several types changes more than its type")
-    parts = _between(types[i:len(types) - (len(full) - j)], F["ty1"], F["ty2"])
-    if parts is None or one.count(F["ty1"]) != 1:
-        raise ToolShapeError("a property's type is not written as it is")
-    single = _fill(one, {F["ty1"]: "{{ index $p.Type 0 }}"})
-    spans.append((i, j, f"{{{{ if $p.Type }}}}{{{{ if eq (len $p.Type) 1 }}}}{single}{{{{ else }}}}"
-                        f"{_list('$p.Type', '$ty', *parts)}{{{{ end }}}}{{{{ end }}}}"))
+    if inner("fp_notype") != full:
+        i, j = _removed(full, inner("fp_notype"), "a property's type")
+        one = full[i:j]
+        types = inner("fp_types")
+        if not types.startswith(full[:i]) or not types.endswith(full[j:]):
+            raise ToolShapeError("a property with several types changes more than its type")
+        parts = _between(types[i:len(types) - (len(full) - j)], F["ty1"], F["ty2"])
+        if parts is None or one.count(F["ty1"]) != 1:
+            raise ToolShapeError("a property's type is not written as it is (in capitals, or chosen among?)")
+        single = _fill(one, {F["ty1"]: "{{ index $p.Type 0 }}"})
+        spans.append((i, j, f"{{{{ if $p.Type }}}}{{{{ if eq (len $p.Type) 1 }}}}{single}{{{{ else }}}}"
+                            f"{_list('$p.Type', '$ty', *parts)}{{{{ end }}}}{{{{ end }}}}"))
     # items (typed any in Ollama): written, if at all, as Python's json.dumps writes them
     with_items = inner("fp_items")
     if with_items != full:
@@ -304,9 +308,13 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
         if not v.startswith(pre) or not v.endswith(post) or len(v) < len(pre) + len(post):
             raise ToolShapeError("a tool's fields change text outside its definition")
         units[key] = v[len(pre):len(v) - len(post)]
+    base = {TM["tn1"]: "{{ $tool.Function.Name }}", TM["td1"]: "{{ $tool.Function.Description }}"}
+    if units["fa2_nr"] == units["fa_nr"]:
+        # properties are not written at all (tools listed by name and description)
+        go = _required(units, units["fa_nr"], len(units["fa_nr"]), len(units["fa_nr"]), "", base)
+        return _checked(go, units, u1, u2, join, check)
     # the properties: the text around them, and what one property is
     lpre, pu1, pjoin, _pu2, lpost = split_two(units["fa_nr"], units["fa_only2_nr"], units["fa2_nr"], "two properties")
-    base = {TM["tn1"]: "{{ $tool.Function.Name }}", TM["td1"]: "{{ $tool.Function.Description }}"}
     # a tool without properties: nothing more, or the text around the properties left out too
     empty = u2.replace(TM["tn2"], TM["tn1"]).replace(TM["td2"], TM["td1"])
     if empty == lpre + lpost:
@@ -330,9 +338,17 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
                      "{{ $ps := false }}" if pjoin else "",
                      f"{{{{ range $pk, $p := $tool.Function.Parameters.Properties }}}}{sep}{prop}{{{{ end }}}}",
                      f"{_fill(w2, base)}{{{{ end }}}}"))
-    # required: a list, in a span of its own before or after the properties
     nr = units["fa_nr"]
-    a_end, b_start = len(lpre), len(nr) - len(lpost)
+    go = _required(units, nr, len(lpre), len(nr) - len(lpost), props, base)
+    return _checked(go, units, u1, u2, join, check)
+
+
+def _required(units: dict, nr: str, a_end: int, b_start: int, props: str, base: dict) -> str:
+    """The Go text of one tool: ``nr`` (the tool without ``required``), its properties (``props``,
+    in place of ``nr[a_end:b_start]``) and the required list, a span of its own before or after
+    them, if it is written at all."""
+    if units["fa"] == nr:
+        return _fill(nr[:a_end], base) + props + _fill(nr[b_start:], base)
     starts, n = _starts(units["fa"], nr, "a tool's required list")
     i = b_start if b_start in starts else a_end if a_end in starts else \
         next((x for x in starts if x <= a_end or x >= b_start), None)
@@ -352,10 +368,12 @@ def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str],
     req = (f"{{{{ if $tool.Function.Parameters.Required }}}}"
            f"{_list('$tool.Function.Parameters.Required', '$rq', *parts)}{{{{ end }}}}")
     if i <= a_end:
-        go = _fill(nr[:i], base) + req + _fill(nr[i:a_end], base) + props + _fill(nr[b_start:], base)
-    else:
-        go = _fill(nr[:a_end], base) + props + _fill(nr[b_start:i], base) + req + _fill(nr[i:], base)
-    # every probe tool must come out as the chat template wrote it, the two plain ones too
+        return _fill(nr[:i], base) + req + _fill(nr[i:a_end], base) + props + _fill(nr[b_start:], base)
+    return _fill(nr[:a_end], base) + props + _fill(nr[b_start:i], base) + req + _fill(nr[i:], base)
+
+
+def _checked(go: str, units: dict, u1: str, u2: str, join: str, check) -> dict:
+    """``go`` if every probe tool comes out as the chat template wrote it, the two plain ones too."""
     from .chat_tools import probe_tools
     tools = {k: v[0] for k, v in field_probe_tools().items() if v}
     t1, t2 = probe_tools()

@@ -352,10 +352,12 @@ TOOLS_CHATML = (
     "{% endif %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-#: tools written as prose, not JSON: the derived template carries no tools
+#: tools listed as prose (name and description): derived field by field
 TOOLS_PROSE = TOOLS_CHATML.replace("Tools: {{ tools | tojson }}",
                                    "Tools: {% for t in tools %}{{ t.function.name }} ({{ t.function.description }}) "
                                    "{% endfor %}")
+#: tool names in capitals, which no Ollama template function writes: the derived template carries no tools
+TOOLS_OWN_FORM = TOOLS_PROSE.replace("{{ t.function.name }}", "{{ t.function.name | upper }}")
 
 
 def test_which_template_ollama_will_use_and_template_modes(tmp_path):
@@ -370,7 +372,7 @@ def test_which_template_ollama_will_use_and_template_modes(tmp_path):
     sel = {s["ollama"]: s["source"] for s in doc["template_selection"]}
     assert sel[">=0.30"] == "go_template" and sel["<0.30"] == "go_template", sel
     assert "tool definitions, calls and results are written as the chat template writes them" in cp.stderr
-    gguf = _gguf_with_template(tmp_path / "tools.gguf", TOOLS_PROSE)
+    gguf = _gguf_with_template(tmp_path / "tools.gguf", TOOLS_OWN_FORM)
     cp = run_cli("pack", gguf, "--name", "tools:auto", "--models-dir", models, "--json", check=0)
     doc = json.loads(cp.stdout)
     assert "template" in [x["kind"] for x in doc["layers"]]

@@ -156,6 +156,18 @@ def test_ollama_030_keeps_a_derived_template_with_tools():
     assert "tools: yes" in sel[-1]["why"]
 
 
+def test_tools_listed_by_name_and_description_only_derive_too():
+    """A template that writes each tool's name and description and nothing of its parameters (a
+    field the probes never see written is left out) derives with tools, and renders as the Jinja."""
+    from test_chat_template import TOOLS_PROSE
+    d = derive_template(TOOLS_PROSE, eos_token="<|im_end|>")
+    assert d.tools and d.tools_error is None
+    assert ".Parameters" not in d.template and "{{ $tool.Function.Name }} ({{ $tool.Function.Description }})" \
+        in d.template
+    for got, want in _renderings(d, TOOLS_PROSE, CONVERSATIONS, "", "<|im_end|>"):
+        assert got == want
+
+
 @pytest.mark.parametrize("name, why", [("gemma4_31b_chat_template.jinja2", "not written as JSON"),
                                        ("gemma4_e2b_chat_template.jinja2", "nor field by field")])
 def test_tools_in_a_form_of_their_own_are_left_out_with_the_reason(name, why):
