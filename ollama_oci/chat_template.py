@@ -766,7 +766,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                        plain: dict, string_args: bool):
     """``plain``: the parts of the conversation without tools (``_solve``'s, as derived and checked)."""
     from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions,
-                             json_snippet, probe_calls, probe_tools, tool_view)
+                             json_snippet, probe_calls, probe_tools, tool_view, with_py_json)
     from .gotemplate import check_ollama_template
     t1, t2 = probe_tools()
     tv = [tool_view(t1)]
@@ -871,7 +871,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         head, tail = t2r[:ia], t2r[ia + len(_M["a1"]):]
         if not tail.startswith(p["a_post"]):
             raise ToolShapeError("an assistant turn ends differently with tools")
-        a_post = p["a_post"]        # what closes a turn that calls: the plain turn's closer, or
+        a_post = p["a_post"]   # what closes a turn that calls: the plain turn's closer (none if written whole)
         probed = [k for k in ("k1", "k2", "k0", "kk", "kc", "kb", "kn", "km") if k in marked]
         whole = not all(marked[k].startswith(head) and marked[k].endswith(tail) for k in probed)
         if whole:
@@ -969,12 +969,11 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
         f'{defs.get("go") or json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
     go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
-    from .chat_tools import with_py_json
     for n, between in enumerate((defs or {}).get("names") or []):
         go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
                                                 f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
-    # the definition nested values are written with goes at the top of the whole template (Go takes
-    # a {{ define }} nowhere else): derive_template puts it there
+    # the definitions that write nested JSON values go at the top of the whole template (Go takes a
+    # {{ define }} nowhere else): derive_template puts them there
     nodes = check_ollama_template(with_py_json(go))
     agreed = 0
     for (msgs, tools), want in zip(checks, wants):

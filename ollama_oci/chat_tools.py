@@ -47,9 +47,9 @@ def val(expr: str) -> str:
 #: arrays are slices, numbers float64) as Python's ``json.dumps`` writes it: compact (", " and ": ")
 #: at any depth, the template calling itself; indented, one template per depth (a template cannot
 #: carry a number), :data:`PY_JSON_DEPTH` levels below the shallowest call, deeper values in Go's
-#: compact form. Keys in order,
-#: strings as :func:`q` writes them. A derived template that uses :func:`py_json` starts with the
-#: definitions it calls (:func:`with_py_json`; Go takes a ``{{ define }}`` only at the top).
+#: compact form. Keys in order, strings as :func:`q` writes them. A derived template that uses
+#: :func:`py_json` starts with the definitions it calls (:func:`with_py_json`; Go takes a
+#: ``{{ define }}`` only at the top).
 PY_JSON = "python-json"
 PY_JSON_DEPTH = 12
 
