@@ -151,7 +151,7 @@ def _good(text: str, x: int) -> int:
     if x <= 0 or x >= len(text):
         return 1
     a, b = text[x - 1], text[x]
-    return int(a.isspace() or b.isspace() or a in ">]})," or b in "<[{(")
+    return int(a.isspace() or b.isspace() or a in ">]}),;:" or b in "<[{()")
 
 
 def _starts(full: str, less: str, what: str) -> tuple[list[int], int]:
@@ -175,12 +175,14 @@ def _starts(full: str, less: str, what: str) -> tuple[list[int], int]:
     return out, n
 
 
-def _removed(full: str, less: str, what: str) -> tuple[int, int]:
-    """The span of ``full`` that ``less`` lacks: where more than one would do, the leftmost of those
-    cut where a reader would (:func:`_good`), else the leftmost (the same choice for every field keeps
-    the spans of neighbouring fields apart)."""
+def _removed(full: str, less: str, what: str, taken: list = ()) -> tuple[int, int]:
+    """The span of ``full`` that ``less`` lacks: where more than one would do, one that does not
+    overlap the spans ``taken`` by other fields, cut where a reader would (:func:`_good`) at both
+    ends, else at one, the leftmost of those (the same choice for every field keeps the spans of
+    neighbouring fields apart)."""
     starts, n = _starts(full, less, what)
-    i = next((x for x in starts if _good(full, x) and _good(full, x + n)), starts[0])
+    free = [x for x in starts if not any(x < b and a < x + n for a, b, *_ in taken)] or starts
+    i = max(free, key=lambda x: (_good(full, x) + _good(full, x + n), -x))
     return i, i + n
 
 
@@ -259,12 +261,12 @@ def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
         spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
     # description
     if inner("fp_nodesc") != full:
-        i, j = _removed(full, inner("fp_nodesc"), "a property's description")
+        i, j = _removed(full, inner("fp_nodesc"), "a property's description", spans)
         spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
                             f"{{{{ end }}}}"))
     # type: one written as it is, several as a list
     if inner("fp_notype") != full:
-        i, j = _removed(full, inner("fp_notype"), "a property's type")
+        i, j = _removed(full, inner("fp_notype"), "a property's type", spans)
         one = full[i:j]
         types = inner("fp_types")
         if not types.startswith(full[:i]) or not types.endswith(full[j:]):
