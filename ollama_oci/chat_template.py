@@ -227,10 +227,9 @@ def _msg(role: str, key: str) -> dict:
 
 
 def _go_lit(s: str) -> str:
-    """Literal text for a Go template (a "{{" in it must not start an action)."""
-    if "{{" not in s:
-        return s
-    return '{{ "{{" }}'.join(s.split("{{"))
+    """Literal text for a Go template (:func:`gotemplate.go_lit`)."""
+    from .gotemplate import go_lit
+    return go_lit(s)
 
 
 def _cut(text, marker):

@@ -39,6 +39,7 @@ import re
 from typing import Callable, Optional
 
 from .chat_tools import TM, ToolShapeError, go_tools, py_json, val, with_py_json
+from .gotemplate import go_lit as _go_lit
 
 __all__ = ["FIELD_MARKS", "field_probe_tools", "learn_field_definitions"]
 
@@ -197,7 +198,7 @@ def _between(text: str, a: str, b: str) -> Optional[tuple[str, str, str]]:
 def _lit(s: str) -> str:
     if _MARK.search(s):
         raise ToolShapeError("a tool's field is written in a form this converter does not know")
-    return s if "{{" not in s else '{{ "{{" }}'.join(s.split("{{"))
+    return _go_lit(s)
 
 
 def _list(expr: str, var: str, head: str, mid: str, tail: str) -> str:
@@ -242,56 +243,91 @@ def _with_spans(text: str, spans: list[tuple[int, int, str]], fields: dict[str, 
 # -- learning -----------------------------------------------------------------------------------------
 
 def _prop_go(units: dict[str, str], pre: str, post: str) -> str:
-    """Go text of one property (``$pk``, ``$p``) from the units of the single-property probes."""
+    """Go text of one property (``$pk``, ``$p``) from the units of the single-property probes: each
+    optional field a span of its own, or (where their spans would share text) fields written one
+    after the other with one separator between those present (``{type: X, enum: Y}``)."""
     def inner(key):
         u = units[key]
         if not u.startswith(pre) or not u.endswith(post) or len(u) < len(pre) + len(post):
             raise ToolShapeError("a property's fields change more than the property's own text")
         return u[len(pre):len(u) - len(post)]
     full = inner("fp_full")
-    spans = []
-    # each field may also not be written at all (its variant renders the same): then it is left out
-    # enum: two values in fp_full, one in fp_enum1, none in fa_nr
-    if inner("fa_nr") != full:
-        i, j = _removed(full, inner("fa_nr"), "a property's enum")
-        seg2 = full[i:j]
-        parts = _between(seg2, F["ev1"], F["ev2"])
+
+    def enum_go(i: int, j: int) -> str:        # two values in fp_full, one in fp_enum1
+        parts = _between(full[i:j], F["ev1"], F["ev2"])
         if parts is None or inner("fp_enum1") != full[:i] + parts[0] + F["ev1"] + parts[2] + full[j:]:
             raise ToolShapeError("a property's enum is not written as a list")
-        spans.append((i, j, f"{{{{ if $p.Enum }}}}{_list('$p.Enum', '$ev', *parts)}{{{{ end }}}}"))
-    # description
-    if inner("fp_nodesc") != full:
-        i, j = _removed(full, inner("fp_nodesc"), "a property's description", spans)
-        spans.append((i, j, f"{{{{ if $p.Description }}}}{_fill(full[i:j], {TM['tpd1']: '{{ $p.Description }}'})}"
-                            f"{{{{ end }}}}"))
-    # type: one written as it is, several as a list
-    if inner("fp_notype") != full:
-        i, j = _removed(full, inner("fp_notype"), "a property's type", spans)
-        one = full[i:j]
-        types = inner("fp_types")
+        return _list("$p.Enum", "$ev", *parts)
+
+    def desc_go(i: int, j: int) -> str:
+        return _fill(full[i:j], {TM["tpd1"]: "{{ $p.Description }}"})
+
+    def type_go(i: int, j: int) -> str:         # one written as it is, several as a list
+        one, types = full[i:j], inner("fp_types")
         if not types.startswith(full[:i]) or not types.endswith(full[j:]):
             raise ToolShapeError("a property with several types changes more than its type")
         parts = _between(types[i:len(types) - (len(full) - j)], F["ty1"], F["ty2"])
         if parts is None or one.count(F["ty1"]) != 1:
             raise ToolShapeError("a property's type is not written as it is (in capitals, or chosen among?)")
-        single = _fill(one, {F["ty1"]: "{{ index $p.Type 0 }}"})
-        spans.append((i, j, f"{{{{ if $p.Type }}}}{{{{ if eq (len $p.Type) 1 }}}}{single}{{{{ else }}}}"
-                            f"{_list('$p.Type', '$ty', *parts)}{{{{ end }}}}{{{{ end }}}}"))
-    # items (typed any in Ollama): written, if at all, as Python's json.dumps writes them
+        return (f"{{{{ if eq (len $p.Type) 1 }}}}{_fill(one, {F['ty1']: '{{ index $p.Type 0 }}'})}{{{{ else }}}}"
+                f"{_list('$p.Type', '$ty', *parts)}{{{{ end }}}}")
+    # the fields written (a field whose variant renders the same is not written at all)
+    fields = [(name, cond, inner(variant), make, mark) for name, cond, variant, make, mark in (
+        ("enum", "$p.Enum", "fa_nr", enum_go, F["ev1"]),
+        ("description", "$p.Description", "fp_nodesc", desc_go, TM["tpd1"]),
+        ("type", "$p.Type", "fp_notype", type_go, F["ty1"])) if inner(variant) != full]
     with_items = inner("fp_items")
-    if with_items != full:
-        starts, n = _starts(with_items, full, "a property's items")
-        at = [x for x in starts if not any(a < x < b for a, b, _ in spans)]
-        at = [x for x in at if _good(with_items, x) and _good(with_items, x + n)] or at
-        if not at:
-            raise ToolShapeError("a property's items are written inside another of its fields")
-        seg = with_items[at[0]:at[0] + n]
-        parts = seg.split(json.dumps(ITEMS_PROBE, ensure_ascii=False))
-        if len(parts) != 2:
-            raise ToolShapeError("a property's items are not written as JSON")
-        spans.append((at[0], at[0], f"{{{{ if $p.Items }}}}{_fill(parts[0], {})}{py_json('$p.Items')}"
-                                    f"{_fill(parts[1], {})}{{{{ end }}}}"))
-    return _with_spans(full, spans, {TM["tp1"]: "{{ $pk }}"})
+    try:
+        spans: list = []
+        for name, cond, less, make, _mark in fields:
+            i, j = _removed(full, less, f"a property's {name}", spans)
+            spans.append((i, j, f"{{{{ if {cond} }}}}{make(i, j)}{{{{ end }}}}"))
+        # items (typed any in Ollama): written, if at all, as Python's json.dumps writes them
+        if with_items != full:
+            starts, n = _starts(with_items, full, "a property's items")
+            at = [x for x in starts if not any(a < x < b for a, b, _ in spans)]
+            at = [x for x in at if _good(with_items, x) and _good(with_items, x + n)] or at
+            if not at:
+                raise ToolShapeError("a property's items are written inside another of its fields")
+            seg = with_items[at[0]:at[0] + n]
+            parts = seg.split(json.dumps(ITEMS_PROBE, ensure_ascii=False))
+            if len(parts) != 2:
+                raise ToolShapeError("a property's items are not written as JSON")
+            spans.append((at[0], at[0], f"{{{{ if $p.Items }}}}{_fill(parts[0], {})}{py_json('$p.Items')}"
+                                        f"{_fill(parts[1], {})}{{{{ end }}}}"))
+        return _with_spans(full, spans, {TM["tp1"]: "{{ $pk }}"})
+    except ToolShapeError as e:
+        if "overlapping" not in str(e) or len(fields) < 2 or with_items != full:
+            raise
+    # one separator between the fields present: the first field's text ends with it, the last's
+    # starts with it, and between any two fields there is nothing else
+    fields.sort(key=lambda f: full.find(f[4]))
+    cands = [_starts(full, f[2], f"a property's {f[0]}") for f in fields]
+    for sa in cands[0][0]:
+        span_a = full[sa:sa + cands[0][1]]
+        for sz in cands[-1][0]:
+            span_z = full[sz:sz + cands[-1][1]]
+            for k in range(min(len(span_a), len(span_z)) - 1, 0, -1):
+                sep = span_a[len(span_a) - k:]
+                if not span_z.startswith(sep) or _MARK.search(sep):
+                    continue
+                cores = [(sa, sa + len(span_a) - k)]
+                for (starts, n) in cands[1:-1]:
+                    core = next(((x + k, x + n) if full[x:x + n].startswith(sep) else (x, x + n - k)
+                                 for x in starts if full[x:x + n].startswith(sep) or full[x:x + n].endswith(sep)),
+                                None)
+                    if core is None:
+                        break
+                    cores.append(core)
+                else:
+                    cores.append((sz + k, sz + len(span_z)))
+                    if all(full[cores[m][1]:cores[m + 1][0]] == sep for m in range(len(cores) - 1)):
+                        body = "".join(f"{{{{ if {f[1]} }}}}{{{{ if $fs }}}}{_lit(sep)}{{{{ end }}}}{{{{ $fs = true }}}}"
+                                       f"{f[3](i, j)}{{{{ end }}}}" for f, (i, j) in zip(fields, cores))
+                        names = {TM["tp1"]: "{{ $pk }}"}
+                        return (_fill(full[:cores[0][0]], names) + "{{ $fs := false }}" + body
+                                + _fill(full[cores[-1][1]:], names))
+    raise ToolShapeError("a property's fields are written in a form this converter does not know")
 
 
 def learn_field_definitions(r: dict[str, str], check: Callable[[str, dict, str], bool]) -> dict:

@@ -770,6 +770,15 @@ def _go_type(v: Any) -> str:
     return type(v).__name__
 
 
+def go_lit(s: str) -> str:
+    """Literal text for a Go template: a "{{" in it must not start an action, and a "{" at its end
+    must not run into the action that may follow ("{{{" is Go's "unexpected '{' in command")."""
+    if "{" not in s:
+        return s
+    out = '{{ "{{" }}'.join(s.split("{{"))
+    return out[:-1] + '{{ "{" }}' if out.endswith("{") and not out.endswith('{{ "{{" }}') else out
+
+
 def go_quote(s: str) -> str:
     r"""Go's ``strconv.Quote`` (``printf "%q"``): printable characters as they are (Go's
     ``unicode.IsPrint``), ``\"`` and ``\\``, C escapes, ``\xNN`` for other ASCII controls and
