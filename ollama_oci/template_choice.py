@@ -139,14 +139,16 @@ def tool_call_tag(template) -> str:
             if isinstance(n, If):
                 cond, body, rest = chain(n, 0)
                 if on_calls(cond):
-                    return body
-                found = find_if(body) or find_if(rest)
-                if found is not None:
-                    return found
+                    return body          # even an empty body: Go's search ends at this if
+                for lst2 in (body, rest):
+                    found = find_if(lst2)
+                    if found is not None:
+                        return found
             elif isinstance(n, (Range, With)):
-                found = find_if(n.body) or find_if(n.otherwise)
-                if found is not None:
-                    return found
+                for lst2 in (n.body, n.otherwise):
+                    found = find_if(lst2)
+                    if found is not None:
+                        return found
         return None
 
     def find_text(lst):

@@ -259,6 +259,7 @@ def test_the_tool_call_tag_is_found_as_ollama_finds_it():
     assert tool_call_tag("{{ if .X }}{{ else if .ToolCalls }}<f>{{ end }}") == "<f>"
     assert tool_call_tag("{{ if and .ToolCalls .Y }}<g>{{ end }}") == "<g>"
     assert tool_call_tag("{{ with .ToolCalls }}<h>{{ end }}{{ if .ToolCalls }}<i>{{ end }}") == "<i>"
+    assert tool_call_tag("{{ if .ToolCalls }}{{ end }}{{ if .ToolCalls }}<x>{{ end }}") == "{"   # the first if counts
     assert tool_call_tag("no calls") == "{"
 
 
