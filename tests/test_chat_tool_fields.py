@@ -1,6 +1,7 @@
 """Tool definitions written field by field (ollama_oci/chat_tool_fields.py), on chat templates
 generated here: tags, separators, field order, which fields are written at all, lists as JSON or
-joined, the required list before or after the properties, properties wrapped or not. Every
+joined, the required list before or after the properties, properties wrapped or not, calls in five
+forms, results with their tool's name. Every
 generated template must either derive with tools and render every tool conversation exactly as its
 Jinja does, or be left without tools with a reason; the shapes markers can show must derive."""
 
@@ -60,10 +61,19 @@ def generated_template(rng: random.Random) -> tuple[str, bool]:
             + _lit(rng.choice(["\n\n", "\n", "", "\n---\n"])) + " }}{%- endif %}"
             + field("name", "t.name") + field("description", "t.description")
             + (req if req_first else "") + props + ("" if req_first else req) + "{%- endfor %}")
-    call = rng.choice([
+    call = rng.choice([             # calls: name/value lines, JSON, Qwen3-Coder's tags (Python's str()),
+        # a Python-like call naming the tool twice, an invoke tag naming it in its closer too
         "{{- '<call>' ~ tc.function.name ~ '\\n' }}{%- for k, v in tc.function.arguments | items %}"
         "{{- k ~ '=' ~ (v if v is string else v | tojson) ~ '\\n' }}{%- endfor %}{{- '</call>' }}",
         "{{- '<tool_call>' ~ ({'name': tc.function.name, 'arguments': tc.function.arguments} | tojson) ~ '</tool_call>' }}",
+        "{{- '<tool_call>\\n<function=' ~ tc.function.name ~ '>\\n' }}{%- for k, v in tc.function.arguments | items %}"
+        "{{- '<parameter=' ~ k ~ '>\\n' ~ (v | tojson if v is mapping or (v is sequence and v is not string) "
+        "else v | string) ~ '\\n</parameter>\\n' }}{%- endfor %}{{- '</function>\\n</tool_call>' }}",
+        "{{- '[' ~ tc.function.name ~ '(' }}{%- for k, v in tc.function.arguments | items %}{{- k ~ '=' ~ (v | tojson) }}"
+        "{%- if not loop.last %}{{- ', ' }}{%- endif %}{%- endfor %}{{- ')] call ' ~ tc.function.name }}",
+        "{{- '<invoke name=\"' ~ tc.function.name ~ '\">' }}{%- for k, v in tc.function.arguments | items %}"
+        "{{- '<arg name=\"' ~ k ~ '\">' ~ (v if v is string else v | tojson) ~ '</arg>' }}{%- endfor %}"
+        "{{- '</invoke name=\"' ~ tc.function.name ~ '\">' }}",
     ])
     src = ("{%- if messages[0].role == 'system' %}{%- set sys = messages[0].content %}{%- set msgs = messages[1:] %}"
            "{%- else %}{%- set sys = '' %}{%- set msgs = messages %}{%- endif %}"
@@ -71,7 +81,7 @@ def generated_template(rng: random.Random) -> tuple[str, bool]:
            + "{%- endif %}{{- '<|end|>\\n' }}{%- endif %}"
            "{%- for m in msgs %}{%- if m.role == 'assistant' %}{{- '<|assistant|>\\n' ~ m.content }}"
            "{%- for tc in m.tool_calls or [] %}" + call + "{%- endfor %}{{- '<|end|>\\n' }}"
-           "{%- elif m.role == 'tool' %}{{- '<|tool|>\\n' ~ m.content ~ '<|end|>\\n' }}"
+           "{%- elif m.role == 'tool' %}{{- '<|tool|>' ~ (m.name or '') ~ '\\n' ~ m.content ~ '<|end|>\\n' }}"
            "{%- else %}{{- '<|' ~ m.role ~ '|>\\n' ~ m.content ~ '<|end|>\\n' }}{%- endif %}{%- endfor %}"
            "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}")
     return src, derivable
