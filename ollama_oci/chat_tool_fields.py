@@ -25,11 +25,14 @@ Go template for one tool is built over Ollama's ``.Tools`` (``$tool.Function.Nam
 * a list (``required``, ``enum``, several types) is written with a ``range``, items in JSON quotes
   as Python's ``json.dumps`` writes them (``printf "%q"``) or bare.
 
+Fields a variant does not change are not written; fields whose texts would share a separator are
+written one after the other with the separator between those present (``{type: X, enum: Y}``).
 The result is checked on every probe tool, rendered by this project's Go renderer, before it is
 used, and then, with the rest of the derived template, on the conversations with real tools
-(``chat_template._tool_checks``). What cannot be seen through markers is not derived: a template
-that trims a description, or compares a type with ``"string"``, renders the checks differently and
-is left without tools, with the reason.
+(``chat_template._tool_checks``). What markers cannot show is not derived: a template that compares
+a type with ``"string"`` or writes it in capitals (Gemma 4) fails the probes and is left without
+tools, with the reason. A description the template trims is written as it is: it differs only for
+a description with spaces at its ends (the whitespace case of per-message ``trim``).
 """
 
 from __future__ import annotations
