@@ -41,7 +41,7 @@ import json
 import re
 from typing import Callable, Optional
 
-from .chat_tools import TM, ToolShapeError, go_tools, py_json, val, with_py_json
+from .chat_tools import TM, ToolShapeError, _once, go_tools, py_json, val, with_py_json
 from .gotemplate import go_lit as _go_lit
 
 __all__ = ["FIELD_MARKS", "field_probe_tools", "learn_field_definitions"]
@@ -93,19 +93,29 @@ def _unsplit(text: str, n: int) -> int:
     return n
 
 
-def _prefix(a: str, b: str) -> int:
-    n = 0
-    limit = min(len(a), len(b))
+def _head(a: str, b: str, limit: Optional[int] = None) -> int:
+    """How many characters ``a`` and ``b`` start with alike (at most ``limit``)."""
+    n, limit = 0, min(len(a), len(b), len(a) if limit is None else limit)
     while n < limit and a[n] == b[n]:
         n += 1
+    return n
+
+
+def _tail(a: str, b: str, limit: Optional[int] = None) -> int:
+    """How many characters ``a`` and ``b`` end with alike (at most ``limit``)."""
+    n, limit = 0, min(len(a), len(b), len(a) if limit is None else limit)
+    while n < limit and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
+        n += 1
+    return n
+
+
+def _prefix(a: str, b: str) -> int:
+    n = _head(a, b)
     return min(_unsplit(a, n), _unsplit(b, n))
 
 
 def _suffix(a: str, b: str, limit: int) -> int:
-    n = 0
-    limit = min(limit, len(a), len(b))
-    while n < limit and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
-        n += 1
+    n = _tail(a, b, limit)
     # not from inside a marker: the cut is at len - n
     while n and (_unsplit(a, len(a) - n) != len(a) - n or _unsplit(b, len(b) - n) != len(b) - n):
         n -= 1
@@ -126,12 +136,7 @@ def split_two(one: str, other: str, both: str, what: str = "two tool definitions
     # mid = (the end the items share) + between + (the start they share). Any split writes the same
     # text; the one taken cuts the items where a reader would (after a tag or at a line break, not
     # inside a word), then leaves as little as can be between them
-    max_c = 0
-    while max_c < min(len(mid), len(head)) and mid[len(mid) - 1 - max_c] == head[len(head) - 1 - max_c]:
-        max_c += 1
-    max_d = 0
-    while max_d < min(len(mid), len(tail)) and mid[max_d] == tail[max_d]:
-        max_d += 1
+    max_c, max_d = _tail(mid, head), _head(mid, tail)
     best = None
     if (max_c + 1) * (max_d + 1) > 40_000:        # a long shared run (hostile or odd text): no scoring
         max_c, max_d = max(0, max_c - 1), 0
@@ -166,12 +171,7 @@ def _starts(full: str, less: str, what: str) -> tuple[list[int], int]:
     if n <= 0:
         raise ToolShapeError(f"{what} is not written on its own (fields chosen by a property's type, or written "
                              "in a notation of their own?)")
-    p = 0
-    while p < len(less) and full[p] == less[p]:
-        p += 1
-    s = 0
-    while s < len(less) and full[len(full) - 1 - s] == less[len(less) - 1 - s]:
-        s += 1
+    p, s = _head(full, less), _tail(full, less)
     out = [x for x in range(max(0, len(less) - s), p + 1)
            if _unsplit(full, x) == x and _unsplit(full, x + n) == x + n]
     if not out:
@@ -192,8 +192,8 @@ def _removed(full: str, less: str, what: str, taken: list = ()) -> tuple[int, in
 
 def _between(text: str, a: str, b: str) -> Optional[tuple[str, str, str]]:
     """text = head + a + mid + b + tail, each marker once: (head, mid, tail)."""
-    i, j = text.find(a), text.find(b)
-    if i < 0 or j < i + len(a) or text.find(a, i + 1) >= 0 or text.find(b, j + 1) >= 0:
+    i, j = _once(text, a), _once(text, b)
+    if i < 0 or j < i + len(a):
         return None
     return text[:i], text[i + len(a):j], text[j + len(b):]
 
