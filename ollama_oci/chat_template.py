@@ -992,10 +992,9 @@ def _field_definitions(src: str, rt: dict, bos: str, eos: str, timeout: float, v
     """Tool definitions written field by field (Qwen3-Coder's tags): learned from more probes
     (:mod:`ollama_oci.chat_tool_fields`); ``not_json`` is the reason given when that fails too."""
     from .chat_tool_fields import field_probe_tools, learn_field_definitions, tool_check
-    from .chat_tools import ToolShapeError, probe_tools, tool_view
+    from .chat_tools import ToolShapeError, tool_view
     from .gotemplate import render
     lists = field_probe_tools()
-    lists["b"] = [probe_tools()[1]]
     out = render_jinja(src, [([_msg("user", "u1")], False, [tool_view(t) for t in v]) for v in lists.values()],
                        bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
     r = {"g0": rt["g0"], "tt": rt["tt"]}

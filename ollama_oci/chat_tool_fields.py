@@ -41,7 +41,7 @@ import json
 import re
 from typing import Callable, Optional
 
-from .chat_tools import TM, ToolShapeError, _once, go_tools, py_json, val, with_py_json
+from .chat_tools import TM, ToolShapeError, _once, go_tools, probe_tools, py_json, val, with_py_json
 from .gotemplate import go_lit as _go_lit
 
 __all__ = ["FIELD_MARKS", "field_probe_tools", "learn_field_definitions"]
@@ -68,7 +68,7 @@ def field_probe_tools() -> dict[str, list]:
     p2 = {"type": F["ty2"], "description": F["tpd2"]}
     enum2 = [F["ev1"], F["ev2"]]
     return {
-        "b": None,   # the second tool of chat_tools.probe_tools alone: filled in by the caller
+        "b": [probe_tools()[1]],     # the second plain probe tool alone
         "fa": [_tool({TM["tp1"]: p1}, [TM["tp1"]])],
         "fa_nr": [_tool({TM["tp1"]: p1})],
         "fa2": [_tool({TM["tp1"]: p1, F["tp2"]: p2}, [TM["tp1"], F["tp2"]])],
@@ -415,8 +415,7 @@ def _required(units: dict, nr: str, a_end: int, b_start: int, props: str, base: 
 
 def _checked(go: str, units: dict, u1: str, u2: str, join: str, check) -> dict:
     """``go`` if every probe tool comes out as the chat template wrote it, the two plain ones too."""
-    from .chat_tools import probe_tools
-    tools = {k: v[0] for k, v in field_probe_tools().items() if v}
+    tools = {k: v[0] for k, v in field_probe_tools().items()}
     t1, t2 = probe_tools()
     for tool, text in [(tools[k], v) for k, v in units.items()] + [(t1, u1), (t2, u2)]:
         if not check(go, tool, text):
