@@ -28,7 +28,7 @@ import re
 from typing import Optional
 
 from .gojson import GoMap
-from .gotemplate import GoJSONList, GoJSONMap, GoJSONStruct, GoNilSlice, PropertyType, go_quote
+from .gotemplate import GoJSONList, GoJSONMap, GoJSONStruct, GoNilSlice, PropertyType, ToolPropertiesMap, go_quote
 
 __all__ = ["tool_view", "go_tools", "go_message", "json_snippet", "call_view"]
 
@@ -179,8 +179,11 @@ def call_view(call: dict, string_args: bool = False) -> dict:
     or (``string_args``, for templates that splice them in as text) that map's JSON string."""
     fn = call.get("function") or {}
     args = sorted_any(fn.get("arguments") or {})      # nested objects too: Go maps, written in key order
-    return {"type": "function", "function": {"name": fn.get("name", ""),
-                                             "arguments": json.dumps(args, ensure_ascii=False) if string_args else args}}
+    out = {"type": "function", "function": {"name": fn.get("name", ""),
+                                            "arguments": json.dumps(args, ensure_ascii=False) if string_args else args}}
+    if call.get("id"):           # Ollama's ToolCall.ID (a result names its call by it: tool_call_id)
+        out["id"] = call["id"]
+    return out
 
 
 def _go_prop(p: dict) -> dict:
@@ -190,7 +193,7 @@ def _go_prop(p: dict) -> dict:
                          "Type": PropertyType([t] if isinstance(t, str) else (t or [])),
                          "Items": go_any(p.get("items")), "Description": p.get("description", ""),
                          "Enum": _slice(p.get("enum")),
-                         "Properties": GoMap((k, _go_prop(v)) for k, v in p["properties"].items())
+                         "Properties": ToolPropertiesMap((k, _go_prop(v)) for k, v in p["properties"].items())
                          if p.get("properties") else None,
                          "Required": _slice(p.get("required"))}, _prop_view(p), go_type="api.ToolProperty")
 

@@ -613,6 +613,9 @@ def _truth(v: Any) -> bool:
 
 
 def _field(v: Any, name: str) -> Any:
+    methods = getattr(type(v), "GO_METHODS", None)
+    if methods and name in methods:         # a niladic method of a Go type (ToolPropertiesMap.ToMap)
+        return getattr(v, methods[name])()
     if isinstance(v, dict):
         return v.get(name)
     return getattr(v, name, None)
@@ -689,6 +692,16 @@ class GoJSONMap(GoMap):
 
     def go_string(self) -> str:
         return dumps(self, newline=False).decode("utf-8")
+
+
+class ToolPropertiesMap(GoMap):
+    """Ollama's ``*api.ToolPropertiesMap`` (a property's own properties, kept in insertion order): a
+    template reaches them as a map through its ``ToMap`` method (ranged in key order)."""
+
+    GO_METHODS = {"ToMap": "to_map", "Len": "__len__"}
+
+    def to_map(self) -> GoMap:
+        return GoMap(self)
 
 
 class GoJSONStruct(dict):
