@@ -791,6 +791,9 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             # a turn that calls, with thinking (where a turn that calls is written whole: is it there?)
             "kt": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK), u2],
                    True, tv),
+            # the same after the last user message, with its result (Gemma 4 writes thinking only there)
+            "kt2": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK),
+                     tool("tr1")], True, tv),
             "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
             "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
             "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
@@ -813,12 +816,21 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
     if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
         del rt["kk"], rt["r2"]
-    for k in ("rg", "ra", "kb", "kn", "km", "kt"):   # not every template takes these: then they are not written differently
+    for k in ("rg", "ra", "kb", "kn", "km", "kt", "kt2"):   # not every template takes these: then they are not written differently
         if isinstance(rt[k], tuple):
             del rt[k]
     for k, v in rt.items():
         if isinstance(v, tuple):
             _fail(f"a conversation with tools does not render ({v[1]})")
+    from .chat_tool_notation import recognises
+    if recognises(rt["g0"], TM["tn1"], TM["td1"]):
+        # Gemma 4's notation: written as it is, its tokens learned, every probe and check rendered
+        jobs = dict(zip(names, ((m, g, t) for m, g, t in
+                                [(m, g, tv) for m, g in probes.values()] + list(extra.values()))))
+        def render(more):
+            out = render_jinja(src, more, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
+            return [x[len(bos):] if bos and isinstance(x, str) and x.startswith(bos) else x for x in out]
+        return _notation_tools(rt, plain, jobs, checks, wants, render)
     defs = None
     if rt["g0"] == r["g0"] and rt["tt"] == r["g0"]:
         if TM["tn1"] not in rt["k1"]:
@@ -985,6 +997,46 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k not in ("text", "go")},
                 "calls": calls,
                 "results": p["results"]}
+
+
+def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list, render):
+    """Tools in Gemma 4's declaration notation (:mod:`ollama_oci.chat_tool_notation`): the Go
+    template of a conversation with tools, from the tokens the probe renderings ``rt`` show, used
+    only if it renders every probe that asks for a generation prompt, the notation's own probe
+    conversation (every kind of property and value) and every check conversation exactly as the chat
+    template does (``render``: the chat template's renderings of more jobs)."""
+    from . import chat_tool_notation as nt
+    from .chat_tools import TM, call_view, tool_view, with_py_json
+    from .gotemplate import check_ollama_template
+    markers = {"tn1": TM["tn1"], "tn2": TM["tn2"], "td1": TM["td1"], "ak1": TM["ak1"], "av1": TM["av1"],
+               "tr1": TM["tr1"], "u1": _M["u1"], "u2": _M["u2"], "sys": _M["sys"], "a1": _M["a1"], "th": _THINK}
+    try:
+        parts = nt.learn(rt, plain, markers)
+    except nt.NotationError as e:
+        _fail(f"tools are written as declarations in a notation of their own, but {e}")
+    go = nt.go_template(parts)
+    nodes = check_ollama_template(with_py_json(go))
+    for key, (msgs, gen, tools) in jobs.items():
+        # a probe without a generation prompt that ends with the user cannot be asked of Ollama
+        if not gen or not isinstance(rt.get(key), str):
+            continue
+        _check_rendering(nodes, plain, msgs, rt[key], _CHECK_DAYS[0], tools, what=f"with tools ({key}), ")
+    msgs, tools = nt.probe_conversation()
+    jinja = [dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m for m in msgs]
+    (want,) = render([(jinja, True, [tool_view(t) for t in tools])])
+    if isinstance(want, tuple):
+        _fail(f"a conversation with tools does not render ({want[1]})")
+    _check_rendering(nodes, plain, jinja, want, _CHECK_DAYS[0], tools, what="with tools of every kind, ")
+    agreed = 0
+    for (msgs, tools), want in zip(checks, wants):
+        if isinstance(want, tuple):
+            continue
+        _check_rendering(nodes, plain, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
+        agreed += 1
+    if agreed < 3:
+        _fail("too few conversations with tools render with the chat template to check a derived one")
+    return go, {"definitions": {"notation": "declaration", "quote": parts["q"]},
+                "calls": {"form": "notation", "quote": parts["q"]}, "results": {"in_turn": True}}
 
 
 def _field_definitions(src: str, rt: dict, bos: str, eos: str, timeout: float, variables: dict,

@@ -101,7 +101,8 @@ def with_py_json(template: str) -> str:
         calls[int(ind)] = min(calls.get(int(ind), 1 << 30), int(depth))
     for ind in sorted(calls):
         heads.append(_py_json_defines(ind, calls[ind]))
-    return "".join(heads) + template
+    from .chat_tool_notation import with_defines      # Gemma 4's notation calls named templates too
+    return with_defines("".join(heads) + template)
 
 
 # -- the data on both sides ------------------------------------------------------------------------

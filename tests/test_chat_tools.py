@@ -14,7 +14,7 @@ import pytest
 from ollama_oci.chat_template import _DATE_MARK, derive_template, render_jinja
 from ollama_oci.chat_tools import call_view, go_message, go_tools, json_snippet, tool_view, with_py_json
 from ollama_oci.gotemplate import check_ollama_template, go_quote, ollama_execute
-from ollama_oci.template_choice import template_selection
+from ollama_oci.template_choice import template_selection, tool_call_tag
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_templates")
 
@@ -68,7 +68,8 @@ def _templates():
     out = {n: open(os.path.join(HERE, "ollama-renderers", n), encoding="utf-8").read()
            for n in ("laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2", "qwen38_chat_template.jinja",
                      "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
-                     "glimmer_chat_template.jinja")}
+                     "glimmer_chat_template.jinja", "gemma4_31b_chat_template.jinja2",
+                     "gemma4_e2b_chat_template.jinja2")}
     for shape in ("chatml-tools", "fields-markdown"):
         out[shape] = open(os.path.join(HERE, "shapes", shape + ".jinja"), encoding="utf-8").read()
     with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
@@ -78,7 +79,8 @@ def _templates():
 
 TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>"),
           "chatml-tools": ("", "<|im_end|>"), "nemotron35_chat_template.jinja2": ("<s>", "<|im_end|>"),
-          "nemotron3nano_chat_template.jinja2": ("<s>", "<|im_end|>"), "fields-markdown": ("", "<|end|>")}
+          "nemotron3nano_chat_template.jinja2": ("<s>", "<|im_end|>"), "fields-markdown": ("", "<|end|>"),
+          "gemma4_31b_chat_template.jinja2": ("<bos>", "<turn|>"), "gemma4_e2b_chat_template.jinja2": ("<bos>", "<turn|>")}
 CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
 CALL2 = {"function": {"name": "get_time", "arguments": {}}}
 #: arguments of every JSON type: an object holding a list, false, null, a float
@@ -123,11 +125,13 @@ def _renderings(d, src, convs, bos="", eos="", string_args=False):
 @pytest.mark.parametrize("name", ["laguna_v2_chat_template.jinja2", "laguna_v8_chat_template.jinja2",
                                   "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools",
                                   "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
-                                  "fields-markdown", "glimmer_chat_template.jinja"])
+                                  "fields-markdown", "glimmer_chat_template.jinja",
+                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2"])
 def test_tool_conversations_render_as_the_chat_template(name):
     """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
     indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
-    results in turns of their own or grouped in one (Qwen), results written as JSON strings (Llama)."""
+    results in turns of their own or grouped in one (Qwen), results written as JSON strings (Llama),
+    everything in Gemma 4's notation with the results inside the calling turn."""
     src = _templates()[name]
     bos, eos = TOKENS.get(name, ("<s>", "</s>"))
     d = derive_template(src, bos_token=bos, eos_token=eos)
@@ -168,16 +172,78 @@ def test_tools_listed_by_name_and_description_only_derive_too():
         assert got == want
 
 
-@pytest.mark.parametrize("name, why", [("gemma4_31b_chat_template.jinja2", "not written as JSON"),
-                                       ("gemma4_e2b_chat_template.jinja2", "nor field by field")])
-def test_tools_in_a_form_of_their_own_are_left_out_with_the_reason(name, why):
-    """Gemma 4 writes tools in a notation of its own (types in capitals, fields chosen by type): no
-    tools, and the reason says both forms were tried."""
-    src = open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
-    bos, eos = ("<bos>", "<turn|>") if "gemma" in name else ("<s>", "<|im_end|>")
-    d = derive_template(src, bos_token=bos, eos_token=eos)
-    assert not d.tools and why in d.tools_error
+def _gemma4(name="gemma4_31b_chat_template.jinja2"):
+    return open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
+
+
+@pytest.mark.parametrize("change, why", [
+    # results named "result:" where the notation has "response:": no token of the notation to learn
+    (("'response:' + tool_name", "'result:' + tool_name"), "a tool result is not written as response:NAME"),
+    # properties in reverse order: learned alike, but the checks see the difference
+    (("for key, value in properties | dictsort -%}", "for key, value in properties | dictsort(reverse=true) -%}"),
+     "renders"),
+])
+def test_a_notation_written_otherwise_is_left_out_with_the_reason(change, why):
+    """Gemma 4's notation is written as it is: a template that writes it in any other way is not
+    given a Go template that differs from it; it keeps the template without tools, and says why."""
+    src = _gemma4()
+    assert change[0] in src
+    d = derive_template(src.replace(change[0], change[1]), bos_token="<bos>", eos_token="<turn|>")
+    assert not d.tools and why in d.tools_error, d.tools_error
     assert ".Tools" not in d.template
+
+
+#: Gemma 4 conversations the tool checks do not hold: a result named by its call's id, thinking in the
+#: turn that calls (written only after the last user message), the answer going on in the same turn
+G4_TOOLS = [{"type": "function", "function": {"name": "find", "description": "Find things", "parameters": {
+    "type": "object", "required": ["q"], "properties": {
+        "q": {"type": "string", "description": "Query"}, "mode": {"type": "string", "enum": ["a", "b"]},
+        "opts": {"type": "object", "description": "Options", "required": ["deep"], "properties": {
+            "deep": {"type": "boolean"}, "depth": {"type": "integer", "description": "How deep"}}}}}}},
+    {"type": "function", "function": {"name": "now", "description": "The time", "parameters": {
+        "type": "object", "properties": {}}}}]
+G4_CALLS = [{"id": "call_1", "function": {"name": "find", "arguments": {"q": "x", "opts": {"deep": True, "depth": 2}}}},
+            {"id": "call_2", "function": {"name": "now", "arguments": {}}}]
+G4_CONVERSATIONS = [
+    ([U, {"role": "assistant", "content": "", "thinking": "Two lookups.", "tool_calls": G4_CALLS},
+      {"role": "tool", "content": "found", "tool_call_id": "call_1"},
+      {"role": "tool", "content": "12:00", "tool_call_id": "call_2"}], G4_TOOLS),
+    ([U, {"role": "assistant", "content": "", "tool_calls": G4_CALLS[:1]},
+      {"role": "tool", "content": "found", "tool_call_id": "call_1"},
+      {"role": "assistant", "content": "It is x."}, {"role": "user", "content": "And now?"}], G4_TOOLS),
+    ([{"role": "system", "content": "Be brief."}, U, {"role": "assistant", "content": "", "tool_calls": G4_CALLS[1:]},
+      {"role": "user", "content": "Never mind."}], G4_TOOLS),
+]
+
+
+@pytest.mark.parametrize("name", ["gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2"])
+def test_gemma4_tools_render_as_the_chat_template_with_thinking_on_off_and_unset(name):
+    """Results inside the calling turn, named by their call's id; thinking before the calls; a turn
+    whose calls have no results yet ending with the results' opener; with enable_thinking unset, on
+    and off (Ollama's .IsThinkSet and .Think pick the variant)."""
+    src = _gemma4(name)
+    d = derive_template(src, bos_token="<bos>", eos_token="<turn|>")
+    assert d.tools and d.tools_error is None and d.think_switch and d.thinking_error is None
+    for setting in (None, True, False):
+        variables = {} if setting is None else {"enable_thinking": setting}
+        jobs = [([dict(m, reasoning_content=m.get("thinking"), tool_calls=[call_view(c) for c in m["tool_calls"]])
+                  if m.get("tool_calls") else m for m in msgs], True, [tool_view(t) for t in tools])
+                for msgs, tools in G4_CONVERSATIONS]
+        wants = render_jinja(src, jobs, bos_token="<bos>", eos_token="<turn|>", variables=variables)
+        for (msgs, tools), want in zip(G4_CONVERSATIONS, wants):
+            got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools),
+                                 think=bool(setting), is_think_set=setting is not None)
+            assert got == want[len("<bos>"):], (setting, msgs)
+    first = ollama_execute(d.template, [go_message(m) for m in G4_CONVERSATIONS[0][0]], tools=go_tools(G4_TOOLS))
+    assert ('<|tool_call>call:find{opts:{deep:true,depth:2},q:<|"|>x<|"|>}<tool_call|>' in first
+            and "<|tool_response>response:now{value:<|\"|>12:00<|\"|>}<tool_response|>" in first
+            and "<|channel>thought\nTwo lookups.\n<channel|>" in first)
+    assert ('opts:{description:<|"|>Options<|"|>,properties:{deep:{type:<|"|>BOOLEAN<|"|>},depth:{description:'
+            '<|"|>How deep<|"|>,type:<|"|>INTEGER<|"|>}},required:[<|"|>deep<|"|>],type:<|"|>OBJECT<|"|>}') in first
+    # calls not in JSON: Ollama's template-derived parser is given no tag to hold the answer back at
+    assert tool_call_tag(d.template) == "{"
+    # Ollama 0.30 and later keep the Go template: it has the tools the chat template has
+    assert template_selection(go_template=d.template, chat_template=src)[0]["source"] == "go_template"
 
 
 THINK_CONVERSATIONS = [

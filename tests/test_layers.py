@@ -27,7 +27,7 @@ LAYERS = [
     "stores.oci_layout",
     "stores", "stores.registry",
     # the copy engine, then what is built on it
-    "engine", "gotemplate", "template_choice", "gguf_report", "chat_tools", "chat_tool_fields", "chat_template", "build", "describe", "bridge", "twin", "endpoints", "bundle", "volume", "mirror",
+    "engine", "gotemplate", "template_choice", "gguf_report", "chat_tool_notation", "chat_tools", "chat_tool_fields", "chat_template", "build", "describe", "bridge", "twin", "endpoints", "bundle", "volume", "mirror",
     "places",
     # the registry gateway (aiohttp): its own package, on top of the stores and the copy engine
     "gateway.config", "gateway.auth", "gateway.metrics", "gateway.sources", "gateway.cache", "gateway.server",
