@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import multiprocessing as mp
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -405,6 +406,12 @@ def _go_template(p: dict) -> str:
         out.append(f'{{{{ if $last }}}}{L(p["gen"])}{{{{ end }}}}')
     a_pre = L(p["a_pre"])
     th = p.get("think")
+    recent = p.get("recent_think")
+    cuts = []       # (where in the opener, what it replaces there, Go text), thinking after the last user first
+    if recent:
+        # thinking written only in turns after the last user message (an agent loop's turns)
+        cuts.append((recent["at"], 0, f'{{{{ if and $_.Thinking (gt $i $lastUser) }}}}{L(recent["pre"])}'
+                                       f'{{{{ $_.Thinking }}}}{L(recent["post"])}{{{{ end }}}}'))
     if th is not None:
         at, drop = th["at"], th["drop"]
         if th.get("hidden"):
@@ -414,7 +421,15 @@ def _go_template(p: dict) -> str:
             body = f'{L(th["pre"])}{{{{ .Thinking }}}}{L(th["post"])}'
             mid = f'{{{{ if .Thinking }}}}{body}{{{{ else }}}}{L(th["pre"] + th["post"])}{{{{ end }}}}' if th["always"] \
                 else f"{{{{ if .Thinking }}}}{body}{{{{ end }}}}"
-        a_pre = L(p["a_pre"][:at]) + mid + L(p["a_pre"][at + drop:])
+        if recent:
+            mid = f'{{{{ if not (and $_.Thinking (gt $i $lastUser)) }}}}{mid}{{{{ end }}}}'
+        cuts.append((at, drop, mid))
+    if cuts:
+        pieces, pos = [], 0
+        for at, drop, text in sorted(cuts, key=lambda c: c[0]):
+            pieces += [L(p["a_pre"][pos:at]), text]
+            pos = at + drop
+        a_pre = "".join(pieces) + L(p["a_pre"][pos:])
     calls = p.get("calls")
     if calls is None:
         out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{{{{ .Content }}}}{L(p["a_post"])}'
@@ -451,6 +466,9 @@ def _go_template(p: dict) -> str:
         out.append(f'{{{{ if $last }}}}{L(gen)}{{{{ end }}}}')
     out.append("{{ end }}{{ $prev = .Role }}{{ end }}")
     start = '{{ $prev := "" }}' + ("{{ $toolsDone := false }}" if p.get("first_user_tools") else "")
+    if recent:
+        start += ('{{ $lastUser := -1 }}{{ range $li, $lm := .Messages }}{{ if eq $lm.Role "user" }}'
+                  '{{ $lastUser = $li }}{{ end }}{{ end }}')
     return "".join(out).replace("{{ range $i, $_ := .Messages }}", start + "{{ range $i, $_ := .Messages }}", 1)
 
 
@@ -791,9 +809,13 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             # a turn that calls, with thinking (where a turn that calls is written whole: is it there?)
             "kt": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK), u2],
                    True, tv),
-            # the same after the last user message, with its result (Gemma 4 writes thinking only there)
+            # the same after the last user message, with its result (Gemma 4, Nemotron 3, GLM and MiniMax
+            # write thinking only there: an agent loop's turns), and two such turns
             "kt2": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK),
                      tool("tr1")], True, tv),
+            "kt3": ([u1, dict(asst(c["c1"]), reasoning_content=_THINK, reasoning=_THINK, thinking=_THINK),
+                     tool("tr1"), dict(asst(c["c1b"]), reasoning_content=_M["a1"], reasoning=_M["a1"],
+                                       thinking=_M["a1"]), tool("tr2")], True, tv),
             "kc": ([u1, asst(c["c1"], content=_M["a1"]), u2], True, tv),
             "r1": ([u1, asst(c["c1"]), tool("tr1"), u2], True, tv),
             "r2": ([u1, asst(c["c1"], c["c0"]), tool("tr1"), tool("tr2"), u2], True, tv),
@@ -816,7 +838,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     single = isinstance(rt["kk"], tuple) and isinstance(rt["r2"], tuple) and "raised" in rt["kk"][1]
     if single:     # the template refuses two calls in one turn (Llama 3.1): one call per turn is all there is
         del rt["kk"], rt["r2"]
-    for k in ("rg", "ra", "kb", "kn", "km", "kt", "kt2"):   # not every template takes these: then they are not written differently
+    for k in ("rg", "ra", "kb", "kn", "km", "kt", "kt2", "kt3"):   # not every template takes these: then they are not written differently
         if isinstance(rt[k], tuple):
             del rt[k]
     for k, v in rt.items():
@@ -979,24 +1001,77 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     rng = "" if defs is None else (
         f'{{{{ range $ti, $tool := $.Tools }}}}{{{{ if $ti }}}}{_go_lit(defs["join"])}{{{{ end }}}}'
         f'{defs.get("go") or json_snippet("$tool", indent=defs["indent"], root=defs["root"])}{{{{ end }}}}')
-    go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
-    for n, between in enumerate((defs or {}).get("names") or []):
-        go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
-                                                f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
-    # the definitions that write nested JSON values go at the top of the whole template (Go takes a
-    # {{ define }} nowhere else): derive_template puts them there
-    nodes = check_ollama_template(with_py_json(go))
-    agreed = 0
-    for (msgs, tools), want in zip(checks, wants):
-        if isinstance(want, tuple):
-            continue       # the chat template refuses it (two calls in one turn): nothing to match
-        _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
-        agreed += 1
-    if agreed < 3:
+
+    def build(p: dict) -> str:
+        go = _dates_to_go(_go_template(p)).replace(TM["tools"], rng)
+        for n, between in enumerate((defs or {}).get("names") or []):
+            go = go.replace(f'{TM["names"]}{n}@', f'{{{{ range $ni, $nt := $.Tools }}}}{{{{ if $ni }}}}{_go_lit(between)}'
+                                                    f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
+        return go
+
+    def check(go: str) -> int:
+        # the definitions that write nested JSON values go at the top of the whole template (Go takes a
+        # {{ define }} nowhere else): derive_template puts them there
+        nodes = check_ollama_template(with_py_json(go))
+        agreed = 0
+        for (msgs, tools), want in zip(checks, wants):
+            if isinstance(want, tuple):
+                continue       # the chat template refuses it (two calls in one turn): nothing to match
+            _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
+            agreed += 1
+        return agreed
+    go = build(p)
+    if check(go) < 3:
         _fail("too few conversations with tools render with the chat template to check a derived one")
+    recent = None if whole or "kt2" not in rt else _recent_thinking(p, rt["kt2"], rt.get("rg"))
+    if recent is not None:
+        # kept only if the agent-loop probes then render exactly, and the checks still do
+        p2 = dict(p, recent_think=recent)
+        go2 = build(p2)
+        try:
+            check(go2)
+            nodes = check_ollama_template(with_py_json(go2))
+            for key in ("kt2", "kt3"):
+                if isinstance(rt.get(key), str):
+                    msgs, _gen, _tools = extra[key]
+                    _check_rendering(nodes, p2, msgs, rt[key], _CHECK_DAYS[0], [t1], what=f"with tools ({key}), ")
+        except TemplateDerivationError:
+            pass
+        else:
+            go, p = go2, p2
     return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k not in ("text", "go")},
                 "calls": calls,
                 "results": p["results"]}
+
+
+def _recent_thinking(p: dict, with_thinking: str, without: Optional[str]) -> Optional[dict]:
+    """Thinking a template writes only in turns after the last user message, the turns of an agent
+    loop (Nemotron 3, GLM-4.5 and 4.6, MiniMax-M2, LFM2.5: what a turn before it drops): where in the
+    assistant turn's opener, and between what, from a calling turn with thinking after the last user
+    message against the same turn without (the ``kt2`` and ``rg`` probes); None where they differ by
+    more than one block around the thinking, or the block is not in the opener."""
+    from .chat_tools import _once
+    if not isinstance(without, str) or with_thinking == without:
+        return None
+    t = _once(with_thinking, _THINK)
+    if t < 0:
+        return None
+    after = len(with_thinking) - t - len(_THINK)
+    a_pre, th = p["a_pre"], p.get("think")
+    # where the block goes: the longest shared start that ends inside the calling turn's opener
+    # (LFM2.5's "<think>" and "<|tool_call_start|>" share their "<", which belongs to the calls)
+    for a in range(len(os.path.commonprefix([with_thinking[:t], without])), -1, -1):
+        if len(without) - a > after or not with_thinking.endswith(without[a:]):
+            return None      # more than one block around the thinking differs
+        start = without.rfind(a_pre, 0, a + len(a_pre))
+        if start >= 0 and start <= a <= start + len(a_pre):
+            break
+    else:
+        return None
+    if th and th["at"] < a - start < th["at"] + th["drop"]:
+        return None         # inside what thinking in earlier turns replaces
+    return {"at": a - start, "pre": with_thinking[a:t],
+            "post": with_thinking[t + len(_THINK):len(with_thinking) - (len(without) - a)]}
 
 
 def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list, render):

@@ -246,6 +246,53 @@ def test_gemma4_tools_render_as_the_chat_template_with_thinking_on_off_and_unset
     assert template_selection(go_template=d.template, chat_template=src)[0]["source"] == "go_template"
 
 
+#: an agent loop: turns that call, with thinking, after the last user message (templates that drop
+#: earlier turns' thinking keep these turns'), and one more round after a next question
+LOOP_CONVERSATIONS = [
+    [U, {"role": "assistant", "content": "", "thinking": "Need a search.", "tool_calls": [CALL]},
+     {"role": "tool", "content": "3 hits"}],
+    [U, {"role": "assistant", "content": "", "thinking": "Need a search.", "tool_calls": [CALL]},
+     {"role": "tool", "content": "3 hits"},
+     {"role": "assistant", "content": "", "thinking": "Now the time.", "tool_calls": [CALL2]},
+     {"role": "tool", "content": "12:00"}],
+    [U, {"role": "assistant", "content": "", "tool_calls": [CALL]}, {"role": "tool", "content": "3 hits"},
+     {"role": "assistant", "content": "Found 3.", "thinking": "Answer."}, {"role": "user", "content": "The time?"},
+     {"role": "assistant", "content": "", "thinking": "Use the clock.", "tool_calls": [CALL2]},
+     {"role": "tool", "content": "12:00"}],
+]
+
+
+@pytest.mark.parametrize("name", ["nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
+                                  "qwen38_chat_template.jinja", "laguna_v8_chat_template.jinja2",
+                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2"])
+def test_thinking_in_an_agent_loop_is_written_where_the_chat_template_writes_it(name):
+    """Nemotron 3 (as GLM-4.5/4.6, MiniMax-M2 and LFM2.5, checked outside the tests) drops an earlier
+    turn's thinking but writes that of the turns after the last user message, which is what an agent
+    loop sends back: the derived template writes .Thinking there (found from one more probe), with
+    thinking unset, on and off."""
+    src = _templates()[name]
+    bos, eos = TOKENS.get(name, ("<s>", "</s>"))
+    d = derive_template(src, bos_token=bos, eos_token=eos)
+    assert d.tools and d.tools_error is None
+    tools = [SEARCH, CLOCK]
+    with_thinking = 0
+    for setting in (None, True, False):
+        jobs = [([dict(m, reasoning_content=m.get("thinking"), tool_calls=[call_view(c) for c in m["tool_calls"]])
+                  if m.get("tool_calls") else dict(m, reasoning_content=m["thinking"]) if m.get("thinking") else m
+                  for m in msgs], True, [tool_view(t) for t in tools]) for msgs in LOOP_CONVERSATIONS]
+        variables = {} if setting is None else {"enable_thinking": setting}
+        wants = render_jinja(src, jobs, bos_token=bos, eos_token=eos, variables=variables)
+        for msgs, want in zip(LOOP_CONVERSATIONS, wants):
+            if isinstance(want, tuple):
+                continue
+            want = want[len(bos):] if bos and want.startswith(bos) else want
+            with_thinking += "Use the clock." in want or "Need a search." in want
+            got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools(tools),
+                                 think=bool(setting), is_think_set=setting is not None)
+            assert got == want, (setting, msgs)
+    assert with_thinking >= 3         # the chat template does write an agent loop's thinking
+
+
 THINK_CONVERSATIONS = [
     [{"role": "user", "content": "What is 2+2?"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
