@@ -64,7 +64,8 @@ class DerivedTemplate:
     tools: bool = False
     #: why it does not, when the chat template writes tools (None: it does, or there are none)
     tools_error: Optional[str] = None
-    #: earlier turns' thinking (``.Thinking``) is written where the chat template writes it
+    #: thinking (``.Thinking``) is written where the chat template writes it: in earlier turns, or
+    #: (with tools) in the turns after the last user message, with tags Ollama infers from it
     thinking: bool = False
     #: the template follows a request's ``think`` (``.IsThinkSet``/``.Think``) as ``enable_thinking``
     think_switch: bool = False
@@ -409,9 +410,17 @@ def _go_template(p: dict) -> str:
     recent = p.get("recent_think")
     cuts = []       # (where in the opener, what it replaces there, Go text), thinking after the last user first
     if recent:
-        # thinking written only in turns after the last user message (an agent loop's turns)
-        cuts.append((recent["at"], 0, f'{{{{ if and $_.Thinking (gt $i $lastUser) }}}}{L(recent["pre"])}'
-                                       f'{{{{ $_.Thinking }}}}{L(recent["post"])}{{{{ end }}}}'))
+        # thinking written only in turns after the last user message (an agent loop's turns). Where
+        # the block has tags of its own (or takes the empty pair the opener writes, "<think></think>",
+        # into it), it names .Thinking, from which Ollama infers the model's thinking tags
+        # (thinking.InferTags: the text at the ends of the block); else the range variable's, which
+        # Ollama does not read tags from
+        o, c = recent.get("fold", ("", ""))
+        field = ".Thinking" if recent["tags"] else "$_.Thinking"
+        other = f'{{{{ else }}}}{L(o + c)}' if o + c else ""
+        cuts.append((recent["at"] - len(o), len(o + c),
+                     f'{{{{ if and {field} (gt $i $lastUser) }}}}{L(o + recent["pre"])}{{{{ {field} }}}}'
+                     f'{L(recent["post"] + c)}{other}{{{{ end }}}}'))
     if th is not None:
         at, drop = th["at"], th["drop"]
         if th.get("hidden"):
@@ -627,6 +636,8 @@ def _derive_one(jinja_src: str, vocab, bos_token: str, eos_token: str, timeout: 
                 d.template = "{{ if .Tools }}" + tgo + "{{ else }}" + go + "{{ end }}"
                 d.tools = True
                 d.parts = dict(p, tools=tp)
+                # thinking written in an agent loop's turns, with the tags Ollama infers from it
+                d.thinking = d.thinking or bool((tp.get("recent_thinking") or {}).get("tags"))
     return d
 
 
@@ -1041,7 +1052,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             go, p = go2, p2
     return go, {"definitions": None if defs is None else {k: v for k, v in defs.items() if k not in ("text", "go")},
                 "calls": calls,
-                "results": p["results"]}
+                "results": p["results"], "recent_thinking": p.get("recent_think")}
 
 
 def _recent_thinking(p: dict, with_thinking: str, without: Optional[str]) -> Optional[dict]:
@@ -1068,10 +1079,20 @@ def _recent_thinking(p: dict, with_thinking: str, without: Optional[str]) -> Opt
             break
     else:
         return None
-    if th and th["at"] < a - start < th["at"] + th["drop"]:
+    at = a - start
+    if th and th["at"] < at < th["at"] + th["drop"]:
         return None         # inside what thinking in earlier turns replaces
-    return {"at": a - start, "pre": with_thinking[a:t],
-            "post": with_thinking[t + len(_THINK):len(with_thinking) - (len(without) - a)]}
+    out = {"at": at, "pre": with_thinking[a:t], "post": with_thinking[t + len(_THINK):len(with_thinking) - (len(without) - a)]}
+    # a block between an empty pair of tags in the opener (Nemotron's "<think></think>", GLM's):
+    # the pair goes into the block, so that the block has the tags Ollama infers
+    m = re.search(r"<([A-Za-z_][\w.-]{0,30})>$", a_pre[:at])
+    close = f"</{m.group(1)}>" if m else ""
+    if m and a_pre.startswith(close, at) and not (out["pre"] + out["post"]).strip() and \
+            not (th and at - len(m.group(0)) <= th["at"] < at + len(close)):
+        out["fold"] = (m.group(0), close)
+    o, c = out.get("fold", ("", ""))
+    out["tags"] = bool((o + out["pre"]).strip() and (out["post"] + c).strip())    # what Ollama infers
+    return out
 
 
 def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list, render):

@@ -291,6 +291,13 @@ def test_thinking_in_an_agent_loop_is_written_where_the_chat_template_writes_it(
                                  think=bool(setting), is_think_set=setting is not None)
             assert got == want, (setting, msgs)
     assert with_thinking >= 3         # the chat template does write an agent loop's thinking
+    # tools and thinking on both sides: Ollama 0.30 and later keep the derived template (Nemotron's
+    # block takes the "<think></think>" its turns write, so Ollama infers those tags from it)
+    assert template_selection(go_template=d.template, chat_template=src)[0]["source"] == "go_template"
+    if "<think>" in src:
+        from ollama_oci.gotemplate import ollama_parse
+        from ollama_oci.template_choice import _thinking_tags
+        assert _thinking_tags(ollama_parse(d.template)) == ("<think>", "</think>") and d.thinking
 
 
 THINK_CONVERSATIONS = [
@@ -304,12 +311,14 @@ THINK_CONVERSATIONS = [
 @pytest.mark.parametrize("name, bos, eos, tags", [
     ("qwen38_chat_template.jinja", "", "<|im_end|>", ("<think>", "</think>")),
     ("laguna_v8_chat_template.jinja2", "<s>", "</s>", ("<think>", "</think>")),
-    ("nemotron3nano_chat_template.jinja2", "<s>", "<|im_end|>", ("", "")),
+    ("nemotron3nano_chat_template.jinja2", "<s>", "<|im_end|>", ("<think>", "</think>")),
 ])
 def test_thinking_follows_the_requests_think_and_earlier_turns_keep_theirs(name, bos, eos, tags):
     """enable_thinking unset, on and off: Ollama's .IsThinkSet and .Think pick the matching variant;
     an earlier turn's .Thinking is written where reasoning_content is (Qwen 3.8 always, Laguna with
-    thinking on), or only changes what it changes (Nemotron drops it but adds a newline)."""
+    thinking on), or only changes what it changes (Nemotron drops it but adds a newline; the turns of
+    an agent loop, after the last user message, keep theirs between <think> tags, from which Ollama
+    infers the tags)."""
     from ollama_oci.gotemplate import ollama_parse
     from ollama_oci.template_choice import _thinking_tags, go_template_capabilities
     src = open(os.path.join(HERE, "ollama-renderers", name), encoding="utf-8").read()
