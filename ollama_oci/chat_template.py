@@ -782,6 +782,14 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     that prints them as they are) is tried again with the JSON string of that map."""
     try:
         return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, False)
+    except _NotationTurn as n:
+        # Gemma 4's notation in turns of the usual kind (the older Gemma 4 templates: results as tool
+        # turns): its definitions and calls, solved the general way; else the notation's reason
+        try:
+            return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, False, n.quote)
+        except TemplateDerivationError as general:
+            why = str(general).replace("cannot turn the chat template into an Ollama template: ", "")
+            raise TemplateDerivationError(f"{n.error} (and as turns of the usual kind: {why})") from None
     except TemplateDerivationError as first:
         try:
             return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, True)
@@ -790,9 +798,19 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
             raise (second if "concatenate str" in str(first) else first) from None
 
 
+class _NotationTurn(Exception):
+    """Tools in Gemma 4's notation whose turn is not Gemma 4's: the notation's reason, and its quote."""
+
+    def __init__(self, error: TemplateDerivationError, quote: str):
+        super().__init__(str(error))
+        self.error, self.quote = error, quote
+
+
 def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: float, variables: dict,
-                       plain: dict, string_args: bool):
-    """``plain``: the parts of the conversation without tools (``_solve``'s, as derived and checked)."""
+                       plain: dict, string_args: bool, notation: Optional[str] = None):
+    """``plain``: the parts of the conversation without tools (``_solve``'s, as derived and checked);
+    ``notation``: the quote of Gemma 4's notation, whose definitions and calls are then found in turns
+    solved the general way."""
     from .chat_tools import (TM, ToolShapeError, call_view, find_calls, find_definitions,
                              json_snippet, probe_calls, probe_tools, tool_view, with_py_json)
     from .gotemplate import check_ollama_template
@@ -855,15 +873,22 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
     for k, v in rt.items():
         if isinstance(v, tuple):
             _fail(f"a conversation with tools does not render ({v[1]})")
-    from .chat_tool_notation import recognises
-    if recognises(rt["g0"], TM["tn1"], TM["td1"]):
+    from .chat_tool_notation import quote, recognises
+    if notation is None and recognises(rt["g0"], TM["tn1"], TM["td1"]):
         # Gemma 4's notation: written as it is, its tokens learned, every probe and check rendered
         jobs = dict(zip(names, ((m, g, t) for m, g, t in
                                 [(m, g, tv) for m, g in probes.values()] + list(extra.values()))))
+
         def render(more):
             out = render_jinja(src, more, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
             return [x[len(bos):] if bos and isinstance(x, str) and x.startswith(bos) else x for x in out]
-        return _notation_tools(rt, plain, jobs, checks, wants, render)
+        try:
+            return _notation_tools(rt, plain, jobs, checks, wants, render)
+        except TemplateDerivationError as e:
+            q = quote(rt["g0"], TM["tn1"], TM["td1"])
+            if not q:
+                raise
+            raise _NotationTurn(e, q) from None
     defs = None
     if rt["g0"] == r["g0"] and rt["tt"] == r["g0"]:
         if TM["tn1"] not in rt["k1"]:
@@ -876,7 +901,8 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
             except ToolShapeError as e:
                 if "not written as JSON" not in str(e):
                     raise
-                defs = _field_definitions(src, rt, bos, eos, timeout, variables, e)
+                defs = _notation_definitions(rt, t1, t2, notation) if notation else \
+                    _field_definitions(src, rt, bos, eos, timeout, variables, e)
         marked = {k: v.replace(defs["text"], TM["tools"]) if defs else v for k, v in rt.items() if k != "tt"}
         for n in range(len((defs or {}).get("names") or [])):   # lists of names too: the first names are theirs
             marked = {k: v.replace(TM["tn1"], f'{TM["names"]}{n}@', 1) for k, v in marked.items()}
@@ -938,7 +964,7 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                             **{k: middle(k) for k in ("kb", "kn", "km") if k in marked},
                             "kc": middle("k1") if drops_text or text_after else
                             middle("kc")[len(_M["a1"]):] if middle("kc").startswith(_M["a1"]) else ""},
-                           tokens=_SPECIAL)
+                           tokens=_SPECIAL, quotes=(notation,) if notation else ())
         calls["drops_text"], calls["text_after"], calls["whole_turn"] = drops_text, text_after, whole
         if whole and not drops_text:
             raise ToolShapeError("a turn that calls is written whole, with its text in a place of its own")
@@ -1020,6 +1046,18 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                                                     f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
         return go
 
+    more = []          # Gemma 4's notation: every kind of property and value, as the notation path checks
+    if notation:
+        from .chat_tool_notation import probe_conversation
+        msgs, tools = probe_conversation()
+        jinja = [dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
+                 for m in msgs]
+        (want,) = render_jinja(src, [(jinja, True, [tool_view(t) for t in tools])], bos_token=bos, eos_token=eos,
+                               timeout=timeout, variables=variables)
+        if isinstance(want, tuple):
+            _fail(f"a conversation with tools does not render ({want[1]})")
+        more.append((jinja, tools, want[len(bos):] if bos and want.startswith(bos) else want))
+
     def check(go: str) -> int:
         # the definitions that write nested JSON values go at the top of the whole template (Go takes a
         # {{ define }} nowhere else): derive_template puts them there
@@ -1030,6 +1068,8 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                 continue       # the chat template refuses it (two calls in one turn): nothing to match
             _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
             agreed += 1
+        for msgs, tools, want in more:
+            _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools of every kind, ")
         return agreed
     go = build(p)
     if check(go) < 3:
@@ -1133,6 +1173,24 @@ def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list
         _fail("too few conversations with tools render with the chat template to check a derived one")
     return go, {"definitions": {"notation": "declaration", "quote": parts["q"]},
                 "calls": {"form": "notation", "quote": parts["q"]}, "results": {"in_turn": True}}
+
+
+def _notation_definitions(rt: dict, t1: dict, t2: dict, q: str) -> dict:
+    """Tool definitions in Gemma 4's notation, found as :func:`chat_tool_notation.declaration` writes
+    each probe tool (for the general solver: the definitions' text, what comes between two, the Go
+    text for one)."""
+    from .chat_tool_notation import declaration, with_defines
+    from .chat_tools import ToolShapeError, _once, go_tools
+    from .gotemplate import check_ollama_template, render
+    go = declaration(q, "$tool")
+    nodes = check_ollama_template(with_defines(f"{{{{ range $ti, $tool := .Tools }}}}{go}{{{{ end }}}}"))
+    one, two = (render(nodes, {"Tools": go_tools([t]), "Messages": []}) for t in (t1, t2))
+    i, j = _once(rt["g0"], one), _once(rt["tt"], one)
+    k = _once(rt["tt"], two)
+    if i < 0 or j < 0 or k < j + len(one):
+        raise ToolShapeError("tool declarations are not written as Gemma 4's notation writes them")
+    return {"text": one, "join": rt["tt"][j + len(one):k], "go": go, "indent": None, "root": "notation",
+            "names": None}
 
 
 def _field_definitions(src: str, rt: dict, bos: str, eos: str, timeout: float, variables: dict,

@@ -15,8 +15,10 @@ the turn structure is not a placement the general derivation has. So the notatio
 as it is, in Go, and only its tokens are learned from the probe renderings: the quote, what opens and
 closes a definition, a call and a result, the system block, the thinking block, and what follows a
 turn that calls. A template that writes anything else fails the checks the caller runs (every probe
-and check conversation rendered exactly as the chat template renders it), and is left without tools
-as before. What Go cannot do is listed in docs/design.md: keys sorted by bytes where Jinja's
+and check conversation rendered exactly as the chat template renders it); one whose turns are of the
+usual kind (results as tool turns, the shape of an earlier Gemma 4 template) is then solved the
+general way with this notation's definitions (:func:`declaration`) and values (:func:`value`) in
+place of JSON, and checked on :func:`probe_conversation` too. What Go cannot do is listed in docs/design.md: keys sorted by bytes where Jinja's
 ``dictsort`` ignores case, ``| trim`` and the removal of thinking from a message's text, numbers
 written as Python writes floats, and type names other than JSON Schema's seven.
 """
@@ -28,7 +30,8 @@ import re
 
 from .gotemplate import go_lit
 
-__all__ = ["recognises", "learn", "go_template", "defines", "DEFINE_PREFIX"]
+__all__ = ["recognises", "quote", "value", "declaration", "learn", "go_template", "defines", "with_defines",
+           "DEFINE_PREFIX"]
 
 #: the named templates a notation template calls are ``{{ define "notation-<part>-<hex of Q>" }}``
 DEFINE_PREFIX = "notation-"
@@ -44,6 +47,20 @@ class NotationError(ValueError):
 def recognises(text: str, name: str, description: str) -> bool:
     """Does ``text`` (a rendering with a probe tool) write that tool as a ``declaration:``?"""
     return f"declaration:{name}{{description:" in text and description in text
+
+
+def quote(text: str, name: str, description: str) -> str:
+    """The notation's quote in ``text`` (what stands before a probe tool's ``description``), or ""."""
+    start = f"declaration:{name}{{description:"
+    i = text.find(start)
+    j = text.find(description, i + len(start)) if i >= 0 else -1
+    return text[i + len(start):j] if j >= 0 else ""
+
+
+def value(q: str, expr: str) -> str:
+    """Go text writing the value in ``expr`` as the notation's ``format_argument(..., escape_keys=False)``
+    does (a call's argument)."""
+    return f'{{{{ template "{_name(q, "bare")}" {expr} }}}}'
 
 
 def _between(text: str, start: str, end: str) -> str:

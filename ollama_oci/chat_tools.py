@@ -457,11 +457,12 @@ def _name_again(text: str, name: str) -> str:
     return text[:i + len(name)] + text[i + len(name):].replace(name, TM["name_again"])
 
 
-def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None) -> dict:
+def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None, quotes: tuple = ()) -> dict:
     """How a call is written, from the text of the assistant turn's calls in the probes: ``k1`` (one
     call, one argument), ``k2`` (two arguments), ``k0`` (no argument), ``kk`` (the one-argument call
     then the no-argument one), ``kc`` (the turn's text, then one call: what comes between).
-    ``tokens`` matches the special tokens a closer must not start inside.
+    ``tokens`` matches the special tokens a closer must not start inside; ``quotes``: more quotes a
+    string value may stand between (Gemma 4's notation's ``<|"|>``, whose values it writes itself).
     Returns the pieces :func:`calls_snippet` writes."""
     # a name written more than once in a call (Glimmer's "to=NAME" header and its invoke tag): the
     # first is where the call's name goes, the others become a marker written as the name too
@@ -516,7 +517,7 @@ def find_calls(calls: dict[str, str], tokens: Optional["re.Pattern[str]"] = None
             raise ToolShapeError("a tool call's arguments are not written, or not in a form this converter knows")
         head, after_k = rest[:k], rest[k + len(TM["ak1"]):]
         # a string value in JSON quotes, in Python's single quotes (LFM2.5's name(key='value')), or bare
-        q = next((c for c in ('"', "'") if _once(after_k, c + TM["av1"] + c) >= 0), "")
+        q = next((c for c in (*quotes, '"', "'") if _once(after_k, c + TM["av1"] + c) >= 0), "")
         v = q + TM["av1"] + q
         m = _once(after_k, v)
         if m < 0:
@@ -572,6 +573,9 @@ def _pair_value(spec: dict) -> str:
     ``True`` (Python's ``str()``, Qwen3-Coder) or ``true``, null as ``None`` or ``null``, objects and
     lists as Python's ``json.dumps`` writes them or as Go's ``json``."""
     qt = spec["quoted"]
+    if qt not in ('"', "'", ""):         # Gemma 4's notation: every value as its format_argument writes it
+        from .chat_tool_notation import value
+        return value(qt, "$av")
     python = qt == "'"     # Python's form: 'text', True/False (what templates written so do)
     if spec.get("true") in ("True", "true"):
         python = spec["true"] == "True"

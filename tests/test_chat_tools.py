@@ -193,6 +193,49 @@ def test_a_notation_written_otherwise_is_left_out_with_the_reason(change, why):
     assert ".Tools" not in d.template
 
 
+def _gemma4_older_shape() -> str:
+    """Gemma 4's template as its first releases wrote a conversation (llama.cpp still carries that
+    one): tool messages are turns of their own (``<|turn>tool``), every turn opens and closes, no
+    forward scan for results. Made from the current template here, so that the tests hold no copy."""
+    src = _gemma4()
+    src = src.replace("    {%- if message['role'] != 'tool' -%}\n", "    {%- if true -%}\n", 1)
+    a = src.index("{%- elif message.get('tool_calls') -%}\n                {#- OpenAI Chat Completions")
+    b = src.index("{%- endif -%}\n\n            {%- set captured_content -%}")
+    src = src[:a] + src[b:]
+    a = src.index("        {#- Forward-scan: find next non-tool message role")
+    b = src.index("    {#- Track previous non-tool role")
+    src = src[:a] + "        {{- '<turn|>\\n' -}}\n\n" + src[b:]
+    src = src.replace("{%- if not continue_same_model_turn -%}", "{%- if true -%}", 1)
+    return src.replace("{%- if ns.prev_message_type != 'tool_response' and ns.prev_message_type != 'tool_call' -%}",
+                       "{%- if true -%}", 1)
+
+
+def test_gemma4s_notation_in_turns_of_the_usual_kind_derives_the_general_way():
+    """Definitions and calls in Gemma 4's notation, results as tool turns: the notation's definitions
+    and values go into the general solver, and every tool conversation, and an agent loop's thinking,
+    render as the chat template renders them."""
+    src = _gemma4_older_shape()
+    d = derive_template(src, bos_token="<bos>", eos_token="<turn|>")
+    assert d.tools and d.tools_error is None
+    assert "<|turn>tool" in render_jinja(src, [([U, {"role": "tool", "content": "x"}], False)], bos_token="<bos>")[0]
+    rendered = 0
+    for got, want in _renderings(d, src, CONVERSATIONS, "<bos>", "<turn|>"):
+        assert got == want
+        rendered += "<|tool>declaration:" in want
+    assert rendered == len(CONVERSATIONS)
+    jobs = [([dict(m, reasoning_content=m.get("thinking"), tool_calls=[call_view(c) for c in m["tool_calls"]])
+              if m.get("tool_calls") else m for m in msgs], True, [tool_view(SEARCH), tool_view(CLOCK)])
+            for msgs in LOOP_CONVERSATIONS]
+    for msgs, want in zip(LOOP_CONVERSATIONS, render_jinja(src, jobs, bos_token="<bos>", eos_token="<turn|>")):
+        got = ollama_execute(d.template, [go_message(m) for m in msgs], tools=go_tools([SEARCH, CLOCK]))
+        assert got == want[len("<bos>"):]
+    # macros that write an array's items otherwise: the conversation with every kind of property
+    # shows it, and the template keeps no tools, saying where the renderings part
+    odd = src.replace("                    items:{", '                    items:{<|"|><|"|>', 1)
+    d = derive_template(odd, bos_token="<bos>", eos_token="<turn|>")
+    assert not d.tools and "as turns of the usual kind: with tools of every kind" in d.tools_error
+
+
 #: Gemma 4 conversations the tool checks do not hold: a result named by its call's id, thinking in the
 #: turn that calls (written only after the last user message), the answer going on in the same turn
 G4_TOOLS = [{"type": "function", "function": {"name": "find", "description": "Find things", "parameters": {
