@@ -18,9 +18,10 @@ turn that calls. A template that writes anything else fails the checks the calle
 and check conversation rendered exactly as the chat template renders it); one whose turns are of the
 usual kind (results as tool turns, the shape of an earlier Gemma 4 template) is then solved the
 general way with this notation's definitions (:func:`declaration`) and values (:func:`value`) in
-place of JSON, and checked on :func:`probe_conversation` too. What Go cannot do is listed in docs/design.md: keys sorted by bytes where Jinja's
-``dictsort`` ignores case, ``| trim`` and the removal of thinking from a message's text, numbers
-written as Python writes floats, and type names other than JSON Schema's seven.
+place of JSON, and checked on :func:`probe_conversation` too. What Go cannot do is listed in
+docs/design.md: keys sorted by bytes where Jinja's ``dictsort`` ignores case, ``| trim`` and the
+removal of thinking from a message's text, numbers written as Python writes floats, and type names
+other than JSON Schema's seven.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 
-from .gotemplate import go_lit
+from .gotemplate import go_lit, go_quote
 
 __all__ = ["recognises", "quote", "value", "declaration", "learn", "go_template", "defines", "with_defines",
            "DEFINE_PREFIX"]
@@ -61,16 +62,6 @@ def value(q: str, expr: str) -> str:
     """Go text writing the value in ``expr`` as the notation's ``format_argument(..., escape_keys=False)``
     does (a call's argument)."""
     return f'{{{{ template "{_name(q, "bare")}" {expr} }}}}'
-
-
-def _between(text: str, start: str, end: str) -> str:
-    i = text.find(start)
-    if i < 0:
-        raise NotationError(f"{start!r} is not written")
-    j = text.find(end, i + len(start))
-    if j < 0:
-        raise NotationError(f"{end!r} is not written after {start!r}")
-    return text[i + len(start):j]
 
 
 def _name(q: str, part: str) -> str:
@@ -188,7 +179,7 @@ def learn(r: dict, plain: dict, markers: dict) -> dict:
     ``a1``, argument ``ak1``/``av1``, result ``tr1``, thinking ``th``)."""
     M = markers
     g0 = r["g0"]
-    q = _between(g0, f'declaration:{M["tn1"]}{{description:', M["td1"])
+    q = quote(g0, M["tn1"], M["td1"])
     if not q or not g0[g0.find(M["td1"]) + len(M["td1"]):].startswith(q):
         raise NotationError("a tool's description is not quoted alike on both sides")
     u_pre, u_post, a_pre, a_post = plain["u_pre"], plain["u_post"], plain["a_pre"], plain["a_post"]
@@ -297,7 +288,7 @@ def go_template(parts: dict) -> str:
         think = f'{{{{ if and $_.Thinking (gt $i $lastUser) }}}}{L(pre)}{{{{ $_.Thinking }}}}{L(post)}{{{{ end }}}}'
     # the calls' opening as a string action: Ollama's template-derived tool parser reads only JSON
     # calls; with no tag to find (tools.parseTag stops at the action) the calls reach the client as text
-    call = (f'{{{{ range $ci, $c := .ToolCalls }}}}{{{{ {_go_string(parts["call_open"] + "call:")} }}}}{{{{ $c.Function.Name }}}}'
+    call = (f'{{{{ range $ci, $c := .ToolCalls }}}}{{{{ {go_quote(parts["call_open"] + "call:")} }}}}{{{{ $c.Function.Name }}}}'
             f'{{{{ "{{" }}}}{{{{ $f := false }}}}{{{{ range $ak, $av := $c.Function.Arguments }}}}{{{{ if $f }}}},{{{{ end }}}}'
             f'{{{{ $f = true }}}}{{{{ $ak }}}}:{{{{ template "{bare}" $av }}}}{{{{ end }}}}{{{{ "}}" }}}}{L(parts["call_close"])}{{{{ end }}}}')
     results = (f'{{{{ $calls := .ToolCalls }}}}{{{{ range $j, $r := $.Messages }}}}{{{{ if gt $j $i }}}}'
@@ -330,11 +321,6 @@ def go_template(parts: dict) -> str:
         '{{ if or (eq $lastRole "user") (eq $lastRole "tool") }}'
         f'{{{{ if and (ne $prev "tool_response") (ne $prev "tool_call") }}}}{L(parts["gen"])}'
         f'{{{{ else if eq $prev "tool_response" }}}}{L(parts["gen_after_result"])}{{{{ end }}}}{{{{ end }}}}')
-
-
-def _go_string(s: str) -> str:
-    from .gotemplate import go_quote
-    return go_quote(s)
 
 
 def with_defines(template: str) -> str:
