@@ -32,8 +32,9 @@ used, and then, with the rest of the derived template, on the conversations with
 (``chat_template._tool_checks``). What markers cannot show is not derived: a template that compares
 a type with ``"string"`` or writes it in capitals fails the probes and is left without tools, with
 the reason (Gemma 4, which does both, has its notation written as it is:
-:mod:`ollama_oci.chat_tool_notation`). A description the template trims is written as it is: it differs only for
-a description with spaces at its ends (the whitespace case of per-message ``trim``).
+:mod:`ollama_oci.chat_tool_notation`). A description the template trims is written as it is: it
+differs only for a description with spaces at its ends (the whitespace case of per-message
+``trim``).
 """
 
 from __future__ import annotations
