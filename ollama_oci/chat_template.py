@@ -783,8 +783,8 @@ def _derive_tools(src: str, r: dict, probes: dict, bos: str, eos: str, timeout: 
     try:
         return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, False)
     except _NotationTurn as n:
-        # Gemma 4's notation in turns of the usual kind (the older Gemma 4 templates: results as tool
-        # turns): its definitions and calls, solved the general way; else the notation's reason
+        # Gemma 4's notation in turns of the usual kind (results as tool turns, the shape of an earlier
+        # Gemma 4 template): its definitions and calls, solved the general way; else both reasons
         try:
             return _derive_tools_with(src, r, probes, bos, eos, timeout, variables, plain, False, n.quote)
         except TemplateDerivationError as general:
