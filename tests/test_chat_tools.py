@@ -194,9 +194,10 @@ def test_a_notation_written_otherwise_is_left_out_with_the_reason(change, why):
 
 
 def _gemma4_older_shape() -> str:
-    """Gemma 4's template as its first releases wrote a conversation (llama.cpp still carries that
-    one): tool messages are turns of their own (``<|turn>tool``), every turn opens and closes, no
-    forward scan for results. Made from the current template here, so that the tests hold no copy."""
+    """Gemma 4's template in the shape of an earlier one (as llama.cpp's copy writes a conversation):
+    tool messages are turns of their own (``<|turn>tool``), every turn opens and closes, no forward
+    scan for results. Made from the current template here, with its macros, so that the tests hold no
+    second copy."""
     src = _gemma4()
     src = src.replace("    {%- if message['role'] != 'tool' -%}\n", "    {%- if true -%}\n", 1)
     a = src.index("{%- elif message.get('tool_calls') -%}\n                {#- OpenAI Chat Completions")
