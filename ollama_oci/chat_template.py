@@ -433,12 +433,16 @@ def _go_template(p: dict) -> str:
         if recent:
             mid = f'{{{{ if not (and $_.Thinking (gt $i $lastUser)) }}}}{mid}{{{{ end }}}}'
         cuts.append((at, drop, mid))
-    if cuts:
+
+    def opener(raw: str, shift: int = 0) -> str:
+        """``raw`` (the assistant turn's opener, or one that ends with it: ``shift`` characters more
+        before it) with the thinking blocks in it."""
         pieces, pos = [], 0
         for at, drop, text in sorted(cuts, key=lambda c: c[0]):
-            pieces += [L(p["a_pre"][pos:at]), text]
-            pos = at + drop
-        a_pre = "".join(pieces) + L(p["a_pre"][pos:])
+            pieces += [L(raw[pos:at + shift]), text]
+            pos = at + shift + drop
+        return "".join(pieces) + L(raw[pos:])
+    a_pre = opener(p["a_pre"])
     calls = p.get("calls")
     if calls is None:
         out.append(f'{{{{ else if eq .Role "assistant" }}}}{a_pre}{{{{ .Content }}}}{L(p["a_post"])}'
@@ -450,7 +454,11 @@ def _go_template(p: dict) -> str:
     def named(text: str) -> str:       # a result's opening, with its tool's name
         return "{{ .ToolName }}".join(L(x) for x in text.split(TM["rn1"]))
     if res.get("a_pre") is not None:    # an answer right after a tool result opens its own way
-        a_pre = f'{{{{ if eq $prev "tool" }}}}{L(res["a_pre"])}{{{{ else }}}}{a_pre}{{{{ end }}}}'
+        after = res["a_pre"]
+        # (Qwen 3 closes the results' turn there, then opens the answer as any other: an agent loop's
+        # thinking goes into that opener too; thinking in earlier turns never gets here)
+        after = opener(after, len(after) - len(p["a_pre"])) if recent and after.endswith(p["a_pre"]) else L(after)
+        a_pre = f'{{{{ if eq $prev "tool" }}}}{after}{{{{ else }}}}{a_pre}{{{{ end }}}}'
     text = "{{ if not .ToolCalls }}{{ .Content }}{{ end }}" if calls.get("drops_text") else "{{ .Content }}"
     body = calls_snippet(calls, L) + text if calls.get("text_after") else text + calls_snippet(calls, L)
     if calls.get("whole_turn"):       # a turn that calls is its calls, opener and closer their own

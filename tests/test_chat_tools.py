@@ -70,7 +70,7 @@ def _templates():
                      "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
                      "glimmer_chat_template.jinja", "gemma4_31b_chat_template.jinja2",
                      "gemma4_e2b_chat_template.jinja2")}
-    for shape in ("chatml-tools", "fields-markdown"):
+    for shape in ("chatml-tools", "fields-markdown", "qwen3-loop"):
         out[shape] = open(os.path.join(HERE, "shapes", shape + ".jinja"), encoding="utf-8").read()
     with open(os.path.join(HERE, "ollama-index-extra.jsonl")) as f:
         out.update(next(iter(json.loads(line).items())) for line in f if line.strip())
@@ -80,7 +80,8 @@ def _templates():
 TOKENS = {"llama3-instruct": ("<|begin_of_text|>", "<|eot_id|>"), "qwen38_chat_template.jinja": ("", "<|im_end|>"),
           "chatml-tools": ("", "<|im_end|>"), "nemotron35_chat_template.jinja2": ("<s>", "<|im_end|>"),
           "nemotron3nano_chat_template.jinja2": ("<s>", "<|im_end|>"), "fields-markdown": ("", "<|end|>"),
-          "gemma4_31b_chat_template.jinja2": ("<bos>", "<turn|>"), "gemma4_e2b_chat_template.jinja2": ("<bos>", "<turn|>")}
+          "gemma4_31b_chat_template.jinja2": ("<bos>", "<turn|>"), "gemma4_e2b_chat_template.jinja2": ("<bos>", "<turn|>"),
+          "qwen3-loop": ("", "<|im_end|>")}
 CALL = {"function": {"name": "search_docs", "arguments": {"query": "registry auth", "limit": 3}}}
 CALL2 = {"function": {"name": "get_time", "arguments": {}}}
 #: arguments of every JSON type: an object holding a list, false, null, a float
@@ -126,7 +127,8 @@ def _renderings(d, src, convs, bos="", eos="", string_args=False):
                                   "qwen38_chat_template.jinja", "llama3-instruct", "chatml-tools",
                                   "nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
                                   "fields-markdown", "glimmer_chat_template.jinja",
-                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2"])
+                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2",
+                                  "qwen3-loop"])
 def test_tool_conversations_render_as_the_chat_template(name):
     """Tool definitions in the system turn (Laguna, Qwen 3.8) or in the first user message (Llama 3.1,
     indented JSON), calls as JSON or as name/value pairs, one call per turn (Llama 3.1 refuses two),
@@ -308,11 +310,13 @@ LOOP_CONVERSATIONS = [
 
 @pytest.mark.parametrize("name", ["nemotron35_chat_template.jinja2", "nemotron3nano_chat_template.jinja2",
                                   "qwen38_chat_template.jinja", "laguna_v8_chat_template.jinja2",
-                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2"])
+                                  "gemma4_31b_chat_template.jinja2", "gemma4_e2b_chat_template.jinja2",
+                                  "qwen3-loop"])
 def test_thinking_in_an_agent_loop_is_written_where_the_chat_template_writes_it(name):
-    """Nemotron 3 (as GLM-4.5/4.6, MiniMax-M2 and LFM2.5, checked outside the tests) drops an earlier
-    turn's thinking but writes that of the turns after the last user message, which is what an agent
-    loop sends back: the derived template writes .Thinking there (found from one more probe), with
+    """Nemotron 3 and Qwen 3's shape (as GLM-4.5/4.6, MiniMax-M2 and LFM2.5, checked outside the
+    tests) drop an earlier turn's thinking but write that of the turns after the last user message,
+    which is what an agent loop sends back: the derived template writes .Thinking there (found from
+    two more probes; in Qwen 3's shape also after a tool result, where its turns reopen), with
     thinking unset, on and off."""
     src = _templates()[name]
     bos, eos = TOKENS.get(name, ("<s>", "</s>"))
