@@ -882,14 +882,14 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
         if isinstance(v, tuple):
             _fail(f"a conversation with tools does not render ({v[1]})")
     from .chat_tool_notation import quote, recognises
+
+    def render(more):          # the chat template's renderings of more jobs, without the leading BOS
+        out = render_jinja(src, more, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
+        return [x[len(bos):] if bos and isinstance(x, str) and x.startswith(bos) else x for x in out]
     if notation is None and recognises(rt["g0"], TM["tn1"], TM["td1"]):
         # Gemma 4's notation: written as it is, its tokens learned, every probe and check rendered
         jobs = dict(zip(names, ((m, g, t) for m, g, t in
                                 [(m, g, tv) for m, g in probes.values()] + list(extra.values()))))
-
-        def render(more):
-            out = render_jinja(src, more, bos_token=bos, eos_token=eos, timeout=timeout, variables=variables)
-            return [x[len(bos):] if bos and isinstance(x, str) and x.startswith(bos) else x for x in out]
         try:
             return _notation_tools(rt, plain, jobs, checks, wants, render)
         except TemplateDerivationError as e:
@@ -1054,42 +1054,24 @@ def _derive_tools_with(src: str, r: dict, probes: dict, bos: str, eos: str, time
                                                     f'{{{{ end }}}}{{{{ $nt.Function.Name }}}}{{{{ end }}}}')
         return go
 
-    more = []          # Gemma 4's notation: every kind of property and value, as the notation path checks
-    if notation:
-        from .chat_tool_notation import probe_conversation
-        msgs, tools = probe_conversation()
-        jinja = [dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m
-                 for m in msgs]
-        (want,) = render_jinja(src, [(jinja, True, [tool_view(t) for t in tools])], bos_token=bos, eos_token=eos,
-                               timeout=timeout, variables=variables)
-        if isinstance(want, tuple):
-            _fail(f"a conversation with tools does not render ({want[1]})")
-        more.append((jinja, tools, want[len(bos):] if bos and want.startswith(bos) else want))
+    # Gemma 4's notation: every kind of property and value, as the notation path checks
+    more = [_every_kind(render)] if notation else []
 
-    def check(go: str) -> int:
+    def check(go: str):
         # the definitions that write nested JSON values go at the top of the whole template (Go takes a
         # {{ define }} nowhere else): derive_template puts them there
         nodes = check_ollama_template(with_py_json(go))
-        agreed = 0
-        for (msgs, tools), want in zip(checks, wants):
-            if isinstance(want, tuple):
-                continue       # the chat template refuses it (two calls in one turn): nothing to match
-            _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
-            agreed += 1
-        for msgs, tools, want in more:
-            _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools of every kind, ")
-        return agreed
+        _check_tool_conversations(nodes, p, checks, wants, more)
+        return nodes
     go = build(p)
-    if check(go) < 3:
-        _fail("too few conversations with tools render with the chat template to check a derived one")
+    check(go)
     recent = None if whole or "kt2" not in rt else _recent_thinking(p, rt["kt2"], rt.get("rg"))
     if recent is not None:
         # kept only if the agent-loop probes then render exactly, and the checks still do
         p2 = dict(p, recent_think=recent)
         go2 = build(p2)
         try:
-            check(go2)
-            nodes = check_ollama_template(with_py_json(go2))
+            nodes = check(go2)
             for key in ("kt2", "kt3"):
                 if isinstance(rt.get(key), str):
                     msgs, _gen, _tools = extra[key]
@@ -1150,7 +1132,7 @@ def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list
     conversation (every kind of property and value) and every check conversation exactly as the chat
     template does (``render``: the chat template's renderings of more jobs)."""
     from . import chat_tool_notation as nt
-    from .chat_tools import TM, call_view, tool_view, with_py_json
+    from .chat_tools import TM, with_py_json
     from .gotemplate import check_ollama_template
     markers = {"tn1": TM["tn1"], "tn2": TM["tn2"], "td1": TM["td1"], "ak1": TM["ak1"], "av1": TM["av1"],
                "tr1": TM["tr1"], "u1": _M["u1"], "u2": _M["u2"], "sys": _M["sys"], "a1": _M["a1"], "th": _THINK}
@@ -1165,22 +1147,39 @@ def _notation_tools(rt: dict, plain: dict, jobs: dict, checks: list, wants: list
         if not gen or not isinstance(rt.get(key), str):
             continue
         _check_rendering(nodes, plain, msgs, rt[key], _CHECK_DAYS[0], tools, what=f"with tools ({key}), ")
-    msgs, tools = nt.probe_conversation()
+    _check_tool_conversations(nodes, plain, checks, wants, [_every_kind(render)])
+    return go, {"definitions": {"notation": "declaration", "quote": parts["q"]},
+                "calls": {"form": "notation", "quote": parts["q"]}, "results": {"in_turn": True}}
+
+
+def _every_kind(render) -> tuple[list, list, str]:
+    """The notation's conversation with every kind of property and argument value
+    (:func:`chat_tool_notation.probe_conversation`): its messages as the chat template gets them, its
+    tools, and the chat template's rendering (``render``)."""
+    from .chat_tool_notation import probe_conversation
+    from .chat_tools import call_view, tool_view
+    msgs, tools = probe_conversation()
     jinja = [dict(m, tool_calls=[call_view(c) for c in m["tool_calls"]]) if m.get("tool_calls") else m for m in msgs]
     (want,) = render([(jinja, True, [tool_view(t) for t in tools])])
     if isinstance(want, tuple):
         _fail(f"a conversation with tools does not render ({want[1]})")
-    _check_rendering(nodes, plain, jinja, want, _CHECK_DAYS[0], tools, what="with tools of every kind, ")
+    return jinja, tools, want
+
+
+def _check_tool_conversations(nodes, p: dict, checks: list, wants: list, more=()) -> None:
+    """The derived template with tools (``nodes``) must render every check conversation the chat
+    template renders (``wants``; one it refuses, as Llama 3.1 refuses two calls in a turn, has nothing
+    to match), at least three of them, and each of ``more`` (messages, tools, rendering)."""
     agreed = 0
     for (msgs, tools), want in zip(checks, wants):
         if isinstance(want, tuple):
             continue
-        _check_rendering(nodes, plain, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
+        _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools, ")
         agreed += 1
     if agreed < 3:
         _fail("too few conversations with tools render with the chat template to check a derived one")
-    return go, {"definitions": {"notation": "declaration", "quote": parts["q"]},
-                "calls": {"form": "notation", "quote": parts["q"]}, "results": {"in_turn": True}}
+    for msgs, tools, want in more:
+        _check_rendering(nodes, p, msgs, want, _CHECK_DAYS[0], tools, what="with tools of every kind, ")
 
 
 def _notation_definitions(rt: dict, t1: dict, t2: dict, q: str) -> dict:
