@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
+from . import prehash
 from .digest import Digest, digest_bytes, parse_digest
 from .errors import InvalidInput, NotFound, VerificationError, printable
 from .fsutil import discard_staged
@@ -73,11 +74,15 @@ def export_bundle(src: Any, refs: Iterable, path: str, *, names: Optional[list] 
         entries.append((store, name, data, mt))
     report = BundleReport(path)
     opts = CopyOptions(progress=progress)
-    with BundleWriter(path, level=level, progress=progress) as w:
-        w.announce([(name, data, mt) for _, name, data, mt in entries])
-        for store, name, data, mt in entries:
-            copy_manifest(store, data, mt, w, name, opts)
-            report.models.append({"name": name.display, "manifest_digest": str(digest_bytes(data))})
+    try:
+        with BundleWriter(path, level=level, progress=progress) as w:
+            w.announce([(name, data, mt) for _, name, data, mt in entries])
+            for store, name, data, mt in entries:
+                copy_manifest(store, data, mt, w, name, opts)
+                report.models.append({"name": name.display, "manifest_digest": str(digest_bytes(data))})
+    finally:
+        if prehash.pending():
+            prehash.cancel()    # a hash the console script started that no blob took (console.py)
     report.blobs = len({str(x.digest) for _, _, data, _ in entries for x in parse_manifest(data).blobs})
     report.blob_bytes = w.blob_bytes
     report.file_size = os.path.getsize(path)

@@ -4,7 +4,10 @@ For ``ollama-oci pack FILE.gguf ...`` it starts hashing each named GGUF on a thr
 (:mod:`ollama_oci.prehash`) before it loads click and the rest of the program, which takes a
 fresh process ~45 ms; then it runs :func:`ollama_oci.cli.console_main` as ``python -m
 ollama_oci.cli`` does. Nothing is hashed ahead for ``--link-mode copy``, ``--dry-run`` or
-``--help``, where staging would not take the result.
+``--help``, where staging would not take the result. For ``ollama-oci export NAME... -o FILE`` it
+likewise starts on the store blobs of the named models (:func:`export_blobs`; read through a map, at
+the lowest CPU priority: the export checks each result before the bundle gets its name, and hashes
+whatever was not started here itself).
 
 ``ollama-oci inspect FILE`` (and ``inspect FILE --json``) on a local file is answered here, by
 :mod:`ollama_oci.gguf_report`, without loading click: the whole process then costs about what
@@ -16,6 +19,7 @@ error, goes to the full program, which reports it as every command does.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 _SKIP = {"--link-mode=copy", "--dry-run", "-h", "--help"}
@@ -32,6 +36,82 @@ def gguf_args(argv: list[str]) -> list[str]:
     if _SKIP & set(rest) or any(a == "--link-mode" and b == "copy" for a, b in zip(rest, rest[1:])):
         return []
     return [a for a in rest if not a.startswith("-") and a.lower().endswith(".gguf")]
+
+
+#: what ``export`` reads from the command line here; any other option (``--oci-layout``, ``--help``,
+#: one of a later version) and nothing is hashed ahead
+_EXPORT_VALUED = {"-o", "--output", "--level"}
+_EXPORT_FLAGS = {"-q", "--quiet", "--json"}
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
+#: blobs smaller than this are hashed as they are written (a thread each would cost more)
+_AHEAD_MIN = 1 << 20
+
+
+def _manifest_parts(name: str) -> list[str] | None:
+    """host, namespace, model, tag of a plain lower-case Ollama name (Ollama's defaults filled in),
+    None for anything else (a scheme, a port, upper case, a digest): those are left to the program."""
+    path, _, tag = name.rpartition(":") if ":" in name.rpartition("/")[2] else (name, "", "latest")
+    parts = path.split("/")
+    if not 1 <= len(parts) <= 3:
+        return None
+    parts = ["registry.ollama.ai", "library"][:3 - len(parts)] + parts + [tag]
+    if any(not p or p in (".", "..") or not set(p) <= _NAME_CHARS for p in parts):
+        return None
+    return parts
+
+
+def export_blobs(argv: list[str]) -> list[str]:
+    """The blob files (1 MiB and more) of the models an ``export`` command line names in the Ollama
+    model store, for :mod:`ollama_oci.prehash`: none for any other command, or for a form read
+    here with any doubt. A hint only: the export hashes what it does not find hashed ahead."""
+    words = [a for a in argv if a != "--verbose" and not (a.startswith("-v") and set(a[1:]) <= {"v"})]
+    if not words or words[0] != "export":
+        return []
+    names, models_dir, rest = [], None, words[1:]
+    i = 0
+    while i < len(rest):
+        a = rest[i]
+        if a in _EXPORT_VALUED or a == "--models-dir":
+            if i + 1 == len(rest):
+                return []
+            if a == "--models-dir":
+                models_dir = rest[i + 1]
+            i += 2
+            continue
+        if a.startswith("--models-dir="):
+            models_dir = a.partition("=")[2]
+        elif not (a in _EXPORT_FLAGS or a.startswith(("--output=", "--level=")) or (a.startswith("-o") and a != "-o")):
+            if a.startswith("-"):
+                return []
+            names.append(a)
+        i += 1
+    root = models_dir or os.environ.get("OLLAMA_MODELS") or os.path.join(os.path.expanduser("~"), ".ollama", "models")
+    out = []
+    for name in names:
+        parts = _manifest_parts(name)
+        if parts is None:
+            continue
+        try:
+            with open(os.path.join(root, "manifests", *parts), "rb") as f:
+                data = f.read(1 << 20)
+            import json
+            m = json.loads(data)
+            descs = [m.get("config")] + list(m.get("layers") or [])
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+        for d in descs:
+            digest = d.get("digest") if isinstance(d, dict) else None
+            if not (isinstance(digest, str) and len(digest) == 71 and digest.startswith("sha256:")
+                    and set(digest[7:]) <= set("0123456789abcdef")):
+                continue
+            path = os.path.join(root, "blobs", "sha256-" + digest[7:])
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size >= _AHEAD_MIN and path not in out:
+                out.append(path)
+    return out
 
 
 def inspect_args(argv: list[str]) -> tuple[str, bool] | None:
@@ -86,5 +166,7 @@ def console_main() -> None:
     from . import prehash
     for path in gguf_args(sys.argv[1:]):
         prehash.start(path)
+    for path in export_blobs(sys.argv[1:]):
+        prehash.start(path, mapped=True, background=True)    # store blobs: never truncated in place
     from .cli import console_main as run
     run()

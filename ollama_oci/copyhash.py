@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional, Union
 
+from . import prehash
 from .digest import Digest
 
 __all__ = ["Range", "copy_pieces", "write_stream", "HashedReader", "ShortSource"]
@@ -251,18 +252,21 @@ class HashedReader:
 
     Export writes each blob into a compressor while the next block is read and hashed: the hash
     (the verification that keeps a damaged store from being shipped) overlaps the writing instead of
-    adding to it (~40 ms of 0.6 s on the Gemma's bundle, docs/benchmarks.md). After the last block,
-    :meth:`hexdigest` is the sha256 of what was handed over; ``short`` says the file ended before
-    ``size`` bytes. Use as a context manager: leaving it early stops the thread before ``f`` is
-    closed. A read error is raised in the caller's thread.
+    adding to it. After the last block, :meth:`hexdigest` is the sha256 of what was handed over;
+    ``short`` says the file ended before ``size`` bytes. Use as a context manager: leaving it early
+    stops the thread before ``f`` is closed. A read error is raised in the caller's thread.
 
-    :meth:`mapped` reads a local file through a memory map instead: the blocks are views of the page
+    :meth:`mapped` reads a store blob through a memory map instead: the blocks are views of the page
     cache, not copies of it (~25 ms less CPU on the Gemma's 253 MB, where both cores are busy
-    compressing). The pages of blocks the caller is done with are dropped from this process's
-    mapping every ``DROP_EVERY`` bytes (``MADV_DONTNEED``; they stay in the page cache, and a view
-    still held reads them back from there), so the resident size stays bounded, as with reads
-    (without it a 1 GiB export showed 1.1 GiB peak RSS). Store blobs are written once and renamed into place, never truncated in place, which a
-    mapped read relies on.
+    compressing), handed over as fast as the caller takes them, and the file is hashed by a
+    background job of its own (:func:`ollama_oci.prehash.beside`, or the one the console script
+    started on it), which uses the cores the caller leaves idle: :attr:`job`, whose result
+    :meth:`hexdigest` waits for, or which the caller takes with :meth:`detach` to check later (a
+    bundle checks them all before it gets its name). The pages of blocks the caller is done with are
+    dropped from this process's mapping every ``DROP_EVERY`` bytes (``MADV_DONTNEED``; they stay in
+    the page cache, and a view still held reads them back from there), so the resident size stays
+    bounded, as with reads (without it a 1 GiB export showed 1.1 GiB peak RSS). Store blobs are
+    written once and renamed into place, never truncated in place, which a mapped read relies on.
     """
 
     def __init__(self, f, size: int, *, block: int = 1 << 20, depth: int = 4):
@@ -275,12 +279,15 @@ class HashedReader:
         self._q: "queue.Queue" = queue.Queue(maxsize=depth)
         self._h = hashlib.sha256()
         self._stop = False
+        #: (mapped) the job hashing the mapped file: same inode, size and modification time
+        self.job: Optional[prehash.HashJob] = None
         self.short = False
-        self._thread = threading.Thread(target=self._run, name="ollama-oci-read-hash", daemon=True)
+        self._handed = False      # (mapped) every block was handed over
+        self._thread: Optional[threading.Thread] = None
 
     @classmethod
     def mapped(cls, path: str, size: int, *, block: int = 1 << 20, depth: int = 4) -> "HashedReader":
-        """The first ``size`` bytes of the file at ``path``, read through a memory map."""
+        """The first ``size`` bytes of the store blob at ``path``, read through a memory map."""
         import mmap
         if not hasattr(mmap, "MADV_DONTNEED"):   # no way to let pages go: read into buffers instead
             f = open(path, "rb")
@@ -288,19 +295,21 @@ class HashedReader:
             r._own = f
             return r
         with open(path, "rb") as f:
-            have = os.fstat(f.fileno()).st_size
-            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if have else None
+            st = os.fstat(f.fileno())
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else None
+        r = cls(None, size, block=block, depth=depth)
+        r._have = st.st_size
+        r._dontneed = mmap.MADV_DONTNEED
         if m is not None:
             m.madvise(mmap.MADV_SEQUENTIAL)
-        r = cls(None, size, block=block, depth=depth)
-        r._map = m
-        r._have = have
-        r._dontneed = mmap.MADV_DONTNEED
+            r._map = m
+            if st.st_size == size:
+                r.job = prehash.claim(st) if prehash.pending() else None
+                if r.job is None and size >= cls.BESIDE_MIN:
+                    r.job = prehash.beside(path, st)
         return r
 
     def _run(self) -> None:
-        if self._map is not None or self._f is None:
-            return self._run_mapped()
         try:
             left = self._left
             while left and not self._stop:
@@ -315,24 +324,14 @@ class HashedReader:
         except BaseException as e:  # handed to the caller's thread
             self._q.put(e)
 
-    def _run_mapped(self) -> None:
-        try:
-            end = min(self._left, self._have)
-            view = memoryview(self._map) if self._map is not None else memoryview(b"")
-            pos = 0
-            while pos < end and not self._stop:
-                b = view[pos:min(pos + self._block, end)]
-                self._h.update(b)
-                pos += len(b)
-                self._q.put(b)
-            self.short = pos < self._left and not self._stop
-            self._q.put(None)
-        except BaseException as e:  # handed to the caller's thread
-            self._q.put(e)
-
     def __enter__(self) -> "HashedReader":
-        self._thread.start()
+        if self._f is not None:
+            self._thread = threading.Thread(target=self._run, name="ollama-oci-read-hash", daemon=True)
+            self._thread.start()
         return self
+
+    #: (mapped) a file smaller than this is hashed as it is handed over (a thread would cost more)
+    BESIDE_MIN = 1 << 20
 
     #: (mapped) the pages of this many bytes the caller is done with leave the mapping at once:
     #: one ``madvise`` per block cost ~40 ms on the Gemma's 253 MB (each one interrupts the other core
@@ -340,24 +339,58 @@ class HashedReader:
     DROP_EVERY = 32 << 20
 
     def __iter__(self):
-        done = dropped = 0     # (mapped) where the blocks the caller is done with end; what left the map
-        for b in _received(self._q):
-            yield b
-            if self._map is not None:
+        if self._f is not None:
+            yield from _received(self._q)
+            return
+        end = min(self._left, self._have)
+        pos = dropped = 0     # where the blocks the caller is done with end; what left the map
+        with memoryview(self._map) if self._map is not None else memoryview(b"") as view:
+            while pos < end:
+                n = min(self._block, end - pos)
+                if self.job is None:      # a small file, or one of another size (which ends as short)
+                    self._h.update(view[pos:pos + n])
+                yield view[pos:pos + n]
+                pos += n
                 # the caller is done with this block (written, or copied into the compressor): its
                 # pages leave this process's mapping (they stay in the page cache), so the resident
                 # size stays bounded whatever the blob's size, as with reads into buffers
-                done += len(b)
-                if done - dropped >= self.DROP_EVERY:
-                    self._map.madvise(self._dontneed, dropped, done - dropped)
-                    dropped = done
+                if pos - dropped >= self.DROP_EVERY:
+                    self._map.madvise(self._dontneed, dropped, pos - dropped)
+                    dropped = pos
+        self.short = pos < self._left
+        self._handed = True
+
+    def detach(self) -> Optional[prehash.HashJob]:
+        """(mapped) The job hashing the file, now the caller's to wait for (None when there is none:
+        then :meth:`hexdigest` is the digest)."""
+        job, self.job = self.job, None
+        return job
 
     def hexdigest(self) -> str:
+        """The sha256 of the bytes handed over (waits for a mapped file's job)."""
+        job = self.detach()
+        if job is not None:
+            got = job.wait()
+            if got is not None and got[1] == self._left:
+                return got[0][len("sha256:"):]
+            if self._map is None:
+                from .errors import VerificationError
+                raise VerificationError("a blob changed, or could not be read, while it was being read")
+            # the job could not vouch for the file (it changed, or a read failed): hash the map
+            h = hashlib.sha256()
+            with memoryview(self._map) as view:
+                for pos in range(0, self._left, self._block):
+                    h.update(view[pos:pos + self._block])
+            return h.hexdigest()
         return self._h.hexdigest()
 
     def __exit__(self, *exc) -> None:
         self._stop = True
-        _wait_out(self._thread, self._q)
+        if self._thread is not None:
+            _wait_out(self._thread, self._q)
+        if self.job is not None and not self._handed:     # left early: the hash is not wanted
+            self.job.cancel()
+            self.job = None
         if self._own is not None:
             self._own.close()
         if self._map is not None:

@@ -525,12 +525,25 @@ def test_a_compressed_export_reports_the_compression_still_running(tmp_path):
     assert OllamaStore(str(tmp_path / "back")).verify()[1] == []
 
 
+@pytest.mark.parametrize("size", ["tiny", "2MiB"])
 @pytest.mark.parametrize("damage", ["flipped", "short"])
-def test_an_export_refuses_a_damaged_store_blob_and_leaves_no_bundle(tmp_path, damage):
-    """Export verifies every blob it bundles (read and hashed on a thread while the bundle is
-    written): a store blob damaged in place, or cut short, is refused by name and no bundle appears."""
+def test_an_export_refuses_a_damaged_store_blob_and_leaves_no_bundle(tmp_path, damage, size):
+    """Export verifies every blob it bundles: a store blob damaged in place, or cut short, is refused
+    by name and no bundle appears. A small blob is hashed as it is written; one of 1 MiB and more
+    goes to the compressor from a map while a background job hashes it (the console script's, started
+    before the program loads, or the library's own), checked before the bundle gets its name."""
+    from gguf_factory import make_big_gguf
+
+    from ollama_oci.bundle import export_bundle
+    from ollama_oci.errors import VerificationError
     store = OllamaStore(str(tmp_path / "models"))
-    pack(Recipe(files=[TINY], system="a"), "a", [store])
+    src = TINY
+    if size == "2MiB":
+        src = str(tmp_path / "big.gguf")
+        make_big_gguf(src, 2 << 20)
+    pack(Recipe(files=[src], system="a"), "a", [store])
+    if size == "2MiB":
+        os.unlink(src)
     gguf = next(d for d in store.get_manifest(parse_name("a"))[0].layers if d.kind == "model")
     path = os.path.join(store.root, "blobs", "sha256-" + gguf.digest.hex)
     data = bytearray(open(path, "rb").read())
@@ -546,3 +559,6 @@ def test_an_export_refuses_a_damaged_store_blob_and_leaves_no_bundle(tmp_path, d
         assert gguf.digest.hex in cp.stderr, cp.stderr
         assert ("is damaged" if damage == "flipped" else "ended after") in cp.stderr, cp.stderr
         assert os.listdir(tmp_path) == ["models"]       # no bundle, no temp file left behind
+        with pytest.raises(VerificationError, match="is damaged" if damage == "flipped" else "ended after"):
+            export_bundle(store, [parse_name("a")], str(out))
+        assert os.listdir(tmp_path) == ["models"]

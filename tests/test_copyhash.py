@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import sys
 
 import pytest
 
@@ -196,4 +197,118 @@ def test_a_mapped_hashed_read_keeps_few_pages_resident(tmp_path):
         for b in r:
             bytes(b[:1])
             peak = max(peak, rss_file() - before)
-    assert peak < 48 << 20, peak       # DROP_EVERY (32 MiB) and the blocks in flight
+    # DROP_EVERY (32 MiB) and the blocks in flight, for the reader's map and for the map of the job
+    # that hashes the file beside it
+    assert peak < 80 << 20, peak
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_mapped_read_of_a_big_blob_is_hashed_by_a_job_beside_it(tmp_path):
+    """From 1 MiB on, the blocks are handed over without hashing them, and a background job hashes
+    the file: the caller waits for it (hexdigest), or takes it to check later (detach)."""
+    from ollama_oci.copyhash import HashedReader
+    data = os.urandom(HashedReader.BESIDE_MIN + 4097)
+    (tmp_path / "blob").write_bytes(data)
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data), block=1 << 16) as r:
+        assert r.job is not None
+        got = b"".join(bytes(b) for b in r)
+        job = r.detach()
+    assert got == data and job.wait() == ("sha256:" + _sha(data), len(data))
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data)) as r:
+        for _ in r:
+            pass
+    assert r.hexdigest() == _sha(data)
+    small = os.urandom(1000)
+    (tmp_path / "small").write_bytes(small)
+    with HashedReader.mapped(str(tmp_path / "small"), len(small)) as r:
+        assert r.job is None and b"".join(bytes(b) for b in r) == small
+        assert r.hexdigest() == _sha(small)
+
+
+def test_a_hash_started_ahead_is_taken_only_for_the_same_unchanged_file(tmp_path):
+    """The console script's job is for the file as it was when it started: once the file has
+    changed (same size, other bytes, a later mtime), the reader hashes what it maps now."""
+    import time
+
+    from ollama_oci import prehash
+    from ollama_oci.copyhash import HashedReader
+    data = bytearray(os.urandom(2 << 20))
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    try:
+        assert prehash.start(str(path), mapped=True, background=True)
+        ahead = next(iter(prehash._jobs.values()))
+        assert ahead.finished.wait(10) and ahead.digest == "sha256:" + _sha(bytes(data))
+        time.sleep(0.01)
+        data[12345] ^= 0xFF
+        with open(path, "r+b") as f:
+            f.seek(12345)
+            f.write(data[12345:12346])
+        with HashedReader.mapped(str(path), len(data)) as r:
+            assert r.job is not None and r.job is not ahead
+            for _ in r:
+                pass
+        assert r.hexdigest() == _sha(bytes(data))
+        # unchanged, it is taken: the reader starts no job of its own
+        path2 = tmp_path / "blob2"
+        path2.write_bytes(data)
+        assert prehash.start(str(path2), mapped=True, background=True)
+        ahead = prehash._jobs[prehash._key(os.stat(path2))]
+        with HashedReader.mapped(str(path2), len(data)) as r:
+            assert r.job is ahead
+            for _ in r:
+                pass
+        assert r.hexdigest() == _sha(bytes(data)) and ahead not in prehash._jobs.values()
+    finally:
+        prehash.cancel()
+
+
+def test_a_job_that_cannot_vouch_for_the_file_is_not_trusted(tmp_path, monkeypatch):
+    """A job whose file changed or failed to read gives no digest: the reader hashes its map instead,
+    and a bundle that took the job to check later refuses to give itself a name."""
+    from ollama_oci import OllamaStore, Recipe, pack, parse_name, prehash
+    from ollama_oci.bundle import export_bundle
+    from ollama_oci.copyhash import HashedReader
+    from ollama_oci.errors import VerificationError
+
+    def failed(path, st):
+        job = prehash.HashJob(prehash._key(st))
+        job.finished.set()
+        return job
+    monkeypatch.setattr(prehash, "beside", failed)
+    data = os.urandom(2 << 20)
+    (tmp_path / "blob").write_bytes(data)
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data)) as r:
+        for _ in r:
+            pass
+        assert r.hexdigest() == _sha(data)
+
+    from gguf_factory import make_big_gguf
+    make_big_gguf(str(tmp_path / "big.gguf"), 2 << 20)
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[str(tmp_path / "big.gguf")]), "big:1", [store])
+    for out in ("x.tar", "x.tar.zst"):
+        with pytest.raises(VerificationError, match="changed or could not be read"):
+            export_bundle(store, [parse_name("big:1")], str(tmp_path / out))
+        assert not (tmp_path / out).exists()
+        assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_a_background_job_lowers_the_priority_of_its_own_thread_only():
+    import threading
+
+    from ollama_oci import prehash
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = []
+
+    def probe():
+        prehash._lower_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    assert seen == [19] and os.getpriority(os.PRIO_PROCESS, 0) == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tarfile
 import threading
 from typing import Any, BinaryIO, Optional
@@ -79,6 +80,28 @@ class _Behind:
         self.f.flush()
 
 
+def _let_go_of(path: str) -> None:
+    """Drop the page-cache pages of the file this bundle will replace, on a thread, now: the rename
+    that replaces it at the end then frees its blocks only (~37 ms for a 238 MB bundle on this
+    machine's ext4) instead of its pages as well (~55 ms), while nothing else can run."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+
+    def drop() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    threading.Thread(target=drop, name="ollama-oci-let-go", daemon=True).start()
+
+
 class BundleWriter:
     """A bundle being written. Use as a context manager: the file appears on a clean exit only."""
 
@@ -90,6 +113,10 @@ class BundleWriter:
     #: zstd job size: at high levels zstd's default (4x the window: 32 MiB at level 19) lets the
     #: compressor take ~200 MB ahead of its workers, so the bar reached 100% and the end then stalled
     JOB_SIZE = 8 << 20
+    #: at the fast levels (1-9, where a job re-reads a quarter of the window from the one before, or
+    #: less) half that: the workers start sooner and the last job ends sooner, for the same work
+    #: (Gemma's bundle 0.661 -> 0.636 s, a 1 GiB one 1.38 -> 1.30 s, medians; 0.01% larger)
+    FAST_JOB_SIZE = 4 << 20
 
     def __init__(self, path: str, *, level: int = 3, progress: Any = None):
         self.path = path
@@ -102,18 +129,21 @@ class BundleWriter:
         self._announced: dict[ModelName, tuple[bytes, str]] = {}
         self._tagged: dict[ModelName, tuple[bytes, str]] = {}
         self._order: list[ModelName] = []
+        self._unchecked: list[tuple[Descriptor, Any, str]] = []   # (blob, its hash job, where from)
         self._lock = threading.Lock()
         d = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(d):  # as cp and tar do: the directory is the user's to create
             raise NotFound(f"cannot write {path}: the directory {d} does not exist")
         self._dir = d
+        _let_go_of(path)
         self._tmp = tmp_name(d)
         self._raw = open(self._tmp, "xb")
         self._behind = WriteBehind(self._raw.fileno())
         self._out: Any = self._raw
         if compressed(path):
             import zstandard
-            params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=self.JOB_SIZE,
+            job = self.FAST_JOB_SIZE if level <= 9 else self.JOB_SIZE
+            params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=job,
                                                                     write_checksum=1)
             self._cctx = zstandard.ZstdCompressor(compression_params=params)
             self._out = self._cctx.stream_writer(_Behind(self._raw, self._behind), closefd=False)
@@ -191,8 +221,9 @@ class BundleWriter:
                 return "exists"
             self._w(tar_header(f"blobs/sha256/{desc.digest.hex}", desc.size))
             done = 0
-            # read and hashed on a thread while this one writes (and compresses): the verification
-            # overlaps the writing
+            # a local file goes to the compressor straight from a map while a background job hashes
+            # it (checked at commit); any other source is read and hashed on a thread while this
+            # one writes: either way the verification overlaps the writing
             path = source.local_path
             with contextlib.ExitStack() as stack:
                 if path is not None:    # a local file: read through a map, no copy of the page cache
@@ -208,17 +239,38 @@ class BundleWriter:
                     if progress is not None:
                         progress(len(chunk))
                     del chunk
-                hexdigest = blocks.hexdigest()
+                job = blocks.detach()     # (a store blob) hashed beside the compressor, checked at commit
+                hexdigest = blocks.hexdigest() if job is None else None
             if done != desc.size:
+                if job is not None:
+                    job.cancel()
                 raise VerificationError(f"blob {desc.digest} ended after {done} of {desc.size} "
                                         f"bytes in {source.store.describe()}")
-            if "sha256:" + hexdigest != desc.digest:
-                raise VerificationError(f"blob {desc.digest} is damaged in {source.store.describe()} (it hashes to "
-                                        f"sha256:{hexdigest}); run 'ollama-oci verify'", expected=desc.digest)
+            if job is not None:
+                self._unchecked.append((desc, job, source.store.describe()))
+            else:
+                self._check(desc, "sha256:" + hexdigest, source.store.describe())
             self._pad(desc.size)
             self._written[str(desc.digest)] = desc.size
             self.blob_bytes += desc.size
             return "copied"
+
+    @staticmethod
+    def _check(desc: Descriptor, got: str, where: str) -> None:
+        if got != desc.digest:
+            raise VerificationError(f"blob {desc.digest} is damaged in {where} (it hashes to {got}); "
+                                    "run 'ollama-oci verify'", expected=desc.digest)
+
+    def _check_all(self) -> None:
+        """Wait for the blobs hashed beside the compressor, and check them: nothing gets the
+        bundle's name unverified."""
+        while self._unchecked:
+            desc, job, where = self._unchecked.pop(0)
+            got = job.wait()
+            if got is None:
+                raise VerificationError(f"blob {desc.digest} changed or could not be read in {where} while "
+                                        "it was bundled; run the export again", expected=desc.digest)
+            self._check(desc, got[0], where)
 
     def tag(self, ref: Any, data: bytes, media_type: str) -> Digest:
         name = self._name(ref)
@@ -255,10 +307,16 @@ class BundleWriter:
             self._w(b"\0" * 1024)
             if self._out is not self._raw:
                 self._finish_compression()
+                # the compressor's buffers (~100 MB with its workers' on the Gemma) are freed on a
+                # thread while this one waits for the disk, not after it (~7 ms)
+                done = [self._cctx, self._out]
+                self._cctx, self._out = None, self._raw
+                threading.Thread(target=done.clear, name="ollama-oci-zstd-free", daemon=True).start()
             self._raw.flush()
             self._behind.close()
             os.fsync(self._raw.fileno())
             self._raw.close()
+            self._check_all()     # while the file was written out, the last hashes ran on
             os.replace(self._tmp, self.path)
             fsync_dir(self._dir)
             self._closed = True
@@ -288,6 +346,9 @@ class BundleWriter:
                 self.progress(ProgressEvent("compress", f"zstd -{self.level}", ingested - start, ingested - start))
 
     def abort(self) -> None:
+        for _desc, job, _where in self._unchecked:
+            job.cancel()
+        self._unchecked.clear()
         if not self._closed:
             self._closed = True
             try:
@@ -304,7 +365,11 @@ class BundleWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:    # a blob that failed its check, a model never copied: no file left
+                self.abort()
+                raise
         else:
             self.abort()
 
