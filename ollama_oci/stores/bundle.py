@@ -117,6 +117,8 @@ class BundleWriter:
     #: less) half that: the workers start sooner and the last job ends sooner, for the same work
     #: (Gemma's bundle 0.661 -> 0.636 s, a 1 GiB one 1.38 -> 1.30 s, medians; 0.01% larger)
     FAST_JOB_SIZE = 4 << 20
+    #: the compressor's output goes to the file in writes of this size
+    WRITE_SIZE = 1 << 20
 
     def __init__(self, path: str, *, level: int = 3, progress: Any = None):
         self.path = path
@@ -146,7 +148,10 @@ class BundleWriter:
             params = zstandard.ZstdCompressionParameters.from_level(level, threads=-1, job_size=job,
                                                                     write_checksum=1)
             self._cctx = zstandard.ZstdCompressor(compression_params=params)
-            self._out = self._cctx.stream_writer(_Behind(self._raw, self._behind), closefd=False)
+            # its output in 1 MiB writes, not zstd's 128 KiB: ~230 calls into Python for the Gemma's
+            # bundle instead of ~1,800 (0.62 -> 0.59 s, medians of 25 runs)
+            self._out = self._cctx.stream_writer(_Behind(self._raw, self._behind), closefd=False,
+                                                 write_size=self.WRITE_SIZE)
         self._add_bytes("oci-layout", LAYOUT_FILE)
         self._closed = False
 
