@@ -562,3 +562,18 @@ def test_an_export_refuses_a_damaged_store_blob_and_leaves_no_bundle(tmp_path, d
         with pytest.raises(VerificationError, match="is damaged" if damage == "flipped" else "ended after"):
             export_bundle(store, [parse_name("a")], str(out))
         assert os.listdir(tmp_path) == ["models"]
+
+
+def test_a_bundle_whose_last_step_fails_leaves_nothing(tmp_path):
+    """A model announced and never copied: commit refuses, and neither the bundle nor its temp file
+    stays behind (the writer cleans up after its own commit, not only after its caller's errors)."""
+    from ollama_oci.errors import StoreError
+    from ollama_oci.stores.bundle import BundleWriter
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[TINY]), "a", [store])
+    data, mt = store.fetch_manifest(parse_name("a"))
+    for out in ("x.tar", "x.tar.zst"):
+        with pytest.raises(StoreError, match="announced but never copied"):
+            with BundleWriter(str(tmp_path / out)) as w:
+                w.announce([(parse_name("a"), data, mt)])
+        assert sorted(os.listdir(tmp_path)) == ["models"]
