@@ -80,12 +80,13 @@ def export_blobs(argv: list[str]) -> list[str]:
             continue
         if a.startswith("--models-dir="):
             models_dir = a.partition("=")[2]
-        elif not (a in _EXPORT_FLAGS or a.startswith(("--output=", "--level=")) or (a.startswith("-o") and a != "-o")):
+        elif not (a in _EXPORT_FLAGS or a.startswith(("--output=", "--level=", "-o"))):
             if a.startswith("-"):
                 return []
             names.append(a)
         i += 1
-    root = models_dir or os.environ.get("OLLAMA_MODELS") or os.path.join(os.path.expanduser("~"), ".ollama", "models")
+    root = (models_dir or os.environ.get("OLLAMA_MODELS")
+            or os.path.join(os.path.expanduser("~"), ".ollama", "models"))   # as default_models_dir()
     out = []
     for name in names:
         parts = _manifest_parts(name)

@@ -154,8 +154,9 @@ def _run(job: HashJob, path: str, mapped: bool, background: bool) -> HashJob:
 
 def start(path: str, *, mapped: bool = False, background: bool = False) -> bool:
     """Start hashing the regular file at ``path`` on a daemon thread, for whoever takes the result
-    (:func:`take`, :func:`claim`); False if it is not one. ``mapped``: read it through a memory map (only for
-    files never truncated in place: store blobs); ``background``: at the lowest CPU priority."""
+    (:func:`take`, :func:`claim`); False if it is not one. ``mapped``: read it through a memory map
+    (only for files never truncated in place: store blobs); ``background``: at the lowest CPU
+    priority."""
     st = _regular(path)
     if st is None:
         return False
