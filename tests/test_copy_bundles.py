@@ -577,3 +577,35 @@ def test_a_bundle_whose_last_step_fails_leaves_nothing(tmp_path):
             with BundleWriter(str(tmp_path / out)) as w:
                 w.announce([(parse_name("a"), data, mt)])
         assert sorted(os.listdir(tmp_path)) == ["models"]
+
+
+def test_an_export_shows_a_hash_still_running_when_the_bundle_is_done(tmp_path, monkeypatch):
+    """The hash beside the compressor runs at the lowest priority; if it is still running when every
+    blob is in (a compressor at a high level can leave it little), the wait is shown as ``hash``
+    progress, then the bundle is checked and named as usual."""
+    import threading
+    import time
+
+    from gguf_factory import make_big_gguf
+
+    from ollama_oci import prehash
+    from ollama_oci.bundle import export_bundle
+    make_big_gguf(str(tmp_path / "big.gguf"), 2 << 20)
+    store = OllamaStore(str(tmp_path / "models"))
+    pack(Recipe(files=[str(tmp_path / "big.gguf")]), "big:1", [store])
+    def late(path, st):     # the real job, started only once the blob has gone into the bundle
+        job = prehash.HashJob(prehash._key(st))
+
+        def run():
+            time.sleep(0.3)
+            job.run(path, True, True)
+        threading.Thread(target=run, daemon=True).start()
+        return job
+    monkeypatch.setattr(prehash, "beside", late)
+    events = []
+    export_bundle(store, [parse_name("big:1")], str(tmp_path / "x.tar.zst"), progress=events.append)
+    hashed = [e for e in events if e.phase == "hash"]
+    assert hashed and hashed[-1].done == hashed[-1].total == os.path.getsize(store.find_blob(
+        next(d for d in store.get_manifest(parse_name("big:1"))[0].layers if d.kind == "model").digest))
+    run_cli("import", tmp_path / "x.tar.zst", "--models-dir", tmp_path / "back", check=0)
+    assert OllamaStore(str(tmp_path / "back")).verify()[1] == []

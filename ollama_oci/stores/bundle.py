@@ -266,12 +266,25 @@ class BundleWriter:
             raise VerificationError(f"blob {desc.digest} is damaged in {where} (it hashes to {got}); "
                                     "run 'ollama-oci verify'", expected=desc.digest)
 
+    def _hashing(self, desc: Descriptor):
+        """A job's progress as ``hash`` events, for a hash still running when the bundle is done (it
+        ran at the lowest priority: a compressor at a high level can leave it little until then)."""
+        from ..progress import ProgressEvent
+        done = 0
+
+        def tell(n: int) -> None:
+            nonlocal done
+            done += n
+            self.progress(ProgressEvent("hash", f"check {desc.digest.hex[:12]}", done, desc.size))
+        return tell
+
     def _check_all(self) -> None:
         """Wait for the blobs hashed beside the compressor, and check them: nothing gets the
         bundle's name unverified."""
         while self._unchecked:
             desc, job, where = self._unchecked.pop(0)
-            got = job.wait()
+            running = self.progress is not None and not job.finished.is_set()
+            got = job.wait(self._hashing(desc) if running else None)
             if got is None:
                 raise VerificationError(f"blob {desc.digest} changed or could not be read in {where} while "
                                         "it was bundled; run the export again", expected=desc.digest)
