@@ -332,6 +332,8 @@ class HashedReader:
 
     #: (mapped) a file smaller than this is hashed as it is handed over (a thread would cost more)
     BESIDE_MIN = 1 << 20
+    #: (mapped) how far the caller may get ahead of the job that hashes the file
+    LAG_MAX = 256 << 20
 
     #: (mapped) the pages of this many bytes the caller is done with leave the mapping at once:
     #: one ``madvise`` per block cost ~40 ms on the Gemma's 253 MB (each one interrupts the other core
@@ -349,6 +351,8 @@ class HashedReader:
                 n = min(self._block, end - pos)
                 if self.job is None:      # a small file, or one of another size (which ends as short)
                     self._h.update(view[pos:pos + n])
+                else:
+                    self._keep_near(pos)
                 yield view[pos:pos + n]
                 pos += n
                 # the caller is done with this block (written, or copied into the compressor): its
@@ -359,6 +363,15 @@ class HashedReader:
                     dropped = pos
         self.short = pos < self._left
         self._handed = True
+
+    def _keep_near(self, pos: int) -> None:
+        """Wait while the job is more than ``LAG_MAX`` behind: the pages it has yet to hash are then
+        still in the page cache when it gets there, so the file is read from disk once, whatever
+        its size and the memory there is (the job runs at the lowest priority, and a compressor
+        that keeps every core busy can leave it behind; on the Gemma and at 1 GiB it never is)."""
+        job = self.job
+        while pos - job.done > self.LAG_MAX and not job.finished.is_set():
+            job.finished.wait(0.002)
 
     def detach(self) -> Optional[prehash.HashJob]:
         """(mapped) The job hashing the file, now the caller's to wait for (None when there is none:

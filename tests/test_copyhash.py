@@ -312,3 +312,38 @@ def test_a_background_job_lowers_the_priority_of_its_own_thread_only():
     t.start()
     t.join()
     assert seen == [19] and os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_a_mapped_read_does_not_run_far_ahead_of_its_hash(tmp_path, monkeypatch):
+    """The caller is held while the job hashing the file is more than LAG_MAX behind, so the pages the
+    job has yet to read are still in the page cache when it gets there (the file is read once)."""
+    import threading
+    import time
+
+    from ollama_oci import prehash
+    from ollama_oci.copyhash import HashedReader
+    monkeypatch.setattr(HashedReader, "LAG_MAX", 1 << 20)
+    data = os.urandom(4 << 20)
+    (tmp_path / "blob").write_bytes(data)
+
+    def slow(path, st):        # a job that hashes in 256 KiB steps, with pauses
+        job = prehash.HashJob(prehash._key(st))
+
+        def run():
+            h = hashlib.sha256()
+            while job.done < len(data):
+                time.sleep(0.01)
+                h.update(data[job.done:job.done + (256 << 10)])
+                job.done = min(job.done + (256 << 10), len(data))
+            job.digest = "sha256:" + h.hexdigest()
+            job.finished.set()
+        threading.Thread(target=run, daemon=True).start()
+        return job
+    monkeypatch.setattr(prehash, "beside", slow)
+    gaps = []
+    with HashedReader.mapped(str(tmp_path / "blob"), len(data), block=128 << 10) as r:
+        pos = 0
+        for b in r:
+            gaps.append(pos - r.job.done)
+            pos += len(b)
+    assert max(gaps) <= 1 << 20 and r.hexdigest() == _sha(data)
