@@ -43,8 +43,6 @@ def gguf_args(argv: list[str]) -> list[str]:
 _EXPORT_VALUED = {"-o", "--output", "--level"}
 _EXPORT_FLAGS = {"-q", "--quiet", "--json"}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
-#: blobs smaller than this are hashed as they are written (a thread each would cost more)
-_AHEAD_MIN = 1 << 20
 
 
 def _manifest_parts(name: str) -> list[str] | None:
@@ -85,6 +83,7 @@ def export_blobs(argv: list[str]) -> list[str]:
                 return []
             names.append(a)
         i += 1
+    from .prehash import MIN_SIZE
     root = (models_dir or os.environ.get("OLLAMA_MODELS")
             or os.path.join(os.path.expanduser("~"), ".ollama", "models"))   # as default_models_dir()
     out = []
@@ -110,7 +109,7 @@ def export_blobs(argv: list[str]) -> list[str]:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_size >= _AHEAD_MIN and path not in out:
+            if stat.S_ISREG(st.st_mode) and st.st_size >= MIN_SIZE and path not in out:
                 out.append(path)
     return out
 

@@ -262,11 +262,10 @@ class HashedReader:
     background job of its own (:func:`ollama_oci.prehash.beside`, or the one the console script
     started on it), which uses the cores the caller leaves idle: :attr:`job`, whose result
     :meth:`hexdigest` waits for, or which the caller takes with :meth:`detach` to check later (a
-    bundle checks them all before it gets its name). The pages of blocks the caller is done with are
-    dropped from this process's mapping every ``DROP_EVERY`` bytes (``MADV_DONTNEED``; they stay in
-    the page cache, and a view still held reads them back from there), so the resident size stays
-    bounded, as with reads (without it a 1 GiB export showed 1.1 GiB peak RSS). Store blobs are
-    written once and renamed into place, never truncated in place, which a mapped read relies on.
+    bundle checks them all before it gets its name). The pages of blocks the caller is done with
+    leave this process's mapping as it goes (:func:`ollama_oci.prehash.mapped_views`), so the
+    resident size stays bounded, as with reads. Store blobs are written once and renamed into place,
+    never truncated in place, which a mapped read relies on.
     """
 
     def __init__(self, f, size: int, *, block: int = 1 << 20, depth: int = 4):
@@ -299,13 +298,12 @@ class HashedReader:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else None
         r = cls(None, size, block=block, depth=depth)
         r._have = st.st_size
-        r._dontneed = mmap.MADV_DONTNEED
         if m is not None:
             m.madvise(mmap.MADV_SEQUENTIAL)
             r._map = m
             if st.st_size == size:
                 r.job = prehash.claim(st) if prehash.pending() else None
-                if r.job is None and size >= cls.BESIDE_MIN:
+                if r.job is None and size >= prehash.MIN_SIZE:
                     r.job = prehash.beside(path, st)
         return r
 
@@ -330,37 +328,24 @@ class HashedReader:
             self._thread.start()
         return self
 
-    #: (mapped) a file smaller than this is hashed as it is handed over (a thread would cost more)
-    BESIDE_MIN = 1 << 20
     #: (mapped) how far the caller may get ahead of the job that hashes the file
     LAG_MAX = 256 << 20
-
-    #: (mapped) the pages of this many bytes the caller is done with leave the mapping at once:
-    #: one ``madvise`` per block cost ~40 ms on the Gemma's 253 MB (each one interrupts the other core
-    #: to flush its TLB while zstd's workers run there); one per 32 MiB costs nothing measurable
-    DROP_EVERY = 32 << 20
 
     def __iter__(self):
         if self._f is not None:
             yield from _received(self._q)
             return
         end = min(self._left, self._have)
-        pos = dropped = 0     # where the blocks the caller is done with end; what left the map
-        with memoryview(self._map) if self._map is not None else memoryview(b"") as view:
-            while pos < end:
-                n = min(self._block, end - pos)
-                if self.job is None:      # a small file, or one of another size (which ends as short)
-                    self._h.update(view[pos:pos + n])
-                else:
-                    self._keep_near(pos)
-                yield view[pos:pos + n]
-                pos += n
-                # the caller is done with this block (written, or copied into the compressor): its
-                # pages leave this process's mapping (they stay in the page cache), so the resident
-                # size stays bounded whatever the blob's size, as with reads into buffers
-                if pos - dropped >= self.DROP_EVERY:
-                    self._map.madvise(self._dontneed, dropped, pos - dropped)
-                    dropped = pos
+        pos = 0
+        # the pages of blocks the caller is done with (written, or copied into the compressor) leave
+        # this process's mapping as it goes (prehash.mapped_views): memory stays flat
+        for b in prehash.mapped_views(self._map, end, self._block) if self._map is not None else ():
+            if self.job is None:      # a small file, or one of another size (which ends as short)
+                self._h.update(b)
+            else:
+                self._keep_near(pos)
+            yield b
+            pos += len(b)
         self.short = pos < self._left
         self._handed = True
 

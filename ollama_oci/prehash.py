@@ -40,8 +40,12 @@ if TYPE_CHECKING:    # not loaded at run time: this module starts work before ty
 #: switch interval for it between reads; larger reads wait less often (measured with the console
 #: script on the Gemma: 1.42x of a hashing process with 1 MiB, 1.27x with 8 MiB, 1.43x without)
 CHUNK = 8 << 20
-#: (mapped) the pages of this many bytes hashed leave the mapping at once
+#: (mapped) the pages of this many bytes, once used, leave the mapping at once: one ``madvise`` per
+#: 1 MiB block cost ~40 ms on the Gemma's 253 MB (each one interrupts the other core to flush its TLB
+#: while zstd's workers run there); one per 32 MiB costs nothing measurable
 DROP_EVERY = 32 << 20
+#: a store blob smaller than this is hashed where it is read (a thread of its own would cost more)
+MIN_SIZE = 1 << 20
 
 _lock = threading.Lock()
 _jobs: dict[tuple, "HashJob"] = {}
@@ -100,23 +104,19 @@ class HashJob:
 
     def _hash_mapped(self, f, h) -> None:
         """Hash through a read-only map: no copy of the page cache (a store blob is never truncated in
-        place, which a map relies on; a user's GGUF is read instead). The pages hashed leave this
-        process's mapping every DROP_EVERY bytes (they stay in the page cache): RSS stays flat."""
-        size = self.key[2]
-        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        place, which a map relies on; a user's GGUF is read instead)."""
+        m = mmap.mmap(f.fileno(), self.key[2], access=mmap.ACCESS_READ)
+        views = mapped_views(m, self.key[2], CHUNK)
         try:
             m.madvise(mmap.MADV_SEQUENTIAL)
-            with memoryview(m) as view:
-                dropped = 0
-                while self.done < size and not self.cancelled:
-                    n = min(CHUNK, size - self.done)
-                    with view[self.done:self.done + n] as part:
-                        h.update(part)
-                    self.done += n
-                    if self.done - dropped >= DROP_EVERY:
-                        m.madvise(mmap.MADV_DONTNEED, dropped, self.done - dropped)
-                        dropped = self.done
+            for part in views:
+                with part:        # released before the map is closed
+                    if self.cancelled:
+                        break
+                    h.update(part)
+                    self.done += len(part)
         finally:
+            views.close()
             m.close()
 
     def cancel(self) -> None:
@@ -136,6 +136,23 @@ class HashJob:
         if progress is not None and self.done > told:
             progress(self.done - told)
         return self.digest, self.done
+
+
+def mapped_views(m: mmap.mmap, end: int, block: int):
+    """Views of ``m[:end]``, ``block`` bytes each, in order. The pages of the views the caller is done
+    with (it asked for the next one) leave this process's mapping every ``DROP_EVERY`` bytes
+    (``MADV_DONTNEED``; they stay in the page cache, and a view still held reads them back from
+    there): the resident size stays bounded whatever the file's size (without it a 1 GiB export
+    showed 1.1 GiB peak RSS)."""
+    pos = dropped = 0
+    with memoryview(m) as view:
+        while pos < end:
+            n = min(block, end - pos)
+            yield view[pos:pos + n]
+            pos += n
+            if pos - dropped >= DROP_EVERY:
+                m.madvise(mmap.MADV_DONTNEED, dropped, pos - dropped)
+                dropped = pos
 
 
 def _regular(path: str) -> Optional[os.stat_result]:

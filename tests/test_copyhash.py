@@ -210,7 +210,8 @@ def test_a_mapped_read_of_a_big_blob_is_hashed_by_a_job_beside_it(tmp_path):
     """From 1 MiB on, the blocks are handed over without hashing them, and a background job hashes
     the file: the caller waits for it (hexdigest), or takes it to check later (detach)."""
     from ollama_oci.copyhash import HashedReader
-    data = os.urandom(HashedReader.BESIDE_MIN + 4097)
+    from ollama_oci import prehash
+    data = os.urandom(prehash.MIN_SIZE + 4097)
     (tmp_path / "blob").write_bytes(data)
     with HashedReader.mapped(str(tmp_path / "blob"), len(data), block=1 << 16) as r:
         assert r.job is not None
